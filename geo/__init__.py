@@ -1,0 +1,31 @@
+"""GridSight's pure spatial engine: numpy/shapely in, numpy/shapely/pandas out.
+
+No database, Dash or file I/O here. Geometries are WGS-84 (EPSG:4326) unless a function
+says otherwise; distances and areas are computed in a local metric CRS.
+"""
+
+from geo.crs import (
+    bd09_to_gcj02,
+    bd09_to_wgs84,
+    from_wgs84,
+    gcj02_to_bd09,
+    gcj02_to_wgs84,
+    local_metric_crs,
+    to_wgs84,
+    transform_geometries,
+    wgs84_to_bd09,
+    wgs84_to_gcj02,
+)
+
+__all__ = [
+    "bd09_to_gcj02",
+    "bd09_to_wgs84",
+    "from_wgs84",
+    "gcj02_to_bd09",
+    "gcj02_to_wgs84",
+    "local_metric_crs",
+    "to_wgs84",
+    "transform_geometries",
+    "wgs84_to_bd09",
+    "wgs84_to_gcj02",
+]
