@@ -1,0 +1,66 @@
+"""GridSight data CLI: ``python -m layers COMMAND ...``.
+
+Commands: migrate, seed, import, export, users, tokens, audit. Each command lives in its own
+module and registers itself through ``add_parser``; this file only dispatches. Exit codes:
+0 success, 1 the input was (partly) rejected, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from layers.db import DEFAULT_DB_URL
+
+# command name -> module providing add_parser(subparsers) and run(args) -> int
+COMMANDS = {
+    "migrate": "layers.cli_migrate",
+    "seed": "layers.seed",
+    "import": "layers.io",
+    "export": "layers.io",
+    "users": "layers.cli_users",
+    "tokens": "layers.cli_users",
+    "audit": "layers.cli_audit",
+}
+
+
+def default_db_url() -> str:
+    """Return the database URL from GRIDSIGHT_DB_URL, else the embedded SQLite default."""
+    return os.environ.get("GRIDSIGHT_DB_URL", DEFAULT_DB_URL)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m layers", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    seen: set[str] = set()
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        if module_name in seen:
+            continue
+        seen.add(module_name)
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if getattr(args, "db", None) is None and hasattr(args, "db"):
+        args.db = default_db_url()
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

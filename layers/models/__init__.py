@@ -1,0 +1,54 @@
+"""SQLAlchemy models of every GridSight layer (one module per family, one metadata)."""
+
+from layers.models.base import Base, PolygonMixin, geometry_columns, utcnow
+from layers.models.geo_layers import (
+    ADMIN_LEVELS,
+    CAMERA_STATUSES,
+    CENTER_LEVELS,
+    AdminArea,
+    Camera,
+    Center,
+    Grid,
+    Responder,
+)
+from layers.models.incidents import (
+    INCIDENT_STATUSES,
+    SOURCES,
+    Category,
+    Incident,
+    IncidentEvent,
+)
+from layers.models.security import (
+    ROLES,
+    ApiToken,
+    AuditEntry,
+    RedactionRule,
+    UnmaskGrant,
+    User,
+)
+
+__all__ = [
+    "ADMIN_LEVELS",
+    "CAMERA_STATUSES",
+    "CENTER_LEVELS",
+    "INCIDENT_STATUSES",
+    "ROLES",
+    "SOURCES",
+    "AdminArea",
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "Camera",
+    "Category",
+    "Center",
+    "Grid",
+    "Incident",
+    "IncidentEvent",
+    "PolygonMixin",
+    "RedactionRule",
+    "Responder",
+    "UnmaskGrant",
+    "User",
+    "geometry_columns",
+    "utcnow",
+]

@@ -1,0 +1,108 @@
+"""The map's feature layers: administrative areas, grids, centers, cameras, responders."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from layers.models.base import Base, PolygonMixin, UTCDateTime
+
+ADMIN_LEVELS = ("city", "district", "street", "community")
+CENTER_LEVELS = ("city", "county", "township", "village")
+CAMERA_STATUSES = ("online", "offline", "stale", "unknown")
+
+
+class AdminArea(PolygonMixin, Base):
+    """City, district/county, street/township or community/village, with its official code.
+
+    ``code`` is the GB/T 2260 6-digit code for city and district, 9 digits (county + township)
+    for streets and the 12-digit statistical code for communities.
+    """
+
+    __tablename__ = "admin_areas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    level: Mapped[str] = mapped_column(String(16), index=True)
+    code: Mapped[str] = mapped_column(String(12), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("admin_areas.id"), index=True)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+
+    parent: Mapped[AdminArea | None] = relationship(remote_side=[id])
+
+
+class Grid(PolygonMixin, Base):
+    """A responsibility grid (网格): 14-digit unit-grid code, polygon, parent community."""
+
+    __tablename__ = "grids"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(15), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    community_id: Mapped[int] = mapped_column(ForeignKey("admin_areas.id"), index=True)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+
+    community: Mapped[AdminArea] = relationship()
+
+
+class Center(Base):
+    """A comprehensive governance center (综治中心) at one of four levels."""
+
+    __tablename__ = "centers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    level: Mapped[str] = mapped_column(String(16), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("admin_areas.id"), index=True)
+    lon: Mapped[float] = mapped_column(Float, index=True)
+    lat: Mapped[float] = mapped_column(Float, index=True)
+    services: Mapped[str] = mapped_column(Text, default="")
+    hours: Mapped[str] = mapped_column(String(64), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+
+    area: Mapped[AdminArea | None] = relationship()
+
+
+class Camera(Base):
+    """A public-video camera (雪亮工程 channel) identified by its 20-digit GB/T 28181 ID.
+
+    ``stream_url`` may hold credentials: never display or log it raw; use
+    ``streams.sources.redact_url`` (or ``layers.codes.strip_url_credentials``).
+    """
+
+    __tablename__ = "cameras"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gb_id: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    cls: Mapped[int] = mapped_column(Integer, index=True)  # 1 一类, 2 二类, 3 三类
+    ptz_type: Mapped[int] = mapped_column(Integer, default=3)
+    use_type: Mapped[int] = mapped_column(Integer, default=1)
+    lon: Mapped[float] = mapped_column(Float, index=True)
+    lat: Mapped[float] = mapped_column(Float, index=True)
+    azimuth: Mapped[float] = mapped_column(Float, default=0.0)
+    fov: Mapped[float] = mapped_column(Float, default=60.0)
+    range_m: Mapped[float] = mapped_column(Float, default=50.0)
+    stream_url: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str] = mapped_column(String(128), default="")
+    status: Mapped[str] = mapped_column(String(16), default="unknown", index=True)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
+
+
+class Responder(Base):
+    """A grid worker (网格员) or center staff member who can be dispatched."""
+
+    __tablename__ = "responders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # grid_worker | center_staff
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
+    center_id: Mapped[int | None] = mapped_column(ForeignKey("centers.id"), index=True)
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
