@@ -36,13 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m layers", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    seen: set[str] = set()
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        if module_name in seen:
-            continue
-        seen.add(module_name)
-        module.add_parser(sub)
+    for module_name in dict.fromkeys(COMMANDS.values()):  # each module once, in order
+        importlib.import_module(module_name).add_parser(sub)
     return parser
 
 

@@ -1,0 +1,190 @@
+"""The app factory: ``create_app(settings)`` builds the Dash app, its shell and its routes.
+
+Thin by design: pages live in ``dashboard/pages`` (one module each, registered with
+``dash.register_page``), HTTP routes in ``dashboard/routes`` (each module exposes
+``register(server, ctx)``), data access in ``layers``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import secrets
+from pathlib import Path
+
+import dash
+from dash import Dash, Input, Output, State, dcc, html
+
+from dashboard.context import AppContext
+from dashboard.i18n import t
+from dashboard.settings import Settings
+from layers.db import Database
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+
+# HTTP route modules, each with register(server, ctx). Order matters only for auth hooks,
+# which must come first so every later route is behind them.
+ROUTE_MODULES = [
+    "dashboard.auth",
+    "dashboard.routes.health",
+    "dashboard.routes.layers_geojson",
+    "dashboard.routes.video",
+    "dashboard.routes.api",
+    "dashboard.routes.open311",
+    "dashboard.routes.ogc",
+    "dashboard.routes.tiles",
+]
+
+NAV_PAGES = [("nav.operator", "/"), ("nav.dispatch", "/dispatch"), ("nav.privacy", "/privacy"),
+             ("nav.audit", "/audit"), ("nav.admin", "/admin")]  # fmt: skip
+
+
+def _secret_key(settings: Settings) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.data_dir) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def shell_layout() -> html.Div:
+    """Return the app shell: header with navigation and language switch, page container."""
+    return html.Div(
+        className="gs-shell",
+        children=[
+            dcc.Store(id="app-lang", storage_type="local", data=None),
+            dcc.Location(id="app-url"),
+            html.Header(
+                className="gs-header",
+                children=[
+                    html.Div(
+                        [
+                            html.Span(id="app-title", className="gs-title"),
+                            html.Span(id="app-subtitle", className="gs-subtitle"),
+                        ],
+                        className="gs-brand",
+                    ),
+                    html.Nav(id="app-nav", className="gs-nav"),
+                    html.Div(id="app-user", className="gs-user"),
+                    html.Button(id="app-lang-toggle", className="gs-lang", n_clicks=0),
+                ],
+            ),
+            html.Main(dash.page_container, className="gs-main"),
+        ],
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    start_background: bool = True,
+) -> Dash:
+    """Return a configured Dash app for ``settings``.
+
+    Migrates the database, seeds the demo city on first start (``seed_on_start``), registers
+    every HTTP route module and, with ``start_background``, starts the incident simulator.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = db or Database(settings.db_url)
+    db.migrate()
+    ctx = AppContext(settings=settings, db=db)
+
+    if settings.seed_on_start:
+        _seed_if_empty(ctx)
+
+    app = Dash(
+        __name__,
+        use_pages=True,
+        pages_folder=str(HERE / "pages"),
+        assets_folder=str(HERE / "assets"),
+        serve_locally=True,
+        suppress_callback_exceptions=True,
+        title="GridSight",
+        update_title=None,
+    )
+    server = app.server
+    server.config["GRIDSIGHT"] = ctx
+    server.secret_key = _secret_key(settings)
+    server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.layout = shell_layout
+
+    for module_name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            log.debug("route module %s not present yet", module_name)
+            continue
+        module.register(server, ctx)
+
+    if start_background and settings.simulator:
+        _start_simulator(ctx)
+    return app
+
+
+def _seed_if_empty(ctx: AppContext) -> None:
+    from sqlalchemy import func, select
+
+    from layers.models import Grid
+
+    with ctx.db.session() as s:
+        n = s.execute(select(func.count()).select_from(Grid)).scalar_one()
+    if n:
+        return
+    try:
+        from layers.seed import seed_city
+    except ImportError:
+        log.warning("layers.seed is not available; starting with an empty city")
+        return
+    log.info(
+        "empty database: seeding the %s city (seed %s)", ctx.settings.seed_scale, ctx.settings.seed
+    )
+    counts = seed_city(
+        ctx.db, scale=ctx.settings.seed_scale, seed=ctx.settings.seed, progress=False
+    )
+    log.info("seeded: %s", counts)
+
+
+def _start_simulator(ctx: AppContext) -> None:
+    try:
+        from layers.simulator import IncidentSimulator
+    except ImportError:
+        log.warning("layers.simulator is not available; no live feed")
+        return
+    sim = IncidentSimulator(ctx.db, interval_s=ctx.settings.simulator_interval_s)
+    sim.start()
+    ctx.services["simulator"] = sim
+
+
+@dash.callback(
+    Output("app-lang", "data"),
+    Input("app-lang-toggle", "n_clicks"),
+    State("app-lang", "data"),
+    prevent_initial_call=True,
+)
+def toggle_language(_n: int, lang: str | None) -> str:
+    """Return the other language (zh <-> en)."""
+    return "en" if (lang or "zh") == "zh" else "zh"
+
+
+@dash.callback(
+    Output("app-title", "children"),
+    Output("app-subtitle", "children"),
+    Output("app-nav", "children"),
+    Output("app-lang-toggle", "children"),
+    Input("app-lang", "data"),
+)
+def render_shell(lang: str | None):
+    """Return the shell's labels in the chosen language."""
+    lang = lang or "zh"
+    nav = [dcc.Link(t(key, lang), href=href, className="gs-nav-link") for key, href in NAV_PAGES]
+    return t("app.title", lang), t("app.subtitle", lang), nav, t("lang.switch", lang)

@@ -1,0 +1,47 @@
+"""``/healthz``: liveness + database status + layer counts, as JSON (no login needed)."""
+
+from __future__ import annotations
+
+import flask
+from sqlalchemy import func, select
+
+from dashboard.context import AppContext
+from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
+
+
+def health_report(ctx: AppContext) -> tuple[dict, int]:
+    """Return the health document and the HTTP status (200 ok, 503 database down)."""
+    doc: dict = {"status": "ok", "db": {"backend": ctx.db.dialect}}
+    try:
+        with ctx.db.session() as s:
+            counts = {
+                "districts": s.scalar(
+                    select(func.count()).select_from(AdminArea).where(AdminArea.level == "district")
+                ),
+                "grids": s.scalar(select(func.count()).select_from(Grid)),
+                "centers": s.scalar(select(func.count()).select_from(Center)),
+                "cameras": s.scalar(select(func.count()).select_from(Camera)),
+                "responders": s.scalar(select(func.count()).select_from(Responder)),
+                "incidents": s.scalar(select(func.count()).select_from(Incident)),
+            }
+        doc["db"].update(status="ok", schema=ctx.db.current_revision())
+        doc["counts"] = counts
+        status = 200
+    except Exception as exc:  # noqa: BLE001 - any database failure means "down"
+        doc["status"] = "degraded"
+        doc["db"].update(status="down", error=type(exc).__name__)
+        status = 503
+    sim = ctx.services.get("simulator")
+    doc["simulator"] = "running" if sim is not None and getattr(sim, "running", True) else "off"
+    return doc, status
+
+
+def register(server: flask.Flask, ctx: AppContext) -> None:
+    """Add ``/healthz`` to ``server``."""
+
+    @server.get("/healthz")
+    def healthz():
+        doc, status = health_report(ctx)
+        return flask.jsonify(doc), status
+
+    server.config.setdefault("GRIDSIGHT_PUBLIC_PATHS", set()).add("/healthz")

@@ -1,0 +1,82 @@
+"""GridSight settings: one validated object, read from ``GRIDSIGHT_*`` environment variables.
+
+Every setting has a one-line description; ``tests/dashboard/test_settings.py`` checks that
+each one is documented in README.md. Callbacks never read the environment: the app factory
+receives a ``Settings`` and hands it on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Return-value type of ``load_settings``: the whole configuration of one deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDSIGHT_", extra="forbid")
+
+    db_url: str = Field(
+        "sqlite:///data/gridsight.sqlite",
+        description="SQLAlchemy database URL (embedded default: a SQLite file under data/).",
+    )
+    host: str = Field("127.0.0.1", description="Address the web server listens on.")
+    port: int = Field(8050, ge=1, le=65535, description="Port the web server listens on.")
+    data_dir: Path = Field(
+        Path("data"), description="Folder for the SQLite file, the session secret and snapshots."
+    )
+    seed_on_start: bool = Field(
+        True, description="Seed the demo city on first start when the database has no grids."
+    )
+    seed_scale: Literal["tiny", "demo", "city"] = Field(
+        "demo", description="Size of the demo city seeded on first start."
+    )
+    seed: int = Field(42, description="Random seed of the demo city (same seed, same city).")
+    simulator: bool = Field(
+        True, description="Run the live incident simulator (adds incidents every few seconds)."
+    )
+    simulator_interval_s: float = Field(
+        4.0, gt=0, description="Seconds between two simulated incidents."
+    )
+    language: Literal["zh", "en"] = Field("zh", description="Default UI language.")
+    secret_key: str | None = Field(
+        None,
+        description="Session-signing secret; generated once into data_dir/secret_key if unset.",
+    )
+    session_minutes: int = Field(
+        480, ge=5, description="Minutes of inactivity after which a login session expires."
+    )
+    basemap_url: str | None = Field(
+        None,
+        description="XYZ tile URL template of an intranet base map ({z}/{x}/{y}); none by default.",
+    )
+    basemap_crs: Literal["wgs84", "gcj02"] = Field(
+        "wgs84", description="Datum of the base map tiles; gcj02 shifts our WGS-84 data to match."
+    )
+    mbtiles_path: Path | None = Field(
+        None, description="A local MBTiles file served by the app as the offline base map."
+    )
+    sample_video: Path | None = Field(
+        None, description="Video file the demo cameras loop (file:// sources) when set."
+    )
+    threads: int = Field(
+        32, ge=4, description="Web server worker threads (each live MJPEG viewer holds one)."
+    )
+
+    @field_validator("db_url")
+    @classmethod
+    def _db_url_has_scheme(cls, v: str) -> str:
+        if "://" not in v:
+            raise ValueError(
+                "GRIDSIGHT_DB_URL must be a URL such as sqlite:///data/gridsight.sqlite "
+                "or postgresql+psycopg://user@host/db"
+            )
+        return v
+
+
+def load_settings(**overrides) -> Settings:
+    """Return settings from the environment, with keyword overrides taking precedence."""
+    return Settings(**overrides)

@@ -1,0 +1,62 @@
+"""The app factory builds a working app on a fresh SQLite file; /healthz reports the layers."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard.app import create_app
+from dashboard.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
+                    seed_on_start=False, simulator=False)
+
+
+def test_healthz_on_empty_database(settings):
+    app = create_app(settings, start_background=False)
+    client = app.server.test_client()
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    doc = r.get_json()
+    assert doc["status"] == "ok" and doc["db"]["status"] == "ok"
+    assert doc["db"]["schema"] is not None
+    assert doc["counts"]["grids"] == 0
+
+
+def test_healthz_reports_database_down(settings):
+    app = create_app(settings, start_background=False)
+    app.server.config["GRIDSIGHT"].db.engine.dispose()
+    # point the context at a database that cannot be opened
+    from layers.db import Database
+
+    # a directory is no database file: every connection attempt fails
+    app.server.config["GRIDSIGHT"].db = Database(f"sqlite:///{settings.data_dir}")
+    r = app.server.test_client().get("/healthz")
+    assert r.status_code == 503 and r.get_json()["db"]["status"] == "down"
+
+
+def test_settings_reject_bad_values(monkeypatch):
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("GRIDSIGHT_PORT", "99999")
+    with pytest.raises(ValidationError, match="port"):
+        Settings()
+    monkeypatch.setenv("GRIDSIGHT_PORT", "8050")
+    monkeypatch.setenv("GRIDSIGHT_DB_URL", "gridsight.sqlite")
+    with pytest.raises(ValidationError, match="must be a URL"):
+        Settings()
+
+
+def test_secret_key_generated_once(settings):
+    a = create_app(settings, start_background=False).server.secret_key
+    b = create_app(settings, start_background=False).server.secret_key
+    assert a == b and len(a) == 64
+    assert (settings.data_dir / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_unknown_layer_geojson_is_404(settings):
+    app = create_app(settings, start_background=False)
+    r = app.server.test_client().get("/layers/nope.geojson")
+    assert r.status_code == 404 and "unknown layer" in r.get_json()["error"]
