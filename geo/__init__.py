@@ -4,6 +4,7 @@ No database, Dash or file I/O here. Geometries are WGS-84 (EPSG:4326) unless a f
 says otherwise; distances and areas are computed in a local metric CRS.
 """
 
+from geo.assign import GridIndex, assign_points
 from geo.crs import (
     bd09_to_gcj02,
     bd09_to_wgs84,
@@ -18,6 +19,8 @@ from geo.crs import (
 )
 
 __all__ = [
+    "GridIndex",
+    "assign_points",
     "bd09_to_gcj02",
     "bd09_to_wgs84",
     "from_wgs84",
