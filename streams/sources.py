@@ -1,0 +1,404 @@
+"""Frame sources (RTSP, HTTP MJPEG, looping video file, still image) and URL scrubbing.
+
+Every source yields decoded BGR frames through ``read()``; a connection failure raises
+``SourceError`` (the hub reconnects with backoff), a single undecodable frame raises
+``FrameDecodeError`` (counted, skipped). Credentials in a URL never reach a log line, an
+exception message or the UI: use ``redact_url`` / ``scrub_text``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Literal, Protocol
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from streams.registry import Registry, StrictModel
+
+log = logging.getLogger(__name__)
+
+_SECRET_QUERY_KEYS = {
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "token",
+    "access_token",
+    "key",
+    "secret",
+    "auth",
+    "sig",
+}
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]*@")
+_QUERY_SECRET_RE = re.compile(
+    r"(?i)([?&](?:" + "|".join(sorted(_SECRET_QUERY_KEYS)) + r")=)[^&#\s]*"
+)
+VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".m4v", ".ts", ".webm", ".flv", ".mpg", ".mpeg"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def redact_url(url: str | None) -> str:
+    """Return ``url`` safe to log or display: user:password and secret query values -> ``***``."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if not parts.scheme or not parts.netloc:
+        return scrub_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        host = netloc.rsplit("@", 1)[1]
+        netloc = f"***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def scrub_text(text: str) -> str:
+    """Return ``text`` with credentials of every URL inside it replaced by ``***``."""
+    return _QUERY_SECRET_RE.sub(r"\1***", _USERINFO_RE.sub(r"\1***@", text))
+
+
+class SourceError(RuntimeError):
+    """The source cannot deliver frames (unreachable, closed, timed out); message is scrubbed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(scrub_text(message))
+
+
+class FrameDecodeError(SourceError):
+    """One frame could not be decoded; the connection may still be good."""
+
+
+class FrameSource(Protocol):
+    """What the hub needs from a source."""
+
+    display_url: str
+    #: Seconds between frames the source is expected to deliver (for staleness).
+    expected_interval: float
+
+    def open(self) -> None: ...
+
+    def read(self) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+# -- configs -------------------------------------------------------------------------------
+
+
+class RtspSourceConfig(StrictModel):
+    """An RTSP camera or NVR channel read through OpenCV's FFmpeg backend."""
+
+    type: Literal["rtsp"] = "rtsp"
+    url: str = Field(pattern=r"(?i)^rtsps?://")
+    transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(5.0, gt=0, le=60)
+    read_timeout_s: float = Field(4.0, gt=0, le=60)
+
+
+class MjpegSourceConfig(StrictModel):
+    """An HTTP multipart MJPEG stream (many IP cameras, encoders, our own ``/video/*.mjpg``)."""
+
+    type: Literal["mjpeg"] = "mjpeg"
+    url: str = Field(pattern=r"(?i)^https?://")
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+
+class FileSourceConfig(StrictModel):
+    """A local video file, looped, paced to its own frame rate (demo walls, tests)."""
+
+    type: Literal["file"] = "file"
+    path: str
+    loop: bool = True
+    realtime: bool = True
+    #: Used when the container reports no frame rate.
+    fallback_fps: float = Field(10.0, gt=0, le=240)
+
+
+class StillSourceConfig(StrictModel):
+    """A still image from a URL (snapshot-only cameras) or a file, refetched periodically."""
+
+    type: Literal["still"] = "still"
+    url: str
+    refresh_s: float = Field(1.0, gt=0, le=3600)
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+
+SOURCES: Registry[FrameSource] = Registry("source")
+
+
+def source_config_for(url: str) -> StrictModel:
+    """Return the source config a camera's ``stream_url`` implies (rtsp, mjpeg, file, still)."""
+    if not url:
+        raise SourceError("camera has no stream_url")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    suffix = Path(unquote(parts.path)).suffix.lower()
+    if scheme in ("rtsp", "rtsps"):
+        transport = "udp" if "transport=udp" in parts.query.lower() else "tcp"
+        return RtspSourceConfig(url=url, transport=transport)
+    if scheme in ("http", "https"):
+        if suffix in IMAGE_SUFFIXES:
+            return StillSourceConfig(url=url)
+        return MjpegSourceConfig(url=url)
+    path = unquote(parts.path) if scheme == "file" else url
+    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+        return StillSourceConfig(url=path)
+    return FileSourceConfig(path=path)
+
+
+def create_source(config: StrictModel | dict | str) -> FrameSource:
+    """Return a source for a config, a config dict, or a camera's ``stream_url``."""
+    if isinstance(config, str):
+        config = source_config_for(config)
+    return SOURCES.create(config)
+
+
+# -- OpenCV/FFmpeg captures ------------------------------------------------------------------
+
+# OPENCV_FFMPEG_CAPTURE_OPTIONS is read when a capture opens; the lock keeps two cameras with
+# different transports from racing on it.
+_FFMPEG_ENV_LOCK = threading.Lock()
+
+
+class _CaptureSource:
+    display_url = ""
+    expected_interval = 0.1
+
+    def __init__(self) -> None:
+        self._cap: cv2.VideoCapture | None = None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def _grab(self) -> np.ndarray:
+        if self._cap is None:
+            raise SourceError(f"{self.display_url} is not open")
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            raise SourceError(f"no frame from {self.display_url} (stream ended or timed out)")
+        return frame
+
+
+class RtspSource(_CaptureSource):
+    """Return frames from an RTSP URL over TCP or UDP, with open/read timeouts."""
+
+    def __init__(self, config: RtspSourceConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.display_url = redact_url(config.url)
+
+    def open(self) -> None:
+        c = self.config
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(c.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(c.read_timeout_s * 1000),
+        ]
+        with _FFMPEG_ENV_LOCK:
+            old = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{c.transport}"
+            try:
+                cap = cv2.VideoCapture(c.url, cv2.CAP_FFMPEG, params)
+            finally:
+                if old is None:
+                    os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
+                else:
+                    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = old
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.display_url} over {c.transport}")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        if fps and 0 < fps < 240:
+            self.expected_interval = 1.0 / fps
+        self._cap = cap
+
+    def read(self) -> np.ndarray:
+        return self._grab()
+
+
+class FileSource(_CaptureSource):
+    """Return frames of a local video, looping at the end, paced to the file's frame rate."""
+
+    def __init__(self, config: FileSourceConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.display_url = Path(config.path).name
+        self._next_t = 0.0
+
+    def open(self) -> None:
+        if not Path(self.config.path).is_file():
+            raise SourceError(f"video file {self.display_url} does not exist")
+        cap = cv2.VideoCapture(self.config.path)
+        if not cap.isOpened():
+            raise SourceError(f"cannot decode video file {self.display_url}")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.expected_interval = 1.0 / (fps if fps and 0 < fps < 240 else self.config.fallback_fps)
+        self._cap = cap
+        self._next_t = time.monotonic()
+
+    def read(self) -> np.ndarray:
+        if self._cap is None:
+            raise SourceError(f"{self.display_url} is not open")
+        ok, frame = self._cap.read()
+        if not ok and self.config.loop:
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._cap.read()
+        if not ok or frame is None:
+            raise SourceError(f"video file {self.display_url} ended")
+        if self.config.realtime:
+            self._next_t += self.expected_interval
+            delay = self._next_t - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -1.0:
+                self._next_t = time.monotonic()  # fell far behind: do not burst to catch up
+        return frame
+
+
+# -- HTTP -----------------------------------------------------------------------------------
+
+
+def _open_http(url: str, timeout: float):
+    """Return an open urllib response; credentials in the URL become a Basic auth header."""
+    parts = urlsplit(url)
+    headers = {"User-Agent": "GridSight-streams/1"}
+    if parts.username is not None:
+        user = unquote(parts.username)
+        password = unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    req = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked by config
+    try:
+        return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise SourceError(f"cannot open {redact_url(url)}: {exc}") from exc
+
+
+def _decode_jpeg(data: bytes, where: str) -> np.ndarray:
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if frame is None:
+        raise FrameDecodeError(f"undecodable image ({len(data)} bytes) from {where}")
+    return frame
+
+
+class MjpegSource:
+    """Return frames of a multipart MJPEG HTTP stream (parts found by JPEG SOI/EOI markers)."""
+
+    expected_interval = 0.1
+    _MAX_BUFFER = 16 * 1024 * 1024
+
+    def __init__(self, config: MjpegSourceConfig) -> None:
+        self.config = config
+        self.display_url = redact_url(config.url)
+        self._resp = None
+        self._buf = bytearray()
+
+    def open(self) -> None:
+        self._resp = _open_http(self.config.url, self.config.timeout_s)
+        self._buf.clear()
+
+    def close(self) -> None:
+        if self._resp is not None:
+            try:
+                self._resp.close()
+            except OSError:
+                log.debug("closing %s failed", self.display_url)
+            self._resp = None
+
+    def read(self) -> np.ndarray:
+        if self._resp is None:
+            raise SourceError(f"{self.display_url} is not open")
+        while True:
+            start = self._buf.find(b"\xff\xd8")
+            if start >= 0:
+                end = self._buf.find(b"\xff\xd9", start + 2)
+                if end >= 0:
+                    data = bytes(self._buf[start : end + 2])
+                    del self._buf[: end + 2]
+                    return _decode_jpeg(data, self.display_url)
+            elif len(self._buf) > 2:
+                del self._buf[:-1]
+            if len(self._buf) > self._MAX_BUFFER:
+                self._buf.clear()
+                raise FrameDecodeError(f"no JPEG end marker in 16 MB from {self.display_url}")
+            try:
+                chunk = self._resp.read1(65536)
+            except (OSError, ValueError) as exc:
+                raise SourceError(f"read from {self.display_url} failed: {exc}") from exc
+            if not chunk:
+                raise SourceError(f"{self.display_url} closed the stream")
+            self._buf.extend(chunk)
+
+
+class StillSource:
+    """Return the same still image every ``refresh_s`` seconds, refetched each time."""
+
+    def __init__(self, config: StillSourceConfig) -> None:
+        self.config = config
+        self.display_url = redact_url(config.url) if "://" in config.url else Path(config.url).name
+        self.expected_interval = config.refresh_s
+        self._next_t = 0.0
+
+    def open(self) -> None:
+        self._next_t = time.monotonic()
+        self._fetch()  # fail at open when the image is not there at all
+
+    def close(self) -> None:
+        pass
+
+    def _fetch(self) -> np.ndarray:
+        url = self.config.url
+        if url.lower().startswith(("http://", "https://")):
+            resp = _open_http(url, self.config.timeout_s)
+            try:
+                data = resp.read()
+            except OSError as exc:
+                raise SourceError(f"read from {self.display_url} failed: {exc}") from exc
+            finally:
+                resp.close()
+        else:
+            path = Path(unquote(urlsplit(url).path) if url.startswith("file:") else url)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise SourceError(f"cannot read image {self.display_url}: {exc.strerror}") from exc
+        return _decode_jpeg(data, self.display_url)
+
+    def read(self) -> np.ndarray:
+        delay = self._next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        self._next_t = max(self._next_t + self.config.refresh_s, time.monotonic())
+        return self._fetch()
+
+
+SOURCES.register(RtspSourceConfig)(RtspSource)
+SOURCES.register(MjpegSourceConfig)(MjpegSource)
+SOURCES.register(FileSourceConfig)(FileSource)
+SOURCES.register(StillSourceConfig)(StillSource)
