@@ -17,11 +17,15 @@ from geo.crs import (
     wgs84_to_bd09,
     wgs84_to_gcj02,
 )
+from geo.sectors import camera_sectors, cameras_seeing, cameras_seeing_many
 
 __all__ = [
     "GridIndex",
     "assign_points",
     "bd09_to_gcj02",
+    "camera_sectors",
+    "cameras_seeing",
+    "cameras_seeing_many",
     "bd09_to_wgs84",
     "from_wgs84",
     "gcj02_to_bd09",
