@@ -15,6 +15,7 @@ from layers.models.incidents import (
     INCIDENT_STATUSES,
     SOURCES,
     Category,
+    IdempotencyKey,
     Incident,
     IncidentEvent,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Category",
     "Center",
     "Grid",
+    "IdempotencyKey",
     "Incident",
     "IncidentEvent",
     "PolygonMixin",

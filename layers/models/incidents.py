@@ -68,6 +68,23 @@ class Incident(Base):
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
     rework_count: Mapped[int] = mapped_column(Integer, default=0)
     external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # SLA clock: set while an approved extension pauses it (see layers.services.sla)
+    sla_paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    extension_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    # next time escalate_overdue looks at it (the deadline, then one SLA step per level)
+    escalate_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` seen by the intake API and the incident it created."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class IncidentEvent(Base):
