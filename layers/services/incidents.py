@@ -8,17 +8,24 @@ the SLA deadline and logs the first workflow event.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from layers.codes import mask_name, mask_phone
-from layers.models import SOURCES, Category, Incident, IncidentEvent, Responder, utcnow
+from layers.db import Database
+from layers.models import SOURCES, Category, IdempotencyKey, Incident, IncidentEvent, utcnow
 from layers.services.spatial import locator
 
 log = logging.getLogger(__name__)
@@ -115,6 +122,25 @@ def parse_incident(data: dict | IncidentIn) -> IncidentIn:
         raise IncidentInputError(errors) from None
 
 
+class DuplicateExternalIdError(IncidentInputError):
+    """An ``external_id`` that another incident already carries was submitted."""
+
+
+class IdempotencyConflictError(IncidentInputError):
+    """An ``Idempotency-Key`` was reused with a different request body."""
+
+
+def _check_external_id(session: Session, external_id: str | None) -> None:
+    if not external_id:
+        return
+    other = session.scalar(select(Incident.id).where(Incident.external_id == external_id))
+    if other is not None:
+        raise DuplicateExternalIdError(
+            [{"field": "external_id", "message": f"{external_id!r} is already incident {other}; "
+              "send a new external_id or GET /api/v1/incidents/{other}"}]
+        )  # fmt: skip
+
+
 def create_incident(
     session: Session,
     data: dict | IncidentIn,
@@ -123,11 +149,17 @@ def create_incident(
     role: str = "system",
     now: dt.datetime | None = None,
 ) -> Incident:
-    """Return the new, flushed Incident after validation and spatial assignment.
+    """Return the new, flushed Incident after validation, spatial assignment and routing.
 
-    Raises IncidentInputError for a bad field, an unknown category or a point outside every
-    grid of the city. The caller's session commits.
+    The point's grid decides the territory; the category's ``owner_level`` the level and
+    center; ``layers.services.routing`` the assignee; the deadline counts working hours
+    (``layers.services.sla``). Raises IncidentInputError for a bad field, an unknown category,
+    a point outside every grid of the city or a reused external id (nothing is added to the
+    session then). The caller's session commits.
     """
+    from layers.services import sla as sla_service
+    from layers.services.routing import route_incident
+
     inc = parse_incident(data)
     now = now or utcnow()
     cat = _category(session, inc.category)
@@ -147,32 +179,149 @@ def create_incident(
               "the city; check the coordinates are WGS-84 (convert GCJ-02/BD-09 first) and "
               "not swapped"}]
         )  # fmt: skip
+    _check_external_id(session, inc.external_id)
     owner = cat.owner_level or "grid"
-    center_id = loc.center_for(grid_id, owner)
-    assignee = (
-        session.execute(
-            select(Responder.id)
-            .where(and_(Responder.grid_id == grid_id, Responder.available.is_(True)))
-            .order_by(Responder.id)
-        )
-        .scalars()
-        .first()
-    )
-    created = inc.occurred_at or now
+    route = route_incident(session, grid_id=grid_id, lon=inc.lon, lat=inc.lat, level=owner, loc=loc)
+    created = inc.occurred_at.astimezone(dt.UTC) if inc.occurred_at else now
+    due = sla_service.deadline(created, float(cat.sla_hours), inc.priority)
     row = Incident(
         lon=inc.lon, lat=inc.lat, category_code=cat.code, priority=inc.priority,
         source=inc.source, description=inc.description, reporter_name=inc.reporter_name,
         reporter_phone=inc.reporter_phone, status="collected", created_at=created,
-        due_at=created + dt.timedelta(hours=float(cat.sla_hours)), grid_id=grid_id,
-        center_id=center_id, assignee_id=assignee, escalation_level=owner,
+        due_at=due, escalate_at=due, grid_id=grid_id,
+        center_id=route.center_id, assignee_id=route.assignee_id, escalation_level=owner,
         external_id=inc.external_id,
     )  # fmt: skip
     session.add(row)
     session.flush()
     session.add(IncidentEvent(incident_id=row.id, from_status=None, to_status="collected",
                               action="create", actor=actor, role=role, ts=now,
-                              reason=f"source={inc.source}"))  # fmt: skip
+                              reason=f"source={inc.source}; routed: {route.reason}"))  # fmt: skip
     return row
+
+
+def body_hash(inc: IncidentIn) -> str:
+    """Return the SHA-256 of the validated incident (canonical JSON), for idempotency checks."""
+    return hashlib.sha256(inc.model_dump_json().encode()).hexdigest()
+
+
+def create_idempotent(
+    session: Session,
+    data: dict | IncidentIn,
+    idempotency_key: str | None,
+    *,
+    actor: str = "api",
+    role: str = "system",
+    now: dt.datetime | None = None,
+) -> tuple[Incident, bool]:
+    """Return (incident, created): a retry with the same key returns the first incident.
+
+    Raises
+    ------
+    IdempotencyConflictError
+        If the key was used before with a different body.
+    IncidentInputError
+        As ``create_incident``.
+    """
+    inc = parse_incident(data)
+    if not idempotency_key:
+        return create_incident(session, inc, actor=actor, role=role, now=now), True
+    digest = body_hash(inc)
+    seen = session.get(IdempotencyKey, idempotency_key)
+    if seen is not None:
+        if seen.body_hash != digest:
+            raise IdempotencyConflictError(
+                [{"field": "Idempotency-Key", "message": f"{idempotency_key!r} was already used "
+                  f"for incident {seen.incident_id} with a different body; use a new key for a "
+                  "new incident"}]
+            )  # fmt: skip
+        return session.get(Incident, seen.incident_id), False
+    row = create_incident(session, inc, actor=actor, role=role, now=now)
+    session.add(IdempotencyKey(key=idempotency_key, incident_id=row.id, body_hash=digest,
+                               created_at=now or utcnow()))  # fmt: skip
+    return row, True
+
+
+def get_incident(session: Session, incident_id: int) -> Incident:
+    """Return the Incident with this id; raise NotFoundError if none."""
+    from layers.services import NotFoundError
+
+    row = session.get(Incident, int(incident_id))
+    if row is None:
+        raise NotFoundError(f"no incident with id {incident_id!r}")
+    return row
+
+
+def list_incidents(
+    session: Session,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    category: str | list[str] | None = None,
+    status: str | list[str] | None = None,
+    grid_id: int | None = None,
+    include_duplicates: bool = True,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[Incident], int]:
+    """Return (page of incidents newest first, total matching) for the filters.
+
+    Parameters
+    ----------
+    bbox : (minx, miny, maxx, maxy), optional
+        WGS-84 window on the indexed lon/lat columns.
+    start, end : aware datetime, optional
+        ``start <= created_at < end``.
+    category : str or list, optional
+        Category codes; a parent code (e.g. ``DISPUTE``) also matches its children.
+    status : str or list, optional
+        Workflow statuses, or ``open``.
+    """
+    from sqlalchemy import or_
+
+    from layers.services import bbox_filter_points, check_bbox
+
+    conds = []
+    box = check_bbox(bbox)
+    if box:
+        conds.append(bbox_filter_points(Incident, box))
+    if start is not None:
+        conds.append(Incident.created_at >= start)
+    if end is not None:
+        conds.append(Incident.created_at < end)
+    if category:
+        codes = [category] if isinstance(category, str) else list(category)
+        conds.append(or_(*[or_(Incident.category_code == c,
+                               Incident.category_code.startswith(c + ".")) for c in codes]))  # fmt: skip
+    if status:
+        statuses = [status] if isinstance(status, str) else list(status)
+        expanded = []
+        for st in statuses:
+            expanded.extend(OPEN_STATUSES if st == "open" else [st])
+        conds.append(Incident.status.in_(expanded))
+    if grid_id is not None:
+        conds.append(Incident.grid_id == int(grid_id))
+    if not include_duplicates:
+        conds.append(Incident.duplicate_of.is_(None))
+    total = session.scalar(select(func.count()).select_from(Incident).where(*conds)) or 0
+    rows = session.execute(
+        select(Incident).where(*conds).order_by(Incident.created_at.desc(), Incident.id.desc())
+        .limit(int(limit)).offset(int(offset))
+    ).scalars()  # fmt: skip
+    return list(rows), int(total)
+
+
+def list_categories(session: Session) -> list[dict]:
+    """Return the newest dictionary's categories as dicts (code, names, owner level, SLA)."""
+    ensure_categories(session)
+    rows = session.execute(select(Category).order_by(Category.code, Category.dict_version.desc()))
+    out: dict[str, dict] = {}
+    for c in rows.scalars():
+        out.setdefault(c.code, {"code": c.code, "parent_code": c.parent_code, "name_zh": c.name_zh,
+                                "name_en": c.name_en, "owner_level": c.owner_level,
+                                "sla_hours": c.sla_hours, "dict_version": c.dict_version})  # fmt: skip
+    return list(out.values())
 
 
 def public_dict(row: Incident, *, unmask: bool = False) -> dict:
@@ -187,7 +336,15 @@ def public_dict(row: Incident, *, unmask: bool = False) -> dict:
         "closed_at": row.closed_at.isoformat() if row.closed_at else None,
         "grid_id": row.grid_id, "center_id": row.center_id, "assignee_id": row.assignee_id,
         "escalation_level": row.escalation_level, "duplicate_of": row.duplicate_of,
+        "rework_count": row.rework_count, "external_id": row.external_id,
+        "registered_at": _iso(row.registered_at), "dispatched_at": _iso(row.dispatched_at),
+        "reported_at": _iso(row.reported_at), "escalated_at": _iso(row.escalated_at),
+        "sla_paused": row.sla_paused_at is not None,
     }  # fmt: skip
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def open_counts_by_grid(session: Session) -> dict[int, int]:
@@ -223,3 +380,130 @@ def incidents_since(session: Session, after_id: int, limit: int = 500) -> list[I
             select(Incident).where(Incident.id > after_id).order_by(Incident.id).limit(limit)
         ).scalars()
     )
+
+
+@dataclass
+class _Job:
+    data: IncidentIn
+    key: str | None
+    actor: str
+    role: str
+    future: Future
+
+
+class IntakeWriter:
+    """A single writer thread that commits queued incidents in groups (group commit).
+
+    Request threads call ``create``; the writer drains the queue, creates up to
+    ``max_batch`` incidents in one transaction, commits, and only then resolves each caller's
+    future, so an acknowledged incident is always on disk. If a group's commit fails, its
+    incidents are retried one per transaction so one bad row cannot sink the others.
+    """
+
+    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+        self.db = db
+        self.max_batch = int(max_batch)
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="gridsight-intake", daemon=True)
+        self._started = False
+        self._lock = threading.Lock()
+        self.batches = 0
+        self.written = 0
+
+    def start(self) -> IntakeWriter:
+        """Start the writer thread (idempotent); return self."""
+        with self._lock:
+            if not self._started:
+                self._thread.start()
+                self._started = True
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the queued work and stop the thread."""
+        if self._started:
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def submit(
+        self,
+        data: dict | IncidentIn,
+        *,
+        idempotency_key: str | None = None,
+        actor: str = "api",
+        role: str = "system",
+    ) -> Future:
+        """Return a Future of ``(public dict, created)``; validates the body first.
+
+        Raises
+        ------
+        IncidentInputError
+            At once, for a body that fails validation.
+        """
+        inc = parse_incident(data)
+        self.start()
+        fut: Future = Future()
+        self._queue.put(_Job(inc, idempotency_key, actor, role, fut))
+        return fut
+
+    def create(
+        self,
+        data: dict | IncidentIn,
+        *,
+        idempotency_key: str | None = None,
+        actor: str = "api",
+        role: str = "system",
+        timeout: float = 60.0,
+    ) -> tuple[dict, bool]:
+        """Return ``(public dict, created)`` once the incident is committed."""
+        fut = self.submit(data, idempotency_key=idempotency_key, actor=actor, role=role)
+        return fut.result(timeout=timeout)
+
+    def _one(self, session: Session, job: _Job) -> tuple[dict, bool]:
+        row, created = create_idempotent(session, job.data, job.key, actor=job.actor, role=job.role)
+        return public_dict(row), created
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._write(batch)
+
+    def _write(self, batch: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, object]] = []
+        try:
+            with self.db.session() as session:
+                for job in batch:
+                    try:
+                        outcomes.append((job, self._one(session, job)))
+                    except IncidentInputError as exc:
+                        outcomes.append((job, exc))
+            self.batches += 1
+        except SQLAlchemyError:
+            log.warning("group commit of %s incidents failed; retrying one by one", len(batch))
+            outcomes = []
+            for job in batch:
+                try:
+                    with self.db.session() as session:
+                        outcomes.append((job, self._one(session, job)))
+                except (IncidentInputError, SQLAlchemyError) as exc:
+                    outcomes.append((job, exc))
+        except Exception as exc:  # noqa: BLE001 - every waiting caller must get an answer
+            log.exception("intake writer failed")
+            outcomes = [(job, exc) for job in batch]
+        for job, result in outcomes:
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                self.written += 1
+                job.future.set_result(result)
