@@ -1,0 +1,287 @@
+"""Redacted live video and the redaction-rule JSON API.
+
+Routes
+------
+``GET /video/<camera_id>.mjpg``  multipart MJPEG of the camera's *redacted* stream
+``GET /video/<camera_id>.jpg``   newest redacted snapshot (503 + Retry-After if none yet)
+``GET /api/v1/video/streams``    running streams: status, viewers, counters (no URLs with secrets)
+``GET /api/v1/rules``            every rule version (``?kind=&value=`` filters one scope)
+``PUT /api/v1/rules/<kind>[/<value>]``     save a new rule version (body: RedactionRules JSON)
+``DELETE /api/v1/rules/<kind>/<value>``    deactivate a scope (falls back to broader rules)
+``GET /api/v1/cameras/<camera_id>/rules``  the rule in force for a camera and its scope
+
+Every frame served here went through ``streams.pipeline.RedactionPipeline`` inside the one
+``StreamHub`` of the app (``ctx.services["stream_hub"]``): one reader per camera, however many
+viewers. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.services``:
+
+- ``authorize_video(request, camera_id) -> bool``: False -> 403. Absent -> allowed (the
+  app-wide login hook in ``dashboard.auth`` still applies).
+- ``authorize_rules(request, action) -> bool``: the same for the rules API ("read"/"write").
+- ``unmask_grant(request, camera_id) -> str | None``: the ONLY way to switch redaction off.
+  A string (e.g. "UNMASKED alice 2026-11-23T17:00Z grant#12") is burned into every frame as a
+  watermark, detections and liftable masks are lifted, permanent masks stay. None (default,
+  also when the hook is absent) -> redacted.
+- ``audit(event, **fields)``: called for every video view (start and end, redacted or not).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import flask
+from pydantic import ValidationError
+
+from layers.services import NotFoundError
+from layers.services import cameras as camera_service
+from layers.services import rules as rule_service
+from streams.hub import HubSettings, StreamHub
+from streams.rules import RuleScope
+from streams.sources import FileSourceConfig, SourceError, redact_url, scrub_text
+
+log = logging.getLogger(__name__)
+
+BOUNDARY = "gridsightframe"
+KEEPALIVE_S = 5.0
+
+
+def _hook(ctx: Any, name: str):
+    hook = getattr(ctx, name, None)
+    if hook is None:
+        hook = getattr(ctx, "services", {}).get(name)
+    return hook
+
+
+def build_hub(ctx: Any) -> StreamHub:
+    """Return the app's ``StreamHub`` wired to the cameras and rules layer services."""
+    db = ctx.db
+    sample_video = getattr(ctx.settings, "sample_video", None)
+
+    def source_for(camera_id: int):
+        camera = camera_service.get_camera(db, camera_id)
+        if camera.stream_url:
+            return camera.stream_url
+        if sample_video:
+            return FileSourceConfig(path=str(sample_video))
+        raise SourceError(f"camera {camera_id} has no stream_url")
+
+    def on_status(camera_id: int, status: str, last_frame):
+        camera_service.set_status(db, camera_id, status, last_frame)
+
+    hub_settings = getattr(ctx, "services", {}).get("hub_settings") or HubSettings()
+    return StreamHub(
+        source_for,
+        lambda camera_id: rule_service.rules_for_camera(db, camera_id),
+        on_status=on_status,
+        rules_revision=lambda: rule_service.revision(db),
+        settings=hub_settings,
+    )
+
+
+def _user_name() -> str:
+    user = flask.g.get("user") if flask.has_app_context() else None
+    if user is None:
+        return "unknown"
+    return str(getattr(user, "name", None) or getattr(user, "username", None) or user)
+
+
+def _error(status: int, message: str):
+    return flask.jsonify({"error": scrub_text(message)}), status
+
+
+def register(server: flask.Flask, ctx: Any) -> None:
+    """Add the video routes and the rules API to ``server``; start the app's stream hub."""
+    services = getattr(ctx, "services", None)
+    hub = services.get("stream_hub") if services is not None else None
+    if hub is None:
+        hub = build_hub(ctx)
+        if services is not None:
+            services["stream_hub"] = hub
+
+    def check_camera(camera_id: int):
+        authorize = _hook(ctx, "authorize_video")
+        if authorize is not None and not authorize(flask.request, camera_id):
+            return _error(403, "not allowed to view this camera")
+        try:
+            camera_service.get_camera(ctx.db, camera_id)
+        except NotFoundError:
+            return _error(404, f"no camera {camera_id}")
+        return None
+
+    def watermark_for(camera_id: int) -> str | None:
+        # The single switch between redacted and unredacted video: without a grant from the
+        # issue-8 hook, every viewer gets the redacted stream.
+        grant = _hook(ctx, "unmask_grant")
+        return grant(flask.request, camera_id) if grant is not None else None
+
+    def audit(event: str, **fields) -> None:
+        hook = _hook(ctx, "audit")
+        if hook is not None:
+            try:
+                hook(event, **fields)
+            except Exception:  # noqa: BLE001 - logged; the audit module reports its own failure
+                log.exception("audit hook failed for %s", event)
+
+    @server.get("/video/<int:camera_id>.mjpg")
+    def video_mjpeg(camera_id: int):
+        denied = check_camera(camera_id)
+        if denied is not None:
+            return denied
+        mark = watermark_for(camera_id)
+        user = _user_name()
+
+        def frames():
+            # The subscription is taken inside the generator so that a response that is never
+            # iterated (HEAD, client gone at once) holds no viewer slot.
+            started = time.monotonic()
+            audit("video.view.start", user=user, camera_id=camera_id, redacted=mark is None)
+            seq, last = 0, None
+            try:
+                with hub.subscribe(camera_id, watermark=mark) as wait:
+                    while True:
+                        got = wait(seq, KEEPALIVE_S)
+                        if got is not None:
+                            seq, last = got
+                        elif last is None:
+                            continue
+                        # On a timeout the last redacted frame is sent again: that keeps
+                        # proxies open and lets us notice a viewer who has gone.
+                        yield (
+                            (
+                                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                f"Content-Length: {len(last)}\r\n\r\n"
+                            ).encode()
+                            + last
+                            + b"\r\n"
+                        )
+            finally:
+                audit(
+                    "video.view.end",
+                    user=user,
+                    camera_id=camera_id,
+                    redacted=mark is None,
+                    seconds=round(time.monotonic() - started, 1),
+                )
+
+        resp = flask.Response(frames(), mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Redacted"] = "true" if mark is None else "false"
+        return resp
+
+    @server.get("/video/<int:camera_id>.jpg")
+    def video_snapshot(camera_id: int):
+        denied = check_camera(camera_id)
+        if denied is not None:
+            return denied
+        mark = watermark_for(camera_id)
+        timeout = max(0.0, min(flask.request.args.get("wait", 5.0, type=float), 15.0))
+        if mark is None:
+            data = hub.snapshot(camera_id, timeout=timeout)
+        else:
+            with hub.subscribe(camera_id, watermark=mark) as wait:
+                got = wait(0, timeout)
+                data = got[1] if got else None
+        audit("video.snapshot", user=_user_name(), camera_id=camera_id, redacted=mark is None)
+        if data is None:
+            stream = hub.streams().get(camera_id)
+            resp, status = _error(503, f"no frame yet from camera {camera_id}: "
+                                  f"{stream.last_error if stream else 'starting'}")  # fmt: skip
+            resp.headers["Retry-After"] = "2"
+            return resp, status
+        resp = flask.Response(data, mimetype="image/jpeg")
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Redacted"] = "true" if mark is None else "false"
+        return resp
+
+    @server.get("/api/v1/video/streams")
+    def video_streams():
+        out = []
+        for camera_id, s in sorted(hub.streams().items()):
+            out.append(
+                {
+                    "camera_id": camera_id,
+                    "status": s.status,
+                    "last_frame": s.last_frame_utc.isoformat() if s.last_frame_utc else None,
+                    "viewers": s.viewers,
+                    "source": redact_url(s.display_url),
+                    "last_error": scrub_text(s.last_error),
+                    "counters": s.stats(),
+                }
+            )
+        return flask.jsonify({"streams": out})
+
+    # -- rules API --------------------------------------------------------------------------
+    def rules_allowed(action: str):
+        hook = _hook(ctx, "authorize_rules")
+        if hook is not None and not hook(flask.request, action):
+            return _error(403, f"not allowed to {action} redaction rules")
+        return None
+
+    def scope_of(kind: str, value: str | None) -> RuleScope:
+        return RuleScope(kind=kind, value=value)
+
+    @server.get("/api/v1/rules")
+    def rules_list():
+        denied = rules_allowed("read")
+        if denied is not None:
+            return denied
+        kind = flask.request.args.get("kind")
+        try:
+            scope = scope_of(kind, flask.request.args.get("value")) if kind else None
+        except ValidationError as exc:
+            return _error(400, str(exc))
+        return flask.jsonify({"rules": rule_service.list_versions(ctx.db, scope)})
+
+    @server.put("/api/v1/rules/<kind>")
+    @server.put("/api/v1/rules/<kind>/<value>")
+    def rules_put(kind: str, value: str | None = None):
+        denied = rules_allowed("write")
+        if denied is not None:
+            return denied
+        body = flask.request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _error(400, "send the rule as a JSON object (Content-Type: application/json)")
+        try:
+            scope = scope_of(kind, value)
+            saved = rule_service.save_rule(ctx.db, scope, body, created_by=_user_name())
+        except (ValidationError, rule_service.RuleConfigError) as exc:
+            return _error(422, str(exc))
+        hub.notify_rules_changed()  # running streams switch within this request
+        audit("rules.save", user=_user_name(), scope=scope.model_dump(), version=saved["version"])
+        return flask.jsonify(saved), 201
+
+    @server.delete("/api/v1/rules/<kind>/<value>")
+    def rules_delete(kind: str, value: str):
+        denied = rules_allowed("write")
+        if denied is not None:
+            return denied
+        try:
+            scope = scope_of(kind, value)
+            n = rule_service.deactivate_scope(ctx.db, scope, by=_user_name())
+        except (ValidationError, rule_service.RuleConfigError) as exc:
+            return _error(422, str(exc))
+        hub.notify_rules_changed()
+        audit("rules.deactivate", user=_user_name(), scope=scope.model_dump(), versions=n)
+        return flask.jsonify({"deactivated": n})
+
+    @server.get("/api/v1/cameras/<int:camera_id>/rules")
+    def camera_rules(camera_id: int):
+        denied = rules_allowed("read")
+        if denied is not None:
+            return denied
+        try:
+            eff = rule_service.effective_rule(ctx.db, camera_id)
+        except NotFoundError:
+            return _error(404, f"no camera {camera_id}")
+        except rule_service.RuleConfigError as exc:
+            return _error(500, str(exc))
+        return flask.jsonify(
+            {
+                "camera_id": camera_id,
+                "scope": eff.scope.model_dump(),
+                "rule_id": eff.rule_id,
+                "version": eff.version,
+                "config": eff.rules.model_dump(mode="json"),
+            }
+        )
