@@ -37,6 +37,7 @@ import math
 import re
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -559,6 +560,8 @@ def check_polygon(
         raise RowError(f"geometry is a {geom.geom_type}; this layer needs Polygon or MultiPolygon")
     if geom.is_empty:
         raise RowError("geometry is empty; draw the outline")
+    if isinstance(geom, shapely.MultiPolygon) and len(geom.geoms) == 1:
+        geom = geom.geoms[0]  # GPKG/Shapefile writers promote to multi; store the plain part
     metric_geom = _project(geom, to_metric)
     if geom.is_valid:
         area = float(metric_geom.area)
@@ -1143,6 +1146,19 @@ def _check_geometry(
     return poly, area, note
 
 
+def _central_xy(geoms: np.ndarray) -> tuple[list[float], list[float]]:
+    """Return the lon/lat range of the plausible WGS-84 geometries (for a metric CRS centre)."""
+    ok = [
+        g for g in geoms
+        if g is not None and _finite(g)
+        and -180 <= g.bounds[0] <= g.bounds[2] <= 180 and -90 <= g.bounds[1] <= g.bounds[3] <= 90
+    ]  # fmt: skip
+    if not ok:
+        return [0.0], [0.0]
+    b = shapely.total_bounds(np.asarray(ok, dtype=object))
+    return [b[0], b[2]], [b[1], b[3]]
+
+
 def import_layer(
     db: Database,
     layer: str,
@@ -1196,12 +1212,7 @@ def import_layer(
             f"--crs {_crs_label(override)} overrides the file's CRS {_crs_label(table.crs)}"
         )
     wgs = _to_wgs84(table.geoms, src) if len(table.geoms) else table.geoms
-    finite = [g for g in wgs if g is not None and _finite(g)]
-    if finite:
-        b = shapely.total_bounds(np.asarray(finite, dtype=object))
-        metric = local_metric_crs([b[0], b[2]], [b[1], b[3]])
-    else:
-        metric = local_metric_crs([0.0], [0.0])
+    metric = local_metric_crs(*_central_xy(wgs))
 
     accepted: list[tuple[int, dict]] = []
     seen: dict[str, int] = {}
@@ -1365,7 +1376,10 @@ def _write_vector(gdf: gpd.GeoDataFrame, path: Path, kind: str, spec: LayerSpec)
     if path.exists() and kind != ".gpkg":
         path.unlink()
     try:
-        gdf.to_file(path, **kwargs)
+        with warnings.catch_warnings():
+            # GCJ-02/BD-09 have no EPSG code: writing them untagged is intended
+            warnings.filterwarnings("ignore", message="'crs' was not provided")
+            gdf.to_file(path, **kwargs)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.FieldError) as exc:
         raise UsageError(f"FILE {str(path)!r}: cannot write {driver} ({exc})") from exc
 
