@@ -104,7 +104,9 @@ def _audit(session: Session, actor: str, role: str, action: str, target: str, de
         return
     record = getattr(audit, "record", None)
     if record is not None:
-        record(session, actor=actor, role=role, action=action, target=target, detail=detail)
+        record(
+            session, actor=actor, role=role, action=action, target=target, detail={"reason": detail}
+        )
 
 
 def root_of(session: Session, incident_id: int) -> int:
