@@ -22,6 +22,7 @@ from layers.models.incidents import (
 from layers.models.security import (
     ROLES,
     ApiToken,
+    AuditCheckpoint,
     AuditEntry,
     RedactionRule,
     UnmaskGrant,
@@ -37,6 +38,7 @@ __all__ = [
     "SOURCES",
     "AdminArea",
     "ApiToken",
+    "AuditCheckpoint",
     "AuditEntry",
     "Base",
     "Camera",

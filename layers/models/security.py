@@ -61,6 +61,21 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class AuditCheckpoint(Base):
+    """The audit log's head (one row, id 1): last ``seq`` and ``hash``, updated with each append.
+
+    Appends update this row first, which serialises concurrent writers (row/write lock) and
+    lets ``verify`` detect a truncated tail (the checkpoint names an entry that is gone).
+    """
+
+    __tablename__ = "audit_checkpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class RedactionRule(Base):
     """A versioned redaction rule; ``config`` is JSON validated by ``streams.rules``."""
 

@@ -57,6 +57,10 @@ def test_secret_key_generated_once(settings):
 
 
 def test_unknown_layer_geojson_is_404(settings):
+    from tests.helpers_auth import login
+
     app = create_app(settings, start_background=False)
-    r = app.server.test_client().get("/layers/nope.geojson")
+    client = app.server.test_client()
+    login(client, app, "operator")  # /layers/ is behind the access guard (dashboard/auth.py)
+    r = client.get("/layers/nope.geojson")
     assert r.status_code == 404 and "unknown layer" in r.get_json()["error"]

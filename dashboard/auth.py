@@ -1,0 +1,792 @@
+"""Authentication, the default-deny route policy, CSRF, and the login/logout/password forms.
+
+``register(server, ctx)`` runs first among the route modules (``dashboard.app.ROUTE_MODULES``)
+and installs a ``before_request`` guard in front of every route:
+
+1. who is asking (``current_principal``): the signed session cookie (form login), an API
+   token (``Authorization: Bearer gst_...``), or HTTP Basic with a user's credentials (only on
+   ``/ogc``, for GIS clients that speak nothing else);
+2. which policy covers the path (``ACCESS_MATRIX`` plus ``declare_policy`` calls of other
+   route modules; longest prefix wins, a method-specific entry beats a method-less one);
+   a path no policy covers is **denied**;
+3. CSRF: every state-changing request authenticated by the session cookie (or anonymous, such
+   as the login form) must carry the session's CSRF token, in a form field ``csrf_token`` or
+   the ``X-CSRFToken`` header (Dash's renderer copies it from the ``_csrf_token`` cookie).
+   Bearer and Basic requests carry no cookie authority and are exempt.
+
+Denials: anonymous page navigations are redirected to ``/login?next=...``; anonymous API, Dash
+and video requests get ``401`` JSON; signed-in principals without the role get ``403``.
+API tokens only ever open the machine paths (``/api/``, ``/ogc``, ``/open311``) and only where a
+policy names their role explicitly.
+
+Sessions expire after ``settings.session_minutes`` without a request; changing a password or
+disabling an account ends its sessions at the next request (the session remembers a
+fingerprint of the password hash and the account is re-read every request).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import html
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import flask
+from sqlalchemy.exc import IntegrityError
+
+from dashboard.context import AppContext, get_ctx
+from layers.models import ROLES, User
+from layers.services import audit
+from layers.services import users as user_service
+
+log = logging.getLogger(__name__)
+
+PUBLIC = "public"
+AUTHENTICATED = "authenticated"
+MACHINE_PREFIXES = ("/api/", "/ogc", "/open311")
+BASIC_PREFIXES = ("/ogc",)
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_COOKIE = "_csrf_token"
+CSRF_HEADER = "X-CSRFToken"
+CSRF_FIELD = "csrf_token"
+
+MAP_ROLES = frozenset({"operator", "dispatcher", "privacy_officer", "admin"})
+VIDEO_ROLES = frozenset({"operator", "dispatcher", "privacy_officer"})
+
+# The access matrix: (path prefix, methods or None for all, roles | "public" | "authenticated").
+# "/" alone means the root page only. Other route modules add their own rows through
+# declare_policy(); a path no row covers is denied. README.md "Access control" mirrors this.
+ACCESS_MATRIX: list[tuple[str, tuple[str, ...] | None, frozenset[str] | str]] = [
+    # public: liveness, the login form, static CSS/JS (code, no data)
+    ("/healthz", None, PUBLIC),
+    ("/login", None, PUBLIC),
+    ("/logout", None, PUBLIC),
+    ("/assets/", None, PUBLIC),
+    ("/_favicon.ico", None, PUBLIC),
+    # any signed-in person: Dash plumbing (pages and callbacks check roles themselves)
+    ("/account/password", None, AUTHENTICATED),
+    ("/_dash-component-suites/", None, AUTHENTICATED),
+    ("/_dash-layout", None, AUTHENTICATED),
+    ("/_dash-dependencies", None, AUTHENTICATED),
+    ("/_dash-update-component", None, AUTHENTICATED),
+    ("/_reload-hash", None, AUTHENTICATED),
+    ("/static/", None, AUTHENTICATED),
+    ("/tiles/", None, AUTHENTICATED),
+    # pages
+    ("/", None, MAP_ROLES),
+    ("/dispatch", None, frozenset({"dispatcher", "admin"})),
+    ("/privacy", None, frozenset({"privacy_officer"})),
+    ("/audit", None, frozenset({"auditor"})),
+    ("/admin", None, frozenset({"admin"})),
+    # data behind the map, video (+ camera scopes checked by the video route)
+    ("/layers/", None, MAP_ROLES),
+    ("/video/", None, VIDEO_ROLES),
+    # machine API
+    ("/api/v1/incidents", ("POST",), frozenset({"dispatcher", "admin", "intake"})),
+    ("/api/v1/incidents", ("GET",), frozenset({"operator", "dispatcher"})),
+    ("/ogc", ("GET", "POST"), frozenset({"operator", "dispatcher", "admin", "gis"})),
+]
+
+# Where a signed-in role lands after login (first match).
+HOME_BY_ROLE = {"auditor": "/audit"}
+
+LABELS = {
+    "title": ("登录", "Sign in"),
+    "username": ("用户名", "Username"),
+    "password": ("密码", "Password"),
+    "submit": ("登录", "Sign in"),
+    "bad": ("用户名或密码错误", "Wrong username or password"),
+    "locked": ("账户已锁定，请于 {t} 后重试", "Account locked; try again after {t}"),
+    "disabled": ("账户已停用", "Account disabled"),
+    "expired": ("会话已过期，请重新登录", "Your session expired; please sign in again"),
+    "logged_out": ("已退出登录", "You are signed out"),
+    "csrf": ("表单已失效，请重试", "The form expired; please try again"),
+    "changed": ("密码已修改", "Password changed"),
+    "change_title": ("修改密码", "Change password"),
+    "change_required": (
+        "首次登录须修改密码",
+        "You must change your password before continuing",
+    ),
+    "current": ("当前密码", "Current password"),
+    "new": ("新密码（至少10位）", "New password (at least 10 characters)"),
+    "confirm": ("确认新密码", "Confirm new password"),
+    "mismatch": ("两次输入的新密码不一致", "The new passwords do not match"),
+    "wrong_current": ("当前密码错误", "The current password is wrong"),
+    "logout": ("退出登录", "Sign out"),
+    "logout_q": ("确定退出登录？", "Sign out now?"),
+    "forbidden": ("无权访问此页面", "You may not open this page"),
+    "home": ("返回首页", "Back to start"),
+    "app": ("GridSight 市域社会治理指挥中心", "GridSight command center"),
+}
+
+
+class PolicyError(ValueError):
+    """Raised for an invalid policy declaration; the message names the bad part."""
+
+
+# -- principals -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Principal:
+    """Return-type of ``current_principal``: who is making the request.
+
+    ``kind`` is "user" (session or HTTP Basic) or "token" (API token); ``via`` is "session",
+    "basic" or "bearer"; ``scopes`` is {"districts": [...], "cameras": [...]} (empty lists:
+    unrestricted).
+    """
+
+    name: str
+    role: str
+    kind: str = "user"
+    via: str = "session"
+    scopes: dict = field(default_factory=lambda: {"districts": [], "cameras": []})
+    user_id: int | None = None
+    must_change_password: bool = False
+
+    @property
+    def actor(self) -> str:
+        """Return the audit actor name (``token:NAME`` for API tokens)."""
+        return f"token:{self.name}" if self.kind == "token" else self.name
+
+
+def camera_allowed(principal: Principal | None, gb_id: str, camera_pk: int | None = None) -> bool:
+    """Return True if ``principal``'s scopes include the camera (by GB/T 28181 id or row id).
+
+    A camera is in scope when the principal has no scopes at all, when its id is listed in
+    ``scopes["cameras"]``, or when its district (the first 6 digits of the 20-digit id) is in
+    ``scopes["districts"]``.
+    """
+    if principal is None:
+        return False
+    cams = principal.scopes.get("cameras") or []
+    districts = principal.scopes.get("districts") or []
+    if not cams and not districts:
+        return True
+    gb_id = str(gb_id or "")
+    if gb_id in cams or (camera_pk is not None and str(camera_pk) in cams):
+        return True
+    return bool(gb_id) and gb_id[:6] in districts
+
+
+def district_allowed(principal: Principal | None, code: str) -> bool:
+    """Return True if ``principal`` may see the district ``code`` (6-digit GB/T 2260)."""
+    if principal is None:
+        return False
+    districts = principal.scopes.get("districts") or []
+    cams = principal.scopes.get("cameras") or []
+    if not districts and not cams:
+        return True
+    return str(code)[:6] in districts
+
+
+def _pw_fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def _principal_from_user(user: User, via: str) -> Principal:
+    return Principal(
+        name=user.username,
+        role=user.role,
+        kind="user",
+        via=via,
+        scopes=user_service.parse_scopes(user.scopes),
+        user_id=user.id,
+        must_change_password=bool(user.must_change_password),
+    )
+
+
+def _resolve_principal() -> Principal | None:
+    ctx = get_ctx()
+    req = flask.request
+    header = req.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer":
+        with ctx.db.session() as s:
+            row = user_service.find_token(s, credentials.strip())
+            if row is None:
+                flask.g.auth_error = "invalid or revoked API token"
+                return None
+            return Principal(name=row.name, role=row.role, kind="token", via="bearer")
+    if scheme == "basic":
+        if not req.path.startswith(BASIC_PREFIXES):
+            flask.g.auth_error = "HTTP Basic is accepted on /ogc only; sign in or use a token"
+            return None
+        try:
+            raw = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            flask.g.auth_error = "malformed HTTP Basic credentials"
+            return None
+        username, _, password = raw.partition(":")
+        with ctx.db.session() as s:
+            result = user_service.authenticate(
+                s, username, password, channel="basic", client=req.remote_addr or ""
+            )
+            if not result.ok:
+                flask.g.auth_error = "wrong credentials" if result.reason != "locked" else "locked"
+                return None
+            if result.user.must_change_password:
+                flask.g.auth_error = "change the one-time password at /login first"
+                return None
+            return _principal_from_user(result.user, "basic")
+    sess = flask.session
+    uid = sess.get("uid")
+    if uid is None:
+        return None
+    now = time.time()
+    idle_limit = ctx.settings.session_minutes * 60
+    if now - float(sess.get("last", 0)) > idle_limit:
+        _end_session(reason="expired")
+        flask.g.session_expired = True
+        return None
+    with ctx.db.session() as s:
+        user = s.get(User, uid)
+        if (
+            user is None
+            or not user.active
+            or sess.get("pwv") != _pw_fingerprint(user.password_hash)
+        ):
+            _end_session(reason="revoked")
+            return None
+        principal = _principal_from_user(user, "session")
+    if now - float(sess.get("last", 0)) > 30:  # refresh the idle clock, not on every request
+        sess["last"] = now
+    return principal
+
+
+def current_principal() -> Principal | None:
+    """Return who makes the current request (session, Bearer token or Basic), or None.
+
+    Resolved once per request and cached on ``flask.g``. Outside a request: None.
+    """
+    if not flask.has_request_context():
+        return None
+    if "principal" not in flask.g:
+        flask.g.principal = _resolve_principal()
+    return flask.g.principal
+
+
+def _end_session(reason: str) -> None:
+    keep_csrf = flask.session.get("csrf")
+    flask.session.clear()
+    if keep_csrf:
+        flask.session["csrf"] = keep_csrf
+    log.debug("session ended (%s)", reason)
+
+
+# -- policies ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Policy:
+    """One row of the access matrix."""
+
+    prefix: str
+    methods: tuple[str, ...] | None
+    roles: frozenset[str] | str
+
+    def matches(self, path: str) -> bool:
+        """Return True if ``path`` falls under this policy's prefix."""
+        p = self.prefix
+        if p == "/":
+            return path == "/"
+        if p.endswith("/"):
+            return path.startswith(p) or path == p[:-1]
+        return path == p or path.startswith(p + "/")
+
+
+def _normalise_roles(roles: Iterable[str] | str) -> frozenset[str] | str:
+    if isinstance(roles, str):
+        if roles in (PUBLIC, AUTHENTICATED):
+            return roles
+        roles = {roles}
+    roles = frozenset(roles)
+    unknown = roles - set(user_service.TOKEN_ROLES)
+    if unknown or not roles:
+        raise PolicyError(
+            f"policy roles {sorted(unknown) or '(empty)'} are not valid; use roles from "
+            f"{', '.join(user_service.TOKEN_ROLES)} or 'public' / 'authenticated'"
+        )
+    return roles
+
+
+def declare_policy(
+    server: flask.Flask,
+    prefix: str,
+    roles: set[str] | frozenset[str] | str,
+    methods: Iterable[str] | None = None,
+) -> None:
+    """Declare who may call paths under ``prefix`` (optionally only for ``methods``).
+
+    ``roles`` is a set of role names, ``"public"`` (no login) or ``"authenticated"`` (any
+    signed-in person; not API tokens). Route modules call this inside their ``register``.
+    A later declaration of the same (prefix, methods) replaces the earlier one (logged).
+    """
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        raise PolicyError(f"policy prefix {prefix!r} must be a path starting with '/'")
+    norm_methods = tuple(sorted({m.upper() for m in methods})) if methods else None
+    norm_roles = _normalise_roles(roles)
+    table: dict = server.config.setdefault("GRIDSIGHT_POLICIES", {})
+    key = (prefix, norm_methods)
+    old = table.get(key)
+    if old is not None and old.roles != norm_roles:
+        log.info(
+            "policy for %s %s changed from %s to %s", prefix, norm_methods, old.roles, norm_roles
+        )
+    table[key] = Policy(prefix, norm_methods, norm_roles)
+
+
+def policies(server: flask.Flask) -> list[Policy]:
+    """Return every declared policy of ``server`` (the matrix plus route modules' rows)."""
+    return list(server.config.get("GRIDSIGHT_POLICIES", {}).values())
+
+
+def resolve_policy(server: flask.Flask, path: str, method: str = "GET") -> Policy | None:
+    """Return the policy governing ``method path``, or None (undeclared: denied).
+
+    The longest matching prefix wins; at equal length a row naming the method beats a row
+    for all methods; HEAD and OPTIONS count as GET.
+    """
+    method = "GET" if method in ("HEAD", "OPTIONS") else method.upper()
+    if path in server.config.get("GRIDSIGHT_PUBLIC_PATHS", ()):
+        return Policy(path, None, PUBLIC)
+    best: Policy | None = None
+    best_key = (-1, -1)
+    for pol in policies(server):
+        if not pol.matches(path):
+            continue
+        if pol.methods is not None and method not in pol.methods:
+            continue
+        key = (len(pol.prefix), 1 if pol.methods else 0)
+        if key > best_key:
+            best, best_key = pol, key
+    return best
+
+
+def is_allowed(policy: Policy | None, principal: Principal | None, path: str) -> bool:
+    """Return True if ``principal`` may pass ``policy`` for ``path``."""
+    if policy is None:
+        return False
+    if policy.roles == PUBLIC:
+        return True
+    if principal is None:
+        return False
+    if principal.kind == "token":
+        return (
+            path.startswith(MACHINE_PREFIXES)
+            and isinstance(policy.roles, frozenset)
+            and principal.role in policy.roles
+        )
+    if policy.roles == AUTHENTICATED:
+        return True
+    return principal.role in policy.roles
+
+
+def allowed_paths(principal: Principal | None, paths: Iterable[str]) -> list[str]:
+    """Return the subset of page ``paths`` that ``principal`` may open (for the nav bar)."""
+    server = flask.current_app
+    return [p for p in paths if is_allowed(resolve_policy(server, p), principal, p)]
+
+
+def home_for(principal: Principal) -> str:
+    """Return the page a principal lands on after login."""
+    return HOME_BY_ROLE.get(principal.role, "/")
+
+
+# -- Dash page / callback guard ---------------------------------------------------------------
+def has_role(*roles: str) -> bool:
+    """Return True if the current request's principal has one of ``roles``."""
+    p = current_principal()
+    return p is not None and p.kind == "user" and p.role in roles
+
+
+def forbidden_panel(lang: str = "zh"):
+    """Return the Dash panel shown instead of a page the role may not open."""
+    from dash import html as dhtml
+
+    zh, en = LABELS["forbidden"]
+    return dhtml.Div(
+        className="gs-page gs-forbidden",
+        id="forbidden-panel",
+        children=[
+            dhtml.H2(f"{zh} / {en}"),
+            dhtml.A(" / ".join(LABELS["home"]), href="/"),
+        ],
+    )
+
+
+def require_roles(*roles: str, deny: str | None = None) -> Callable:
+    """Return a decorator that runs the function only for principals with one of ``roles``.
+
+    For a page ``layout`` (or ``deny="panel"``) a refused principal gets ``forbidden_panel``;
+    for a callback (``deny="prevent"``, the default for functions not named ``layout``) the
+    call raises ``PreventUpdate``, so no data leaves the server.
+    """
+    bad = set(roles) - set(ROLES)
+    if bad or not roles:
+        raise PolicyError(f"require_roles got invalid roles {sorted(bad)}; use {ROLES}")
+
+    def decorate(func: Callable) -> Callable:
+        mode = deny or ("panel" if func.__name__ == "layout" else "prevent")
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any):
+            if has_role(*roles):
+                return func(*args, **kwargs)
+            p = current_principal()
+            log.info("refused %s to %s (%s)", func.__qualname__, p.name if p else "anonymous", mode)
+            if mode == "panel":
+                return forbidden_panel()
+            from dash.exceptions import PreventUpdate
+
+            raise PreventUpdate
+
+        return wrapper
+
+    return decorate
+
+
+# -- CSRF -------------------------------------------------------------------------------------
+def csrf_token() -> str:
+    """Return the session's CSRF token, creating one if needed."""
+    token = flask.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        flask.session["csrf"] = token
+    return token
+
+
+def _csrf_ok() -> bool:
+    expected = flask.session.get("csrf")
+    if not expected:
+        return False
+    sent = flask.request.headers.get(CSRF_HEADER) or flask.request.form.get(CSRF_FIELD) or ""
+    return hmac.compare_digest(str(sent), str(expected))
+
+
+# -- responses --------------------------------------------------------------------------------
+def _wants_html() -> bool:
+    req = flask.request
+    if req.method not in ("GET", "HEAD"):
+        return False
+    if req.path.startswith(
+        MACHINE_PREFIXES + ("/_dash-", "/layers/", "/video/", "/tiles/", "/assets/")
+    ):
+        return False
+    best = req.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "text/html"
+
+
+def _json_error(status: int, message: str, **headers: str) -> flask.Response:
+    resp = flask.jsonify(error=message, status=status)
+    resp.status_code = status
+    for k, v in headers.items():
+        resp.headers[k] = v
+    return resp
+
+
+def _deny(principal: Principal | None) -> flask.Response:
+    req = flask.request
+    if principal is None:
+        if _wants_html():
+            target = req.full_path.rstrip("?") if req.query_string else req.path
+            url = "/login?next=" + quote(target, safe="/")
+            if flask.g.get("session_expired"):
+                url += "&msg=expired"
+            return flask.redirect(url, code=302)
+        message = flask.g.get("auth_error") or "login required"
+        headers = {}
+        if req.path.startswith(BASIC_PREFIXES):
+            headers["WWW-Authenticate"] = 'Basic realm="GridSight OGC", charset="UTF-8"'
+        elif req.path.startswith(MACHINE_PREFIXES):
+            headers["WWW-Authenticate"] = 'Bearer realm="GridSight API"'
+        return _json_error(401, message, **headers)
+    if _wants_html():
+        return flask.Response(_forbidden_html(), status=403, mimetype="text/html")
+    return _json_error(403, f"role {principal.role!r} may not {req.method} {req.path}")
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} · GridSight</title>
+<style>
+body{{margin:0;font-family:"Noto Sans CJK SC","Microsoft YaHei",system-ui,sans-serif;
+background:#0f1c2e;color:#e8eef6;display:flex;min-height:100vh;align-items:center;
+justify-content:center}}
+.gs-auth{{background:#17283f;border:1px solid #2b4468;border-radius:8px;padding:28px 32px;
+width:340px;box-shadow:0 8px 30px rgba(0,0,0,.4)}}
+.gs-auth h1{{font-size:18px;margin:0 0 4px}} .gs-auth .sub{{color:#9fb3cc;font-size:13px;
+margin:0 0 18px}} label{{display:block;font-size:13px;margin:12px 0 4px;color:#c8d6e8}}
+input[type=text],input[type=password]{{width:100%;box-sizing:border-box;padding:8px 10px;
+border-radius:4px;border:1px solid #3a5a86;background:#0f1c2e;color:#fff;font-size:15px}}
+button{{margin-top:20px;width:100%;padding:9px;border:0;border-radius:4px;background:#2f7de1;
+color:#fff;font-size:15px;cursor:pointer}} .msg{{padding:8px 10px;border-radius:4px;
+font-size:13px;margin-bottom:8px}} .err{{background:#5b1f27;color:#ffd5da}}
+.info{{background:#1f4a33;color:#d5ffe6}} a{{color:#8cc2ff}}
+</style></head><body>{body}</body></html>"""
+
+
+def _bi(key: str, **fmt: str) -> str:
+    zh, en = LABELS[key]
+    return html.escape(f"{zh.format(**fmt)} / {en.format(**fmt)}")
+
+
+def _forbidden_html() -> str:
+    p = current_principal()
+    who = html.escape(f"{p.name} ({p.role})") if p else ""
+    body = (
+        f'<div class="gs-auth"><h1>{_bi("forbidden")}</h1><p class="sub">{who}</p>'
+        f'<p><a href="/">{_bi("home")}</a> · <a href="/logout">{_bi("logout")}</a></p></div>'
+    )
+    return _page("403", body)
+
+
+def _login_html(
+    message: str = "", kind: str = "err", next_url: str = "", username: str = ""
+) -> str:
+    msg = f'<div class="msg {kind}" id="login-message">{message}</div>' if message else ""
+    body = f"""<form class="gs-auth" method="post" action="/login" id="login-form">
+<h1>{_bi("app")}</h1><p class="sub">{_bi("title")}</p>{msg}
+<input type="hidden" name="{CSRF_FIELD}" value="{html.escape(csrf_token())}">
+<input type="hidden" name="next" value="{html.escape(next_url)}">
+<label for="login-username">{_bi("username")}</label>
+<input type="text" id="login-username" name="username" autocomplete="username"
+ value="{html.escape(username)}" required autofocus>
+<label for="login-password">{_bi("password")}</label>
+<input type="password" id="login-password" name="password" autocomplete="current-password" required>
+<button type="submit" id="login-submit">{_bi("submit")}</button>
+</form>"""
+    return _page("登录 Sign in", body)
+
+
+def _password_html(message: str = "", kind: str = "err") -> str:
+    p = current_principal()
+    notice = _bi("change_required") if p and p.must_change_password else ""
+    msg = f'<div class="msg {kind}" id="password-message">{message}</div>' if message else ""
+    body = f"""<form class="gs-auth" method="post" action="/account/password" id="password-form">
+<h1>{_bi("change_title")}</h1><p class="sub">{html.escape(p.name if p else "")} {notice}</p>{msg}
+<input type="hidden" name="{CSRF_FIELD}" value="{html.escape(csrf_token())}">
+<label for="password-current">{_bi("current")}</label>
+<input type="password" id="password-current" name="current" autocomplete="current-password" required>
+<label for="password-new">{_bi("new")}</label>
+<input type="password" id="password-new" name="new" autocomplete="new-password" required>
+<label for="password-confirm">{_bi("confirm")}</label>
+<input type="password" id="password-confirm" name="confirm" autocomplete="new-password" required>
+<button type="submit" id="password-submit">{_bi("change_title")}</button>
+</form>"""
+    return _page("修改密码 Change password", body)
+
+
+def _logout_html() -> str:
+    body = f"""<form class="gs-auth" method="post" action="/logout" id="logout-form">
+<h1>{_bi("logout_q")}</h1>
+<input type="hidden" name="{CSRF_FIELD}" value="{html.escape(csrf_token())}">
+<button type="submit" id="logout-submit">{_bi("logout")}</button>
+<p><a href="/">{_bi("home")}</a></p></form>"""
+    return _page("退出 Sign out", body)
+
+
+def _safe_next(url: str | None) -> str:
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//"):
+        return ""
+    if "\\" in url or url.startswith(("/login", "/logout")):
+        return ""
+    return url
+
+
+def _start_session(user: User) -> None:
+    flask.session.clear()  # a fresh session id and CSRF token: no fixation across login
+    flask.session.permanent = True
+    flask.session["uid"] = user.id
+    flask.session["pwv"] = _pw_fingerprint(user.password_hash)
+    flask.session["last"] = time.time()
+    flask.session["csrf"] = secrets.token_urlsafe(32)
+    flask.g.pop("principal", None)
+
+
+# -- views ------------------------------------------------------------------------------------
+def _login_view():
+    ctx = get_ctx()
+    req = flask.request
+    if req.method == "GET":
+        p = current_principal()
+        if p is not None and p.kind == "user":
+            return flask.redirect(_safe_next(req.args.get("next")) or home_for(p))
+        msg = req.args.get("msg", "")
+        kind = "info" if msg in ("logged_out", "changed") else "err"
+        text = _bi(msg) if msg in ("expired", "logged_out", "changed") else ""
+        return _login_html(text, kind, _safe_next(req.args.get("next")))
+    username = (req.form.get("username") or "").strip()
+    password = req.form.get("password") or ""
+    next_url = _safe_next(req.form.get("next"))
+    with ctx.db.session() as s:
+        result = user_service.authenticate(
+            s, username, password, channel="form", client=req.remote_addr or ""
+        )
+        if result.ok:
+            user = result.user
+            _start_session(user)
+            principal = _principal_from_user(user, "session")
+    if not result.ok:
+        if result.reason == "locked" and result.locked_until is not None:
+            until = result.locked_until.astimezone().strftime("%H:%M")
+            text = _bi("locked", t=until)
+        elif result.reason == "disabled":
+            text = _bi("bad")  # do not tell an attacker the password was right
+        else:
+            text = _bi("bad")
+        return flask.Response(_login_html(text, "err", next_url, username), status=401)
+    if principal.must_change_password:
+        return flask.redirect("/account/password")
+    return flask.redirect(next_url or home_for(principal))
+
+
+def _logout_view():
+    ctx = get_ctx()
+    p = current_principal()
+    if flask.request.method == "GET":
+        if p is None or p.kind != "user":
+            return flask.redirect("/login")
+        return _logout_html()
+    if p is not None and p.kind == "user":
+        with ctx.db.session() as s:
+            audit.record(s, actor=p.name, role=p.role, action="logout")
+    flask.session.clear()
+    flask.g.pop("principal", None)
+    return flask.redirect("/login?msg=logged_out")
+
+
+def _password_view():
+    ctx = get_ctx()
+    p = current_principal()
+    if p is None or p.kind != "user" or p.via != "session":
+        return _deny(p)
+    if flask.request.method == "GET":
+        return _password_html()
+    form = flask.request.form
+    current, new, confirm = form.get("current", ""), form.get("new", ""), form.get("confirm", "")
+    if new != confirm:
+        return flask.Response(_password_html(_bi("mismatch")), status=400)
+    with ctx.db.session() as s:
+        user = s.get(User, p.user_id)
+        if user is None or not user_service.check_password(user.password_hash, current):
+            return flask.Response(_password_html(_bi("wrong_current")), status=400)
+        try:
+            user_service.set_password(s, user.username, new, actor=p.name, actor_role=p.role)
+        except user_service.UserError as exc:
+            return flask.Response(_password_html(html.escape(str(exc))), status=400)
+        s.flush()
+        _start_session(user)
+    return flask.redirect(home_for(p))
+
+
+MUST_CHANGE_OK = ("/account/password", "/logout", "/login", "/assets/", "/healthz", "/_favicon")
+
+
+def _guard():
+    req = flask.request
+    server = flask.current_app
+    path = req.path
+    principal = current_principal()
+    if flask.g.get("auth_error") and req.headers.get("Authorization"):
+        # explicit but wrong credentials: never fall back to anything else
+        return _deny(None)
+    if (
+        principal is not None
+        and principal.kind == "user"
+        and principal.must_change_password
+        and not path.startswith(MUST_CHANGE_OK)
+    ):
+        if _wants_html():
+            return flask.redirect("/account/password")
+        return _json_error(403, "change your one-time password at /account/password first")
+    policy = resolve_policy(server, path, req.method)
+    if not is_allowed(policy, principal, path):
+        if policy is None:
+            log.info("denied undeclared path %s %s", req.method, path)
+        return _deny(principal)
+    if req.method in UNSAFE_METHODS and (principal is None or principal.via == "session"):
+        if not _csrf_ok():
+            if path == "/login":
+                return flask.Response(_login_html(_bi("csrf")), status=400)
+            return _json_error(400, "missing or wrong CSRF token; reload the page and retry")
+    return None
+
+
+def _set_csrf_cookie(resp: flask.Response) -> flask.Response:
+    token = flask.session.get("csrf")
+    if token and flask.request.cookies.get(CSRF_COOKIE) != token:
+        resp.set_cookie(
+            CSRF_COOKIE,
+            token,
+            samesite="Lax",
+            httponly=False,  # Dash's renderer reads it to send the X-CSRFToken header
+            secure=flask.current_app.config.get("SESSION_COOKIE_SECURE", False),
+        )
+    if flask.request.path.startswith(("/login", "/account/", "/logout")):
+        resp.headers["Cache-Control"] = "no-store"
+    resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return resp
+
+
+# -- first start ------------------------------------------------------------------------------
+def bootstrap_first_admin(ctx: AppContext, out: Callable[[str], None] = print) -> str | None:
+    """Return the one-time password of a newly created ``admin`` (None if accounts exist).
+
+    On a database without accounts this creates ``admin`` with a random password, stored
+    only as an argon2 hash, to be changed at first login, and prints the password once with
+    ``out`` (the console). It is never written to the log.
+    """
+    try:
+        with ctx.db.session() as s:
+            password = user_service.ensure_first_admin(s)
+    except IntegrityError:  # another process created it at the same moment
+        return None
+    if password:
+        out(
+            "\n" + "=" * 64 + "\nGridSight first start: created user 'admin' with the one-time "
+            f"password\n\n    {password}\n\nSign in at /login and change it; it is shown only "
+            "this once.\n" + "=" * 64 + "\n"
+        )
+        log.warning("first start: created the 'admin' account (one-time password on the console)")
+    return password
+
+
+def register(server: flask.Flask, ctx: AppContext) -> None:
+    """Install the access guard, CSRF cookie, the matrix and /login, /logout, password routes."""
+    server.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="gridsight_session",
+        PERMANENT_SESSION_LIFETIME=ctx.settings.session_minutes * 60,
+    )
+    for prefix, methods, roles in ACCESS_MATRIX:
+        declare_policy(server, prefix, roles, methods)
+    server.before_request(_guard)
+    server.after_request(_set_csrf_cookie)
+    server.add_url_rule("/login", "auth_login", _login_view, methods=["GET", "POST"])
+    server.add_url_rule("/logout", "auth_logout", _logout_view, methods=["GET", "POST"])
+    server.add_url_rule(
+        "/account/password", "auth_password", _password_view, methods=["GET", "POST"]
+    )
+    bootstrap_first_admin(ctx)
+
+
+def principal_json(p: Principal | None) -> str:
+    """Return a principal as JSON (for logs and tests); never includes secrets."""
+    if p is None:
+        return "null"
+    return json.dumps({"name": p.name, "role": p.role, "kind": p.kind, "via": p.via})
