@@ -70,6 +70,10 @@ class IncidentIn(BaseModel):
     def _aware(cls, v: dt.datetime | None) -> dt.datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("needs a timezone, e.g. 2026-11-23T08:00:00+08:00")
+        if v is not None:
+            now = utcnow()
+            if not (dt.datetime(2000, 1, 1, tzinfo=dt.UTC) <= v <= now + dt.timedelta(days=1)):
+                raise ValueError("must lie between 2000-01-01 and now (not in the future)")
         return v
 
 

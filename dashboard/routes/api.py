@@ -1,0 +1,600 @@
+"""The incident REST API (``/api/v1``): intake, queries, workflow actions, KPIs, OpenAPI.
+
+Routes
+------
+``POST /api/v1/incidents``                 one incident (JSON); ``Idempotency-Key`` makes
+                                           retries safe; 201 once committed (group commit)
+``POST /api/v1/incidents/batch``           ``{"incidents": [...]}`` up to 1000; per-item results
+``GET  /api/v1/incidents``                 bbox / start / end / category / status filters, paging
+``GET  /api/v1/incidents/<id>``            one incident, its history, duplicates, linked reports
+``POST /api/v1/incidents/<id>/actions``    a workflow action (register, dispatch, close, ...)
+``GET  /api/v1/categories``                the category dictionary
+``GET  /api/v1/kpi``                       KPIs as JSON, CSV or XLSX
+``GET  /api/v1/openapi.json``              the OpenAPI 3.1 document of all of the above
+
+Errors are JSON ``{"error": ..., "errors": [{"field", "message"}]}`` with a 4xx status;
+database failures become 503 with a retry hint, never a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Literal
+
+import flask
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from dashboard.context import AppContext
+from layers.services import NotFoundError, ServiceError, workflow
+from layers.services import duplicates as duplicate_service
+from layers.services import incidents as incident_service
+from layers.services import kpi as kpi_service
+from layers.services.incidents import IncidentIn, IncidentInputError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+MAX_ID = 2**63 - 1
+MAX_BATCH = 1000
+MAX_LIMIT = 1000
+_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+INTAKE_ROLES = {"dispatcher", "admin", "intake"}
+READ_ROLES = {"operator", "dispatcher", "admin"}
+KPI_ROLES = {"operator", "dispatcher", "admin", "auditor"}
+
+
+class ApiError(Exception):
+    """An error answered as JSON with ``status``; ``errors`` lists {field, message}."""
+
+    def __init__(self, status: int, message: str, errors: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+
+def error_response(status: int, message: str, errors: list[dict] | None = None):
+    """Return a Flask JSON error response."""
+    resp = flask.jsonify({"error": message, "status": status, "errors": errors or []})
+    resp.status_code = status
+    return resp
+
+
+class ActionIn(BaseModel):
+    """A workflow action request."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    action: Literal[tuple(workflow.ACTIONS)] = Field(  # type: ignore[valid-type]
+        ..., description="one of " + ", ".join(workflow.ACTIONS)
+    )
+    reason: str = Field("", max_length=2000)
+    assignee_id: int | None = Field(None, ge=1, le=MAX_ID)
+    into: int | None = Field(None, ge=1, le=MAX_ID)
+    hours: float | None = Field(None, gt=0, le=10_000)
+    rework_to: Literal["handling", "dispatched"] = "handling"
+
+
+class BatchIn(BaseModel):
+    """A batch of incidents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    incidents: list[dict[str, Any]] = Field(..., min_length=1, max_length=MAX_BATCH)
+
+
+def _pydantic_errors(exc: ValidationError) -> list[dict]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]) or "body",
+         "message": e["msg"].removeprefix("Value error, ")}
+        for e in exc.errors()
+    ]  # fmt: skip
+
+
+def principal() -> tuple[str, str]:
+    """Return (actor, role) of the request's principal (``anonymous``/``none`` if unknown)."""
+    try:
+        from dashboard.auth import current_principal
+    except ImportError:  # pragma: no cover - auth is part of the app
+        return "anonymous", "none"
+    p = current_principal()
+    if p is None:
+        return "anonymous", "none"
+    return p.actor, p.role
+
+
+def json_body() -> Any:
+    """Return the parsed JSON body or raise ApiError 400 saying how to send it."""
+    data = flask.request.get_json(silent=True)
+    if data is None:
+        raise ApiError(400, "the body must be JSON; send Content-Type: application/json",
+                       [{"field": "body", "message": "not valid JSON"}])  # fmt: skip
+    return data
+
+
+def parse_int(name: str, value: str | None, default: int, lo: int, hi: int) -> int:
+    """Return ``value`` as an int in [lo, hi] or raise ApiError 400 naming the parameter."""
+    if value is None or value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer",
+                       [{"field": name, "message": f"{value!r} is not an integer"}]) from None  # fmt: skip
+    if not lo <= n <= hi:
+        raise ApiError(400, f"{name} out of range",
+                       [{"field": name, "message": f"give {lo}..{hi}, not {n}"}])  # fmt: skip
+    return n
+
+
+def parse_time(name: str, value: str | None) -> dt.datetime | None:
+    """Return an aware datetime from ISO 8601 or raise ApiError 400 naming the parameter."""
+    if value is None or value == "":
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{name} is not a date-time", [{"field": name, "message":
+                       "use ISO 8601 with a timezone, e.g. 2026-11-23T08:00:00+08:00"}]) from None  # fmt: skip
+    if t.tzinfo is None:
+        raise ApiError(400, f"{name} needs a timezone", [{"field": name, "message":
+                       "add a UTC offset, e.g. 2026-11-23T08:00:00+08:00"}])  # fmt: skip
+    return t
+
+
+def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
+    """Return the bbox query parameter (minx,miny,maxx,maxy WGS-84) or raise ApiError 400."""
+    if value is None or value == "":
+        return None
+    import math
+
+    parts = value.split(",")
+    try:
+        nums = [float(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) != 4 or not all(math.isfinite(v) for v in nums):
+        raise ApiError(400, "bad bbox", [{"field": "bbox", "message":
+                       "give four numbers minx,miny,maxx,maxy in WGS-84 degrees"}])  # fmt: skip
+    if nums[0] > nums[2] or nums[1] > nums[3]:
+        raise ApiError(400, "bad bbox", [{"field": "bbox", "message":
+                       "min > max; give west,south,east,north"}])  # fmt: skip
+    return nums[0], nums[1], nums[2], nums[3]
+
+
+def check_params(allowed: set[str]) -> None:
+    """Raise ApiError 400 for query parameters the endpoint does not know."""
+    unknown = sorted(set(flask.request.args) - allowed)
+    if unknown:
+        raise ApiError(400, "unknown query parameter", [{"field": unknown[0], "message":
+                       f"not a parameter here; use {', '.join(sorted(allowed))}"}])  # fmt: skip
+
+
+def intake_writer(ctx: AppContext) -> incident_service.IntakeWriter:
+    """Return the app's group-commit IntakeWriter (created and started on first use)."""
+    writer = ctx.services.get("intake_writer")
+    if writer is None:
+        writer = ctx.services.setdefault("intake_writer", incident_service.IntakeWriter(ctx.db))
+    return writer.start()
+
+
+def create_one(
+    ctx: AppContext, data: Any, key: str | None, actor: str, role: str
+) -> tuple[dict, bool]:
+    """Return (incident dict, created) after the incident is committed; raise ApiError."""
+    if not isinstance(data, dict):
+        raise ApiError(422, "an incident must be a JSON object",
+                       [{"field": "body", "message": "send an object with lon, lat, category"}])  # fmt: skip
+    try:
+        return intake_writer(ctx).create(data, idempotency_key=key, actor=actor, role=role)
+    except incident_service.DuplicateExternalIdError as exc:
+        raise ApiError(409, "external_id already used", exc.errors) from None
+    except incident_service.IdempotencyConflictError as exc:
+        raise ApiError(409, "Idempotency-Key reused with another body", exc.errors) from None
+    except IncidentInputError as exc:
+        raise ApiError(422, "the incident is not valid", exc.errors) from None
+    except FutureTimeout:
+        raise ApiError(503, "the database is busy; retry with the same Idempotency-Key") from None
+
+
+def _with_duplicates(ctx: AppContext, doc: dict) -> dict:
+    with ctx.db.session() as s:
+        row = incident_service.get_incident(s, doc["id"])
+        dups = duplicate_service.candidates(s, row.id)
+    return {**doc, "possible_duplicates": dups}
+
+
+def register(server: flask.Flask, ctx: AppContext) -> None:
+    """Add the ``/api/v1`` incident routes and their access policies to ``server``."""
+    bp = flask.Blueprint("incident_api", __name__, url_prefix=PREFIX)
+
+    @bp.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.message, exc.errors)
+
+    @bp.errorhandler(SQLAlchemyError)
+    def _db_error(exc: SQLAlchemyError):
+        log.warning("database error in %s: %s", flask.request.path, type(exc).__name__)
+        resp = error_response(503, "the database is unavailable; retry in a few seconds")
+        resp.headers["Retry-After"] = "5"
+        return resp
+
+    @bp.errorhandler(NotFoundError)
+    def _not_found(exc: NotFoundError):
+        return error_response(404, str(exc).strip("'\""))
+
+    @bp.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError):
+        msg = str(exc)
+        field = msg.split(":", 1)[0] if ":" in msg else "query"
+        return error_response(400, msg, [{"field": field, "message": msg}])
+
+    @bp.errorhandler(404)
+    def _404(_exc):
+        return error_response(404, "no such resource; see /api/v1/openapi.json")
+
+    @bp.errorhandler(405)
+    def _405(_exc):
+        return error_response(405, f"{flask.request.method} is not allowed here")
+
+    @bp.post("/incidents")
+    def post_incident():
+        key = flask.request.headers.get("Idempotency-Key")
+        if key is not None and not _KEY.match(key):
+            raise ApiError(400, "bad Idempotency-Key", [{"field": "Idempotency-Key", "message":
+                           "1-128 printable ASCII characters without spaces, e.g. a UUID"}])  # fmt: skip
+        actor, role = principal()
+        doc, created = create_one(ctx, json_body(), key, actor, role)
+        doc = _with_duplicates(ctx, doc)
+        resp = flask.jsonify(doc)
+        resp.status_code = 201 if created else 200
+        resp.headers["Location"] = f"{PREFIX}/incidents/{doc['id']}"
+        if not created:
+            resp.headers["Idempotent-Replayed"] = "true"
+        return resp
+
+    @bp.post("/incidents/batch")
+    def post_batch():
+        try:
+            batch = BatchIn.model_validate(json_body())
+        except ValidationError as exc:
+            raise ApiError(422, "the batch is not valid", _pydantic_errors(exc)) from None
+        actor, role = principal()
+        writer = intake_writer(ctx)
+        futures = []
+        errors = []
+        for i, item in enumerate(batch.incidents):
+            try:
+                futures.append((i, writer.submit(item, actor=actor, role=role)))
+            except IncidentInputError as exc:
+                errors.append({"index": i, "errors": exc.errors})
+        created = []
+        for i, fut in futures:
+            try:
+                doc, _ = fut.result(timeout=120)
+                created.append({"index": i, "id": doc["id"], "grid_id": doc["grid_id"]})
+            except IncidentInputError as exc:
+                errors.append({"index": i, "errors": exc.errors})
+            except SQLAlchemyError:
+                errors.append({"index": i, "errors": [{"field": "body", "message":
+                               "database error; resend this item"}]})  # fmt: skip
+        errors.sort(key=lambda e: e["index"])
+        return flask.jsonify({"created": created, "errors": errors,
+                              "counts": {"created": len(created), "failed": len(errors)}})  # fmt: skip
+
+    @bp.get("/incidents")
+    def get_incidents():
+        check_params({"bbox", "start", "end", "category", "status", "grid_id", "limit", "offset"})
+        args = flask.request.args
+        limit = parse_int("limit", args.get("limit"), 100, 1, MAX_LIMIT)
+        offset = parse_int("offset", args.get("offset"), 0, 0, 10**9)
+        grid_id = args.get("grid_id")
+        statuses = [s for s in (args.get("status") or "").split(",") if s]
+        known = {"open", "closed", "evaluated", *incident_service.OPEN_STATUSES}
+        bad = [s for s in statuses if s not in known]
+        if bad:
+            raise ApiError(400, "unknown status", [{"field": "status", "message":
+                           f"{bad[0]!r}; use open or one of collected, registered, dispatched, "
+                           "handling, reported, closed, evaluated"}])  # fmt: skip
+        with ctx.db.session() as s:
+            rows, total = incident_service.list_incidents(
+                s,
+                bbox=parse_bbox(args.get("bbox")),
+                start=parse_time("start", args.get("start")),
+                end=parse_time("end", args.get("end")),
+                category=[c for c in (args.get("category") or "").split(",") if c] or None,
+                status=statuses or None,
+                grid_id=parse_int("grid_id", grid_id, 0, 1, MAX_ID) if grid_id else None,
+                limit=limit,
+                offset=offset,
+            )
+            items = [incident_service.public_dict(r) for r in rows]
+        nxt = None
+        if offset + len(items) < total:
+            q = args.to_dict()
+            q["offset"] = str(offset + limit)
+            q["limit"] = str(limit)
+            nxt = flask.url_for("incident_api.get_incidents", **q)
+        return flask.jsonify({"items": items, "total": total, "limit": limit, "offset": offset,
+                              "next": nxt})  # fmt: skip
+
+    @bp.get("/incidents/<int:incident_id>")
+    def get_incident(incident_id: int):
+        if incident_id > MAX_ID:
+            raise ApiError(404, f"no incident with id {incident_id}")
+        with ctx.db.session() as s:
+            row = incident_service.get_incident(s, incident_id)
+            doc = incident_service.public_dict(row)
+            doc["history"] = workflow.history(s, row.id)
+            doc["possible_duplicates"] = duplicate_service.candidates(s, row.id)
+            doc["linked_reports"] = duplicate_service.linked_reports(s, row.id)
+            doc["allowed_actions"] = workflow.allowed_actions(row.status, principal()[1])
+        return flask.jsonify(doc)
+
+    @bp.post("/incidents/<int:incident_id>/actions")
+    def post_action(incident_id: int):
+        if incident_id > MAX_ID:
+            raise ApiError(404, f"no incident with id {incident_id}")
+        try:
+            req = ActionIn.model_validate(json_body())
+        except ValidationError as exc:
+            raise ApiError(422, "the action is not valid", _pydantic_errors(exc)) from None
+        actor, role = principal()
+        try:
+            with ctx.db.session() as s:
+                row = workflow.apply(
+                    s, incident_id, req.action, actor=actor, role=role, reason=req.reason,
+                    assignee_id=req.assignee_id, into=req.into, hours=req.hours,
+                    rework_to=req.rework_to,
+                )  # fmt: skip
+                doc = incident_service.public_dict(row)
+        except workflow.ActionNotPermittedError as exc:
+            raise ApiError(403, str(exc), [{"field": "action", "message": str(exc)}]) from None
+        except workflow.TransitionError as exc:
+            raise ApiError(409, str(exc), [{"field": "action", "message": str(exc)}]) from None
+        return flask.jsonify(doc)
+
+    @bp.get("/categories")
+    def get_categories():
+        check_params(set())
+        with ctx.db.session() as s:
+            return flask.jsonify({"categories": incident_service.list_categories(s)})
+
+    @bp.get("/kpi")
+    def get_kpi():
+        check_params({"start", "end", "group_by", "period", "format", "lang"})
+        args = flask.request.args
+        start, end = parse_time("start", args.get("start")), parse_time("end", args.get("end"))
+        if start is None or end is None:
+            raise ApiError(400, "start and end are required", [{"field": "start" if start is None
+                           else "end", "message": "give an ISO 8601 date-time with timezone"}])  # fmt: skip
+        fmt = args.get("format", "json")
+        if fmt not in ("json", "csv", "xlsx"):
+            raise ApiError(400, "bad format", [{"field": "format", "message": "json, csv or xlsx"}])
+        lang = args.get("lang", "zh")
+        if lang not in ("zh", "en"):
+            raise ApiError(400, "bad lang", [{"field": "lang", "message": "zh or en"}])
+        with ctx.db.session() as s:
+            rows = kpi_service.compute_kpis(
+                s, start, end, group_by=args.get("group_by", "city"),
+                period=args.get("period") or None, lang=lang,
+            )  # fmt: skip
+        if fmt == "json":
+            return flask.jsonify({"rows": rows})
+        name = f"kpi_{start.date()}_{end.date()}"
+        if fmt == "csv":
+            body, mime = kpi_service.to_csv(rows, lang), "text/csv; charset=utf-8"
+        else:
+            body = kpi_service.to_xlsx(rows, lang)
+            mime = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        actor, role = principal()
+        _audit_export(ctx, actor, role, fmt, len(rows))
+        return flask.Response(body, mimetype=mime, headers={
+            "Content-Disposition": f'attachment; filename="{name}.{fmt}"'})  # fmt: skip
+
+    @bp.get("/openapi.json")
+    def openapi():
+        return flask.jsonify(openapi_document())
+
+    server.register_blueprint(bp)
+    _declare(server)
+
+
+def _audit_export(ctx: AppContext, actor: str, role: str, fmt: str, n: int) -> None:
+    try:
+        from layers.services import audit
+    except ImportError:  # pragma: no cover
+        return
+    with ctx.db.session() as s:
+        audit.record(s, actor=actor, role=role, action="kpi.export", target=f"kpi.{fmt}",
+                     detail={"rows": n})  # fmt: skip
+
+
+def _declare(server: flask.Flask) -> None:
+    try:
+        from dashboard.auth import declare_policy
+    except ImportError:  # pragma: no cover - auth is part of the app
+        log.warning("dashboard.auth missing: /api/v1 incident routes are not access-controlled")
+        return
+    declare_policy(server, f"{PREFIX}/incidents", INTAKE_ROLES, methods=("POST",))
+    declare_policy(server, f"{PREFIX}/incidents", READ_ROLES, methods=("GET",))
+    declare_policy(server, f"{PREFIX}/categories", READ_ROLES | {"intake", "gis"})
+    declare_policy(server, f"{PREFIX}/kpi", KPI_ROLES)
+    declare_policy(server, f"{PREFIX}/openapi.json", "public")
+
+
+# -- OpenAPI ----------------------------------------------------------------------------------
+def _err(desc: str) -> dict:
+    return {"description": desc,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}  # fmt: skip
+
+
+def _ok(desc: str, ref: str) -> dict:
+    return {"description": desc,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}  # fmt: skip
+
+
+def _q(name: str, desc: str, schema: dict, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": desc,
+            "schema": schema}  # fmt: skip
+
+
+def _schema(model: type[BaseModel]) -> dict:
+    doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    doc.pop("$defs", None)
+    return doc
+
+
+def openapi_document() -> dict:
+    """Return the OpenAPI 3.1 document of the incident API."""
+    auth_errors = {"401": _err("not signed in / no valid token"),
+                   "403": _err("the role may not do this")}  # fmt: skip
+    incident_ref = {"$ref": "#/components/schemas/Incident"}
+    id_param = {"name": "incident_id", "in": "path", "required": True,
+                "schema": {"type": "integer", "minimum": 1}}  # fmt: skip
+    statuses = list(incident_service.OPEN_STATUSES) + ["closed", "evaluated", "open"]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "GridSight incident API", "version": "1.0.0",
+                 "description": "Incident intake, queries, GB/T 30428 workflow actions and KPIs. "
+                 "Machine clients send Authorization: Bearer <token>."},
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "IncidentIn": _schema(IncidentIn),
+                "ActionIn": _schema(ActionIn),
+                "BatchIn": {"type": "object", "additionalProperties": False,
+                            "required": ["incidents"],
+                            "properties": {"incidents": {"type": "array", "minItems": 1,
+                                                         "maxItems": MAX_BATCH,
+                                                         "items": {"$ref": "#/components/schemas/IncidentIn"}}}},
+                "Incident": {"type": "object", "required": ["id", "lon", "lat", "category", "status"],
+                             "properties": {"id": {"type": "integer"}, "lon": {"type": "number"},
+                                            "lat": {"type": "number"}, "category": {"type": "string"},
+                                            "status": {"type": "string"},
+                                            "grid_id": {"type": ["integer", "null"]},
+                                            "center_id": {"type": ["integer", "null"]},
+                                            "assignee_id": {"type": ["integer", "null"]},
+                                            "due_at": {"type": ["string", "null"]}}},
+                "Error": {"type": "object", "required": ["error", "status", "errors"],
+                          "properties": {"error": {"type": "string"}, "status": {"type": "integer"},
+                                         "errors": {"type": "array", "items": {"type": "object",
+                                                    "properties": {"field": {"type": "string"},
+                                                                   "message": {"type": "string"}}}}}},
+                "IncidentPage": {"type": "object", "required": ["items", "total"],
+                                 "properties": {"items": {"type": "array", "items": incident_ref},
+                                                "total": {"type": "integer"},
+                                                "limit": {"type": "integer"},
+                                                "offset": {"type": "integer"},
+                                                "next": {"type": ["string", "null"]}}},
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            f"{PREFIX}/incidents": {
+                "post": {
+                    "operationId": "createIncident",
+                    "summary": "File one incident (committed before the 201)",
+                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                    "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"},
+                                    "description": "retries with the same key return the first incident"}],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/IncidentIn"}}}},
+                    "responses": {"201": _ok("created", "Incident"),
+                                  "200": _ok("replay of an Idempotency-Key", "Incident"),
+                                  "400": _err("not JSON / bad header"),
+                                  "409": _err("external_id or Idempotency-Key conflict"),
+                                  "422": _err("invalid field"), "503": _err("database busy"),
+                                  **auth_errors},
+                },
+                "get": {
+                    "operationId": "listIncidents",
+                    "summary": "Incidents, newest first, with filters and paging",
+                    "parameters": [
+                        _q("bbox", "minx,miny,maxx,maxy WGS-84", {"type": "string"}),
+                        _q("start", "created at or after (ISO 8601 with zone)", {"type": "string", "format": "date-time"}),
+                        _q("end", "created before (ISO 8601 with zone)", {"type": "string", "format": "date-time"}),
+                        _q("category", "comma-separated category codes (parents match children)", {"type": "string"}),
+                        _q("status", "comma-separated: " + ", ".join(statuses), {"type": "string"}),
+                        _q("grid_id", "only this grid", {"type": "integer", "minimum": 1}),
+                        _q("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+                        _q("offset", "items to skip", {"type": "integer", "minimum": 0}),
+                    ],
+                    "responses": {"200": _ok("a page", "IncidentPage"), "400": _err("bad parameter"),
+                                  "503": _err("database busy"), **auth_errors},
+                },
+            },
+            f"{PREFIX}/incidents/batch": {
+                "post": {
+                    "operationId": "importIncidents",
+                    "summary": "File up to 1000 incidents; valid ones are committed",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/BatchIn"}}}},
+                    "responses": {"200": {"description": "per-item results", "content": {
+                        "application/json": {"schema": {"type": "object"}}}},
+                                  "400": _err("not JSON"), "422": _err("not a batch"),
+                                  "503": _err("database busy"), **auth_errors},
+                },
+            },
+            f"{PREFIX}/incidents/{{incident_id}}": {
+                "get": {
+                    "operationId": "getIncident",
+                    "parameters": [id_param],
+                    "responses": {"200": _ok("the incident with history", "Incident"),
+                                  "404": _err("no such incident"), "503": _err("database busy"),
+                                  **auth_errors},
+                },
+            },
+            f"{PREFIX}/incidents/{{incident_id}}/actions": {
+                "post": {
+                    "operationId": "actOnIncident",
+                    "summary": "A workflow action: " + ", ".join(workflow.ACTIONS),
+                    "parameters": [id_param],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/ActionIn"}}}},
+                    "responses": {"200": _ok("the incident after the action", "Incident"),
+                                  "400": _err("not JSON"), "404": _err("no such incident"),
+                                  "409": _err("not allowed in the current status"),
+                                  "422": _err("invalid action body"),
+                                  "503": _err("database busy"), **auth_errors},
+                },
+            },
+            f"{PREFIX}/categories": {
+                "get": {"operationId": "listCategories",
+                        "responses": {"200": {"description": "the dictionary", "content": {
+                            "application/json": {"schema": {"type": "object"}}}},
+                                      "400": _err("unknown parameter"),
+                                      "503": _err("database busy"), **auth_errors}},
+            },
+            f"{PREFIX}/kpi": {
+                "get": {
+                    "operationId": "getKpis",
+                    "parameters": [
+                        _q("start", "window start", {"type": "string", "format": "date-time"}, True),
+                        _q("end", "window end", {"type": "string", "format": "date-time"}, True),
+                        _q("group_by", "grouping", {"type": "string", "enum": list(kpi_service.GROUPS)}),
+                        _q("period", "split", {"type": "string", "enum": ["day", "week", "month"]}),
+                        _q("format", "output", {"type": "string", "enum": ["json", "csv", "xlsx"]}),
+                        _q("lang", "column names", {"type": "string", "enum": ["zh", "en"]}),
+                    ],
+                    "responses": {"200": {"description": "KPI rows (JSON, CSV or XLSX)", "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet":
+                            {"schema": {"type": "string", "format": "binary"}}}},
+                                  "400": _err("bad parameter"), "503": _err("database busy"),
+                                  **auth_errors},
+                },
+            },
+            f"{PREFIX}/openapi.json": {
+                "get": {"operationId": "openapi", "security": [],
+                        "responses": {"200": {"description": "this document", "content": {
+                            "application/json": {"schema": {"type": "object"}}}}}},
+            },
+        },
+    }  # fmt: skip
