@@ -5,6 +5,7 @@ says otherwise; distances and areas are computed in a local metric CRS.
 """
 
 from geo.assign import GridIndex, assign_points
+from geo.coverage import blind_spots, coverage
 from geo.crs import (
     bd09_to_gcj02,
     bd09_to_wgs84,
@@ -26,7 +27,9 @@ __all__ = [
     "camera_sectors",
     "cameras_seeing",
     "cameras_seeing_many",
+    "coverage",
     "bd09_to_wgs84",
+    "blind_spots",
     "from_wgs84",
     "gcj02_to_bd09",
     "gcj02_to_wgs84",

@@ -47,9 +47,12 @@ FloatArray = NDArray[np.float64]
 
 
 def _as_arrays(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
-    lon_a, lat_a = np.broadcast_arrays(
-        np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
-    )
+    lon_a = np.asarray(lon, dtype=np.float64)
+    lat_a = np.asarray(lat, dtype=np.float64)
+    if lon_a.shape != lat_a.shape:
+        # broadcast views are read-only and slow pyproj down; materialise them
+        lon_b, lat_b = np.broadcast_arrays(lon_a, lat_a)
+        return np.array(lon_b), np.array(lat_b)
     return lon_a, lat_a
 
 
@@ -181,7 +184,7 @@ _ALIASES = {
 def _resolve_crs(crs: str | pyproj.CRS) -> str | pyproj.CRS:
     """Return "wgs84", "gcj02", "bd09" or a pyproj.CRS for a CRS name; raise ValueError."""
     if isinstance(crs, pyproj.CRS):
-        return "wgs84" if crs == pyproj.CRS.from_epsg(4326) else crs
+        return "wgs84" if crs.equals(_WGS84) else crs
     if not isinstance(crs, str):
         raise ValueError(
             f"Unknown crs {crs!r}: expected one of {', '.join(ACCEPTED_CRS)} or a pyproj.CRS"
@@ -195,6 +198,11 @@ def _resolve_crs(crs: str | pyproj.CRS) -> str | pyproj.CRS:
         except pyproj.exceptions.CRSError as exc:
             raise ValueError(f"Unknown crs {crs!r}: pyproj does not know this EPSG code") from exc
     raise ValueError(f"Unknown crs {crs!r}: expected one of {', '.join(ACCEPTED_CRS)}")
+
+
+def _is(resolved: str | pyproj.CRS, name: str) -> bool:
+    # Never compare a pyproj.CRS with a str: pyproj parses the str (~0.1 s) to compare.
+    return isinstance(resolved, str) and resolved == name
 
 
 @lru_cache(maxsize=64)
@@ -224,11 +232,11 @@ def to_wgs84(
         If ``crs`` is not one of the accepted values.
     """
     src = _resolve_crs(crs)
-    if src == "wgs84":
+    if _is(src, "wgs84"):
         return _as_arrays(lon, lat)
-    if src == "gcj02":
+    if _is(src, "gcj02"):
         return gcj02_to_wgs84(lon, lat)
-    if src == "bd09":
+    if _is(src, "bd09"):
         return bd09_to_wgs84(lon, lat)
     x, y = _as_arrays(lon, lat)
     out_x, out_y = _transformer(src, _WGS84).transform(x, y)
@@ -243,11 +251,11 @@ def from_wgs84(
     ``crs`` accepts the same values as ``to_wgs84``; raises ValueError otherwise.
     """
     dst = _resolve_crs(crs)
-    if dst == "wgs84":
+    if _is(dst, "wgs84"):
         return _as_arrays(lon, lat)
-    if dst == "gcj02":
+    if _is(dst, "gcj02"):
         return wgs84_to_gcj02(lon, lat)
-    if dst == "bd09":
+    if _is(dst, "bd09"):
         return wgs84_to_bd09(lon, lat)
     x, y = _as_arrays(lon, lat)
     out_x, out_y = _transformer(_WGS84, dst).transform(x, y)
@@ -255,11 +263,12 @@ def from_wgs84(
 
 
 def local_metric_crs(lon: ArrayLike, lat: ArrayLike) -> pyproj.CRS:
-    """Return an azimuthal-equidistant pyproj CRS in metres centred on the given WGS-84 points.
+    """Return a transverse-Mercator pyproj CRS in metres centred on the given WGS-84 points.
 
     The centre is the middle of the bounding box of the finite inputs (one point or many).
-    Distances from the centre are exact and areas within a city (tens of km) are distorted by
-    well under 0.1 %, which is what distance and area computations in ``geo`` need.
+    Within 50 km of the centre the scale error is below 3e-5 (distances) and 6e-5 (areas),
+    which is what distance and area computations in ``geo`` need. Transverse Mercator rather
+    than azimuthal equidistant because pyproj projects to it about six times faster.
 
     Raises
     ------
@@ -272,13 +281,13 @@ def local_metric_crs(lon: ArrayLike, lat: ArrayLike) -> pyproj.CRS:
         raise ValueError("local_metric_crs needs at least one finite (lon, lat) point")
     lon0 = 0.5 * (lon_a[ok].min() + lon_a[ok].max())
     lat0 = 0.5 * (lat_a[ok].min() + lat_a[ok].max())
-    return _aeqd(round(float(lon0), 9), round(float(lat0), 9))
+    return _tmerc(round(float(lon0), 9), round(float(lat0), 9))
 
 
 @lru_cache(maxsize=256)
-def _aeqd(lon0: float, lat0: float) -> pyproj.CRS:
+def _tmerc(lon0: float, lat0: float) -> pyproj.CRS:
     return pyproj.CRS.from_proj4(
-        f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
+        f"+proj=tmerc +lat_0={lat0} +lon_0={lon0} +k=1 +x_0=0 +y_0=0 +datum=WGS84 +units=m +no_defs"
     )
 
 
@@ -326,16 +335,19 @@ def transform_geometries(geoms, src_crs: str | pyproj.CRS, dst_crs: str | pyproj
     if gpd is not None and isinstance(geoms, gpd.GeoSeries):
         if geoms.crs is not None:
             own = _resolve_crs(geoms.crs)
-            if not (own == src):
+            if not _same(own, src):
                 raise ValueError(f"GeoSeries has crs {geoms.crs} but src_crs={src_crs!r} was given")
-        out = (
-            shapely.transform(np.asarray(geoms.values), func)
-            if src != dst
-            else np.asarray(geoms.values)
-        )
-        dst_pyproj = _WGS84 if dst == "wgs84" else dst
+        values = np.asarray(geoms.values)
+        out = values if _same(src, dst) else shapely.transform(values, func)
+        dst_pyproj = _WGS84 if _is(dst, "wgs84") else dst
         crs = dst_pyproj if isinstance(dst_pyproj, pyproj.CRS) else None
         return gpd.GeoSeries(np.asarray(out), index=geoms.index, crs=crs)
-    if src == dst:
+    if _same(src, dst):
         return geoms
     return shapely.transform(geoms, func)
+
+
+def _same(a: str | pyproj.CRS, b: str | pyproj.CRS) -> bool:
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return a is b or a.equals(b)
