@@ -91,6 +91,11 @@ ACCESS_MATRIX: list[tuple[str, tuple[str, ...] | None, frozenset[str] | str]] = 
     # data behind the map, video (+ camera scopes checked by the video route)
     ("/layers/", None, MAP_ROLES),
     ("/video/", None, VIDEO_ROLES),
+    # redaction rules and stream status (dashboard/routes/video.py; hooks below refine)
+    ("/api/v1/rules", ("GET",), frozenset({"privacy_officer", "auditor"})),
+    ("/api/v1/rules", ("PUT", "DELETE"), frozenset({"privacy_officer"})),
+    ("/api/v1/cameras/", ("GET",), VIDEO_ROLES),
+    ("/api/v1/video/streams", ("GET",), frozenset({"privacy_officer", "operator", "admin"})),
     # machine API
     ("/api/v1/incidents", ("POST",), frozenset({"dispatcher", "admin", "intake"})),
     ("/api/v1/incidents", ("GET",), frozenset({"operator", "dispatcher"})),
@@ -700,6 +705,8 @@ def _guard():
     server = flask.current_app
     path = req.path
     principal = current_principal()
+    if principal is not None:
+        flask.g.user = principal  # dashboard/routes/video.py reads the viewer's name here
     if flask.g.get("auth_error") and req.headers.get("Authorization"):
         # explicit but wrong credentials: never fall back to anything else
         return _deny(None)
@@ -782,7 +789,67 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     server.add_url_rule(
         "/account/password", "auth_password", _password_view, methods=["GET", "POST"]
     )
+    install_video_hooks(ctx)
     bootstrap_first_admin(ctx)
+
+
+# -- hooks used by dashboard/routes/video.py ---------------------------------------------------
+def install_video_hooks(ctx: AppContext) -> None:
+    """Put the access hooks the video routes look up into ``ctx.services``.
+
+    ``authorize_video`` (role + camera scope), ``authorize_rules`` (read: privacy officer,
+    auditor; write: privacy officer), ``unmask_grant`` (watermark text of an active grant, else
+    None: redacted) and ``audit`` (every view, snapshot and rule change into the audit log).
+    """
+    from layers.services import cameras as camera_service
+    from layers.services import grants as grant_service
+
+    def authorize_video(_request, camera_id: int) -> bool:
+        p = current_principal()
+        if p is None or p.kind != "user" or p.role not in VIDEO_ROLES:
+            return False
+        try:
+            camera = camera_service.get_camera(ctx.db, camera_id)
+        except LookupError:  # layers.services.NotFoundError: the route answers 404
+            return True
+        return camera_allowed(p, camera.gb_id, camera.id)
+
+    def authorize_rules(_request, action: str) -> bool:
+        p = current_principal()
+        if p is None or p.kind != "user":
+            return False
+        if action == "read":
+            return p.role in ("privacy_officer", "auditor")
+        return p.role == "privacy_officer"
+
+    def unmask_grant(_request, camera_id: int) -> str | None:
+        p = current_principal()
+        if p is None or p.kind != "user" or p.role not in VIDEO_ROLES:
+            return None
+        with ctx.db.session() as s:
+            grant = grant_service.active_grant(s, p.name, camera_id)
+            return grant_service.watermark_text(grant) if grant is not None else None
+
+    def audit_hook(event: str, **fields: Any) -> None:
+        p = current_principal()
+        actor = str(fields.pop("user", None) or (p.actor if p else "unknown"))
+        role = p.role if p is not None else ""
+        if not role:
+            with ctx.db.session() as s:
+                user = user_service.get_user(s, actor)
+                role = user.role if user is not None else ""
+        camera = fields.get("camera_id")
+        target = f"camera:{camera}" if camera is not None else ""
+        detail = json.loads(json.dumps(fields, default=str))
+        with ctx.db.session() as s:
+            audit.record(s, actor=actor, role=role, action=event[:48], target=target, detail=detail)
+
+    ctx.services.update(
+        authorize_video=authorize_video,
+        authorize_rules=authorize_rules,
+        unmask_grant=unmask_grant,
+        audit=audit_hook,
+    )
 
 
 def principal_json(p: Principal | None) -> str:
