@@ -1,0 +1,852 @@
+"""Map queries for the operator's situation map: filtered incidents, per-grid counts, KPIs.
+
+Every function takes an open SQLAlchemy ``Session`` (or a ``Database`` where it says so) and
+returns plain, JSON-ready data; pages and routes call these and never write SQL themselves.
+Positions are WGS-84 (EPSG:4326); shifting to GCJ-02 happens at the display boundary.
+
+The central object is ``MapFilter``: the time window (with an optional playback instant), the
+category groups and the administrative area the operator drilled down to. "Open at T" means
+created in the window no later than T and not closed by T; for the live view (no playback
+instant) it is the incident's current status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+import numpy as np
+import shapely
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from layers.db import Database
+from layers.models import AdminArea, Camera, Category, Grid, Incident, IncidentEvent
+from layers.services.incidents import OPEN_STATUSES, default_categories
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _sessioned(fn: Callable[P, R]) -> Callable[P, R]:
+    """Let ``fn(session, ...)`` also be called with a ``Database`` (opens one session)."""
+
+    @wraps(fn)
+    def wrapper(db_or_session, *args, **kwargs):
+        if isinstance(db_or_session, Database):
+            with db_or_session.session() as s:
+                return fn(s, *args, **kwargs)
+        return fn(db_or_session, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+WINDOWS = {"1h": dt.timedelta(hours=1), "24h": dt.timedelta(hours=24),
+           "7d": dt.timedelta(days=7)}  # fmt: skip
+CST = dt.timezone(dt.timedelta(hours=8))  # command centers count days in China Standard Time
+MAX_CUSTOM_SPAN = dt.timedelta(days=366)
+
+
+class MapFilterError(ValueError):
+    """A map filter value is unusable; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class MapFilter:
+    """Return-type of ``parse_filter``: what the operator chose to look at.
+
+    Attributes
+    ----------
+    window : "1h", "24h", "7d" or "custom"
+    start, end : aware datetimes, only for ``window == "custom"``
+    playback : float or None
+        Fraction 0..1 of the window shown (playback slider); None or 1 means live.
+    categories : tuple of top-level category codes (empty: all)
+    area_id : id of the district, street or community drilled down to (None: whole city)
+    """
+
+    window: str = "24h"
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    playback: float | None = None
+    categories: tuple[str, ...] = ()
+    area_id: int | None = None
+
+    def time_range(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        """Return (window start, window end) as aware UTC datetimes."""
+        if self.window == "custom":
+            assert self.start is not None and self.end is not None
+            return self.start, self.end
+        return now - WINDOWS[self.window], now
+
+    def instant(self, now: dt.datetime) -> dt.datetime | None:
+        """Return the playback instant T, or None for the live view."""
+        if self.playback is None or self.playback >= 1.0:
+            return None if self.window != "custom" else self.time_range(now)[1]
+        start, end = self.time_range(now)
+        return start + (end - start) * max(0.0, self.playback)
+
+    def key(self) -> str:
+        """Return a short stable string identifying the filter (for cache keys and URLs)."""
+        start = self.start.isoformat() if self.start else ""
+        end = self.end.isoformat() if self.end else ""
+        pb = "" if self.playback is None else f"{self.playback:.4f}"
+        return f"{self.window}|{start}|{end}|{pb}|{','.join(self.categories)}|{self.area_id or ''}"
+
+
+def _parse_time(name: str, value) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        out = value
+    elif isinstance(value, dt.date):
+        out = dt.datetime.combine(value, dt.time(), tzinfo=CST)
+    else:
+        try:
+            out = dt.datetime.fromisoformat(str(value))
+        except ValueError:
+            raise MapFilterError(
+                f"{name}: {value!r} is not a date/time; use ISO 8601 such as 2026-11-23T08:00+08:00"
+            ) from None
+    if out.tzinfo is None:
+        out = out.replace(tzinfo=CST)  # a bare date from the date picker is a China-time day
+    return out.astimezone(dt.UTC)
+
+
+def parse_filter(data: dict | None) -> MapFilter:
+    """Return a validated MapFilter from a dict (e.g. a ``dcc.Store`` or URL query).
+
+    Raises
+    ------
+    MapFilterError
+        Naming the bad field (window, start, end, playback, categories, area) and the fix.
+    """
+    data = dict(data or {})
+    window = str(data.get("window") or "24h")
+    if window not in (*WINDOWS, "custom"):
+        raise MapFilterError(f"window: {window!r} is unknown; use 1h, 24h, 7d or custom")
+    start = end = None
+    if window == "custom":
+        if not data.get("start") or not data.get("end"):
+            raise MapFilterError("start/end: a custom window needs both a start and an end date")
+        start = _parse_time("start", data["start"])
+        end = _parse_time("end", data["end"])
+        if isinstance(data["end"], str) and len(data["end"]) == 10:
+            end = end + dt.timedelta(days=1)  # an end *date* includes that whole day
+        if end <= start:
+            raise MapFilterError("end: must be after start; swap the two dates")
+        if end - start > MAX_CUSTOM_SPAN:
+            raise MapFilterError("start/end: the custom window is longer than a year; shorten it")
+    playback = data.get("playback")
+    if playback is not None and playback != "":
+        try:
+            playback = float(playback)
+        except (TypeError, ValueError):
+            raise MapFilterError(
+                f"playback: {playback!r} is not a number between 0 and 1"
+            ) from None
+        if not 0.0 <= playback <= 1.0 or math.isnan(playback):
+            raise MapFilterError(f"playback: {playback} is outside 0..1")
+    else:
+        playback = None
+    cats = data.get("categories") or ()
+    if isinstance(cats, str):
+        cats = [c for c in cats.split(",") if c]
+    known = {c for c, e in default_categories().items() if e["parent_code"] is None}
+    bad = [c for c in cats if c not in known]
+    if bad:
+        raise MapFilterError(
+            f"categories: {bad[0]!r} is not a top-level category; use one of {', '.join(sorted(known))}"
+        )
+    area = data.get("area_id", data.get("area"))
+    if area in ("", None):
+        area = None
+    else:
+        try:
+            area = int(area)
+        except (TypeError, ValueError):
+            raise MapFilterError(f"area: {area!r} is not an area id (an integer)") from None
+    return MapFilter(window=window, start=start, end=end, playback=playback,
+                     categories=tuple(sorted(cats)), area_id=area)  # fmt: skip
+
+
+# -- building blocks -------------------------------------------------------------------------
+
+
+def _now(now: dt.datetime | None) -> dt.datetime:
+    return now or dt.datetime.now(dt.UTC)
+
+
+def category_group(code: str) -> str:
+    """Return the top-level category code of a (possibly dotted) category code."""
+    return code.split(".", 1)[0]
+
+
+def _category_condition(groups: Sequence[str]):
+    if not groups:
+        return None
+    return or_(*[or_(Incident.category_code == g, Incident.category_code.like(f"{g}.%"))
+                 for g in groups])  # fmt: skip
+
+
+def area_grid_ids_query(area_level: str, area_id: int):
+    """Return a SELECT of the grid ids inside an area of ``area_level`` (SQL subquery)."""
+    if area_level == "community":
+        communities = select(AdminArea.id).where(AdminArea.id == area_id)
+    elif area_level == "street":
+        communities = select(AdminArea.id).where(AdminArea.parent_id == area_id)
+    elif area_level == "district":
+        street = aliased(AdminArea)
+        communities = (
+            select(AdminArea.id)
+            .join(street, AdminArea.parent_id == street.id)
+            .where(street.parent_id == area_id)
+        )
+    else:  # the city: every grid
+        return select(Grid.id)
+    return select(Grid.id).where(Grid.community_id.in_(communities))
+
+
+def _area_condition(session: Session, area_id: int | None):
+    if area_id is None:
+        return None
+    level = session.scalar(select(AdminArea.level).where(AdminArea.id == area_id))
+    if level is None:
+        raise MapFilterError(f"area: no administrative area with id {area_id}; clear the filter")
+    if level == "city":
+        return None
+    return Incident.grid_id.in_(area_grid_ids_query(level, area_id))
+
+
+@_sessioned
+def incident_conditions(
+    session: Session, f: MapFilter, now: dt.datetime | None = None, *, open_only: bool = False
+) -> list:
+    """Return SQL conditions selecting the incidents ``f`` shows (created in window, up to T)."""
+    now = _now(now)
+    start, end = f.time_range(now)
+    t = f.instant(now)
+    conds = [Incident.created_at >= start, Incident.created_at <= (t or end)]
+    cat = _category_condition(f.categories)
+    if cat is not None:
+        conds.append(cat)
+    area = _area_condition(session, f.area_id)
+    if area is not None:
+        conds.append(area)
+    if open_only:
+        if t is None:
+            conds.append(Incident.status.in_(OPEN_STATUSES))
+        else:
+            conds.append(or_(Incident.closed_at.is_(None), Incident.closed_at > t))
+    return conds
+
+
+# -- per-grid counts and incremental changes -----------------------------------------------
+
+
+@_sessioned
+def grid_counts(
+    session: Session,
+    f: MapFilter,
+    now: dt.datetime | None = None,
+    grid_ids: Iterable[int] | None = None,
+) -> dict[int, int]:
+    """Return {grid id: incidents open at T} for the filter (only grids with at least one).
+
+    With ``grid_ids`` only those grids are counted (for incremental updates); grids among
+    them with no open incident are returned with 0 so the client can clear them.
+    """
+    conds = incident_conditions(session, f, now, open_only=True)
+    conds.append(Incident.grid_id.is_not(None))
+    wanted = None
+    if grid_ids is not None:
+        wanted = sorted({int(g) for g in grid_ids})
+        if not wanted:
+            return {}
+        conds.append(Incident.grid_id.in_(wanted))
+    rows = session.execute(
+        select(Incident.grid_id, func.count()).where(*conds).group_by(Incident.grid_id)
+    ).all()
+    out = {int(g): int(n) for g, n in rows}
+    if wanted is not None:
+        for g in wanted:
+            out.setdefault(g, 0)
+    return out
+
+
+@_sessioned
+def last_event_id(session: Session) -> int:
+    """Return the id of the newest workflow event (0 if none): the map's change cursor."""
+    return int(session.scalar(select(func.max(IncidentEvent.id))) or 0)
+
+
+@_sessioned
+def last_incident_id(session: Session) -> int:
+    """Return the id of the newest incident (0 if none)."""
+    return int(session.scalar(select(func.max(Incident.id))) or 0)
+
+
+@_sessioned
+def changes_since(session: Session, after_event_id: int, limit: int = 5000) -> dict:
+    """Return what changed after a workflow-event id: new cursor, incident and grid ids.
+
+    Every create and every status transition logs an ``IncidentEvent``, so this one cursor
+    catches new incidents and closures alike. ``overflow`` is True when more than ``limit``
+    events arrived (the caller should then resynchronise in full).
+    """
+    rows = session.execute(
+        select(IncidentEvent.id, IncidentEvent.incident_id)
+        .where(IncidentEvent.id > after_event_id)
+        .order_by(IncidentEvent.id)
+        .limit(limit + 1)
+    ).all()
+    overflow = len(rows) > limit
+    rows = rows[:limit]
+    if not rows:
+        return {"cursor": after_event_id, "incidents": [], "grids": [], "overflow": False}
+    inc_ids = sorted({int(r.incident_id) for r in rows})
+    grids: set[int] = set()
+    for chunk in range(0, len(inc_ids), 900):
+        part = inc_ids[chunk : chunk + 900]
+        grids.update(
+            int(g)
+            for g in session.scalars(
+                select(Incident.grid_id).where(Incident.id.in_(part), Incident.grid_id.is_not(None))
+            )
+        )
+    return {"cursor": int(rows[-1].id), "incidents": inc_ids, "grids": sorted(grids),
+            "overflow": overflow}  # fmt: skip
+
+
+def _incident_feature(r, lang: str = "zh") -> dict:
+    cats = default_categories()
+    group = category_group(r.category_code)
+    entry = cats.get(r.category_code) or cats.get(group) or {}
+    name = entry.get("name_en" if lang == "en" else "name_zh", r.category_code)
+    return {
+        "type": "Feature",
+        "id": int(r.id),
+        "geometry": {"type": "Point", "coordinates": [round(r.lon, 6), round(r.lat, 6)]},
+        "properties": {
+            "id": int(r.id), "cat": group, "name": name, "prio": int(r.priority),
+            "status": r.status, "t": r.created_at.isoformat(timespec="seconds"),
+            "grid": r.grid_id,
+        },
+    }  # fmt: skip
+
+
+_POINT_COLUMNS = (Incident.id, Incident.lon, Incident.lat, Incident.category_code,
+                  Incident.priority, Incident.status, Incident.created_at, Incident.grid_id)  # fmt: skip
+
+
+@_sessioned
+def new_incidents(
+    session: Session,
+    after_id: int,
+    f: MapFilter | None = None,
+    now: dt.datetime | None = None,
+    *,
+    limit: int = 200,
+    lang: str = "zh",
+) -> list[dict]:
+    """Return GeoJSON point features of incidents with id > ``after_id`` (oldest first).
+
+    With a filter, only incidents matching its categories and area are returned (the time
+    window is ignored: a new incident is always "now").
+    """
+    conds = [Incident.id > after_id]
+    if f is not None:
+        cat = _category_condition(f.categories)
+        if cat is not None:
+            conds.append(cat)
+        area = _area_condition(session, f.area_id)
+        if area is not None:
+            conds.append(area)
+    rows = session.execute(
+        select(*_POINT_COLUMNS).where(*conds).order_by(Incident.id.desc()).limit(limit)
+    ).all()
+    return [_incident_feature(r, lang) for r in reversed(rows)]
+
+
+@_sessioned
+def incident_points(
+    session: Session,
+    f: MapFilter,
+    bbox: Sequence[float] | None = None,
+    now: dt.datetime | None = None,
+    *,
+    limit: int = 3000,
+    lang: str = "zh",
+) -> dict:
+    """Return a FeatureCollection of the filtered incidents inside ``bbox`` (newest first)."""
+    conds = incident_conditions(session, f, now)
+    if bbox is not None:
+        minx, miny, maxx, maxy = (float(v) for v in bbox)
+        conds += [Incident.lon >= minx, Incident.lon <= maxx, Incident.lat >= miny,
+                  Incident.lat <= maxy]  # fmt: skip
+    rows = session.execute(
+        select(*_POINT_COLUMNS).where(*conds).order_by(Incident.id.desc()).limit(limit)
+    ).all()
+    return {"type": "FeatureCollection", "features": [_incident_feature(r, lang) for r in rows]}
+
+
+@_sessioned
+def incident_lonlat(
+    session: Session, f: MapFilter, now: dt.datetime | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (lon, lat) arrays of every incident the filter shows (for the heat map)."""
+    rows = session.execute(
+        select(Incident.lon, Incident.lat).where(*incident_conditions(session, f, now))
+    ).all()
+    if not rows:
+        return np.zeros(0), np.zeros(0)
+    arr = np.asarray(rows, dtype=np.float64)
+    return arr[:, 0], arr[:, 1]
+
+
+# -- KPIs, trend, hotspots ------------------------------------------------------------------
+
+
+@_sessioned
+def kpis(session: Session, f: MapFilter, now: dt.datetime | None = None) -> dict:
+    """Return the side-panel KPIs for the filter's categories and area.
+
+    Returns
+    -------
+    dict with ``open`` and ``overdue`` (current, whole history), ``new_today`` (since 00:00
+    China time), and over the window: ``due`` (incidents due to be closed: closed, or past
+    their deadline), ``closed``, ``closed_on_time``, ``closure_rate`` (结案率 = closed / due)
+    and ``ontime_rate`` (按期结案率 = closed on time / due), rates None when nothing is due.
+    """
+    now = _now(now)
+    base: list = []
+    cat = _category_condition(f.categories)
+    if cat is not None:
+        base.append(cat)
+    area = _area_condition(session, f.area_id)
+    if area is not None:
+        base.append(area)
+    is_open = Incident.status.in_(OPEN_STATUSES)
+    day_start = now.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
+    n_open, n_overdue = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((Incident.due_at < now, 1), else_=0)), 0))
+        .where(is_open, *base)
+    ).one()  # fmt: skip
+    new_today = session.scalar(select(func.count()).where(Incident.created_at >= day_start, *base))
+    start, end = f.time_range(now)
+    t = f.instant(now) or min(end, now)
+    closed = and_(Incident.closed_at.is_not(None), Incident.closed_at <= t)
+    due = or_(closed, Incident.due_at <= t)
+    ontime = and_(closed, Incident.closed_at <= Incident.due_at)
+    n_due, n_closed, n_ontime = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((closed, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((ontime, 1), else_=0)), 0),
+        ).where(Incident.created_at >= start, Incident.created_at <= t, due, *base)
+    ).one()
+    return {
+        "open": int(n_open), "overdue": int(n_overdue), "new_today": int(new_today or 0),
+        "due": int(n_due), "closed": int(n_closed), "closed_on_time": int(n_ontime),
+        "closure_rate": (n_closed / n_due) if n_due else None,
+        "ontime_rate": (n_ontime / n_due) if n_due else None,
+    }  # fmt: skip
+
+
+@_sessioned
+def trend(
+    session: Session, f: MapFilter, now: dt.datetime | None = None, buckets: int = 24
+) -> dict:
+    """Return incidents per time bucket and category group over the window.
+
+    Returns
+    -------
+    dict with ``edges`` (bucket start times, ISO strings in China time, length ``buckets``)
+    and ``series`` ({group code: [count per bucket]}), largest groups first.
+    """
+    now = _now(now)
+    start, end = f.time_range(now)
+    t = f.instant(now) or end
+    rows = session.execute(
+        select(Incident.created_at, Incident.category_code).where(
+            *incident_conditions(session, f, now)
+        )
+    ).all()
+    span = (end - start).total_seconds() / buckets
+    edges = [(start + dt.timedelta(seconds=span * i)).astimezone(CST) for i in range(buckets)]
+    series: dict[str, list[int]] = {}
+    for created, code in rows:
+        i = int((created - start).total_seconds() // span)
+        if 0 <= i < buckets and created <= t:
+            series.setdefault(category_group(code), [0] * buckets)[i] += 1
+    ordered = dict(sorted(series.items(), key=lambda kv: -sum(kv[1])))
+    return {"edges": [e.isoformat(timespec="minutes") for e in edges], "series": ordered}
+
+
+@_sessioned
+def top_hotspots(
+    session: Session, f: MapFilter, now: dt.datetime | None = None, n: int = 8
+) -> list[dict]:
+    """Return the ``n`` grids with the most incidents in the filter (code, name, count, z).
+
+    ``z`` is the Getis-Ord Gi* z-score from ``geo.hotspots`` when that is available (None
+    otherwise); the list is ordered by count.
+    """
+    rows = session.execute(
+        select(Incident.grid_id, func.count().label("n"))
+        .where(*incident_conditions(session, f, now), Incident.grid_id.is_not(None))
+        .group_by(Incident.grid_id)
+        .order_by(func.count().desc())
+        .limit(n)
+    ).all()
+    if not rows:
+        return []
+    ids = [int(r.grid_id) for r in rows]
+    info = {
+        g.id: g
+        for g in session.execute(
+            select(Grid.id, Grid.code, Grid.name, Grid.minx, Grid.miny, Grid.maxx, Grid.maxy)
+            .where(Grid.id.in_(ids))
+        )
+    }  # fmt: skip
+    out = []
+    for r in rows:
+        g = info.get(int(r.grid_id))
+        if g is None:
+            continue
+        out.append({"grid_id": g.id, "code": g.code, "name": g.name, "count": int(r.n),
+                    "bounds": [g.minx, g.miny, g.maxx, g.maxy], "z": None})  # fmt: skip
+    return out
+
+
+# -- areas, cards, cones ---------------------------------------------------------------------
+
+
+@_sessioned
+def area_path(session: Session, area_id: int | None) -> list[dict]:
+    """Return the breadcrumb from the top area down to ``area_id`` ([] for the whole city)."""
+    out: list[dict] = []
+    seen = set()
+    while area_id is not None and area_id not in seen:
+        seen.add(area_id)
+        a = session.execute(
+            select(AdminArea.id, AdminArea.level, AdminArea.name, AdminArea.code,
+                   AdminArea.parent_id, AdminArea.minx, AdminArea.miny, AdminArea.maxx,
+                   AdminArea.maxy).where(AdminArea.id == area_id)
+        ).first()  # fmt: skip
+        if a is None:
+            break
+        if a.level != "city":
+            out.append({"id": a.id, "level": a.level, "name": a.name, "code": a.code,
+                        "bounds": [a.minx, a.miny, a.maxx, a.maxy]})  # fmt: skip
+        area_id = a.parent_id
+    return list(reversed(out))
+
+
+@_sessioned
+def grid_bounds(session: Session, grid_id: int) -> list[float] | None:
+    """Return [minx, miny, maxx, maxy] of one grid (WGS-84), None if there is no such grid."""
+    b = session.execute(
+        select(Grid.minx, Grid.miny, Grid.maxx, Grid.maxy).where(Grid.id == grid_id)
+    ).first()
+    return None if b is None else [float(v) for v in b]
+
+
+@_sessioned
+def city_bounds(session: Session) -> list[float] | None:
+    """Return [minx, miny, maxx, maxy] of every grid (WGS-84), None for an empty city."""
+    b = session.execute(
+        select(func.min(Grid.minx), func.min(Grid.miny), func.max(Grid.maxx), func.max(Grid.maxy))
+    ).one()
+    if b[0] is None:
+        return None
+    return [float(v) for v in b]
+
+
+@_sessioned
+def categories(session: Session) -> list[dict]:
+    """Return the top-level category groups: code, name_zh, name_en (shipped dictionary order)."""
+    rows = session.execute(
+        select(Category.code, Category.name_zh, Category.name_en).where(
+            Category.parent_code.is_(None)
+        )
+    ).all()
+    if rows:
+        seen: dict[str, dict] = {}
+        for r in rows:
+            seen.setdefault(r.code, {"code": r.code, "name_zh": r.name_zh, "name_en": r.name_en})
+        return list(seen.values())
+    return [{"code": c, "name_zh": e["name_zh"], "name_en": e["name_en"]}
+            for c, e in default_categories().items() if e["parent_code"] is None]  # fmt: skip
+
+
+def grid_card(db: Database, grid_id: int) -> dict:
+    """Return the grid card: code, names, workers (masked phones), open incidents, coverage.
+
+    Raises ``layers.services.NotFoundError`` for an unknown grid.
+    """
+    from layers.services import grids as grid_service
+
+    with db.session() as session:
+        card = grid_service.grid_card(session, grid_id)
+        rows = session.execute(
+            select(*_POINT_COLUMNS)
+            .where(Incident.grid_id == grid_id, Incident.status.in_(OPEN_STATUSES))
+            .order_by(Incident.priority, Incident.id.desc())
+            .limit(5)
+        ).all()
+    card["open_incidents"] = [_incident_feature(r)["properties"] for r in rows]
+    cov = grid_coverage(db)
+    card["coverage"] = cov.get(int(grid_id))
+    return card
+
+
+@_sessioned
+def camera_card(session: Session, camera_id: int) -> dict:
+    """Return the display-safe camera card (credentials stripped from the stream URL)."""
+    from layers.services import cameras as camera_service
+
+    cam = camera_service.get_camera(session, camera_id)
+    grid_code = None
+    if cam.grid_id is not None:
+        grid_code = session.scalar(select(Grid.code).where(Grid.id == cam.grid_id))
+    card = camera_service.public_dict(cam, grid_code)
+    card.pop("stream_url", None)  # the operator needs none of it, even stripped
+    if card.get("last_seen") is not None:
+        card["last_seen"] = card["last_seen"].astimezone(CST).isoformat(timespec="seconds")
+    return card
+
+
+@_sessioned
+def camera_cones(session: Session, bbox: Sequence[float], *, limit: int = 3000) -> dict:
+    """Return the view cones of the cameras inside ``bbox`` as a FeatureCollection (WGS-84)."""
+    import pandas as pd
+
+    from geo.sectors import camera_sectors
+
+    minx, miny, maxx, maxy = (float(v) for v in bbox)
+    rows = session.execute(
+        select(Camera.id, Camera.lon, Camera.lat, Camera.azimuth, Camera.fov, Camera.range_m,
+               Camera.status, Camera.cls)
+        .where(Camera.lon >= minx, Camera.lon <= maxx, Camera.lat >= miny, Camera.lat <= maxy)
+        .limit(limit)
+    ).all()  # fmt: skip
+    if not rows:
+        return {"type": "FeatureCollection", "features": []}
+    frame = pd.DataFrame([r._asdict() for r in rows])
+    cones = camera_sectors(frame, arc_step_deg=10.0)
+    feats = []
+    for r, g in zip(rows, cones, strict=True):
+        if g is None:
+            continue
+        g = shapely.set_precision(g, 1e-6)
+        feats.append({"type": "Feature", "id": int(r.id),
+                      "geometry": shapely.geometry.mapping(g),
+                      "properties": {"status": r.status, "cls": r.cls}})  # fmt: skip
+    return {"type": "FeatureCollection", "features": feats}
+
+
+CHILD_LEVEL = {None: "district", "city": "district", "district": "street", "street": "community"}
+
+
+@_sessioned
+def area_labels(session: Session, area_id: int | None) -> dict:
+    """Return the areas one level below ``area_id`` as labelled points (for drill-down).
+
+    The whole city (None) lists its districts, a district its streets, a street its
+    communities; a community has no children (empty collection). Points sit at each area's
+    representative point (inside the polygon), WGS-84.
+    """
+    level = None
+    if area_id is not None:
+        level = session.scalar(select(AdminArea.level).where(AdminArea.id == area_id))
+    child = CHILD_LEVEL.get(level)
+    if child is None:
+        return {"type": "FeatureCollection", "features": []}
+    q = select(AdminArea.id, AdminArea.name, AdminArea.code, AdminArea.level,
+               AdminArea.geom_wkb).where(AdminArea.level == child)  # fmt: skip
+    if area_id is not None:
+        q = q.where(AdminArea.parent_id == area_id)
+    rows = session.execute(q.order_by(AdminArea.code)).all()
+    pts = shapely.point_on_surface(shapely.from_wkb([r.geom_wkb for r in rows])) if rows else []
+    feats = [{"type": "Feature", "id": int(r.id),
+              "geometry": {"type": "Point", "coordinates": [round(p.x, 6), round(p.y, 6)]},
+              "properties": {"area": int(r.id), "name": r.name, "level": r.level}}
+             for r, p in zip(rows, pts, strict=True)]  # fmt: skip
+    return {"type": "FeatureCollection", "features": feats}
+
+
+@_sessioned
+def locate_click(
+    session: Session,
+    lon: float,
+    lat: float,
+    zoom: float,
+    *,
+    cameras: bool = True,
+    tolerance_px: float = 9.0,
+) -> dict:
+    """Return what a map click at (lon, lat) WGS-84 hit: ``{"camera": id|None, "grid": id|None}``.
+
+    A camera is hit when one lies within ``tolerance_px`` screen pixels at ``zoom`` (Web
+    Mercator scale); the grid is the one containing the point.
+    """
+    from layers.services.spatial import locator
+
+    out: dict = {"camera": None, "grid": None}
+    if cameras:
+        m_per_px = 156_543.03 * math.cos(math.radians(lat)) / (2.0 ** float(zoom))
+        r_m = tolerance_px * m_per_px
+        dlat = r_m / 110_574.0
+        dlon = r_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
+        rows = session.execute(
+            select(Camera.id, Camera.lon, Camera.lat).where(
+                Camera.lon.between(lon - dlon, lon + dlon),
+                Camera.lat.between(lat - dlat, lat + dlat),
+            )
+        ).all()
+        best = None
+        for r in rows:
+            d = math.hypot((r.lon - lon) / dlon, (r.lat - lat) / dlat)
+            if d <= 1.0 and (best is None or d < best[0]):
+                best = (d, int(r.id))
+        if best is not None:
+            out["camera"] = best[1]
+    gid = int(locator(session).grid_at([lon], [lat])[0])
+    out["grid"] = gid if gid >= 0 else None
+    return out
+
+
+# -- camera coverage per grid (cached per layer version) ------------------------------------
+
+
+@dataclass
+class _CoverageCache:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    entries: dict[tuple, dict[int, float]] = field(default_factory=dict)
+
+
+_coverage_cache = _CoverageCache()
+
+
+def _layer_fingerprint(session: Session) -> tuple:
+    g = session.execute(select(func.count(), func.max(Grid.id))).one()
+    c = session.execute(
+        select(func.count(), func.max(Camera.id), func.sum(Camera.azimuth + Camera.range_m))
+    ).one()
+    return (tuple(g), tuple(c))
+
+
+def grid_coverage(db: Database) -> dict[int, float]:
+    """Return {grid id: fraction 0..1 of its area inside a camera cone} (``geo.coverage``).
+
+    Computed once per grid/camera layer version and kept in a process cache keyed by the
+    database URL and that version (a cache of derived data, not per-user state).
+    """
+    with db.session() as s:
+        key = (str(db.url), _layer_fingerprint(s))
+    with _coverage_cache.lock:
+        hit = _coverage_cache.entries.get(key)
+    if hit is not None:
+        return hit
+    import pandas as pd
+
+    from geo.coverage import coverage
+
+    with db.session() as s:
+        grids = s.execute(select(Grid.id, Grid.geom_wkb).order_by(Grid.id)).all()
+        cams = s.execute(
+            select(Camera.lon, Camera.lat, Camera.azimuth, Camera.fov, Camera.range_m)
+        ).all()
+    if not grids:
+        return {}
+    geoms = shapely.from_wkb([g.geom_wkb for g in grids])
+    if cams:
+        frame = pd.DataFrame([c._asdict() for c in cams])
+        frac = coverage(geoms, frame, row_m=5.0, min_rows=16)
+    else:
+        frac = np.zeros(len(grids))
+    out = {int(g.id): (None if np.isnan(v) else round(float(v), 4))
+           for g, v in zip(grids, frac, strict=True)}  # fmt: skip
+    with _coverage_cache.lock:
+        _coverage_cache.entries = {k: v for k, v in _coverage_cache.entries.items()
+                                   if k[0] != key[0]}  # fmt: skip
+        _coverage_cache.entries[key] = out
+    return out
+
+
+# -- heat map raster --------------------------------------------------------------------------
+
+
+def _mercator_y(lat: np.ndarray) -> np.ndarray:
+    lat = np.radians(np.clip(lat, -85.0, 85.0))
+    return np.log(np.tan(np.pi / 4 + lat / 2))
+
+
+def density_grid(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    bounds: Sequence[float],
+    shape: tuple[int, int] = (256, 256),
+    bandwidth_m: float = 400.0,
+) -> np.ndarray:
+    """Return a (rows, cols) kernel density raster of points over ``bounds`` (north row first).
+
+    Rows are spaced evenly in Web-Mercator y, so the image lines up with a Leaflet
+    ImageOverlay on a Web-Mercator map. Uses ``geo.density`` when the geo engine has it, a
+    binned Gaussian KDE otherwise. Units: relative density (max 1).
+    """
+    import geo
+
+    minx, miny, maxx, maxy = (float(v) for v in bounds)
+    rows, cols = shape
+    if len(lon) == 0:
+        return np.zeros(shape)
+    geo_density = getattr(geo, "density", None)
+    if geo_density is not None:
+        try:
+            raster = np.asarray(
+                geo_density(lon, lat, (minx, miny, maxx, maxy), shape, bandwidth_m), dtype=float
+            )
+            if raster.shape == shape:
+                m = raster.max()
+                return raster / m if m > 0 else raster
+        except (TypeError, ValueError) as exc:  # an older/newer signature: use our own
+            log.warning("geo.density failed (%s); using the built-in binned KDE", exc)
+    from scipy.ndimage import gaussian_filter
+
+    y0, y1 = _mercator_y(np.array([miny, maxy]))
+    ys = _mercator_y(np.asarray(lat))
+    hist, _, _ = np.histogram2d(
+        y1 - ys + y0, np.asarray(lon), bins=shape, range=[[y0, y1], [minx, maxx]]
+    )  # first axis flipped so row 0 is the north edge
+    m_per_col = (maxx - minx) * 111_320.0 * math.cos(math.radians((miny + maxy) / 2)) / cols
+    sigma = max(bandwidth_m / max(m_per_col, 1e-6), 0.5)
+    raster = gaussian_filter(hist, sigma=sigma, mode="constant")
+    m = raster.max()
+    return raster / m if m > 0 else raster
+
+
+def density_png(raster: np.ndarray) -> bytes:
+    """Return the density raster as an RGBA PNG (transparent where there is nothing)."""
+    import cv2
+
+    v = np.clip(raster, 0, 1) ** 0.6
+    stops = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    colors = np.array([[40, 90, 255], [0, 210, 255], [60, 255, 120], [255, 210, 0],
+                       [255, 40, 40]], dtype=float)  # fmt: skip
+    rgb = np.stack([np.interp(v, stops, colors[:, i]) for i in range(3)], axis=-1)
+    alpha = np.clip(v * 1.6, 0, 0.85) * 255
+    alpha[v < 0.04] = 0
+    bgra = np.dstack([rgb[..., 2], rgb[..., 1], rgb[..., 0], alpha]).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:  # pragma: no cover - cv2 encodes any uint8 BGRA array
+        raise RuntimeError("PNG encoding failed")
+    return io.BytesIO(buf.tobytes()).getvalue()
