@@ -118,3 +118,46 @@ def new_db(path) -> Database:
     db.migrate()
     db.city = build_city(db)  # type: ignore[attr-defined]
     return db
+
+
+def free_port() -> int:
+    """Return a free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(db_path, data_dir, port: int, *, log_path=None):
+    """Return a ``python -m dashboard`` process serving ``db_path`` on 127.0.0.1:``port``.
+
+    Seeding and the simulator are off; the call returns once /healthz answers (or raises).
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    env = {**os.environ, "GRIDSIGHT_DB_URL": f"sqlite:///{db_path}",
+           "GRIDSIGHT_DATA_DIR": str(data_dir), "GRIDSIGHT_PORT": str(port),
+           "GRIDSIGHT_HOST": "127.0.0.1", "GRIDSIGHT_SEED_ON_START": "false",
+           "GRIDSIGHT_SIMULATOR": "false"}  # fmt: skip
+    out = open(log_path or Path(data_dir) / f"server-{port}.log", "ab")  # noqa: SIM115
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=repo, env=env, stdout=out,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {out.name}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not answer /healthz within 60 s; see {out.name}")
