@@ -13,7 +13,9 @@ def lfw_face_canvas(face: np.ndarray, scale: int = 4) -> np.ndarray:
     LFW crops are tight, so a detector needs some context around them: the canvas is three
     face-widths wide.
     """
-    img = cv2.resize((face * 255).astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    img = cv2.resize(
+        (face * 255).astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC
+    )
     s = img.shape[0]
     canvas = np.full((3 * s, 3 * s), 128, np.uint8)
     canvas[s : 2 * s, s : 2 * s] = img

@@ -74,7 +74,9 @@ def main() -> None:
         server.set_auth(auth)
         perms = GstRtspServer.RTSPPermissions()
         perms.add_role_from_structure(
-            Gst.Structure.from_string("user, media.factory.access=true, media.factory.construct=true")[0]
+            Gst.Structure.from_string(
+                "user, media.factory.access=true, media.factory.construct=true"
+            )[0]
         )
         factory.set_permissions(perms)
     server.get_mount_points().add_factory(a.mount, factory)

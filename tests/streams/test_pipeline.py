@@ -55,7 +55,9 @@ def test_detects_every_kth_frame_and_tracks_in_between():
 
 @pytest.mark.parametrize("on_failure", ["pixelate_frame", "withhold"])
 def test_detector_error_fails_closed(on_failure):
-    p, det = make(RedactionRules(targets={"faces"}, on_failure=on_failure), ScriptedDetector(fail=True))
+    p, det = make(
+        RedactionRules(targets={"faces"}, on_failure=on_failure), ScriptedDetector(fail=True)
+    )
     raw = _frame()
     r = p.process(raw)
     assert r.failed == "detector_error"
@@ -81,7 +83,9 @@ def test_detector_error_on_a_later_frame_also_fails_closed_and_retries_next_fram
 
 def test_detector_timeout_fails_closed():
     ticks = iter([0.0, 5.0] * 10)
-    p, _ = make(RedactionRules(targets={"faces"}, detector_timeout_ms=1000), clock=lambda: next(ticks))
+    p, _ = make(
+        RedactionRules(targets={"faces"}, detector_timeout_ms=1000), clock=lambda: next(ticks)
+    )
     raw = _frame()
     r = p.process(raw)
     assert r.failed == "detector_timeout" and _not_raw(r.frame, raw)
@@ -128,7 +132,9 @@ def test_rules_update_applies_from_next_frame():
     raw = _frame()
     assert np.array_equal(p.process(raw).frame, raw)  # nothing detected, no masks
     p.update_rules(
-        RedactionRules(targets={"faces"}, masks=[PrivacyMask(points=[(0, 0), (1, 0), (1, 1), (0, 1)])])
+        RedactionRules(
+            targets={"faces"}, masks=[PrivacyMask(points=[(0, 0), (1, 0), (1, 1), (0, 1)])]
+        )
     )
     out = p.process(raw).frame
     assert (out == RedactionRules().fill_color).all()

@@ -32,11 +32,17 @@ SECRET = "s3cr3t-Pa55"
 @pytest.mark.parametrize(
     "url, expected",
     [
-        (f"rtsp://admin:{SECRET}@10.0.0.5:554/Streaming/Channels/101", "rtsp://***@10.0.0.5:554/Streaming/Channels/101"),
+        (
+            f"rtsp://admin:{SECRET}@10.0.0.5:554/Streaming/Channels/101",
+            "rtsp://***@10.0.0.5:554/Streaming/Channels/101",
+        ),
         (f"rtsp://admin:{SECRET}@cam.local/live", "rtsp://***@cam.local/live"),
         (f"http://user:{SECRET}@192.168.1.2/video.mjpg", "http://***@192.168.1.2/video.mjpg"),
         ("rtsp://10.0.0.5/live", "rtsp://10.0.0.5/live"),
-        (f"rtsp://10.0.0.5/live?user=a&password={SECRET}", "rtsp://10.0.0.5/live?user=a&password=***"),
+        (
+            f"rtsp://10.0.0.5/live?user=a&password={SECRET}",
+            "rtsp://10.0.0.5/live?user=a&password=***",
+        ),
         (f"http://h/snap.jpg?token={SECRET}", "http://h/snap.jpg?token=***"),
         # passwords with reserved characters percent-encoded, and a bare @ in the password
         ("rtsp://admin:p%40ss%3Aw%2Frd@10.0.0.5/x", "rtsp://***@10.0.0.5/x"),
