@@ -35,6 +35,7 @@ ROUTE_MODULES = [
     "dashboard.routes.open311",
     "dashboard.routes.ogc",
     "dashboard.routes.tiles",
+    "dashboard.routes.situation_export",
 ]
 
 NAV_PAGES = [("nav.operator", "/"), ("nav.dispatch", "/dispatch"), ("nav.privacy", "/privacy"),

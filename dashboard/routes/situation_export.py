@@ -1,0 +1,303 @@
+"""``GET /export/situation.html``: a standalone, offline HTML snapshot of the situation map.
+
+Made with folium for briefings: the grids in view coloured like the live map (open incidents
+or camera coverage), district outlines, the incident heat map (PNG inlined as a data URL),
+incident points, cameras and governance centers, plus the KPIs and the filters in a side box.
+folium links Leaflet, jQuery, Bootstrap and Font Awesome from CDNs by default; here every one
+of those links is removed and the vendored Leaflet 1.9.4 (``dashboard/components/vendor``) is
+inlined, so the file opens on an isolated network. Each export is written to the audit log.
+
+Query parameters: the map filter (window, start, end, playback, categories, area_id, as for
+``mapdata.parse_filter``), ``bbox`` (minx,miny,maxx,maxy WGS-84; default: the city),
+``layers`` (comma list of grids, heat, incidents, cameras, centers, areas), ``mode``
+(incidents | coverage) and ``lang`` (zh | en). A bad value gives 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import logging
+import re
+from functools import cache
+from pathlib import Path
+
+import flask
+
+from dashboard.context import AppContext
+from dashboard.i18n import t
+from layers.services import mapdata
+
+log = logging.getLogger(__name__)
+
+VENDOR = Path(__file__).resolve().parents[1] / "components" / "vendor" / "leaflet"
+EXPORT_ROLES = ("operator", "dispatcher", "privacy_officer", "admin")
+LAYER_NAMES = ("grids", "heat", "incidents", "cameras", "centers", "areas")
+MAX_GRIDS = 20_000
+MAX_POINTS = 3_000
+MAX_CAMERAS = 5_000
+CAMERA_COLORS = {"online": "#2ecc71", "offline": "#e74c3c", "stale": "#f39c12",
+                 "unknown": "#95a5a6"}  # fmt: skip
+CENTER_COLORS = {"city": "#ff4d6d", "county": "#ff9f1c", "township": "#ffd166",
+                 "village": "#06d6a0"}  # fmt: skip
+CAT_COLORS = {"DISPUTE": "#f78c6b", "SECURITY": "#ef476f", "SAFETY": "#ff4d4d", "ENV": "#06d6a0",
+              "CITY": "#4cc9f0", "SPECIAL_GROUPS": "#b39ddb", "CAMPUS": "#ffd166",
+              "EMERGENCY": "#ff0054", "SERVICE": "#90be6d"}  # fmt: skip
+_URL_IN_TAG = re.compile(r"""<(?:script|link|img)[^>]+(?:src|href)=["']?https?://""", re.I)
+
+
+class ExportError(ValueError):
+    """An export parameter is unusable; the message names the field and the fix."""
+
+
+@cache
+def _vendored() -> tuple[str, str]:
+    js = (VENDOR / "leaflet.js").read_text(encoding="utf-8")
+    css = (VENDOR / "leaflet.css").read_text(encoding="utf-8")
+    return js, css
+
+
+def _parse_bbox(value: str | None, city: list[float]) -> list[float]:
+    if not value:
+        return city
+    try:
+        parts = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise ExportError(f"bbox: {value!r} is not four numbers minx,miny,maxx,maxy") from None
+    if len(parts) != 4 or parts[0] >= parts[2] or parts[1] >= parts[3]:
+        raise ExportError(f"bbox: {value!r} must be minx,miny,maxx,maxy with min < max")
+    return parts
+
+
+def _ramp(n: int, mx: int) -> str:
+    if n <= 0:
+        return "#1b3550"
+    f = min(1.0, n / max(mx, 1))
+    stops = [(40, 110, 170), (255, 200, 60), (255, 120, 40), (230, 40, 50)]
+    x = f * (len(stops) - 1)
+    i = min(int(x), len(stops) - 2)
+    a, b, r = stops[i], stops[i + 1], x - i
+    return "#" + "".join(f"{round(a[k] + (b[k] - a[k]) * r):02x}" for k in range(3))
+
+
+def _cov_color(v: float | None) -> str:
+    if v is None:
+        return "#1b3550"
+    stops = [(200, 50, 60), (230, 180, 60), (60, 200, 120)]
+    x = max(0.0, min(1.0, v)) * 2
+    i = min(int(x), 1)
+    a, b, r = stops[i], stops[i + 1], x - i
+    return "#" + "".join(f"{round(a[k] + (b[k] - a[k]) * r):02x}" for k in range(3))
+
+
+def build_situation_html(ctx: AppContext, args: dict, *, now: dt.datetime | None = None) -> str:
+    """Return the standalone situation-map HTML for the query ``args`` (no network needed).
+
+    Raises
+    ------
+    mapdata.MapFilterError, ExportError
+        For a bad filter, bbox, layer list, mode or language (message names the field).
+    """
+    import folium
+    import shapely
+    from branca.element import Element
+    from sqlalchemy import select
+
+    from layers.models import AdminArea, Camera, Center, Grid
+
+    now = now or dt.datetime.now(dt.UTC)
+    lang = args.get("lang") or ctx.settings.language
+    if lang not in ("zh", "en"):
+        raise ExportError(f"lang: {lang!r} is unknown; use zh or en")
+    mode = args.get("mode") or "incidents"
+    if mode not in ("incidents", "coverage"):
+        raise ExportError(f"mode: {mode!r} is unknown; use incidents or coverage")
+    layers = [v for v in (args.get("layers") or ",".join(LAYER_NAMES)).split(",") if v]
+    bad = [v for v in layers if v not in LAYER_NAMES]
+    if bad:
+        raise ExportError(f"layers: {bad[0]!r} is unknown; use any of {', '.join(LAYER_NAMES)}")
+    fdict = {k: args.get(k) for k in ("window", "start", "end", "playback", "categories",
+                                       "area_id") if args.get(k) not in (None, "")}  # fmt: skip
+    f = mapdata.parse_filter(fdict)
+    db = ctx.db
+    city = mapdata.city_bounds(db) or [102.6, 24.95, 102.85, 25.15]
+    minx, miny, maxx, maxy = _parse_bbox(args.get("bbox"), city)
+
+    m = folium.Map(location=[(miny + maxy) / 2, (minx + maxx) / 2], tiles=None,
+                   prefer_canvas=True, control_scale=True, attribution_control=False,
+                   zoom_start=13)  # fmt: skip
+    # folium's default links all point at CDNs: drop them, inline the vendored Leaflet instead
+    m.default_js = []
+    m.default_css = []
+    js, css = _vendored()
+    root = m.get_root()
+    root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css_inline")
+    root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js_inline")
+    root.header.add_child(Element(
+        "<style>body{background:#0f1720;font-family:'Noto Sans CJK SC','Microsoft YaHei',"
+        "sans-serif}.leaflet-container{background:#16212e}.gs-box{position:absolute;top:10px;"
+        "right:10px;z-index:1000;background:rgba(12,20,30,.9);color:#e5edf5;border:1px solid "
+        "#24405f;border-radius:6px;padding:10px 12px;font-size:13px;max-width:340px}"
+        ".gs-box h1{font-size:16px;margin:0 0 6px;color:#7fd3ff}.gs-box td{padding:1px 6px 1px 0}"
+        ".gs-box td:first-child{color:#8aa4bf}.sw{display:inline-block;width:10px;height:10px;"
+        "border-radius:50%;margin-right:4px}</style>"), name="gs_style")  # fmt: skip
+
+    with db.session() as s:
+        counts = mapdata.grid_counts(s, f, now)
+        kp = mapdata.kpis(s, f, now)
+        path = mapdata.area_path(s, f.area_id) if f.area_id else []
+        if "grids" in layers:
+            rows = s.execute(
+                select(Grid.id, Grid.code, Grid.name, Grid.geom_wkb)
+                .where(Grid.maxx >= minx, Grid.minx <= maxx, Grid.maxy >= miny, Grid.miny <= maxy)
+                .limit(MAX_GRIDS)
+            ).all()
+            cov = mapdata.grid_coverage(db) if mode == "coverage" else {}
+            mx = max(counts.values(), default=1)
+            feats = []
+            for r, g in zip(rows, shapely.from_wkb([r.geom_wkb for r in rows]), strict=True):
+                g = shapely.set_precision(g, 1e-6)
+                color = _cov_color(cov.get(r.id)) if mode == "coverage" else _ramp(
+                    counts.get(r.id, 0), mx)  # fmt: skip
+                feats.append({"type": "Feature", "id": r.id,
+                              "geometry": shapely.geometry.mapping(g),
+                              "properties": {"code": r.code, "name": r.name,
+                                             "open": counts.get(r.id, 0), "fill": color}})  # fmt: skip
+            folium.GeoJson(
+                {"type": "FeatureCollection", "features": feats},
+                name=t("operator.layer.grids", lang),
+                style_function=lambda ft: {"fillColor": ft["properties"]["fill"],
+                                           "color": "#3d6a99", "weight": 0.6,
+                                           "fillOpacity": 0.55},
+                tooltip=folium.GeoJsonTooltip(["code", "name", "open"], labels=False),
+            ).add_to(m)  # fmt: skip
+        if "areas" in layers:
+            rows = s.execute(
+                select(AdminArea.id, AdminArea.name, AdminArea.geom_wkb).where(
+                    AdminArea.level == "district", AdminArea.maxx >= minx, AdminArea.minx <= maxx,
+                    AdminArea.maxy >= miny, AdminArea.miny <= maxy)
+            ).all()  # fmt: skip
+            feats = [{"type": "Feature", "id": r.id, "properties": {"name": r.name},
+                      "geometry": shapely.geometry.mapping(shapely.set_precision(g, 1e-6))}
+                     for r, g in zip(rows, shapely.from_wkb([r.geom_wkb for r in rows]),
+                                     strict=True)]  # fmt: skip
+            if feats:
+                folium.GeoJson(
+                    {"type": "FeatureCollection", "features": feats},
+                    name=t("operator.layer.areas", lang),
+                    style_function=lambda _ft: {"color": "#7fd3ff", "weight": 2, "fill": False,
+                                                "dashArray": "6 4"},
+                ).add_to(m)  # fmt: skip
+        if "heat" in layers:
+            lon, lat = mapdata.incident_lonlat(s, f, now)
+            raster = mapdata.density_grid(lon, lat, city, (320, 320), 350.0)
+            png = base64.b64encode(mapdata.density_png(raster)).decode()
+            folium.raster_layers.ImageOverlay(
+                image=f"data:image/png;base64,{png}", bounds=[[city[1], city[0]], [city[3], city[2]]],
+                opacity=0.6, name=t("operator.layer.heat", lang),
+            ).add_to(m)  # fmt: skip
+        if "incidents" in layers:
+            fc = mapdata.incident_points(s, f, (minx, miny, maxx, maxy), now, limit=MAX_POINTS,
+                                         lang=lang)  # fmt: skip
+            group = folium.FeatureGroup(name=t("operator.layer.incidents", lang))
+            for ft in fc["features"]:
+                p = ft["properties"]
+                x, y = ft["geometry"]["coordinates"]
+                folium.CircleMarker([y, x], radius=4, color="#0b1118", weight=1, fill=True,
+                                    fill_color=CAT_COLORS.get(p["cat"], "#e5edf5"), fill_opacity=0.9,
+                                    tooltip=html.escape(f"#{p['id']} {p['name']}")).add_to(group)  # fmt: skip
+            group.add_to(m)
+        if "cameras" in layers:
+            rows = s.execute(
+                select(Camera.name, Camera.status, Camera.cls, Camera.lon, Camera.lat)
+                .where(Camera.lon.between(minx, maxx), Camera.lat.between(miny, maxy))
+                .limit(MAX_CAMERAS)
+            ).all()
+            group = folium.FeatureGroup(name=t("operator.layer.cameras", lang))
+            for r in rows:
+                folium.CircleMarker([r.lat, r.lon], radius=4 if r.cls == 1 else 3,
+                                    color="#0b1118", weight=1, fill=True, fill_opacity=0.95,
+                                    fill_color=CAMERA_COLORS.get(r.status, "#95a5a6")).add_to(group)  # fmt: skip
+            group.add_to(m)
+        if "centers" in layers:
+            rows = s.execute(
+                select(Center.name, Center.level, Center.lon, Center.lat).where(
+                    Center.lon.between(minx, maxx), Center.lat.between(miny, maxy)
+                )
+            ).all()
+            group = folium.FeatureGroup(name=t("operator.layer.centers", lang))
+            for r in rows:
+                folium.CircleMarker([r.lat, r.lon], radius={"city": 10, "county": 8,
+                                                            "township": 6}.get(r.level, 5),
+                                    color="#ffffff", weight=2, fill=True, fill_opacity=1,
+                                    fill_color=CENTER_COLORS.get(r.level, "#fff"),
+                                    tooltip=html.escape(r.name)).add_to(group)  # fmt: skip
+            group.add_to(m)
+    folium.LayerControl(collapsed=False, position="bottomleft").add_to(m)
+    m.fit_bounds([[miny, minx], [maxy, maxx]])
+
+    cst = now.astimezone(mapdata.CST)
+    start, end = f.time_range(now)
+    cats = ", ".join(f.categories) if f.categories else t("operator.export.all", lang)
+    area = " › ".join(p["name"] for p in path) or t("operator.city", lang)
+    window = t(f"operator.window.{f.window}", lang)
+    if f.window == "custom":
+        window += (
+            f" {start.astimezone(mapdata.CST):%Y-%m-%d} – {end.astimezone(mapdata.CST):%Y-%m-%d}"
+        )
+    pct = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    rows_html = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in [
+            (t("operator.export.generated", lang), f"{cst:%Y-%m-%d %H:%M} (UTC+8)"),
+            (t("operator.categories", lang), cats),
+            (t("operator.card.area", lang), area),
+            (t("operator.kpi.open", lang), kp["open"]),
+            (t("operator.kpi.overdue", lang), kp["overdue"]),
+            (t("operator.kpi.new_today", lang), kp["new_today"]),
+            (t("operator.kpi.closure_rate", lang), pct(kp["closure_rate"])),
+            (t("operator.kpi.ontime_rate", lang), pct(kp["ontime_rate"])),
+        ]
+    )  # fmt: skip
+    legend = "".join(
+        f"<span><span class='sw' style='background:{c}'></span>{html.escape(t(f'camera.status.{k}', lang))}</span> "
+        for k, c in list(CAMERA_COLORS.items())[:3]
+    )  # fmt: skip
+    box = (f"<div class='gs-box'><h1>{html.escape(t('operator.export.title', lang))}</h1>"
+           f"<div>{html.escape(window)}</div><table>{rows_html}</table>"
+           f"<div style='margin-top:6px'>{legend}</div></div>")  # fmt: skip
+    m.get_root().html.add_child(Element(box))
+    m.get_root().header.add_child(
+        Element(f"<title>{html.escape(t('operator.export.title', lang))} {cst:%Y-%m-%d %H:%M}</title>"),
+        name="gs_title",
+    )  # fmt: skip
+    out = m.get_root().render()
+    if _URL_IN_TAG.search(out):  # a folium element brought its own CDN link: fail loudly
+        raise RuntimeError("the situation export would load a resource from the internet")
+    return out
+
+
+def register(server: flask.Flask, ctx: AppContext) -> None:
+    """Add ``/export/situation.html`` to ``server`` (map roles only, each export audited)."""
+    try:
+        from dashboard.auth import declare_policy
+    except ImportError:
+        declare_policy = None
+    if declare_policy is not None:
+        declare_policy(server, "/export/", EXPORT_ROLES)
+
+    @server.get("/export/situation.html")
+    def situation_export():
+        args = flask.request.args.to_dict()
+        try:
+            body = build_situation_html(ctx, args)
+        except (mapdata.MapFilterError, ExportError) as exc:
+            return flask.jsonify(error=str(exc)), 400
+        audit = ctx.services.get("audit")
+        if audit is not None:
+            audit("map.export", **{k: v for k, v in args.items() if k != "lang"})
+        stamp = dt.datetime.now(mapdata.CST).strftime("%Y%m%d-%H%M")
+        resp = flask.Response(body, mimetype="text/html")
+        resp.headers["Content-Disposition"] = f'attachment; filename="situation-{stamp}.html"'
+        return resp
