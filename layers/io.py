@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 import pyproj
 import shapely
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -205,15 +205,21 @@ class ImportReport:
         """Return 0 if every row was imported, 1 if some were rejected."""
         return 1 if self.rejected else 0
 
-    def format(self) -> str:
-        """Return the human-readable report."""
+    def format(self, max_rows: int | None = 200) -> str:
+        """Return the human-readable report (at most ``max_rows`` row lines; None: all)."""
         lines = [
             f"{self.layer}: imported {self.imported} of {self.total} rows from {self.path} "
             f"(source CRS {self.source_crs}, stored as WGS-84); {len(self.rejected)} rejected, "
             f"{len(self.repaired)} repaired"
         ]
         lines += [f"  note: {n}" for n in self.notes]
-        lines += [f"  {i.line()}" for i in sorted(self.issues, key=lambda i: i.row)]
+        issues = sorted(self.issues, key=lambda i: (i.status != "rejected", i.row))
+        shown = issues if max_rows is None else issues[:max_rows]
+        lines += [f"  {i.line()}" for i in sorted(shown, key=lambda i: i.row)]
+        if len(shown) < len(issues):
+            lines.append(
+                f"  ... {len(issues) - len(shown)} more row issues (write them all with --report)"
+            )
         return "\n".join(lines)
 
     def write_csv(self, path: str | Path) -> None:
@@ -617,6 +623,26 @@ class ImportContext:
     editions: dict[str, dict[str, str]] = field(default_factory=dict)
     edition_hits: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    row_xy: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
+
+    def locate_rows(self, key: str, ids: np.ndarray, polygons: Any) -> np.ndarray:
+        """Return, per input row, the id of the polygon covering its WGS-84 point (-1: none).
+
+        Computed once per ``key`` for all rows (one vectorised ``geo.assign_points`` call);
+        ``polygons`` is a ``geo.GridIndex`` or an array of polygons matching ``ids``.
+        """
+        cache = self.extra.setdefault("located", {})
+        if key not in cache:
+            from geo.assign import assign_points
+
+            xs, ys = self.row_xy
+            out = np.full(len(xs), -1, dtype=np.int64)
+            ok = np.isfinite(xs) & np.isfinite(ys)
+            if ok.any() and len(ids):
+                pos = assign_points(xs[ok], ys[ok], polygons)
+                out[ok] = np.where(pos >= 0, np.asarray(ids)[np.maximum(pos, 0)], -1)
+            cache[key] = out
+        return cache[key]
 
     def parent_at(self, point: shapely.Point) -> int | None:
         """Return the id of the parent-level polygon covering a WGS-84 point, or None."""
@@ -818,12 +844,8 @@ def _validate_center(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
     notes: list[str] = []
     area_level = centers_service.AREA_LEVEL_OF_CENTER[level]
     ids, geoms = ctx.extra["areas_by_level"].get(area_level, (np.array([]), np.array([])))
-    area_id = None
-    if len(ids):
-        from geo.assign import assign_points
-
-        idx = int(assign_points([row.geometry.x], [row.geometry.y], geoms)[0])
-        area_id = int(ids[idx]) if idx >= 0 else None
+    found = int(ctx.locate_rows(area_level, ids, geoms)[row.number - 1])
+    area_id = found if found >= 0 else None
     if area_id is None:
         notes.append(f"no stored {area_level} covers the center; its area is left empty")
     return {
@@ -860,11 +882,12 @@ def _validate_camera(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
     fov = _number(row, "fov", 60.0, 0.1, 360.0)
     range_m = _number(row, "range_m", 50.0, 0.1, 5000.0)
     notes: list[str] = []
-    grid_index = ctx.extra.get("grid_index")
     grid_id = None
-    if grid_index is not None:
-        pos = int(grid_index.assign([row.geometry.x], [row.geometry.y])[0])
-        grid_id = int(ctx.extra["grid_ids"][pos]) if pos >= 0 else None
+    if "grid_index" in ctx.extra:
+        found = int(
+            ctx.locate_rows("grid", ctx.extra["grid_ids"], ctx.extra["grid_index"])[row.number - 1]
+        )
+        grid_id = found if found >= 0 else None
         if grid_id is None:
             notes.append("no stored grid covers the camera; its grid is left empty")
     return {
@@ -1146,6 +1169,18 @@ def _check_geometry(
     return poly, area, note
 
 
+def _point_xy(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return x and y arrays of the point geometries (NaN for any other row)."""
+    xs = np.full(len(geoms), np.nan)
+    ys = np.full(len(geoms), np.nan)
+    for i, g in enumerate(geoms):
+        if isinstance(g, shapely.Point) and not g.is_empty:
+            xs[i], ys[i] = g.x, g.y
+        elif isinstance(g, shapely.MultiPoint) and len(g.geoms) == 1:
+            xs[i], ys[i] = g.geoms[0].x, g.geoms[0].y
+    return xs, ys
+
+
 def _central_xy(geoms: np.ndarray) -> tuple[list[float], list[float]]:
     """Return the lon/lat range of the plausible WGS-84 geometries (for a metric CRS centre)."""
     ok = [
@@ -1225,11 +1260,13 @@ def import_layer(
     )
     with db.session() as session:
         ctx = _prepare_context(session, spec, metric)
+        ctx.row_xy = _point_xy(wgs)
         existing = _existing_keys(session, spec)
-        columns = [(canon, col) for canon, col in mapping.items()]
-        for i in range(report.total):
+        canon_names = list(mapping)
+        cells = table.frame[[mapping[c] for c in canon_names]].itertuples(index=False, name=None)
+        for i, cell_row in enumerate(cells):
             bar.update(1)
-            values = {canon: _text(table.frame.at[i, col]) for canon, col in columns}
+            values = {c: _text(v) for c, v in zip(canon_names, cell_row, strict=True)}
             row = Row(i + 1, values)
             ident_code = values.get("code") or values.get("gb_id") or values.get("external_id", "")
             ident_name = values.get("name", "")
@@ -1280,7 +1317,7 @@ def _store(
     bar: Any,
 ) -> None:
     """Insert accepted rows in committed batches; a failing batch is retried row by row."""
-    store = spec.store or (lambda s, rows, _ctx: s.add_all([spec.model(**r) for r in rows]))
+    store = spec.store or (lambda s, rows, _ctx: s.execute(insert(spec.model), rows))
     for start in range(0, len(accepted), BATCH_SIZE):
         batch = accepted[start : start + BATCH_SIZE]
         try:
