@@ -1,0 +1,255 @@
+"""Map queries (layers.services.mapdata) on a real SQLite city, checked against plain Python."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from layers.db import Database
+from layers.models import Incident
+from layers.services import mapdata
+from layers.services.incidents import create_incident
+from tests.dashboard.operator_city import (
+    COLS,
+    NOW,
+    ROWS,
+    build_city,
+    cell_center,
+    open_grid_counts,
+)
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    path = tmp_path_factory.mktemp("opcity") / "gs.sqlite"
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    ids = build_city(db, incidents=90)
+    yield db, ids
+    db.dispose()
+
+
+@pytest.fixture
+def fresh_city(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'gs.sqlite'}")
+    db.migrate()
+    ids = build_city(db, incidents=30)
+    yield db, ids
+    db.dispose()
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"window": "2d"}, "window"),
+        ({"window": "custom"}, "start/end"),
+        ({"window": "custom", "start": "2026-11-02", "end": "2026-11-01"}, "end"),
+        ({"window": "custom", "start": "yesterday", "end": "2026-11-01"}, "start"),
+        ({"playback": "1.5"}, "playback"),
+        ({"playback": "abc"}, "playback"),
+        ({"categories": ["NOPE"]}, "categories"),
+        ({"area_id": "x"}, "area"),
+    ],
+)
+def test_bad_filter_names_the_field(data, field):
+    with pytest.raises(mapdata.MapFilterError, match=f"^{field}"):
+        mapdata.parse_filter(data)
+
+
+def test_custom_end_date_includes_the_whole_day():
+    f = mapdata.parse_filter({"window": "custom", "start": "2026-11-01", "end": "2026-11-01"})
+    start, end = f.time_range(NOW)
+    assert end - start == dt.timedelta(days=1)
+    assert start == dt.datetime(2026, 10, 31, 16, tzinfo=dt.UTC)  # 00:00 China time
+
+
+@pytest.mark.parametrize("window", ["1h", "24h", "7d"])
+def test_grid_counts_match_python_oracle(city, window):
+    db, _ = city
+    now = dt.datetime.now(dt.UTC)
+    f = mapdata.parse_filter({"window": window})
+    expected = open_grid_counts(db, now - mapdata.WINDOWS[window])
+    assert mapdata.grid_counts(db, f, now) == expected
+
+
+def test_grid_counts_for_some_grids_include_zeros(city):
+    db, ids = city
+    f = mapdata.parse_filter({"window": "7d"})
+    full = mapdata.grid_counts(db, f)
+    empty = next(g for g in ids["grids"].values() if g not in full)
+    busy = next(iter(full))
+    part = mapdata.grid_counts(db, f, grid_ids=[empty, busy])
+    assert part == {empty: 0, busy: full[busy]}
+
+
+def test_district_and_category_filters(city):
+    db, ids = city
+    full = mapdata.grid_counts(db, mapdata.parse_filter({"window": "7d"}))
+    left = {g for (col, _row), g in ids["grids"].items() if col < COLS // 2}
+    dist = mapdata.grid_counts(
+        db, mapdata.parse_filter({"window": "7d", "area_id": ids["districts"][0]})
+    )
+    assert dist == {g: n for g, n in full.items() if g in left}
+    env = mapdata.grid_counts(
+        db, mapdata.parse_filter({"window": "7d", "categories": ["SECURITY"]})
+    )
+    with db.session() as s:
+        rows = s.execute(
+            select(Incident.grid_id).where(
+                Incident.category_code == "SECURITY", Incident.status != "closed",
+                Incident.created_at >= dt.datetime.now(dt.UTC) - dt.timedelta(days=7))
+        ).scalars().all()  # fmt: skip
+    assert sum(env.values()) == len(rows) > 0
+
+
+def test_playback_counts_open_at_that_instant(city):
+    db, _ = city
+    now = dt.datetime.now(dt.UTC)
+    f = mapdata.parse_filter({"window": "7d", "playback": 0.5})
+    t = f.instant(now)
+    with db.session() as s:
+        rows = s.execute(select(Incident)).scalars().all()
+        expected: dict[int, int] = {}
+        for r in rows:
+            if now - dt.timedelta(days=7) <= r.created_at <= t and (
+                r.closed_at is None or r.closed_at > t
+            ):
+                expected[r.grid_id] = expected.get(r.grid_id, 0) + 1
+    assert mapdata.grid_counts(db, f, now) == expected
+    assert sum(expected.values()) > 0
+
+
+def test_changes_since_catches_new_and_closed(fresh_city):
+    db, ids = fresh_city
+    cursor = mapdata.last_event_id(db)
+    assert mapdata.changes_since(db, cursor)["incidents"] == []
+    lon, lat = cell_center(7, 3)
+    with db.session() as s:
+        inc = create_incident(s, {"lon": lon, "lat": lat, "category": "ENV"})
+        new_id = inc.id
+    ch = mapdata.changes_since(db, cursor)
+    assert ch["incidents"] == [new_id] and ch["grids"] == [ids["grids"][(7, 3)]]
+    # a closure through the workflow log is a change too
+    from layers.models import IncidentEvent
+
+    with db.session() as s:
+        old = s.get(Incident, ids["incidents"][1])
+        old.status, old.closed_at = "closed", dt.datetime.now(dt.UTC)
+        s.add(IncidentEvent(incident_id=old.id, from_status="collected", to_status="closed",
+                            action="close", actor="t", role="dispatcher"))  # fmt: skip
+        grid = old.grid_id
+    ch2 = mapdata.changes_since(db, ch["cursor"])
+    assert ch2["incidents"] == [ids["incidents"][1]] and ch2["grids"] == [grid]
+
+
+def test_new_incidents_after_id_respect_filter(fresh_city):
+    db, ids = fresh_city
+    last = mapdata.last_incident_id(db)
+    with db.session() as s:
+        for col, cat in ((0, "ENV"), (7, "SECURITY")):
+            lon, lat = cell_center(col, 0)
+            create_incident(s, {"lon": lon, "lat": lat, "category": cat})
+    feats = mapdata.new_incidents(db, last)
+    assert [f["properties"]["cat"] for f in feats] == ["ENV", "SECURITY"]
+    only_env = mapdata.new_incidents(db, last, mapdata.parse_filter({"categories": ["ENV"]}))
+    assert [f["properties"]["cat"] for f in only_env] == ["ENV"]
+    left = mapdata.new_incidents(db, last, mapdata.parse_filter({"area_id": ids["districts"][0]}))
+    assert len(left) == 1 and left[0]["geometry"]["coordinates"][0] < cell_center(4, 0)[0]
+
+
+def test_kpis_against_manual_count(city):
+    db, _ = city
+    now = dt.datetime.now(dt.UTC)
+    k = mapdata.kpis(db, mapdata.parse_filter({"window": "7d"}), now)
+    with db.session() as s:
+        rows = s.execute(select(Incident)).scalars().all()
+    open_ = [r for r in rows if r.status != "closed"]
+    assert k["open"] == len(open_)
+    assert k["overdue"] == sum(1 for r in open_ if r.due_at < now)
+    win = [r for r in rows if r.created_at >= now - dt.timedelta(days=7)]
+    due = [r for r in win if r.closed_at is not None or r.due_at <= now]
+    closed = [r for r in due if r.closed_at is not None]
+    ontime = [r for r in closed if r.closed_at <= r.due_at]
+    assert (k["due"], k["closed"], k["closed_on_time"]) == (len(due), len(closed), len(ontime))
+    assert k["closure_rate"] == pytest.approx(len(closed) / len(due))
+    assert k["ontime_rate"] == pytest.approx(len(ontime) / len(due))
+    assert 0 < k["ontime_rate"] <= k["closure_rate"] < 1
+
+
+def test_trend_and_hotspots(city):
+    db, _ = city
+    f = mapdata.parse_filter({"window": "7d"})
+    tr = mapdata.trend(db, f, buckets=7)
+    total = sum(sum(v) for v in tr["series"].values())
+    with db.session() as s:
+        n = s.query(Incident).filter(
+            Incident.created_at >= dt.datetime.now(dt.UTC) - dt.timedelta(days=7)).count()  # fmt: skip
+    assert total == n and len(tr["edges"]) == 7
+    hot = mapdata.top_hotspots(db, f, n=3)
+    assert [h["count"] for h in hot] == sorted((h["count"] for h in hot), reverse=True)
+    assert len(hot[0]["code"]) == 14
+
+
+def test_locate_click_camera_then_grid(city):
+    db, ids = city
+    card = mapdata.camera_card(db, ids["cameras"][5])
+    hit = mapdata.locate_click(db, card["lon"], card["lat"], 18)
+    assert hit["camera"] == ids["cameras"][5]
+    lon, lat = cell_center(2, 1)
+    # zoomed out, or with cameras hidden, the same kind of click selects the grid
+    hit = mapdata.locate_click(db, lon, lat, 12, cameras=False)
+    assert hit == {"camera": None, "grid": ids["grids"][(2, 1)]}
+    assert mapdata.locate_click(db, 0.0, 0.0, 12)["grid"] is None
+
+
+def test_grid_card_masks_the_worker_phone(city):
+    db, ids = city
+    card = mapdata.grid_card(db, ids["grids"][(1, 1)])
+    assert card["code"].startswith("5301") and len(card["code"]) == 14
+    phones = [w["phone"] for w in card["workers"]]
+    assert phones and all("****" in p for p in phones)
+    assert card["coverage"] is not None and 0 < card["coverage"] < 1
+
+
+def test_camera_card_has_no_stream_url(city):
+    db, ids = city
+    card = mapdata.camera_card(db, ids["cameras"][0])
+    assert "stream_url" not in card and len(card["gb_id"]) == 20
+
+
+def test_area_labels_drill_down(city):
+    db, ids = city
+    top = mapdata.area_labels(db, None)
+    assert {f["id"] for f in top["features"]} == set(ids["districts"])
+    streets = mapdata.area_labels(db, ids["districts"][1])
+    assert {f["id"] for f in streets["features"]} == set(ids["streets"][2:])
+    assert mapdata.area_labels(db, ids["communities"][0])["features"] == []
+    path = mapdata.area_path(db, ids["communities"][-1])
+    assert [p["level"] for p in path] == ["district", "street", "community"]
+
+
+def test_density_peak_and_orientation():
+    bounds = (102.70, 25.00, 102.80, 25.10)
+    lon = np.full(50, 102.72)
+    lat = np.full(50, 25.09)  # north-west corner
+    r = mapdata.density_grid(lon, lat, bounds, (100, 100), bandwidth_m=200)
+    row, col = np.unravel_index(np.argmax(r), r.shape)
+    assert row < 20 and col < 30  # row 0 is the north edge
+    assert r.max() == pytest.approx(1.0)
+    png = mapdata.density_png(r)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_camera_cones_in_view(city):
+    db, _ = city
+    fc = mapdata.camera_cones(db, mapdata.city_bounds(db))
+    assert len(fc["features"]) == 40
+    assert all(f["geometry"]["type"] == "Polygon" for f in fc["features"])
+
+
+def test_rows_in_whole_city(city):
+    db, ids = city
+    assert len(ids["grids"]) == COLS * ROWS
