@@ -351,8 +351,8 @@ class CameraStream:
             status = "online"
         elif age < offline_after and self._connected:
             status = "stale"
-        elif self._raw_seq == 0 and self._connected:
-            status = self._status  # connected, first frame not yet here
+        elif self._raw_seq == 0 and (self._connected or not self.counters["disconnects"]):
+            status = self._status  # first connection still opening, or first frame not here
         else:
             status = "offline"
         changed = status != self._status

@@ -1,0 +1,177 @@
+"""Video routes and the rules API on a plain Flask app with a real SQLite database."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import cv2
+import flask
+import numpy as np
+import pytest
+
+from dashboard.routes import video
+from layers.db import Database
+from layers.models import Camera
+from layers.services import cameras as camera_service
+from streams.hub import HubSettings
+
+SECRET = "Camera-Pa55word"
+FULL_MASK = {"points": [[0, 0], [1, 0], [1, 1], [0, 1]], "method": "fill"}
+
+
+@pytest.fixture
+def app(tmp_path, shared_data):
+    db = Database(f"sqlite:///{tmp_path / 'video.sqlite'}")
+    db.migrate()
+    vtest = str(shared_data / "vtest.avi")
+    with db.session() as s:
+        s.add_all(
+            [
+                Camera(id=1, gb_id="53010200001320000001", name="cam 1", cls=1, lon=102.7, lat=25.0, stream_url=vtest),
+                Camera(id=2, gb_id="53010200001320000002", name="cam 2", cls=2, lon=102.7, lat=25.0, stream_url=vtest),
+                Camera(id=3, gb_id="53010200001320000003", name="no url", cls=3, lon=102.7, lat=25.0, stream_url=""),
+                Camera(id=4, gb_id="53010200001320000004", name="bad", cls=3, lon=102.7, lat=25.0,
+                       stream_url=f"rtsp://admin:{SECRET}@127.0.0.1:9/live"),
+            ]
+        )  # fmt: skip
+    ctx = SimpleNamespace(
+        settings=SimpleNamespace(sample_video=None),
+        db=db,
+        services={"hub_settings": HubSettings(stale_after_s=1, offline_after_s=2, backoff_max_s=1)},
+    )
+    server = flask.Flask("video-test")
+    video.register(server, ctx)
+    server.testing = True
+    yield server, ctx
+    ctx.services["stream_hub"].close()
+    db.dispose()
+
+
+def _decode(data: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img
+
+
+def test_snapshot_is_redacted_jpeg_and_status_written_back(app):
+    server, ctx = app
+    r = server.test_client().get("/video/1.jpg")
+    assert r.status_code == 200 and r.mimetype == "image/jpeg"
+    assert r.headers["X-Redacted"] == "true" and r.headers["Cache-Control"] == "no-store"
+    assert _decode(r.data).shape == (576, 768, 3)
+    cam = camera_service.get_camera(ctx.db, 1)
+    assert cam.status == "online" and cam.last_seen is not None
+
+
+def test_mjpeg_stream_serves_parts_and_releases_viewer(app):
+    server, ctx = app
+    r = server.test_client().get("/video/2.mjpg", buffered=False)
+    assert r.status_code == 200
+    assert r.mimetype == "multipart/x-mixed-replace"
+    chunks = iter(r.response)
+    parts = [next(chunks) for _ in range(3)]
+    for part in parts:
+        head, body = part.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"--" + video.BOUNDARY.encode())
+        assert _decode(body[:-2]).shape == (576, 768, 3)
+    hub = ctx.services["stream_hub"]
+    assert hub.streams()[2].viewers == 1
+    r.close()
+    assert hub.streams()[2].viewers == 0
+
+
+def test_unknown_camera_404_and_authorize_hook_403(app):
+    server, ctx = app
+    client = server.test_client()
+    assert client.get("/video/99.jpg").status_code == 404
+    ctx.services["authorize_video"] = lambda request, camera_id: camera_id != 1
+    assert client.get("/video/1.jpg").status_code == 403
+    assert client.get("/video/1.mjpg").status_code == 403
+
+
+def test_unmask_only_through_the_grant_hook(app):
+    server, ctx = app
+    client = server.test_client()
+    assert client.get("/video/1.jpg").headers["X-Redacted"] == "true"
+    ctx.services["unmask_grant"] = lambda request, camera_id: "UNMASKED test-user grant#1"
+    r = client.get("/video/1.jpg")
+    assert r.status_code == 200 and r.headers["X-Redacted"] == "false"
+
+
+def test_source_errors_never_show_credentials(app):
+    server, _ = app
+    client = server.test_client()
+    r = client.get("/video/4.jpg?wait=2")
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    assert SECRET not in r.get_data(as_text=True)
+    r = client.get("/video/3.jpg?wait=1")
+    assert r.status_code == 503
+    streams = client.get("/api/v1/video/streams").get_data(as_text=True)
+    assert SECRET not in streams and "***@127.0.0.1" in streams
+
+
+def test_rules_api_versions_and_precedence(app):
+    server, _ = app
+    client = server.test_client()
+    r = client.put("/api/v1/rules/default", json={"targets": ["faces"]})
+    assert r.status_code == 201 and r.json["version"] == 1
+    r = client.put("/api/v1/rules/default", json={"targets": ["faces", "plates"], "method": "fill"})
+    assert r.json["version"] == 2
+    assert (
+        client.put("/api/v1/rules/camera_class/2", json={"targets": ["persons"]}).status_code == 201
+    )
+    assert client.put("/api/v1/rules/camera/1", json={"strength": 1.0}).status_code == 201
+
+    eff1 = client.get("/api/v1/cameras/1/rules").json
+    assert eff1["scope"] == {"kind": "camera", "value": "1"} and eff1["config"]["strength"] == 1.0
+    eff2 = client.get("/api/v1/cameras/2/rules").json
+    assert eff2["scope"]["kind"] == "camera_class" and eff2["config"]["targets"] == ["persons"]
+    eff3 = client.get("/api/v1/cameras/3/rules").json
+    assert eff3["scope"]["kind"] == "default" and eff3["version"] == 2
+
+    versions = client.get("/api/v1/rules?kind=default").json["rules"]
+    assert [(v["version"], v["active"]) for v in versions] == [(2, True), (1, False)]
+
+    assert client.delete("/api/v1/rules/camera/1").json == {"deactivated": 1}
+    # camera 1 is class 1 (the class rule is for class 2): back to the default rule
+    assert client.get("/api/v1/cameras/1/rules").json["scope"]["kind"] == "default"
+
+
+@pytest.mark.parametrize(
+    "url, body",
+    [
+        ("/api/v1/rules/default", {"targets": ["everything"]}),
+        ("/api/v1/rules/default", {"surprise": 1}),
+        ("/api/v1/rules/camera_class/9", {}),
+        ("/api/v1/rules/street/1", {}),
+        ("/api/v1/rules/default", [1, 2]),
+    ],
+)
+def test_rules_api_rejects_invalid(app, url, body):
+    server, _ = app
+    r = server.test_client().put(url, json=body)
+    assert r.status_code in (400, 422) and "error" in r.json
+
+
+def test_rules_hook_can_forbid_writes(app):
+    server, ctx = app
+    ctx.services["authorize_rules"] = lambda request, action: action == "read"
+    client = server.test_client()
+    assert client.get("/api/v1/rules").status_code == 200
+    assert client.put("/api/v1/rules/default", json={}).status_code == 403
+
+
+def test_rule_change_through_api_reaches_live_stream_within_a_second(app):
+    server, _ = app
+    client = server.test_client()
+    assert client.get("/video/1.jpg").status_code == 200
+    r = client.put("/api/v1/rules/camera/1", json={"masks": [FULL_MASK], "fill_color": [0, 0, 0]})
+    assert r.status_code == 201
+    t0 = time.monotonic()
+    while True:
+        img = _decode(client.get("/video/1.jpg").data)
+        if img.max() < 10:
+            break
+        assert time.monotonic() - t0 < 1.0, "the new rule was not applied within a second"
+        time.sleep(0.05)
