@@ -341,6 +341,27 @@ def _parse_float(value: object) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _shapefile_encoding(path: Path) -> str | None:
+    """Return "GB18030" for a shapefile without a .cpg whose DBF is not UTF-8, else None.
+
+    Chinese shapefiles are often written in GBK with no .cpg; GDAL would then decode them
+    as Latin-1 and garble every name.
+    """
+    if any(path.with_suffix(s).exists() for s in (".cpg", ".CPG")):
+        return None
+    dbf = next(
+        (p for p in (path.with_suffix(".dbf"), path.with_suffix(".DBF")) if p.exists()), None
+    )
+    if dbf is None:
+        return None
+    try:
+        dbf.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        log.info("%s has no .cpg and is not UTF-8; reading it as GB18030", path)
+        return "GB18030"
+    return None
+
+
 def read_source(path: str | Path, *, source_layer: str | None = None) -> SourceTable:
     """Return the rows of a GIS file (GeoJSON, GPKG, Shapefile, zipped Shapefile or CSV).
 
@@ -374,7 +395,8 @@ def read_source(path: str | Path, *, source_layer: str | None = None) -> SourceT
                     names[0],
                 )
             source_layer = names[0] if names else None
-        gdf = gpd.read_file(path, engine="pyogrio", layer=source_layer)
+        encoding = _shapefile_encoding(path) if kind == ".shp" else None
+        gdf = gpd.read_file(path, engine="pyogrio", layer=source_layer, encoding=encoding)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
         raise UsageError(f"FILE {str(path)!r}: cannot read it as {FORMATS[kind]} ({exc})") from exc
     except ValueError as exc:  # e.g. a malformed GeoJSON geometry

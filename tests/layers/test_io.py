@@ -188,6 +188,15 @@ def test_every_layer_roundtrips_through_each_format(tmp_path, city_db, ext):
     assert got == {"五华区综治中心": "530102", "华山街道综治中心": "530102001"}
 
 
+def test_gbk_shapefile_without_cpg_keeps_chinese_names(tmp_path):
+    db = new_db(tmp_path)
+    path = tmp_path / "gbk.shp"
+    polygon_gdf(DISTRICTS).to_file(path, engine="pyogrio", encoding="GBK")
+    path.with_suffix(".cpg").unlink(missing_ok=True)
+    assert import_layer(db, "districts", path, progress=False).exit_code == 0
+    assert list(areas.read_gdf(db, level="district").name) == ["五华区", "盘龙区"]
+
+
 def test_csv_export_has_lon_lat_and_wkt(tmp_path, city_db):
     out = tmp_path / "grids.csv"
     export_layer(city_db, "grids", out)
@@ -430,7 +439,7 @@ def test_centers_link_to_area_by_location_with_chinese_levels(tmp_path, city_db)
     frame = pd.DataFrame({"中心名称": ["正义社区综治中心", "拓东街道综治中心"],
                           "级别": ["社区", "街道"], "联系电话": ["0871-1234567", ""],
                           "x": [102.68, 102.75], "y": [25.0, 25.0]})  # fmt: skip
-    frame.to_csv(tmp_path / "c.csv", index=False)
+    frame.to_csv(tmp_path / "c.csv", index=False, encoding="gbk")  # Excel on a Chinese PC
     assert import_layer(city_db, "centers", tmp_path / "c.csv", progress=False).exit_code == 0
     got = centers.read_gdf(city_db).set_index("name")
     assert got.level["正义社区综治中心"] == "village"
