@@ -458,7 +458,8 @@ def export_csv(
         n = write_csv(entries, buf)
         text = buf.getvalue()
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            # UTF-8 with BOM: Excel (the usual viewer in a command center) then shows Chinese
+            Path(path).write_bytes(text.encode("utf-8-sig"))
         record(
             s,
             actor=actor,
