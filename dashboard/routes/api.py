@@ -27,6 +27,7 @@ from typing import Any, Literal
 import flask
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
 
 from dashboard.context import AppContext
 from layers.services import NotFoundError, ServiceError, workflow
@@ -401,7 +402,39 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         return flask.jsonify(openapi_document())
 
     server.register_blueprint(bp)
+    _routing_errors_as_json(server)
     _declare(server)
+
+
+# Unknown paths and wrong methods fail in Flask's router, before any blueprint runs; answer
+# those as JSON under the machine prefixes (each in its own error format), HTML elsewhere.
+JSON_ERROR_PREFIXES = {PREFIX + "/": "api", "/open311/": "open311", "/ogc": "ogc"}
+
+
+def routing_error_response(exc: HTTPException):
+    """Return a JSON error for a routing 404/405 under /api/v1, /open311 or /ogc, else ``exc``."""
+    path = flask.request.path
+    kind = next((k for p, k in JSON_ERROR_PREFIXES.items() if path.startswith(p)), None)
+    code = exc.code or 500
+    message = "no such resource" if code == 404 else f"{flask.request.method} is not allowed here"
+    if kind == "api":
+        resp = error_response(code, f"{message}; see {PREFIX}/openapi.json")
+    elif kind == "open311":
+        resp = flask.jsonify([{"code": code, "description": message}])
+    elif kind == "ogc":
+        resp = flask.jsonify({"code": "NotFound" if code == 404 else "MethodNotAllowed",
+                              "description": message})  # fmt: skip
+    else:
+        return exc
+    resp.status_code = code
+    if code == 405 and getattr(exc, "valid_methods", None):
+        resp.headers["Allow"] = ", ".join(exc.valid_methods)
+    return resp
+
+
+def _routing_errors_as_json(server: flask.Flask) -> None:
+    for code in (404, 405):
+        server.register_error_handler(code, routing_error_response)
 
 
 def _audit_export(ctx: AppContext, actor: str, role: str, fmt: str, n: int) -> None:
