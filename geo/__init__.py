@@ -18,6 +18,7 @@ from geo.crs import (
     wgs84_to_bd09,
     wgs84_to_gcj02,
 )
+from geo.density import density
 from geo.sectors import camera_sectors, cameras_seeing, cameras_seeing_many
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "cameras_seeing",
     "cameras_seeing_many",
     "coverage",
+    "density",
     "bd09_to_wgs84",
     "blind_spots",
     "from_wgs84",
