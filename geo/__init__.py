@@ -19,6 +19,7 @@ from geo.crs import (
     wgs84_to_gcj02,
 )
 from geo.density import density
+from geo.hotspots import hotspots
 from geo.sectors import camera_sectors, cameras_seeing, cameras_seeing_many
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "from_wgs84",
     "gcj02_to_bd09",
     "gcj02_to_wgs84",
+    "hotspots",
     "local_metric_crs",
     "to_wgs84",
     "transform_geometries",
