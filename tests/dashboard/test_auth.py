@@ -1,0 +1,262 @@
+"""Login, sessions, CSRF, lockout, tokens and Basic auth against a real app on SQLite."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from dashboard.app import create_app
+from dashboard.settings import Settings
+from layers.services import audit
+from layers.services import users as user_service
+from tests.helpers_auth import bearer, csrf_headers, form_csrf, login, login_as, make_user
+
+ECHO_CALLBACK = {
+    "output": "test-echo.children",
+    "outputs": {"id": "test-echo", "property": "children"},
+    "inputs": [{"id": "test-in", "property": "value", "value": "hello"}],
+    "changedPropIds": ["test-in.value"],
+    "state": [],
+}
+
+
+def _add_echo_callback(app):
+    """Register an app-bound callback (``@dash.callback`` ones are global and only the first
+    app built in a process receives them, so tests bind their own)."""
+    from dash import Input, Output
+
+    @app.callback(Output("test-echo", "children"), Input("test-in", "value"))
+    def _echo(value):
+        return f"echo {value}"
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(
+        db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}",
+        data_dir=tmp_path,
+        seed_on_start=False,
+        simulator=False,
+        session_minutes=5,
+    )
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings, start_background=False)
+
+
+@pytest.fixture
+def client(app):
+    return app.server.test_client()
+
+
+def _db(app):
+    return app.server.config["GRIDSIGHT"].db
+
+
+def _actions(app, actor):
+    with _db(app).session() as s:
+        return [e.action for e in audit.search(s, actor=actor)][::-1]
+
+
+def test_anonymous_browser_is_sent_to_the_login_form(client):
+    r = client.get("/", headers={"Accept": "text/html"})
+    assert r.status_code == 302 and r.headers["Location"] == "/login?next=/"
+    page = client.get("/login").get_data(as_text=True)
+    for label in ("用户名", "Username", "密码", "Password", 'name="csrf_token"'):
+        assert label in page
+
+
+def test_login_logout_round_trip_is_audited(app, client):
+    name, pw = make_user(app, "operator")
+    r = login_as(client, name, pw)
+    assert r.headers["Location"] == "/"
+    assert client.get("/").status_code == 200
+    assert client.get("/logout").status_code == 200  # confirmation form, nothing happens
+    assert client.get("/").status_code == 200
+    token = form_csrf(client, "/logout")
+    r = client.post("/logout", data={"csrf_token": token})
+    assert r.status_code == 302 and r.headers["Location"] == "/login?msg=logged_out"
+    assert client.get("/", headers={"Accept": "text/html"}).status_code == 302
+    assert _actions(app, name) == ["login.ok", "logout"]
+    assert audit.verify(_db(app)).ok
+
+
+def test_wrong_password_and_lockout_through_the_form(app, client):
+    name, pw = make_user(app, "dispatcher")
+    for _ in range(4):
+        r = login_as(client, name, "wrong password", expect=401)
+        assert "用户名或密码错误" in r.get_data(as_text=True)
+    r = login_as(client, name, "wrong password", expect=401)
+    assert "locked" in r.get_data(as_text=True)
+    r = login_as(client, name, pw, expect=401)  # right password, still locked
+    assert "locked" in r.get_data(as_text=True)
+    assert _actions(app, name).count("login.lockout") == 1
+    with _db(app).session() as s:
+        assert user_service.get_user(s, name).locked_until is not None
+
+
+def test_login_without_csrf_token_is_refused(app, client):
+    name, pw = make_user(app, "operator")
+    client.get("/login")
+    r = client.post("/login", data={"username": name, "password": pw})
+    assert r.status_code == 400 and "表单已失效" in r.get_data(as_text=True)
+    r = client.post("/login", data={"username": name, "password": pw, "csrf_token": "forged"})
+    assert r.status_code == 400
+    assert _actions(app, name) == []  # refused before any password check
+
+
+def test_dash_callbacks_need_the_csrf_header(app, client):
+    _add_echo_callback(app)
+    login(client, app, "operator")
+    r = client.post("/_dash-update-component", json=ECHO_CALLBACK)
+    assert r.status_code == 400 and "CSRF" in r.get_json()["error"]
+    r = client.post("/_dash-update-component", json=ECHO_CALLBACK, headers={"X-CSRFToken": "x"})
+    assert r.status_code == 400
+    r = client.post("/_dash-update-component", json=ECHO_CALLBACK, headers=csrf_headers(client))
+    assert r.status_code == 200 and "echo hello" in r.get_data(as_text=True)
+
+
+def test_session_expires_after_inactivity(app, client):
+    login(client, app, "operator")
+    assert client.get("/").status_code == 200
+    with client.session_transaction() as sess:
+        sess["last"] = time.time() - 4 * 60  # 4 of 5 minutes idle: still valid
+    assert client.get("/").status_code == 200
+    with client.session_transaction() as sess:
+        assert time.time() - sess["last"] < 5  # the request refreshed the idle clock
+        sess["last"] = time.time() - 5 * 60 - 1
+    r = client.get("/", headers={"Accept": "text/html"})
+    assert r.status_code == 302 and "msg=expired" in r.headers["Location"]
+    assert client.get("/_dash-layout").status_code == 401
+    assert "会话已过期" in client.get("/login?msg=expired").get_data(as_text=True)
+
+
+def test_disabling_a_user_ends_their_session(app, client):
+    name = login(client, app, "operator")
+    assert client.get("/").status_code == 200
+    with _db(app).session() as s:
+        user_service.set_active(s, name, False, actor="admin")
+    assert client.get("/_dash-layout").status_code == 401
+
+
+def test_password_change_ends_other_sessions(app):
+    name, pw = make_user(app, "operator")
+    a, b = app.server.test_client(), app.server.test_client()
+    login_as(a, name, pw)
+    login_as(b, name, pw)
+    token = form_csrf(a, "/account/password")
+    r = a.post(
+        "/account/password",
+        data={
+            "csrf_token": token,
+            "current": pw,
+            "new": "a brand new secret",
+            "confirm": "a brand new secret",
+        },
+    )
+    assert r.status_code == 302
+    assert a.get("/").status_code == 200  # the changer keeps a fresh session
+    assert b.get("/_dash-layout").status_code == 401  # the other one is over
+
+
+def test_first_start_admin_password_is_printed_once_and_must_be_changed(settings, capsys):
+    app = create_app(settings, start_background=False)
+    out = capsys.readouterr().out
+    password = re.search(r"one-time password\n\n\s+(\S+)", out).group(1)
+    assert out.count(password) == 1
+    create_app(settings, start_background=False)  # second start: no new admin, no password
+    assert "one-time password" not in capsys.readouterr().out
+    db_file = Path(settings.data_dir / "gs.sqlite")
+    blob = db_file.read_bytes() + (
+        db_file.with_name("gs.sqlite-wal").read_bytes()
+        if db_file.with_name("gs.sqlite-wal").exists()
+        else b""
+    )
+    assert password.encode() not in blob
+    client = app.server.test_client()
+    r = login_as(client, "admin", password)
+    assert r.headers["Location"] == "/account/password"
+    assert client.get("/admin", headers={"Accept": "text/html"}).headers["Location"] == (
+        "/account/password"
+    )
+    assert client.get("/_dash-layout").status_code == 403
+    token = form_csrf(client, "/account/password")
+    bad = client.post(
+        "/account/password",
+        data={"csrf_token": token, "current": password, "new": "short", "confirm": "short"},
+    )
+    assert bad.status_code == 400 and "10" in bad.get_data(as_text=True)
+    r = client.post(
+        "/account/password",
+        data={
+            "csrf_token": token,
+            "current": password,
+            "new": "admin's new secret",
+            "confirm": "admin's new secret",
+        },
+    )
+    assert r.status_code == 302
+    assert client.get("/admin").status_code == 200
+    assert _actions(app, "admin")[-2:] == ["login.ok", "user.password"]
+
+
+def test_open_redirects_are_refused(app, client):
+    name, pw = make_user(app, "operator")
+    token = form_csrf(client)
+    r = client.post(
+        "/login",
+        data={"username": name, "password": pw, "csrf_token": token, "next": "//evil.example/x"},
+    )
+    assert r.headers["Location"] == "/"
+
+
+def test_tokens_open_the_api_only_and_stop_when_revoked(app, client):
+    headers = bearer(app, "gis", name="qgis")
+    r = client.get("/ogc", headers=headers)
+    assert r.status_code not in (401, 403)  # passes the guard (404/200 from the OGC route)
+    assert client.get("/", headers=headers).status_code == 403  # tokens never open pages
+    assert client.get("/layers/grids.geojson", headers=headers).status_code == 403
+    assert client.get("/api/v1/incidents", headers=headers).status_code == 403  # wrong role
+    with _db(app).session() as s:
+        user_service.revoke_token(s, "qgis", actor="admin")
+    r = client.get("/ogc", headers=headers)
+    assert r.status_code == 401 and "revoked" in r.get_json()["error"]
+    r = client.get("/ogc", headers={"Authorization": "Bearer gst_made-up"})
+    assert r.status_code == 401
+
+
+def test_token_posts_need_no_csrf(app, client):
+    r = client.post("/api/v1/incidents", json={}, headers=bearer(app, "intake"))
+    assert r.status_code not in (400, 401, 403) or "CSRF" not in r.get_data(as_text=True)
+    assert r.status_code not in (401, 403)
+
+
+def test_basic_auth_only_on_ogc(app, client):
+    name, pw = make_user(app, "operator")
+    good = {"Authorization": "Basic " + base64.b64encode(f"{name}:{pw}".encode()).decode()}
+    bad = {"Authorization": "Basic " + base64.b64encode(f"{name}:nope".encode()).decode()}
+    assert client.get("/ogc", headers=good).status_code not in (401, 403)
+    r = client.get("/ogc", headers=bad)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+    r = client.get("/layers/grids.geojson", headers=good)
+    assert r.status_code == 401 and "/ogc only" in r.get_json()["error"]
+    r = client.get("/ogc", headers={"Authorization": "Basic !!!"})
+    assert r.status_code == 401
+    assert "login.failed" in _actions(app, name)
+
+
+def test_security_headers_and_cookie_flags(app, client):
+    name, pw = make_user(app, "operator")
+    token = form_csrf(client)
+    r = client.post("/login", data={"username": name, "password": pw, "csrf_token": token})
+    cookies = r.headers.getlist("Set-Cookie")
+    session_cookie = next(c for c in cookies if c.startswith("gridsight_session="))
+    assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
+    assert r.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert client.get("/login").headers["Cache-Control"] == "no-store"
