@@ -20,9 +20,11 @@ from geo.crs import (
 )
 from geo.density import density
 from geo.hotspots import hotspots
+from geo.rollup import LEVELS, rollup
 from geo.sectors import camera_sectors, cameras_seeing, cameras_seeing_many
 
 __all__ = [
+    "LEVELS",
     "GridIndex",
     "assign_points",
     "bd09_to_gcj02",
@@ -38,6 +40,7 @@ __all__ = [
     "gcj02_to_wgs84",
     "hotspots",
     "local_metric_crs",
+    "rollup",
     "to_wgs84",
     "transform_geometries",
     "wgs84_to_bd09",
