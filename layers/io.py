@@ -56,7 +56,6 @@ from sqlalchemy.orm import Session
 from geo.crs import in_china, local_metric_crs, transform_geometries
 from layers.codes import (
     DATA_DIR,
-    CodeError,
     admin_code_table,
     mask_name,
     mask_phone,
@@ -1045,7 +1044,7 @@ def _map_columns(frame: pd.DataFrame, spec: LayerSpec, path: Path) -> dict[str, 
             mapping[fieldname] = col
             used.add(col)
     missing = [f for f in spec.required if f not in mapping]
-    if missing:
+    if missing and len(frame):  # an empty file imports nothing, whatever its columns
         f = missing[0]
         raise UsageError(
             f"FILE {str(path)!r}: {spec.name} need a {f!r} column (accepted names: "
@@ -1307,7 +1306,7 @@ def import_layer(
                             f"{spec.key} {key} is already stored; nothing was changed for it"
                         )
                     seen[key] = row.number
-            except (RowError, CodeError) as exc:
+            except (ValueError, shapely.errors.GEOSException) as exc:  # RowError, CodeError
                 report.issues.append(RowIssue(row.number, ident_code, ident_name, "rejected",
                                               str(exc)))  # fmt: skip
                 continue

@@ -197,6 +197,15 @@ def test_gbk_shapefile_without_cpg_keeps_chinese_names(tmp_path):
     assert list(areas.read_gdf(db, level="district").name) == ["五华区", "盘龙区"]
 
 
+@pytest.mark.parametrize("ext", [".geojson", ".gpkg", ".shp", ".zip", ".csv"])
+def test_empty_layer_exports_and_imports(tmp_path, ext):
+    db = new_db(tmp_path)
+    out = tmp_path / f"none{ext}"
+    assert export_layer(db, "cameras", out) == 0 and out.exists()
+    report = import_layer(new_db(tmp_path, "b.sqlite"), "cameras", out, progress=False)
+    assert (report.total, report.exit_code) == (0, 0)
+
+
 def test_csv_export_has_lon_lat_and_wkt(tmp_path, city_db):
     out = tmp_path / "grids.csv"
     export_layer(city_db, "grids", out)
