@@ -60,6 +60,8 @@ CSRF_COOKIE = "_csrf_token"
 CSRF_HEADER = "X-CSRFToken"
 CSRF_FIELD = "csrf_token"
 
+GET: tuple[str, ...] = ("GET",)
+GET_POST: tuple[str, ...] = ("GET", "POST")
 MAP_ROLES = frozenset({"operator", "dispatcher", "privacy_officer", "admin"})
 VIDEO_ROLES = frozenset({"operator", "dispatcher", "privacy_officer"})
 
@@ -68,38 +70,38 @@ VIDEO_ROLES = frozenset({"operator", "dispatcher", "privacy_officer"})
 # declare_policy(); a path no row covers is denied. README.md "Access control" mirrors this.
 ACCESS_MATRIX: list[tuple[str, tuple[str, ...] | None, frozenset[str] | str]] = [
     # public: liveness, the login form, static CSS/JS (code, no data)
-    ("/healthz", None, PUBLIC),
-    ("/login", None, PUBLIC),
-    ("/logout", None, PUBLIC),
-    ("/assets/", None, PUBLIC),
-    ("/_favicon.ico", None, PUBLIC),
+    ("/healthz", GET, PUBLIC),
+    ("/login", GET_POST, PUBLIC),
+    ("/logout", GET_POST, PUBLIC),
+    ("/assets/", GET, PUBLIC),
+    ("/_favicon.ico", GET, PUBLIC),
     # any signed-in person: Dash plumbing (pages and callbacks check roles themselves)
-    ("/account/password", None, AUTHENTICATED),
-    ("/_dash-component-suites/", None, AUTHENTICATED),
-    ("/_dash-layout", None, AUTHENTICATED),
-    ("/_dash-dependencies", None, AUTHENTICATED),
-    ("/_dash-update-component", None, AUTHENTICATED),
-    ("/_reload-hash", None, AUTHENTICATED),
-    ("/static/", None, AUTHENTICATED),
-    ("/tiles/", None, AUTHENTICATED),
+    ("/account/password", GET_POST, AUTHENTICATED),
+    ("/_dash-component-suites/", GET, AUTHENTICATED),
+    ("/_dash-layout", GET, AUTHENTICATED),
+    ("/_dash-dependencies", GET, AUTHENTICATED),
+    ("/_dash-update-component", ("POST",), AUTHENTICATED),
+    ("/_reload-hash", GET, AUTHENTICATED),
+    ("/static/", GET, AUTHENTICATED),
     # pages
-    ("/", None, MAP_ROLES),
-    ("/dispatch", None, frozenset({"dispatcher", "admin"})),
-    ("/privacy", None, frozenset({"privacy_officer"})),
-    ("/audit", None, frozenset({"auditor"})),
-    ("/admin", None, frozenset({"admin"})),
-    # data behind the map, video (+ camera scopes checked by the video route)
-    ("/layers/", None, MAP_ROLES),
-    ("/video/", None, VIDEO_ROLES),
-    # redaction rules and stream status (dashboard/routes/video.py; hooks below refine)
-    ("/api/v1/rules", ("GET",), frozenset({"privacy_officer", "auditor"})),
+    ("/", GET, MAP_ROLES),
+    ("/dispatch", GET, frozenset({"dispatcher", "admin"})),
+    ("/privacy", GET, frozenset({"privacy_officer"})),
+    ("/audit", GET, frozenset({"auditor"})),
+    ("/admin", GET, frozenset({"admin"})),
+    # data behind the map, video (+ camera scopes checked by the video route's hook)
+    ("/layers/", GET, MAP_ROLES),
+    ("/tiles/", GET, MAP_ROLES),
+    ("/video/", GET, VIDEO_ROLES),
+    # redaction rules and stream status (dashboard/routes/video.py; its hooks check again)
+    ("/api/v1/rules", GET, frozenset({"privacy_officer", "auditor"})),
     ("/api/v1/rules", ("PUT", "DELETE"), frozenset({"privacy_officer"})),
-    ("/api/v1/cameras/", ("GET",), VIDEO_ROLES),
-    ("/api/v1/video/streams", ("GET",), frozenset({"privacy_officer", "operator", "admin"})),
-    # machine API
+    ("/api/v1/cameras/", GET, frozenset({"privacy_officer", "auditor"})),
+    ("/api/v1/video/streams", GET, frozenset({"privacy_officer", "operator", "admin"})),
+    # machine API (dashboard/routes/api.py and ogc.py declare the same rows)
     ("/api/v1/incidents", ("POST",), frozenset({"dispatcher", "admin", "intake"})),
-    ("/api/v1/incidents", ("GET",), frozenset({"operator", "dispatcher"})),
-    ("/ogc", ("GET", "POST"), frozenset({"operator", "dispatcher", "admin", "gis"})),
+    ("/api/v1/incidents", GET, frozenset({"operator", "dispatcher", "admin"})),
+    ("/ogc", GET, frozenset({"operator", "dispatcher", "admin", "gis"})),
 ]
 
 # Where a signed-in role lands after login (first match).
