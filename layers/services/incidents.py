@@ -17,16 +17,17 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from layers.codes import mask_name, mask_phone
 from layers.db import Database
 from layers.models import SOURCES, Category, IdempotencyKey, Incident, IncidentEvent, utcnow
-from layers.services.spatial import locator
+from layers.services.spatial import GridLocator, locator
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,86 @@ def _check_external_id(session: Session, external_id: str | None) -> None:
         )  # fmt: skip
 
 
+@dataclass
+class _Prepared:
+    values: dict
+    reason: str
+    id: int | None = None
+
+    def row(self) -> SimpleNamespace:
+        """Return a read-only stand-in of the inserted row (for ``public_dict``)."""
+        return SimpleNamespace(**_ROW_DEFAULTS, **self.values, id=self.id)
+
+
+_ROW_DEFAULTS = {"registered_at": None, "dispatched_at": None, "handled_at": None,
+                 "reported_at": None, "closed_at": None, "evaluated_at": None,
+                 "duplicate_of": None, "rework_count": 0, "sla_paused_at": None,
+                 "escalated_at": None, "extension_hours": 0.0}  # fmt: skip
+
+
+def _prepare(
+    session: Session,
+    inc: IncidentIn,
+    *,
+    now: dt.datetime,
+    loc: GridLocator,
+    grid_id: int | None = None,
+    cache: dict | None = None,
+) -> _Prepared:
+    """Return the validated, routed but unsaved incident row (raises IncidentInputError)."""
+    from layers.services import sla as sla_service
+    from layers.services.routing import route_incident
+
+    cache = cache if cache is not None else {}
+    cats = cache.setdefault("category", {})
+    cat = cats.get(inc.category)
+    if cat is None:
+        cat = _category(session, inc.category)
+        if cat is None:
+            ensure_categories(session)
+            cat = _category(session, inc.category)
+        if cat is None:
+            raise IncidentInputError(
+                [{"field": "category", "message": f"unknown category {inc.category!r}; "
+                  "GET /api/v1/categories lists the codes"}]
+            )  # fmt: skip
+        cats[inc.category] = cat
+    if grid_id is None:
+        grid_id = int(loc.grid_at([inc.lon], [inc.lat])[0])
+    if grid_id < 0:
+        raise IncidentInputError(
+            [{"field": "lon/lat", "message": f"({inc.lon}, {inc.lat}) lies outside every grid of "
+              "the city; check the coordinates are WGS-84 (convert GCJ-02/BD-09 first) and "
+              "not swapped"}]
+        )  # fmt: skip
+    _check_external_id(session, inc.external_id)
+    owner = cat.owner_level or "grid"
+    routes = cache.setdefault("route", {})
+    route = routes.get((grid_id, owner))
+    if route is None:
+        route = route_incident(
+            session, grid_id=grid_id, lon=inc.lon, lat=inc.lat, level=owner, loc=loc
+        )
+        if route.reason == "grid worker":  # independent of the exact point: reusable
+            routes[(grid_id, owner)] = route
+    created = inc.occurred_at.astimezone(dt.UTC) if inc.occurred_at else now
+    due = sla_service.deadline(created, float(cat.sla_hours), inc.priority)
+    values = dict(
+        lon=inc.lon, lat=inc.lat, category_code=cat.code, priority=inc.priority,
+        source=inc.source, description=inc.description, reporter_name=inc.reporter_name,
+        reporter_phone=inc.reporter_phone, status="collected", created_at=created,
+        due_at=due, escalate_at=due, grid_id=grid_id,
+        center_id=route.center_id, assignee_id=route.assignee_id, escalation_level=owner,
+        external_id=inc.external_id,
+    )  # fmt: skip
+    return _Prepared(values, f"source={inc.source}; routed: {route.reason}")
+
+
+def _created_event(incident_id: int, reason: str, actor: str, role: str, now: dt.datetime) -> dict:
+    return dict(incident_id=incident_id, from_status=None, to_status="collected",
+                action="create", actor=actor, role=role, ts=now, reason=reason)  # fmt: skip
+
+
 def create_incident(
     session: Session,
     data: dict | IncidentIn,
@@ -161,46 +242,13 @@ def create_incident(
     a point outside every grid of the city or a reused external id (nothing is added to the
     session then). The caller's session commits.
     """
-    from layers.services import sla as sla_service
-    from layers.services.routing import route_incident
-
     inc = parse_incident(data)
     now = now or utcnow()
-    cat = _category(session, inc.category)
-    if cat is None:
-        ensure_categories(session)
-        cat = _category(session, inc.category)
-    if cat is None:
-        raise IncidentInputError(
-            [{"field": "category", "message": f"unknown category {inc.category!r}; "
-              "GET /api/v1/categories lists the codes"}]
-        )  # fmt: skip
-    loc = locator(session)
-    grid_id = int(loc.grid_at([inc.lon], [inc.lat])[0])
-    if grid_id < 0:
-        raise IncidentInputError(
-            [{"field": "lon/lat", "message": f"({inc.lon}, {inc.lat}) lies outside every grid of "
-              "the city; check the coordinates are WGS-84 (convert GCJ-02/BD-09 first) and "
-              "not swapped"}]
-        )  # fmt: skip
-    _check_external_id(session, inc.external_id)
-    owner = cat.owner_level or "grid"
-    route = route_incident(session, grid_id=grid_id, lon=inc.lon, lat=inc.lat, level=owner, loc=loc)
-    created = inc.occurred_at.astimezone(dt.UTC) if inc.occurred_at else now
-    due = sla_service.deadline(created, float(cat.sla_hours), inc.priority)
-    row = Incident(
-        lon=inc.lon, lat=inc.lat, category_code=cat.code, priority=inc.priority,
-        source=inc.source, description=inc.description, reporter_name=inc.reporter_name,
-        reporter_phone=inc.reporter_phone, status="collected", created_at=created,
-        due_at=due, escalate_at=due, grid_id=grid_id,
-        center_id=route.center_id, assignee_id=route.assignee_id, escalation_level=owner,
-        external_id=inc.external_id,
-    )  # fmt: skip
+    prep = _prepare(session, inc, now=now, loc=locator(session))
+    row = Incident(**prep.values)
     session.add(row)
     session.flush()
-    session.add(IncidentEvent(incident_id=row.id, from_status=None, to_status="collected",
-                              action="create", actor=actor, role=role, ts=now,
-                              reason=f"source={inc.source}; routed: {route.reason}"))  # fmt: skip
+    session.add(IncidentEvent(**_created_event(row.id, prep.reason, actor, role, now)))
     return row
 
 
@@ -466,7 +514,88 @@ class IntakeWriter:
         row, created = create_idempotent(session, job.data, job.key, actor=job.actor, role=job.role)
         return public_dict(row), created
 
+    def _batch(self, session: Session, batch: list[_Job]) -> list[tuple[_Job, object]]:
+        """Return (job, result or exception) for a batch written in ``session`` (not committed).
+
+        One vectorised grid lookup for the whole batch, one INSERT flush for the incidents,
+        one for their events and keys; a key repeated inside the batch gets the first row.
+        """
+        now = utcnow()
+        loc = locator(session)
+        gids = loc.grid_at([j.data.lon for j in batch], [j.data.lat for j in batch])
+        cache: dict = {}
+        plan: list[tuple[_Job, object]] = []
+        first_of_key: dict[str, tuple[str, int]] = {}
+        external_ids: set[str] = set()
+        for k, job in enumerate(batch):
+            try:
+                digest = body_hash(job.data) if job.key else ""
+                if job.key in first_of_key:
+                    first_digest, first_k = first_of_key[job.key]
+                    if first_digest != digest:
+                        raise IdempotencyConflictError([{"field": "Idempotency-Key", "message":
+                            f"{job.key!r} was already used with a different body; use a new key"}])  # fmt: skip
+                    plan.append((job, ("same", first_k)))
+                    continue
+                if job.key:
+                    seen = session.get(IdempotencyKey, job.key)
+                    if seen is not None:
+                        if seen.body_hash != digest:
+                            raise IdempotencyConflictError([{"field": "Idempotency-Key",
+                                "message": f"{job.key!r} was already used for incident "
+                                f"{seen.incident_id} with a different body; use a new key"}])  # fmt: skip
+                        plan.append((job, ("replay", seen.incident_id)))
+                        continue
+                ext = job.data.external_id
+                if ext and ext in external_ids:
+                    raise DuplicateExternalIdError([{"field": "external_id", "message":
+                        f"{ext!r} appears twice in the same batch; send each once"}])  # fmt: skip
+                prep = _prepare(session, job.data, now=now, loc=loc, grid_id=int(gids[k]),
+                                cache=cache)  # fmt: skip
+                if ext:
+                    external_ids.add(ext)
+                if job.key:
+                    first_of_key[job.key] = (digest, k)
+                plan.append((job, prep))
+            except IncidentInputError as exc:
+                plan.append((job, exc))
+        new = [p for _, p in plan if isinstance(p, _Prepared)]
+        if new:
+            ids = session.scalars(
+                insert(Incident).returning(Incident.id, sort_by_parameter_order=True),
+                [p.values for p in new],
+            ).all()
+            for p, new_id in zip(new, ids, strict=True):
+                p.id = int(new_id)
+            events, keys = [], []
+            for job, p in plan:
+                if isinstance(p, _Prepared):
+                    events.append(_created_event(p.id, p.reason, job.actor, job.role, now))
+                    if job.key:
+                        keys.append({"key": job.key, "incident_id": p.id,
+                                     "body_hash": body_hash(job.data), "created_at": now})  # fmt: skip
+            session.execute(insert(IncidentEvent), events)
+            if keys:
+                session.execute(insert(IdempotencyKey), keys)
+        out: list[tuple[_Job, object]] = []
+        for job, p in plan:
+            if isinstance(p, _Prepared):
+                out.append((job, (public_dict(p.row()), True)))
+            elif isinstance(p, tuple) and p[0] == "same":
+                out.append((job, (public_dict(plan[p[1]][1].row()), False)))
+            elif isinstance(p, tuple):
+                out.append((job, (public_dict(session.get(Incident, p[1])), False)))
+            else:
+                out.append((job, p))
+        return out
+
     def _run(self) -> None:
+        try:  # numba's parallel grid lookup: for <= max_batch points, waking a thread pool
+            import numba  # costs more than the work (ms under load); thread-local setting
+
+            numba.set_num_threads(1)
+        except (ImportError, ValueError):
+            log.debug("numba thread count unchanged")
         while True:
             job = self._queue.get()
             if job is None:
@@ -487,11 +616,7 @@ class IntakeWriter:
         outcomes: list[tuple[_Job, object]] = []
         try:
             with self.db.session() as session:
-                for job in batch:
-                    try:
-                        outcomes.append((job, self._one(session, job)))
-                    except IncidentInputError as exc:
-                        outcomes.append((job, exc))
+                outcomes = self._batch(session, batch)
             self.batches += 1
         except SQLAlchemyError:
             log.warning("group commit of %s incidents failed; retrying one by one", len(batch))
