@@ -143,8 +143,8 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
     "source": ("source", "来源", "事件来源"),
     "description": ("description", "desc", "描述", "内容", "事件描述", "问题描述"),
     "reporter_name": ("reporter_name", "reporter", "上报人", "报告人"),
-    "reporter_phone": ("reporter_phone", "上报人电话", "报告人电话"),
-    "occurred_at": ("occurred_at", "created_at", "time", "datetime", "时间", "上报时间",
+    "reporter_phone": ("reporter_phone", "rep_phone", "上报人电话", "报告人电话"),
+    "occurred_at": ("occurred_at", "occurred", "created_at", "time", "datetime", "时间", "上报时间",
                     "发生时间"),
     "external_id": ("external_id", "case_id", "事件编号", "案卷号", "工单号"),
 }  # fmt: skip
@@ -969,24 +969,25 @@ def _store_incidents(session: Session, rows: list[dict], ctx: ImportContext) -> 
 
 
 def _read_incidents(db: Database) -> gpd.GeoDataFrame:
-    columns = ("external_id", "category", "priority", "source", "status", "description",
-               "reporter_name", "reporter_phone", "occurred_at", "grid_code")  # fmt: skip
+    # names of at most 10 characters survive a Shapefile (DBF) unchanged
+    columns = ("case_id", "category", "priority", "source", "status", "desc", "reporter",
+               "rep_phone", "occurred", "grid_code")  # fmt: skip
     with db.session() as s:
         rows = s.execute(
             select(Incident, Grid.code).outerjoin(Grid, Incident.grid_id == Grid.id)
         ).all()
     records = [
         {
-            "external_id": inc.external_id or "",
+            "case_id": inc.external_id or "",
             "category": inc.category_code,
             "priority": inc.priority,
             "source": inc.source,
             "status": inc.status,
-            "description": inc.description,
+            "desc": inc.description,
             # reporters are personal data: exports carry them masked, like every display
-            "reporter_name": mask_name(inc.reporter_name),
-            "reporter_phone": mask_phone(inc.reporter_phone),
-            "occurred_at": inc.created_at.isoformat() if inc.created_at else "",
+            "reporter": mask_name(inc.reporter_name),
+            "rep_phone": mask_phone(inc.reporter_phone),
+            "occurred": inc.created_at.isoformat() if inc.created_at else "",
             "grid_code": gcode or "",
         }
         for inc, gcode in rows

@@ -7,6 +7,7 @@ imports them into a real SQLite database; nothing depends on the seed module.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 
 import geopandas as gpd
@@ -29,6 +30,7 @@ from layers.io import (
     metric_transformer,
     parse_crs,
 )
+from layers.models import Incident
 from layers.services import areas, cameras, centers, grids
 
 # --- a small city: 2 districts, 3 streets, 4 communities, 8 grids (WGS-84 boxes) ---------
@@ -473,8 +475,21 @@ def test_incidents_import_goes_through_create_incident(tmp_path, city_db):
     out = tmp_path / "inc.geojson"
     export_layer(city_db, "incidents", out)
     props = json.loads(out.read_text())["features"][0]["properties"]
-    assert props["reporter_phone"] == "138****5678"  # exports never carry it raw
+    assert props["rep_phone"] == "138****5678"  # exports never carry it raw
     assert props["grid_code"] == "53010200100101"
+    # the export re-imports (as new intake cases) through every format, masked data dropped
+    for ext in (".shp", ".csv", ".gpkg"):
+        target = new_db(tmp_path, f"inc{ext[1:]}.sqlite")
+        import_city(target, tmp_path)
+        export_layer(city_db, "incidents", tmp_path / f"inc{ext}")
+        again = import_layer(target, "incidents", tmp_path / f"inc{ext}", progress=False)
+        assert again.imported == 1, again.format()
+        assert "masked" in again.issues[0].reason
+        with target.session() as s:
+            inc = s.query(Incident).one()
+            assert (inc.external_id, inc.category_code) == ("A1", "DISPUTE.NEIGHBOR")
+            assert inc.created_at == dt.datetime(2026, 11, 23, 0, tzinfo=dt.UTC)
+            assert inc.reporter_phone == ""
 
 
 # --- usage errors: exit 2 with a message naming what to fix ------------------------------
