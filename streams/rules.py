@@ -80,7 +80,7 @@ class RedactionRules(StrictModel):
     #: 0 = lightest that still hides identity at our margin, 1 = coarsest (4 blocks per box).
     strength: float = Field(0.6, ge=0.0, le=1.0)
     #: Extra border around each box, as a fraction of the box's width/height on each side.
-    margin: float = Field(0.2, ge=0.0, le=1.0)
+    margin: float = Field(0.3, ge=0.0, le=1.0)
     fill_color: tuple[int, int, int] = (32, 32, 32)
     masks: tuple[PrivacyMask, ...] = ()
     #: Run the detectors on every k-th frame; boxes are tracked in between.
