@@ -135,7 +135,7 @@ def plate_recall(n_plates: int = 60) -> dict:
     out = {}
     for scheme, (bg, fg) in schemes.items():
         hits = 0
-        for i in range(n_plates):
+        for _ in range(n_plates):
             cap.set(cv2.CAP_PROP_POS_FRAMES, int(rng.integers(0, 700)))
             _, frame = cap.read()
             w = int(rng.integers(70, 160))
