@@ -434,6 +434,25 @@ def incidents_since(session: Session, after_id: int, limit: int = 500) -> list[I
     )
 
 
+def _grid_worker_routes(session: Session, loc: GridLocator, grid_ids) -> dict:
+    """Return {(grid id, "grid"): Route} for the grids (of a batch) that have a free worker."""
+    from layers.models import Responder
+    from layers.services.routing import Route
+
+    wanted = sorted({int(g) for g in grid_ids if g >= 0})
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Responder.grid_id, func.min(Responder.id))
+        .where(Responder.grid_id.in_(wanted), Responder.available.is_(True))
+        .group_by(Responder.grid_id)
+    ).all()
+    return {
+        (int(g), "grid"): Route("grid", loc.center_for(int(g), "grid"), int(r), "grid worker")
+        for g, r in rows
+    }
+
+
 @dataclass
 class _Job:
     data: IncidentIn
@@ -523,7 +542,18 @@ class IntakeWriter:
         now = utcnow()
         loc = locator(session)
         gids = loc.grid_at([j.data.lon for j in batch], [j.data.lat for j in batch])
-        cache: dict = {}
+        cache: dict = {"route": _grid_worker_routes(session, loc, gids)}
+        keyed = [j.key for j in batch if j.key]
+        known_keys = (
+            {
+                k.key: k
+                for k in session.scalars(
+                    select(IdempotencyKey).where(IdempotencyKey.key.in_(keyed))
+                )
+            }
+            if keyed
+            else {}
+        )
         plan: list[tuple[_Job, object]] = []
         first_of_key: dict[str, tuple[str, int]] = {}
         external_ids: set[str] = set()
@@ -538,7 +568,7 @@ class IntakeWriter:
                     plan.append((job, ("same", first_k)))
                     continue
                 if job.key:
-                    seen = session.get(IdempotencyKey, job.key)
+                    seen = known_keys.get(job.key)
                     if seen is not None:
                         if seen.body_hash != digest:
                             raise IdempotencyConflictError([{"field": "Idempotency-Key",
