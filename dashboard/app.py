@@ -182,10 +182,25 @@ def toggle_language(_n: int, lang: str | None) -> str:
     Output("app-subtitle", "children"),
     Output("app-nav", "children"),
     Output("app-lang-toggle", "children"),
+    Output("app-user", "children"),
     Input("app-lang", "data"),
 )
 def render_shell(lang: str | None):
-    """Return the shell's labels in the chosen language."""
+    """Return the shell's labels in the chosen language, the nav the role may open, the user."""
+    from dashboard.auth import allowed_paths, current_principal, user_badge
+
     lang = lang or "zh"
-    nav = [dcc.Link(t(key, lang), href=href, className="gs-nav-link") for key, href in NAV_PAGES]
-    return t("app.title", lang), t("app.subtitle", lang), nav, t("lang.switch", lang)
+    principal = current_principal()
+    allowed = set(allowed_paths(principal, [href for _key, href in NAV_PAGES]))
+    nav = [
+        dcc.Link(t(key, lang), href=href, className="gs-nav-link")
+        for key, href in NAV_PAGES
+        if href in allowed
+    ]
+    return (
+        t("app.title", lang),
+        t("app.subtitle", lang),
+        nav,
+        t("lang.switch", lang),
+        user_badge(principal),
+    )

@@ -75,6 +75,7 @@ ACCESS_MATRIX: list[tuple[str, tuple[str, ...] | None, frozenset[str] | str]] = 
     ("/logout", GET_POST, PUBLIC),
     ("/assets/", GET, PUBLIC),
     ("/_favicon.ico", GET, PUBLIC),
+    ("/favicon.ico", GET, PUBLIC),  # browsers ask for it before login; 404, not a redirect
     # any signed-in person: Dash plumbing (pages and callbacks check roles themselves)
     ("/account/password", GET_POST, AUTHENTICATED),
     ("/_dash-component-suites/", GET, AUTHENTICATED),
@@ -859,3 +860,28 @@ def principal_json(p: Principal | None) -> str:
     if p is None:
         return "null"
     return json.dumps({"name": p.name, "role": p.role, "kind": p.kind, "via": p.via})
+
+
+ROLE_LABELS = {
+    "operator": "值班员 operator",
+    "dispatcher": "调度员 dispatcher",
+    "privacy_officer": "隐私官 privacy officer",
+    "auditor": "审计员 auditor",
+    "admin": "管理员 admin",
+}
+
+
+def user_badge(principal: Principal | None):
+    """Return the shell's user box: name, role and a sign-out link (or a sign-in link)."""
+    from dash import html as dhtml
+
+    if principal is None:
+        return dhtml.A(" / ".join(LABELS["title"]), href="/login", className="gs-user-login")
+    return [
+        dhtml.Span(principal.name, id="app-user-name", className="gs-user-name"),
+        dhtml.Span(ROLE_LABELS.get(principal.role, principal.role), className="gs-user-role"),
+        # a plain link: /logout shows a confirmation form that POSTs with the CSRF token
+        dhtml.A(
+            " / ".join(LABELS["logout"]), href="/logout", id="app-logout", className="gs-logout"
+        ),
+    ]

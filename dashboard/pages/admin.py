@@ -1,0 +1,237 @@
+"""Admin page: user accounts and API tokens (create, disable/enable, revoke). Admin role only.
+
+Generated passwords and tokens are shown once, in the callback's response, and never stored
+in the page state or the log. Every change is audited by the users service.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import dash
+from dash import Input, Output, State, callback, dcc, html
+
+from dashboard.auth import current_principal, require_roles
+from dashboard.context import get_ctx
+from layers.models import ROLES
+from layers.services import users as user_service
+from layers.services.audit import AuditError
+
+log = logging.getLogger(__name__)
+
+dash.register_page(__name__, path="/admin", name="admin", title="GridSight · 管理 Admin")
+
+L = {
+    "users": "用户 Users",
+    "tokens": "API 令牌 Tokens",
+    "name": "用户名 Username",
+    "role": "角色 Role",
+    "districts": "区县范围 Districts (GB/T 2260, 逗号分隔)",
+    "cameras": "摄像机范围 Cameras (GB/T 28181, 逗号分隔)",
+    "create": "创建 Create",
+    "disable": "停用 Disable",
+    "enable": "启用 Enable",
+    "revoke": "吊销 Revoke",
+    "token_name": "令牌名 Token name",
+}
+
+
+def _table(header: list[str], rows: list[list], table_id: str) -> html.Table:
+    return html.Table(
+        id=table_id,
+        className="gs-table",
+        children=[
+            html.Thead(html.Tr([html.Th(h) for h in header])),
+            html.Tbody([html.Tr([html.Td(str(c)) for c in r]) for r in rows]),
+        ],
+    )
+
+
+def users_table() -> html.Table:
+    """Return the users table (no password hashes)."""
+    with get_ctx().db.session() as s:
+        rows = [
+            [
+                u.username,
+                u.role,
+                "yes" if u.active else "no",
+                u.locked_until.strftime("%Y-%m-%d %H:%M") if u.locked_until else "",
+                "yes" if u.must_change_password else "",
+                json.dumps(user_service.parse_scopes(u.scopes), ensure_ascii=False),
+            ]
+            for u in user_service.list_users(s)
+        ]
+    header = [
+        "用户 user",
+        "角色 role",
+        "启用 active",
+        "锁定 locked",
+        "需改密 must change",
+        "范围 scopes",
+    ]
+    return _table(header, rows, "admin-users-table")
+
+
+def tokens_table() -> html.Table:
+    """Return the API tokens table (names and state, never the token)."""
+    with get_ctx().db.session() as s:
+        rows = [
+            [
+                t.name,
+                t.role,
+                t.created_by,
+                t.created_at.strftime("%Y-%m-%d %H:%M"),
+                f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active",
+            ]
+            for t in user_service.list_tokens(s)
+        ]
+    return _table(
+        ["令牌 token", "角色 role", "创建人 by", "创建 created", "状态 state"],
+        rows,
+        "admin-tokens-table",
+    )
+
+
+@require_roles("admin")
+def layout(**_query) -> html.Div:
+    """Return the admin page (users and tokens)."""
+    return html.Div(
+        className="gs-page gs-admin",
+        children=[
+            html.H2(L["users"]),
+            html.Div(id="admin-users", children=users_table()),
+            html.Div(
+                className="gs-form-row",
+                children=[
+                    dcc.Input(id="admin-new-name", placeholder=L["name"], type="text"),
+                    dcc.Dropdown(
+                        id="admin-new-role", options=list(ROLES), value="operator", clearable=False
+                    ),
+                    dcc.Input(id="admin-new-districts", placeholder=L["districts"], type="text"),
+                    dcc.Input(id="admin-new-cameras", placeholder=L["cameras"], type="text"),
+                    html.Button(L["create"], id="admin-create-user", n_clicks=0),
+                ],
+            ),
+            html.Div(
+                className="gs-form-row",
+                children=[
+                    dcc.Input(id="admin-target-user", placeholder=L["name"], type="text"),
+                    html.Button(L["disable"], id="admin-disable-user", n_clicks=0),
+                    html.Button(L["enable"], id="admin-enable-user", n_clicks=0),
+                ],
+            ),
+            html.Div(id="admin-user-message", className="gs-message"),
+            html.H2(L["tokens"]),
+            html.Div(id="admin-tokens", children=tokens_table()),
+            html.Div(
+                className="gs-form-row",
+                children=[
+                    dcc.Input(id="admin-token-name", placeholder=L["token_name"], type="text"),
+                    dcc.Dropdown(
+                        id="admin-token-role",
+                        options=list(user_service.TOKEN_ROLES),
+                        value="intake",
+                        clearable=False,
+                    ),
+                    html.Button(L["create"], id="admin-create-token", n_clicks=0),
+                    html.Button(L["revoke"], id="admin-revoke-token", n_clicks=0),
+                ],
+            ),
+            html.Div(id="admin-token-message", className="gs-message"),
+        ],
+    )
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").replace("，", ",").split(",") if t.strip()]
+
+
+def create_user_action(name: str, role: str, districts: str, cameras: str) -> str:
+    """Return the message after creating a user (with its one-time password, shown once)."""
+    p = current_principal()
+    scopes = {"districts": _split(districts), "cameras": _split(cameras)}
+    with get_ctx().db.session() as s:
+        user, password = user_service.create_user(
+            s, (name or "").strip(), role, None, scopes=scopes, actor=p.name, actor_role=p.role
+        )
+    return (
+        f"已创建 created {user.username} ({user.role}). 一次性密码 one-time password "
+        f"(仅显示一次 shown once): {password}"
+    )
+
+
+@callback(
+    Output("admin-user-message", "children"),
+    Output("admin-users", "children"),
+    Input("admin-create-user", "n_clicks"),
+    Input("admin-disable-user", "n_clicks"),
+    Input("admin-enable-user", "n_clicks"),
+    State("admin-new-name", "value"),
+    State("admin-new-role", "value"),
+    State("admin-new-districts", "value"),
+    State("admin-new-cameras", "value"),
+    State("admin-target-user", "value"),
+    prevent_initial_call=True,
+)
+@require_roles("admin")
+def on_user_action(_c, _d, _e, name, role, districts, cameras, target):
+    """Return (message, refreshed users table) after the clicked user action."""
+    return user_action(dash.ctx.triggered_id, name, role, districts, cameras, target)
+
+
+@require_roles("admin")
+def user_action(trigger: str, name, role, districts, cameras, target) -> tuple[str, html.Table]:
+    """Return (message, users table) after ``trigger`` (create / disable / enable button)."""
+    p = current_principal()
+    try:
+        if trigger == "admin-create-user":
+            message = create_user_action(name, role, districts, cameras)
+        else:
+            active = trigger == "admin-enable-user"
+            with get_ctx().db.session() as s:
+                user_service.set_active(
+                    s, (target or "").strip(), active, actor=p.name, actor_role=p.role
+                )
+            message = f"{target}: {'enabled 已启用' if active else 'disabled 已停用'}"
+    except (user_service.UserError, AuditError) as exc:
+        message = f"错误 error: {exc}"
+    return message, users_table()
+
+
+@callback(
+    Output("admin-token-message", "children"),
+    Output("admin-tokens", "children"),
+    Input("admin-create-token", "n_clicks"),
+    Input("admin-revoke-token", "n_clicks"),
+    State("admin-token-name", "value"),
+    State("admin-token-role", "value"),
+    prevent_initial_call=True,
+)
+@require_roles("admin")
+def on_token_action(_c, _r, name, role):
+    """Return (message, refreshed tokens table) after creating or revoking a token."""
+    return token_action(dash.ctx.triggered_id, name, role)
+
+
+@require_roles("admin")
+def token_action(trigger: str, name: str | None, role: str | None) -> tuple[str, html.Table]:
+    """Return (message, tokens table) after ``trigger`` (create / revoke button)."""
+    p = current_principal()
+    name = (name or "").strip()
+    try:
+        with get_ctx().db.session() as s:
+            if trigger == "admin-create-token":
+                row, plaintext = user_service.create_token(
+                    s, name, role, actor=p.name, actor_role=p.role
+                )
+                message = (
+                    f"已创建 created token {row.name} ({row.role}); 仅显示一次 shown once: "
+                    f"{plaintext}"
+                )
+            else:
+                user_service.revoke_token(s, name, actor=p.name, actor_role=p.role)
+                message = f"已吊销 revoked {name}"
+    except (user_service.UserError, AuditError) as exc:
+        message = f"错误 error: {exc}"
+    return message, tokens_table()
