@@ -156,6 +156,17 @@
     }
   });
 
+  // Keep a handle on the operator map (tests and the export read its view from here).
+  function hookMap() {
+    if (!window.L || !window.L.Map) { setTimeout(hookMap, 50); return; }
+    window.L.Map.addInitHook(function () {
+      if (this.getContainer && this.getContainer().id === "operator-map") {
+        window.gridsight.map = this;
+      }
+    });
+  }
+  hookMap();
+
   // Clientside callbacks of the operator page (viewport kept per browser in localStorage).
   window.dash_clientside = Object.assign(window.dash_clientside || {}, {
     operator: {
@@ -175,7 +186,8 @@
           return {center: saved.center, zoom: saved.zoom, transition: "setView"};
         }
         if (cityBounds) {
-          return {bounds: cityBounds, transition: "fitBounds", options: {padding: [40, 40]}};
+          return {bounds: cityBounds, transition: "fitBounds",
+                  options: {paddingTopLeft: [40, 70], paddingBottomRight: [40, 20]}};
         }
         return window.dash_clientside.no_update;
       }

@@ -47,10 +47,10 @@ LAYERS = ("grids", "heat", "incidents", "cameras", "centers", "areas")
 DEFAULT_LAYERS = ["grids", "heat", "incidents", "cameras", "centers", "areas"]
 POINTS_MIN_ZOOM = 15  # incidents as points from this zoom on
 CONES_MIN_ZOOM = 16  # camera view cones from this zoom on
-RESYNC_TICKS = 30  # full recount every 30 ticks (60 s): windows slide, statuses age
+RESYNC_TICKS = 60  # full recount every 60 ticks (60 s): windows slide, statuses age
 LIVE_MAX = 300  # live markers kept on the map before the layer is reset to the newest
 FEED_SIZE = 8
-TICK_MS = 2000
+TICK_MS = 1000  # a new incident shows within ~1 s; an idle tick costs one indexed query
 GRID_MODES = ("incidents", "coverage")
 CAT_COLORS = {"DISPUTE": "#f78c6b", "SECURITY": "#ef476f", "SAFETY": "#ff4d4d",
               "ENV": "#06d6a0", "CITY": "#4cc9f0", "SPECIAL_GROUPS": "#b39ddb",
@@ -1065,7 +1065,7 @@ def render_card(sel, lang):
             card = mapdata.camera_card(db, sel["id"])
             hide["sel"] = None
             return camera_card_view(card, lang, _video_available()), hide
-        card = mapdata.grid_card(db, sel["id"])
+        card = mapdata.grid_card(db, sel["id"], lang)
     except NotFoundError:
         return html.Div(t("operator.card.gone", lang), className="gs-muted"), no_update
     hide["sel"] = sel["id"]

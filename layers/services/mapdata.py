@@ -587,7 +587,7 @@ def categories(session: Session) -> list[dict]:
             for c, e in default_categories().items() if e["parent_code"] is None]  # fmt: skip
 
 
-def grid_card(db: Database, grid_id: int) -> dict:
+def grid_card(db: Database, grid_id: int, lang: str = "zh") -> dict:
     """Return the grid card: code, names, workers (masked phones), open incidents, coverage.
 
     Raises ``layers.services.NotFoundError`` for an unknown grid.
@@ -602,7 +602,7 @@ def grid_card(db: Database, grid_id: int) -> dict:
             .order_by(Incident.priority, Incident.id.desc())
             .limit(5)
         ).all()
-    card["open_incidents"] = [_incident_feature(r)["properties"] for r in rows]
+    card["open_incidents"] = [_incident_feature(r, lang)["properties"] for r in rows]
     cov = grid_coverage(db)
     card["coverage"] = cov.get(int(grid_id))
     return card
