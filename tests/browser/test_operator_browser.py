@@ -85,8 +85,8 @@ def _wait(d, cond, timeout: float, what: str):
             last = cond()
             if last:
                 return last
-        except Exception:  # noqa: BLE001 - the page is still rendering
-            pass
+        except Exception as exc:  # noqa: BLE001 - the page is still rendering
+            last = exc
         time.sleep(0.05)
     pytest.fail(f"timed out after {timeout}s: {what} (last {last!r})")
 
