@@ -419,6 +419,20 @@ def test_reimport_with_a_bad_row_keeps_everything_stored(tmp_path, city_db):
     assert after.name[CAMERAS[0][0]] == CAMERAS[0][1]  # the duplicate did not overwrite it
 
 
+def test_multi_layer_geopackage_and_wrong_geometry_type(tmp_path, city_db):
+    path = tmp_path / "both.gpkg"
+    polygon_gdf(DISTRICTS).to_file(path, layer="outlines", engine="pyogrio")
+    cams = camera_gdf()
+    cams.loc[1, "geometry"] = box(102.62, 24.97, 102.63, 24.98)  # a polygon is no camera
+    cams.to_file(path, layer="cams", engine="pyogrio")
+    report = import_layer(city_db, "cameras", path, source_layer="cams", progress=False)
+    assert report.imported == 2
+    assert [(i.row, i.code) for i in report.rejected] == [(2, CAMERAS[1][0])]
+    assert "Polygon; this layer needs a Point" in report.rejected[0].reason
+    with pytest.raises(UsageError, match="'gb_id' column"):  # the first layer holds outlines
+        import_layer(city_db, "cameras", path, progress=False)
+
+
 def test_parent_found_by_location_when_code_prefix_is_unknown(tmp_path, city_db):
     rows = [("53010200100999", "编外网格", box(102.601, 24.951, 102.602, 24.952))]
     report = import_layer(city_db, "grids", write(polygon_gdf(rows), tmp_path / "g.gpkg"),
