@@ -391,12 +391,19 @@ class StreamHub:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._last_revision: Hashable = None
-        self._monitor = threading.Thread(target=self._monitor_loop, name="streamhub", daemon=True)
-        self._monitor.start()
+        # started with the first stream, so an app that never serves video runs no thread
+        self._monitor: threading.Thread | None = None
 
     def stream(self, camera_id: int) -> CameraStream:
         """Return the running stream of ``camera_id``, starting it if needed."""
         with self._lock:
+            if self._closed.is_set():
+                raise RuntimeError("the stream hub is closed")
+            if self._monitor is None:
+                self._monitor = threading.Thread(
+                    target=self._monitor_loop, name="streamhub", daemon=True
+                )
+                self._monitor.start()
             s = self._streams.get(camera_id)
             if s is None or not s.running:
                 s = CameraStream(

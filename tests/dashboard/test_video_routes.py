@@ -60,8 +60,11 @@ def test_snapshot_is_redacted_jpeg_and_status_written_back(app):
     assert r.status_code == 200 and r.mimetype == "image/jpeg"
     assert r.headers["X-Redacted"] == "true" and r.headers["Cache-Control"] == "no-store"
     assert _decode(r.data).shape == (576, 768, 3)
-    cam = camera_service.get_camera(ctx.db, 1)
-    assert cam.status == "online" and cam.last_seen is not None
+    deadline = time.monotonic() + 3  # the status is written right after the frame is published
+    while camera_service.get_camera(ctx.db, 1).status != "online":
+        assert time.monotonic() < deadline, "camera status never written back as online"
+        time.sleep(0.05)
+    assert camera_service.get_camera(ctx.db, 1).last_seen is not None
 
 
 def test_mjpeg_stream_serves_parts_and_releases_viewer(app):
