@@ -879,7 +879,11 @@ def user_badge(principal: Principal | None):
         return dhtml.A(" / ".join(LABELS["title"]), href="/login", className="gs-user-login")
     return [
         dhtml.Span(principal.name, id="app-user-name", className="gs-user-name"),
-        dhtml.Span(ROLE_LABELS.get(principal.role, principal.role), className="gs-user-role"),
+        dhtml.Span(
+            ROLE_LABELS.get(principal.role, principal.role),
+            className="gs-user-role",
+            style={"margin": "0 10px 0 6px", "opacity": 0.75},
+        ),
         # a plain link: /logout shows a confirmation form that POSTs with the CSRF token
         dhtml.A(
             " / ".join(LABELS["logout"]), href="/logout", id="app-logout", className="gs-logout"
