@@ -433,6 +433,23 @@ def test_multi_layer_geopackage_and_wrong_geometry_type(tmp_path, city_db):
         import_layer(city_db, "cameras", path, progress=False)
 
 
+def test_database_failure_mid_import_keeps_prior_and_other_rows(tmp_path, city_db):
+    from sqlalchemy import text
+
+    first = write(camera_gdf().iloc[:1], tmp_path / "one.geojson")
+    assert import_layer(city_db, "cameras", first, progress=False).exit_code == 0
+    with city_db.session() as s:  # a real database refusal (constraint error) for one row
+        s.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON cameras WHEN NEW.name = 'boom' "
+                       "BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END"))  # fmt: skip
+    rest = camera_gdf().iloc[1:].copy()
+    rest.loc[1, "name"] = "boom"
+    report = import_layer(city_db, "cameras", write(rest, tmp_path / "rest.geojson"),
+                          progress=False)  # fmt: skip
+    assert report.imported == 1 and report.exit_code == 1
+    assert "database refused it" in report.rejected[0].reason
+    assert sorted(cameras.read_gdf(city_db).gb_id) == [CAMERAS[0][0], CAMERAS[2][0]]
+
+
 def test_parent_found_by_location_when_code_prefix_is_unknown(tmp_path, city_db):
     rows = [("53010200100999", "编外网格", box(102.601, 24.951, 102.602, 24.952))]
     report = import_layer(city_db, "grids", write(polygon_gdf(rows), tmp_path / "g.gpkg"),
