@@ -198,3 +198,34 @@ def test_categories_and_openapi_cover_every_route(app, intake):
         if str(r.rule).startswith("/api/v1/") and r.endpoint.startswith("incident_api.")
     }
     assert rules == set(doc["paths"])
+
+
+def test_dispatch_page_functions(app, intake):
+    """The dispatcher page's data functions (the callbacks are thin wrappers around them)."""
+    import sys
+
+    # the module Dash loaded from pages_folder (importing dashboard.pages.dispatch again
+    # would register /dispatch twice)
+    dispatch = sys.modules["pages.dispatch"]
+    db = app.server.config["GRIDSIGHT"].db
+    first = post(app, intake, body(0, 0, description="near cameras")).get_json()["id"]
+    dup = post(app, intake, body(0, 0, description="same again")).get_json()["id"]
+    with app.server.test_request_context():
+        rows = {r["id"]: r for r in dispatch.queue_rows(db, lang="en")}
+        assert rows[first]["sla_state"] == "ok" and rows[first]["sla_hours"] > 0
+        assert rows[dup]["duplicate"] and not rows[first]["duplicate"]
+        view = dispatch.detail_view(db, dup, "zh", "dispatcher")
+        assert view["merge"][0]["value"] == first
+        assert "register" in view["actions"] and "close" not in view["actions"]
+        assert view["assignees"] and len(view["map"]) >= 3
+        seen = dispatch.detail_view(db, first, "en", "dispatcher")["info"]
+        assert "/video/" in str(seen)  # a camera sees grid (0,0)'s centre
+        ok, msg = dispatch.perform_action(
+            db, dup, "merge", actor="d", role="dispatcher", into=first
+        )
+        assert ok and f"#{dup}" in msg
+        ok, msg = dispatch.perform_action(
+            db, dup, "dispatch", actor="d", role="dispatcher", lang="en"
+        )
+        assert not ok and "Not done" in msg
+        assert dup not in {r["id"] for r in dispatch.queue_rows(db)}

@@ -1,0 +1,497 @@
+"""Dispatcher page (``/dispatch``): the case queue, one case in detail, and the actions.
+
+Queue: AG Grid of open cases (sort, filter, keyboard navigation; Space selects) with an SLA
+countdown coloured green / amber / red and escalated or duplicate-suspect cases flagged; it
+refreshes every few seconds, so new cases appear without a reload. Detail: the case, its
+history, a map of its grid with the nearest available responders and the cameras whose cone
+holds the spot (with their redacted snapshots from ``/video/<id>.jpg``), and possible
+duplicates. Actions: every workflow action the role may take from the case's status, as
+buttons with access keys (Alt+Shift+letter in Chromium), plus an assignee choice for
+dispatch / reassign and a merge target. Each action is a workflow event and an audit record.
+
+Callbacks are thin: ``queue_rows``, ``detail_view`` and ``perform_action`` do the work and can
+be tested without a browser. Per-user state (the selected case) lives in ``dcc.Store``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import dash
+import dash_ag_grid as dag
+import dash_leaflet as dl
+import shapely
+from dash import Input, Output, State, callback, dcc, html, no_update
+from sqlalchemy import select
+
+from dashboard.context import get_ctx
+from dashboard.i18n import t
+from layers.models import Category, Grid, Incident, Responder, utcnow
+from layers.services import NotFoundError, routing, workflow
+from layers.services import duplicates as duplicate_service
+from layers.services import incidents as incident_service
+
+log = logging.getLogger(__name__)
+
+dash.register_page(__name__, path="/dispatch", name="dispatch", title="GridSight · 调度")
+
+TICK_MS = 3000
+QUEUE_LIMIT = 500
+WARN_HOURS = 8.0  # amber when less than this many hours remain
+ROLES = ("dispatcher", "admin")
+ACTION_KEYS = {"register": "r", "dispatch": "d", "accept": "h", "report": "b", "close": "c",
+               "rework": "w", "escalate": "e", "merge": "m", "evaluate": "v",
+               "reassign": "a"}  # fmt: skip
+ACTION_ORDER = ["register", "dispatch", "reassign", "accept", "report", "close", "rework",
+                "escalate", "merge", "evaluate"]  # fmt: skip
+# dark grid to match the command-center shell (AG Grid theming API, no CSS file needed)
+GRID_THEME = (
+    "themeAlpine.withParams({backgroundColor: '#0f1b2d', foregroundColor: '#e6edf3', "
+    "headerBackgroundColor: '#16263d', headerTextColor: '#cfe3ff', "
+    "oddRowBackgroundColor: '#12213a', borderColor: '#2a3b57', "
+    "selectedRowBackgroundColor: '#2b4f7e', rowHoverColor: '#1d3355', "
+    "inputTextColor: '#e6edf3', fontSize: 14})"
+)
+SLA_STYLE = {
+    "styleConditions": [
+        {"condition": "params.data.sla_state === 'overdue'",
+         "style": {"backgroundColor": "#7a1c1c", "color": "#fff"}},
+        {"condition": "params.data.sla_state === 'warn'",
+         "style": {"backgroundColor": "#8a6d00", "color": "#fff"}},
+        {"condition": "params.data.sla_state === 'ok'",
+         "style": {"backgroundColor": "#1f5130", "color": "#fff"}},
+    ]
+}  # fmt: skip
+
+
+def _guard(func):
+    """Return ``func`` wrapped by ``dashboard.auth.require_roles`` for dispatchers."""
+    try:
+        from dashboard.auth import require_roles
+    except ImportError:  # pragma: no cover - auth is part of the app
+        return func
+    return require_roles(*ROLES)(func)
+
+
+def _principal() -> tuple[str, str]:
+    try:
+        from dashboard.auth import current_principal
+    except ImportError:  # pragma: no cover
+        return "anonymous", "dispatcher"
+    p = current_principal()
+    return (p.actor, p.role) if p is not None else ("anonymous", "none")
+
+
+# -- data -------------------------------------------------------------------------------------
+CST = dt.timezone(dt.timedelta(hours=8))
+
+
+def _local(iso: str, fmt: str = "%m-%d %H:%M") -> str:
+    """Return an ISO time as Beijing local time text (the command center's clock)."""
+    return dt.datetime.fromisoformat(iso).astimezone(CST).strftime(fmt)
+
+
+def queue_rows(db, now: dt.datetime | None = None, lang: str = "zh") -> list[dict]:
+    """Return the open cases as AG Grid rows, most urgent first (with SLA hours left)."""
+    now = now or utcnow()
+    with db.session() as s:
+        rows = s.execute(
+            select(Incident, Grid.code, Responder.name, Category.name_zh, Category.name_en,
+                   Category.owner_level)
+            .outerjoin(Grid, Incident.grid_id == Grid.id)
+            .outerjoin(Responder, Incident.assignee_id == Responder.id)
+            .outerjoin(Category, Category.code == Incident.category_code)
+            .where(Incident.status.in_(workflow.OPEN_STATUSES), Incident.duplicate_of.is_(None))
+            .order_by(Incident.due_at, Incident.id)
+            .limit(QUEUE_LIMIT)
+        ).all()  # fmt: skip
+        suspects = {d["duplicate"] for d in duplicate_service.suggest_merges(
+            s, since=now - dt.timedelta(days=2), limit=QUEUE_LIMIT)}  # fmt: skip
+    out = []
+    seen = set()
+    for inc, gcode, assignee, name_zh, name_en, owner in rows:
+        if inc.id in seen:  # one row per case even if the dictionary has several versions
+            continue
+        seen.add(inc.id)
+        left = None if inc.due_at is None else (inc.due_at - now).total_seconds() / 3600
+        state = ("paused" if inc.sla_paused_at else "none" if left is None else
+                 "overdue" if left < 0 else "warn" if left < WARN_HOURS else "ok")  # fmt: skip
+        out.append({
+            "id": inc.id,
+            "category": (name_zh if lang == "zh" else name_en) or inc.category_code,
+            "priority": inc.priority,
+            "status": t(f"dispatch.status.{inc.status}", lang),
+            "status_code": inc.status,
+            "grid": gcode or "",
+            "level": t(f"dispatch.level.{inc.escalation_level}", lang),
+            "escalated": inc.escalation_level != (owner or inc.escalation_level),
+            "assignee": assignee or "",
+            "created": inc.created_at.astimezone(CST).strftime("%m-%d %H:%M"),
+            "sla_hours": None if left is None else round(left, 1),
+            "sla_state": state,
+            "duplicate": inc.id in suspects,
+        })  # fmt: skip
+    return out
+
+
+def queue_summary(rows: list[dict], lang: str) -> list:
+    """Return the summary tiles above the queue (open, overdue, escalated, duplicate suspects)."""
+    tiles = [
+        ("dispatch.summary.open", len(rows), ""),
+        ("dispatch.summary.overdue", sum(r["sla_state"] == "overdue" for r in rows), "bad"),
+        ("dispatch.summary.escalated", sum(r["escalated"] for r in rows), "warn"),
+        ("dispatch.summary.duplicates", sum(r["duplicate"] for r in rows), "warn"),
+    ]
+    return [
+        html.Div([html.Div(t(k, lang), className="gs-kpi-label"),
+                  html.Div(str(v), className=f"gs-kpi-value {cls}")],
+                 className="gs-kpi", id=f"dispatch-kpi-{k.rsplit('.', 1)[1]}")
+        for k, v, cls in tiles
+    ]  # fmt: skip
+
+
+def column_defs(lang: str) -> list[dict]:
+    """Return the queue's AG Grid column definitions with labels in ``lang``."""
+
+    def col(field, **kw):
+        return {"field": field, "headerName": t(f"dispatch.col.{field}", lang), **kw}
+
+    return [
+        col("id", width=80, filter="agNumberColumnFilter"),
+        col("sla_hours", width=140, filter="agNumberColumnFilter", cellStyle=SLA_STYLE,
+            sort="asc"),
+        col("priority", width=80),
+        col("category", width=150),
+        col("status", width=100),
+        col("level", width=100, cellStyle={"styleConditions": [
+            {"condition": "params.data.escalated", "style": {"color": "#ffb347",
+                                                              "fontWeight": "bold"}}]}),
+        col("grid", width=150),
+        col("assignee", width=130),
+        col("created", width=110),
+        col("duplicate", width=90, cellRenderer="agCheckboxCellRenderer"),
+    ]  # fmt: skip
+
+
+def _camera_frame(s, cams: list[dict]):
+    import pandas as pd
+
+    from layers.models import Camera
+
+    if not cams:
+        return None
+    rows = s.execute(
+        select(Camera.id, Camera.lon, Camera.lat, Camera.azimuth, Camera.fov, Camera.range_m).where(
+            Camera.id.in_([c["id"] for c in cams])
+        )
+    ).all()
+    return pd.DataFrame([r._asdict() for r in rows])
+
+
+def detail_view(db, incident_id: int, lang: str, role: str) -> dict:
+    """Return the detail panel parts of a case: header, body, map children/bounds, options.
+
+    Keys: ``info`` (Dash children), ``map`` (dash-leaflet children), ``bounds``,
+    ``assignees`` (dropdown options, nearest first), ``merge`` (duplicate options),
+    ``actions`` (allowed action names for ``role``).
+    """
+    with db.session() as s:
+        row = incident_service.get_incident(s, incident_id)
+        grid = s.get(Grid, row.grid_id) if row.grid_id else None
+        history = workflow.history(s, row.id)
+        near = routing.nearest_available(s, row.lon, row.lat, n=6)
+        people = {r.id: r for r in s.scalars(select(Responder).where(
+            Responder.id.in_([rid for rid, _ in near] + ([row.assignee_id] if row.assignee_id else []))))}  # fmt: skip
+        cams = routing.cameras_seeing_point(s, row.lon, row.lat)
+        frame = _camera_frame(s, cams)
+        dups = duplicate_service.candidates(s, row.id)
+        linked = duplicate_service.linked_reports(s, row.id)
+        cat = s.scalar(select(Category).where(Category.code == row.category_code).limit(1))
+        doc = incident_service.public_dict(row)
+    cat_name = (cat.name_zh if lang == "zh" else cat.name_en) if cat else row.category_code
+    assignee = people.get(row.assignee_id)
+    facts = [
+        ("dispatch.field.category", cat_name),
+        ("dispatch.field.status", t(f"dispatch.status.{row.status}", lang)),
+        ("dispatch.field.level", t(f"dispatch.level.{row.escalation_level}", lang)),
+        ("dispatch.field.grid", grid.code if grid else "-"),
+        ("dispatch.field.assignee", assignee.name if assignee else "-"),
+        ("dispatch.field.due", _local(doc["due_at"], "%Y-%m-%d %H:%M") if doc["due_at"] else "-"),
+        ("dispatch.field.reporter", f"{doc['reporter_name']} {doc['reporter_phone']}".strip() or "-"),
+        ("dispatch.field.rework", str(row.rework_count)),
+    ]  # fmt: skip
+    info = [
+        html.H3(f"#{row.id} · {cat_name}", id="dispatch-detail-title"),
+        html.P(row.description or t("dispatch.no_description", lang), className="gs-muted"),
+        html.Dl([item for k, v in facts
+                 for item in (html.Dt(t(k, lang), style={"color": "#8aa4c8"}),
+                              html.Dd(v, style={"margin": 0}))],
+                className="dispatch-facts",
+                style={"display": "grid", "gridTemplateColumns": "max-content 1fr",
+                       "columnGap": "16px", "rowGap": "4px"}),
+        html.H4(t("dispatch.history", lang)),
+        html.Ol([html.Li(f"{_local(e['ts'])} {t('dispatch.action.' + e['action'], lang)} → "
+                         f"{t('dispatch.status.' + e['to_status'], lang)} · {e['actor']}"
+                         + (f" · {e['reason']}" if e["reason"] else ""))
+                 for e in history], id="dispatch-history"),
+    ]  # fmt: skip
+    if len(linked) > 1:
+        info.append(html.P(t("dispatch.linked", lang) + ", ".join(f"#{i}" for i in linked)))
+    snaps = [
+        html.Figure([html.Img(src=f"/video/{c['id']}.jpg", alt=c["name"], width=200,
+                              className="dispatch-snapshot"),
+                     html.Figcaption(f"{c['name']} · {c['distance_m']:.0f} m")])
+        for c in cams
+    ]  # fmt: skip
+    info += [html.H4(t("dispatch.cameras", lang)),
+             html.Div(snaps or t("dispatch.no_cameras", lang), id="dispatch-cameras",
+                      className="dispatch-snapshots")]  # fmt: skip
+
+    layers = []
+    if grid is not None:
+        layers.append(dl.GeoJSON(data={"type": "Feature", "properties": {},
+                                       "geometry": shapely.geometry.mapping(grid.geometry)},
+                                 style={"color": "#4cc9f0", "weight": 2, "fillOpacity": 0.08}))  # fmt: skip
+    if frame is not None:
+        from geo import camera_sectors
+
+        for cone in camera_sectors(frame):
+            if cone is not None and not cone.is_empty:
+                layers.append(dl.Polygon(positions=[[y, x] for x, y in cone.exterior.coords],
+                                         color="#ffd166", weight=1, fillOpacity=0.2))  # fmt: skip
+        for c in cams:
+            r = frame[frame["id"] == c["id"]].iloc[0]
+            layers.append(dl.CircleMarker(center=[r["lat"], r["lon"]], radius=5, color="#ffd166",
+                                          children=dl.Tooltip(c["name"])))  # fmt: skip
+    for rid, dist in near:
+        p = people.get(rid)
+        if p is None or p.lat is None:
+            continue
+        layers.append(dl.CircleMarker(center=[p.lat, p.lon], radius=6, color="#06d6a0",
+                                      children=dl.Tooltip(f"{p.name} · {dist:.0f} m")))  # fmt: skip
+    layers.append(dl.CircleMarker(center=[row.lat, row.lon], radius=9, color="#ef476f",
+                                  fillOpacity=0.9, children=dl.Tooltip(f"#{row.id}")))  # fmt: skip
+    if grid is not None:
+        b = grid.geometry.bounds
+        bounds = [[b[1], b[0]], [b[3], b[2]]]
+    else:
+        d = 0.003
+        bounds = [[row.lat - d, row.lon - d], [row.lat + d, row.lon + d]]
+    assignees = [{"label": f"{people[rid].name} · {dist:.0f} m", "value": rid}
+                 for rid, dist in near if rid in people]  # fmt: skip
+    merge = [{"label": f"#{d['id']} · {d['distance_m']:.0f} m · {d['minutes_apart']:.0f} min",
+              "value": d["id"]} for d in dups]  # fmt: skip
+    return {"info": info, "map": layers, "bounds": bounds, "assignees": assignees,
+            "merge": merge, "actions": workflow.allowed_actions(row.status, role)}  # fmt: skip
+
+
+def perform_action(
+    db,
+    incident_id: int,
+    action: str,
+    *,
+    actor: str,
+    role: str,
+    assignee_id: int | None = None,
+    into: int | None = None,
+    reason: str = "",
+    lang: str = "zh",
+) -> tuple[bool, str]:
+    """Return (ok, message) after applying a workflow action from the page."""
+    try:
+        with db.session() as s:
+            row = workflow.apply(
+                s, incident_id, action, actor=actor, role=role, reason=reason or "",
+                assignee_id=assignee_id if action in ("dispatch", "reassign") else None,
+                into=into,
+            )  # fmt: skip
+            status = row.status
+    except (workflow.TransitionError, workflow.ActionNotPermittedError, NotFoundError) as exc:
+        return False, f"{t('dispatch.error', lang)}: {str(exc).strip(chr(39))}"
+    return True, t("dispatch.done", lang, action=t(f"dispatch.action.{action}", lang),
+                   id=incident_id, status=t(f"dispatch.status.{status}", lang))  # fmt: skip
+
+
+# -- layout -----------------------------------------------------------------------------------
+@_guard
+def layout(**_query) -> html.Div:
+    """Return the dispatcher page skeleton; labels and data are filled in by callbacks."""
+    ctx = get_ctx()
+    tiles = []
+    if ctx.settings.basemap_url:
+        tiles = [dl.TileLayer(url=ctx.settings.basemap_url, maxZoom=19)]
+    buttons = [
+        html.Button(id=f"dispatch-btn-{a}", n_clicks=0, disabled=True, accessKey=ACTION_KEYS[a],
+                    className="dispatch-btn")
+        for a in ACTION_ORDER
+    ]  # fmt: skip
+    return html.Div(
+        className="gs-page dispatch-page",
+        id="dispatch-page",
+        style={"display": "grid", "gridTemplateColumns": "minmax(0, 3fr) minmax(420px, 2fr)",
+               "gap": "12px", "height": "calc(100vh - 64px)", "padding": "8px"},
+        children=[
+            dcc.Store(id="dispatch-selected", data=None),
+            dcc.Store(id="dispatch-changed", data=0),
+            dcc.Interval(id="dispatch-tick", interval=TICK_MS),
+            html.Section(
+                style={"display": "flex", "flexDirection": "column", "minHeight": 0},
+                children=[
+                    html.Div(id="dispatch-summary", className="gs-kpis",
+                             style={"display": "flex", "gap": "8px"}),
+                    html.H2(id="dispatch-queue-title"),
+                    dag.AgGrid(
+                        id="dispatch-queue",
+                        rowData=[],
+                        columnDefs=column_defs("zh"),
+                        getRowId="params.data.id",
+                        defaultColDef={"sortable": True, "filter": True, "resizable": True,
+                                       "floatingFilter": True},
+                        dashGridOptions={"rowSelection": {"mode": "singleRow",
+                                                          "checkboxes": False,
+                                                          "enableClickSelection": True},
+                                         "animateRows": False, "ensureDomOrder": True,
+                                         "theme": {"function": GRID_THEME}},
+                        style={"height": "100%", "minHeight": "420px"},
+                    ),
+                    html.P(id="dispatch-keys-help", className="gs-muted"),
+                ],
+            ),
+            html.Section(
+                style={"display": "flex", "flexDirection": "column", "gap": "8px",
+                       "overflowY": "auto", "minHeight": 0},
+                children=[
+                    html.Div(id="dispatch-message", role="status", **{"aria-live": "polite"},
+                             className="gs-message"),
+                    html.Div(className="dispatch-actions",
+                             style={"display": "flex", "flexWrap": "wrap", "gap": "6px"},
+                             children=[
+                                 dcc.Dropdown(id="dispatch-assignee", options=[],
+                                              style={"minWidth": "220px", "color": "#111"}),
+                                 dcc.Dropdown(id="dispatch-merge-into", options=[],
+                                              style={"minWidth": "200px", "color": "#111"}),
+                                 dcc.Input(id="dispatch-reason", type="text", debounce=False,
+                                           style={"minWidth": "220px"}),
+                                 *buttons,
+                             ]),
+                    dl.Map(id="dispatch-map", center=[25.04, 102.71], zoom=15,
+                           style={"height": "340px", "minHeight": "340px", "width": "100%",
+                                  "flexShrink": 0},
+                           children=[*tiles, dl.LayerGroup(id="dispatch-map-layers")]),
+                    html.Div(id="dispatch-detail", children=[]),
+                ],
+            ),
+        ],
+    )  # fmt: skip
+
+
+# -- callbacks --------------------------------------------------------------------------------
+@callback(
+    Output("dispatch-queue-title", "children"),
+    Output("dispatch-queue", "columnDefs"),
+    Output("dispatch-keys-help", "children"),
+    Output("dispatch-assignee", "placeholder"),
+    Output("dispatch-merge-into", "placeholder"),
+    Output("dispatch-reason", "placeholder"),
+    *[Output(f"dispatch-btn-{a}", "children") for a in ACTION_ORDER],
+    Input("app-lang", "data"),
+)
+@_guard
+def render_labels(lang):
+    """Return the page's labels in the chosen language."""
+    lang = lang or "zh"
+    keys = " · ".join(f"Alt+Shift+{ACTION_KEYS[a].upper()} {t('dispatch.action.' + a, lang)}"
+                      for a in ACTION_ORDER)  # fmt: skip
+    return (t("dispatch.queue", lang), column_defs(lang), t("dispatch.keys", lang) + keys,
+            t("dispatch.assignee", lang), t("dispatch.merge_into", lang),
+            t("dispatch.reason", lang),
+            *[f"{t('dispatch.action.' + a, lang)} ({ACTION_KEYS[a].upper()})" for a in ACTION_ORDER])  # fmt: skip
+
+
+@callback(
+    Output("dispatch-queue", "rowData"),
+    Output("dispatch-summary", "children"),
+    Input("dispatch-tick", "n_intervals"),
+    Input("dispatch-changed", "data"),
+    Input("app-lang", "data"),
+)
+@_guard
+def refresh_queue(_n, _changed, lang):
+    """Return the queue rows and summary tiles (polled: new cases appear without reload)."""
+    lang = lang or "zh"
+    rows = queue_rows(get_ctx().db, lang=lang)
+    return rows, queue_summary(rows, lang)
+
+
+@callback(
+    Output("dispatch-selected", "data"),
+    Input("dispatch-queue", "selectedRows"),
+    State("dispatch-selected", "data"),
+)
+@_guard
+def select_case(selected, current):
+    """Return the id of the selected case (kept while the queue refreshes)."""
+    if selected:
+        return selected[0]["id"]
+    return current if current is not None else no_update
+
+
+@callback(
+    Output("dispatch-detail", "children"),
+    Output("dispatch-map-layers", "children"),
+    Output("dispatch-map", "viewport"),
+    Output("dispatch-assignee", "options"),
+    Output("dispatch-assignee", "value"),
+    Output("dispatch-merge-into", "options"),
+    *[Output(f"dispatch-btn-{a}", "disabled") for a in ACTION_ORDER],
+    Input("dispatch-selected", "data"),
+    Input("dispatch-changed", "data"),
+    Input("app-lang", "data"),
+)
+@_guard
+def show_detail(incident_id, _changed, lang):
+    """Return the detail panel, map layers and enabled actions of the selected case."""
+    lang = lang or "zh"
+    off = [True] * len(ACTION_ORDER)
+    if incident_id is None:
+        return (html.P(t("dispatch.pick", lang), className="gs-muted"), [], no_update, [], None,
+                [], *off)  # fmt: skip
+    try:
+        view = detail_view(get_ctx().db, int(incident_id), lang, _principal()[1])
+    except NotFoundError:
+        return html.P(t("dispatch.gone", lang)), [], no_update, [], None, [], *off
+    enabled = set(view["actions"])
+    first = view["assignees"][0]["value"] if view["assignees"] else None
+    return (view["info"], view["map"], {"bounds": view["bounds"], "transition": "flyToBounds"},
+            view["assignees"], first, view["merge"],
+            *[a not in enabled for a in ACTION_ORDER])  # fmt: skip
+
+
+@callback(
+    Output("dispatch-message", "children"),
+    Output("dispatch-changed", "data"),
+    Output("dispatch-reason", "value"),
+    *[Input(f"dispatch-btn-{a}", "n_clicks") for a in ACTION_ORDER],
+    State("dispatch-selected", "data"),
+    State("dispatch-assignee", "value"),
+    State("dispatch-merge-into", "value"),
+    State("dispatch-reason", "value"),
+    State("dispatch-changed", "data"),
+    State("app-lang", "data"),
+    prevent_initial_call=True,
+)
+@_guard
+def on_action(*args):
+    """Return (message, change counter, cleared reason) after the clicked action."""
+    *_clicks, incident_id, assignee, into, reason, changed, lang = args
+    lang = lang or "zh"
+    trigger = dash.ctx.triggered_id
+    if not trigger or incident_id is None or not any(_clicks):
+        return no_update, no_update, no_update
+    action = str(trigger).removeprefix("dispatch-btn-")
+    actor, role = _principal()
+    ok, message = perform_action(get_ctx().db, int(incident_id), action, actor=actor, role=role,
+                                 assignee_id=assignee, into=into, reason=reason or "", lang=lang)  # fmt: skip
+    return (html.Span(message, className="ok" if ok else "err", id="dispatch-message-text"),
+            (changed or 0) + 1, "" if ok else no_update)  # fmt: skip

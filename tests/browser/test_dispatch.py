@@ -1,0 +1,194 @@
+"""Real browser: a dispatcher assigns, escalates and closes a case on /dispatch.
+
+Headless Chromium (Debian ``chromium`` + ``chromium-driver``) against ``python -m dashboard``
+on 127.0.0.1 with a fixture city. Also checks that a case filed through the API while the
+page is open appears in the queue without a reload, and saves 1920x1080 screenshots of the
+page in Chinese and English (``GRIDSIGHT_SCREENSHOTS`` folder, else the test's tmp dir).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+selenium = pytest.importorskip("selenium")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from tests.incident_city import free_port, grid_center, new_db, start_server  # noqa: E402
+
+PASSWORD = "dispatch-pass-2026"
+
+
+def _driver():
+    if not (
+        shutil.which("chromedriver")
+        and (shutil.which("chromium") or shutil.which("chromium-browser"))
+    ):
+        if os.environ.get("CI"):
+            pytest.fail("chromium / chromium-driver missing in CI (.ci/apt-packages.txt)")
+        pytest.skip("chromium / chromium-driver not installed")
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1920,1080", "--lang=zh-CN"):  # fmt: skip
+        opts.add_argument(arg)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
+    return webdriver.Chrome(options=opts, service=service)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dispatch_browser")
+    db = new_db(tmp / "b.sqlite")
+    from layers.services import incidents, users
+
+    with db.session() as s:
+        users.create_user(s, "disp1", "dispatcher", PASSWORD, actor="tests",
+                          must_change_password=False)  # fmt: skip
+        _row, token = users.create_token(s, "browser-intake", "intake", actor="tests")
+        lon, lat = grid_center(2, 0)
+        first = incidents.create_incident(s, {"lon": lon, "lat": lat, "category": "ENV",
+                                              "description": "占道堆放杂物"})  # fmt: skip
+        lon, lat = grid_center(5, 1)
+        incidents.create_incident(s, {"lon": lon, "lat": lat, "category": "SAFETY.FIRE",
+                                      "description": "楼道堆放易燃物", "priority": 2})  # fmt: skip
+        first_id = first.id
+    db.dispose()
+    port = free_port()
+    proc = start_server(tmp / "b.sqlite", tmp, port)
+    yield {"url": f"http://127.0.0.1:{port}", "db": tmp / "b.sqlite", "token": token,
+           "first": first_id, "tmp": tmp}  # fmt: skip
+    proc.kill()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    d = _driver()
+    d.set_window_size(1920, 1080)
+    d.get(server["url"] + "/login")
+    d.find_element(By.NAME, "username").send_keys("disp1")
+    d.find_element(By.NAME, "password").send_keys(PASSWORD)
+    d.find_element(By.CSS_SELECTOR, "form button, form input[type=submit]").click()
+    WebDriverWait(d, 20).until(lambda x: "/login" not in x.current_url)
+    yield d
+    d.quit()
+
+
+def wait(d, cond, timeout=30):
+    return WebDriverWait(d, timeout).until(cond)
+
+
+def click_action(d, action: str, incident_id: int, expect_status_zh: str) -> None:
+    before = d.find_element(By.ID, "dispatch-message").text
+    btn = wait(d, EC.element_to_be_clickable((By.ID, f"dispatch-btn-{action}")))
+    btn.click()
+    wait(d, lambda x: x.find_element(By.ID, "dispatch-message").text not in ("", before))
+    text = d.find_element(By.ID, "dispatch-message").text
+    assert f"#{incident_id}" in text and expect_status_zh in text, text
+
+
+def db_state(path: Path, incident_id: int):
+    from layers.db import Database
+    from layers.services import workflow
+
+    db = Database(f"sqlite:///{path}")
+    try:
+        with db.session() as s:
+            from layers.models import Incident
+
+            row = s.get(Incident, incident_id)
+            return (
+                row.status,
+                row.escalation_level,
+                row.assignee_id,
+                workflow.history(s, incident_id),
+            )
+    finally:
+        db.dispose()
+
+
+def test_dispatcher_assigns_escalates_and_closes(server, browser):
+    d = browser
+    d.get(server["url"] + "/dispatch")
+    iid = server["first"]
+    row = wait(d, EC.element_to_be_clickable(
+        (By.CSS_SELECTOR, f".ag-center-cols-container .ag-row[row-id='{iid}'] .ag-cell")))  # fmt: skip
+    row.click()
+    wait(d, EC.text_to_be_present_in_element((By.ID, "dispatch-detail-title"), f"#{iid}"))
+    # the detail shows the map of its grid and the camera-less note / responders
+    assert d.find_elements(By.CSS_SELECTOR, "#dispatch-map .leaflet-interactive")
+    click_action(d, "register", iid, "已立案")
+    d.find_element(By.ID, "dispatch-reason").send_keys("现场核实")
+    click_action(d, "dispatch", iid, "已派遣")
+    click_action(d, "escalate", iid, "已派遣")
+    click_action(d, "accept", iid, "处理中")
+    click_action(d, "report", iid, "已反馈")
+    # keyboard: the close button's access key is C (Alt+Shift+C); focus + Enter works too
+    close = wait(d, EC.element_to_be_clickable((By.ID, "dispatch-btn-close")))
+    assert close.get_attribute("accesskey") == "c"
+    close.send_keys("\n")
+    wait(d, EC.text_to_be_present_in_element((By.ID, "dispatch-message"), "已结案"))
+    status, level, assignee, history = db_state(server["db"], iid)
+    assert status == "closed" and level == "community" and assignee is not None
+    actions = [e["action"] for e in history]
+    assert actions == ["create", "register", "dispatch", "escalate", "accept", "report", "close"]
+    assert all(e["actor"] == "disp1" and e["role"] == "dispatcher" for e in history[1:])
+    assert "现场核实" in history[2]["reason"]
+    # a closed case leaves the queue
+    wait(d, lambda x: not x.find_elements(
+        By.CSS_SELECTOR, f".ag-center-cols-container .ag-row[row-id='{iid}']"))  # fmt: skip
+
+
+def test_new_cases_appear_without_reload(server, browser):
+    import requests
+
+    d = browser
+    if not d.current_url.endswith("/dispatch"):
+        d.get(server["url"] + "/dispatch")
+    wait(d, EC.presence_of_element_located((By.CSS_SELECTOR, ".ag-row")))
+    lon, lat = grid_center(6, 1)
+    r = requests.post(server["url"] + "/api/v1/incidents",
+                      json={"lon": lon, "lat": lat, "category": "SECURITY", "description": "新"},
+                      headers={"Authorization": f"Bearer {server['token']}"}, timeout=10)  # fmt: skip
+    assert r.status_code == 201
+    new_id = r.json()["id"]
+    wait(d, EC.presence_of_element_located(
+        (By.CSS_SELECTOR, f".ag-center-cols-container .ag-row[row-id='{new_id}']")), timeout=15)  # fmt: skip
+
+
+def test_screenshots_in_both_languages(server, browser):
+    d = browser
+    out = Path(os.environ.get("GRIDSIGHT_SCREENSHOTS") or server["tmp"])
+    out.mkdir(parents=True, exist_ok=True)
+    d.get(server["url"] + "/dispatch")
+    rows = wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, ".ag-center-cols-container .ag-row"))
+    rows[0].find_element(By.CSS_SELECTOR, ".ag-cell").click()
+    wait(d, EC.presence_of_element_located((By.ID, "dispatch-detail-title")))
+    time.sleep(1.5)
+    # exactly 1920x1080 of page (the window size includes no browser chrome when headless,
+    # but Chromium reserves some; the device-metrics override makes the viewport exact)
+    d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                      {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
+    for lang in ("zh", "en"):
+        d.execute_script(f"window.localStorage.setItem('app-lang', JSON.stringify('{lang}'));")
+        d.refresh()
+        rows = wait(
+            d, lambda x: x.find_elements(By.CSS_SELECTOR, ".ag-center-cols-container .ag-row")
+        )
+        rows[0].find_element(By.CSS_SELECTOR, ".ag-cell").click()
+        wait(d, EC.presence_of_element_located((By.ID, "dispatch-detail-title")))
+        time.sleep(2)
+        title = d.find_element(By.ID, "dispatch-queue-title").text
+        assert title == ("待办事件队列" if lang == "zh" else "Case queue")
+        path = out / f"dispatch_{lang}_1920x1080.png"
+        d.save_screenshot(str(path))
+        assert path.stat().st_size > 20_000
