@@ -770,18 +770,33 @@ def _camera_online(db) -> str:
     return _pct(online / total) if total else "—"
 
 
-def _feed(db, f, lang: str) -> list:
+def _feed_item(p: dict) -> html.Div:
+    when = dt.datetime.fromisoformat(p["t"]).astimezone(mapdata.CST).strftime("%H:%M:%S")
+    return html.Div(
+        [html.Span(className="sw", style={"background": CAT_COLORS.get(p["cat"], "#ccc")}),
+         html.Span(when, className="gs-feed-time"), p["name"],
+         html.Span(f"#{p['id']}", className="gs-feed-id")],
+        className="gs-feed-item")  # fmt: skip
+
+
+def _feed(db, f, lang: str) -> tuple[list, int]:
+    """Return the latest-incident list (newest first) and how many items it holds."""
     feats = mapdata.new_incidents(db, 0, f, limit=FEED_SIZE, lang=lang)
-    items = []
-    for feat in reversed(feats):
-        p = feat["properties"]
-        when = dt.datetime.fromisoformat(p["t"]).astimezone(mapdata.CST).strftime("%H:%M:%S")
-        items.append(html.Div(
-            [html.Span(className="sw", style={"background": CAT_COLORS.get(p["cat"], "#ccc")}),
-             html.Span(when, className="gs-feed-time"), html.Span(p["name"]),
-             html.Span(f"#{p['id']}", className="gs-feed-id")],
-            className="gs-feed-item", id={"type": "operator-feed-item", "id": p["id"]}))  # fmt: skip
-    return items or [html.Div(t("operator.feed.empty", lang), className="gs-muted")]
+    items = [_feed_item(feat["properties"]) for feat in reversed(feats)]
+    if not items:
+        return [html.Div(t("operator.feed.empty", lang), className="gs-muted")], 0
+    return items, len(items)
+
+
+def _feed_patch(new: list[dict], shown: int) -> tuple[Patch, int]:
+    """Return a Patch putting ``new`` features (oldest first) on top of a feed of ``shown``."""
+    feed = Patch()
+    for feat in new[-FEED_SIZE:]:
+        feed.prepend(_feed_item(feat["properties"]))
+    total = shown + min(len(new), FEED_SIZE)
+    for idx in range(total - 1, FEED_SIZE - 1, -1):
+        del feed[idx]
+    return feed, min(total, FEED_SIZE)
 
 
 KPI_OUTPUTS = [Output(f"operator-kpi-{k}", "children") for k in
@@ -816,7 +831,8 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
         new_cursor = {"fkey": fkey, "ev": ev, "inc": inc, "n": 0,
                       "live": 0 if fresh_live else cursor.get("live", 0),
                       "max": mx}  # fmt: skip
-        return hide, live_out, _feed(db, f, lang), new_cursor, _kpi_values(db, f)
+        feed, new_cursor["feed"] = _feed(db, f, lang)
+        return hide, live_out, feed, new_cursor, _kpi_values(db, f)
     changes = mapdata.changes_since(db, int(cursor.get("ev", 0)))
     if changes["overflow"]:
         return refresh_payload(fdict, {**cursor, "n": RESYNC_TICKS}, "operator-tick", lang)
@@ -851,7 +867,11 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
         inc = max(inc, mapdata.last_incident_id(db)) if not live else inc
     new_cursor = {**cursor, "ev": changes["cursor"], "inc": inc, "n": cursor.get("n", 0) + 1,
                   "live": n_live, "max": mx}  # fmt: skip
-    feed = _feed(db, f, lang) if new else no_update
+    feed = no_update
+    if new and cursor.get("feed", 0) > 0:
+        feed, new_cursor["feed"] = _feed_patch(new, cursor["feed"])
+    elif new:
+        feed, new_cursor["feed"] = _feed(db, f, lang)
     return hide, live_out, feed, new_cursor, _kpi_values(db, f)
 
 
