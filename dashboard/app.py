@@ -91,7 +91,8 @@ def create_app(
     """Return a configured Dash app for ``settings``.
 
     Migrates the database, seeds the demo city on first start (``seed_on_start``), registers
-    every HTTP route module and, with ``start_background``, starts the incident simulator.
+    every HTTP route module and, with ``start_background``, starts the incident simulator and
+    the overdue-escalation loop.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = db or Database(settings.db_url)
@@ -129,6 +130,8 @@ def create_app(
 
     if start_background and settings.simulator:
         _start_simulator(ctx)
+    if start_background:
+        _start_escalation(ctx)
     return app
 
 
@@ -153,6 +156,15 @@ def _seed_if_empty(ctx: AppContext) -> None:
         ctx.db, scale=ctx.settings.seed_scale, seed=ctx.settings.seed, progress=False
     )
     log.info("seeded: %s", counts)
+
+
+def _start_escalation(ctx: AppContext) -> None:
+    """Start the loop that escalates overdue incidents one level per SLA step (every 60 s)."""
+    from layers.services.sla import EscalationLoop
+
+    loop = EscalationLoop(ctx.db, interval_s=60.0)
+    loop.start()
+    ctx.services["escalation"] = loop
 
 
 def _start_simulator(ctx: AppContext) -> None:

@@ -232,3 +232,26 @@ def test_no_action_sequence_reaches_an_illegal_state(db, steps):
                     for e in events
                 )  # a merged report is never dispatched after the merge
             assert row.duplicate_of != row.id
+
+
+def test_escalation_loop_escalates_in_the_background(db):
+    import time
+
+    lon, lat = grid_center(6, 1)
+    old = dt.datetime.now(dt.UTC) - dt.timedelta(days=20)
+    with db.session() as s:
+        iid = svc.create_incident(
+            s, {"lon": lon, "lat": lat, "category": "ENV", "occurred_at": old.isoformat()}
+        ).id
+    loop = sla.EscalationLoop(db, interval_s=0.1)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        level = "grid"
+        while time.monotonic() < deadline and level == "grid":
+            time.sleep(0.1)
+            with db.session() as s:
+                level = s.get(Incident, iid).escalation_level
+    finally:
+        loop.stop()
+    assert level != "grid" and not loop.running
