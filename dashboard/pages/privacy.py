@@ -1,0 +1,575 @@
+"""Privacy officer's console: redaction rules per scope, privacy masks drawn on a camera's
+snapshot, rule versions, the live redacted view, and time-limited unmask grants.
+
+Privacy officer only. Rules are stored through ``layers.services.rules`` (the video engineer's
+service; running streams pick a change up within a second through its revision token); grants
+through ``layers.services.grants``. Every save, grant, approval and revocation is audited.
+Masks are image-space polygons in relative 0-1 frame coordinates (x right, y down), never map
+coordinates. The officer draws on the *redacted* snapshot: seeing unredacted video needs a
+grant like anybody else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+import dash
+from dash import Input, Output, State, callback, dcc, html
+from pydantic import ValidationError
+
+from dashboard.auth import current_principal, require_roles
+from dashboard.context import get_ctx
+from layers.services import NotFoundError, ServiceError
+from layers.services import audit as audit_service
+from layers.services import cameras as camera_service
+from layers.services import grants as grant_service
+from layers.services import rules as rule_service
+from streams.rules import RedactionRules, RuleScope
+
+log = logging.getLogger(__name__)
+
+dash.register_page(__name__, path="/privacy", name="privacy", title="GridSight · 隐私 Privacy")
+
+ROLE = "privacy_officer"
+MAX_CAMERAS = 5000
+SCOPE_KINDS = [
+    {"label": "摄像机 camera", "value": "camera"},
+    {"label": "网格 grid", "value": "grid"},
+    {"label": "区县 district", "value": "district"},
+    {"label": "类别 camera class", "value": "camera_class"},
+    {"label": "全局 default", "value": "default"},
+]
+_NUM = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_POINT = re.compile(rf"({_NUM})\s*,\s*({_NUM})")
+
+
+# -- pure helpers (unit-tested) ------------------------------------------------------------
+def path_to_points(path: str) -> list[tuple[float, float]]:
+    """Return the vertices of a Plotly closed SVG path ("M x,y L x,y ... Z"), clipped to 0-1."""
+    pts = [(float(x), float(y)) for x, y in _POINT.findall(path or "")]
+    clipped = [(min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in pts]
+    out: list[tuple[float, float]] = []
+    for p in clipped:
+        if not out or p != out[-1]:
+            out.append(p)
+    if len(out) > 1 and out[0] == out[-1]:
+        out.pop()
+    return out
+
+
+def shape_to_points(shape: dict) -> list[tuple[float, float]]:
+    """Return the 0-1 polygon of a Plotly shape (``path`` or ``rect``); [] if unusable."""
+    if shape.get("type") == "rect":
+        x0, x1 = sorted((float(shape["x0"]), float(shape["x1"])))
+        y0, y1 = sorted((float(shape["y0"]), float(shape["y1"])))
+        pts = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+        return [(min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in pts]
+    if shape.get("type") == "path":
+        return path_to_points(shape.get("path", ""))
+    return []
+
+
+def shapes_from_relayout(relayout: dict | None, shapes: list[dict]) -> list[dict]:
+    """Return the figure's shapes after a ``relayoutData`` event (new list or edited items)."""
+    if not relayout:
+        return shapes
+    if "shapes" in relayout:
+        return list(relayout["shapes"] or [])
+    shapes = [dict(s) for s in shapes]
+    for key, value in relayout.items():
+        m = re.match(r"shapes\[(\d+)\]\.(\w+)$", key)
+        if m and int(m.group(1)) < len(shapes):
+            shapes[int(m.group(1))][m.group(2)] = value
+    return shapes
+
+
+def masks_from_shapes(shapes: list[dict], *, permanent: bool) -> list[dict]:
+    """Return ``PrivacyMask`` dicts (≥ 3 points each) for the drawn shapes."""
+    masks = []
+    for i, shape in enumerate(shapes):
+        pts = shape_to_points(shape)
+        if len(pts) >= 3:
+            masks.append(
+                {
+                    "name": f"mask {i + 1}",
+                    "points": [[round(x, 4), round(y, 4)] for x, y in pts],
+                    "permanent": permanent,
+                    "method": "fill",
+                }
+            )
+    return masks
+
+
+def shapes_from_masks(masks: list[dict]) -> list[dict]:
+    """Return Plotly path shapes drawing ``masks`` (0-1 coordinates)."""
+    out = []
+    for m in masks:
+        pts = m["points"]
+        path = "M" + "L".join(f"{x},{y}" for x, y in pts) + "Z"
+        out.append(
+            {
+                "type": "path",
+                "path": path,
+                "line": {"color": "#ff5a5a", "width": 2},
+                "fillcolor": "rgba(255,90,90,0.25)",
+                "editable": True,
+            }
+        )
+    return out
+
+
+def build_rules(targets: list[str], method: str, strength: float, masks: list[dict]) -> dict:
+    """Return a validated ``RedactionRules`` dict from the editor's fields.
+
+    Raises
+    ------
+    ValueError
+        With the field and the fix, when a value is not allowed.
+    """
+    try:
+        rules = RedactionRules.model_validate(
+            {
+                "targets": sorted(targets or []),
+                "method": method,
+                "strength": strength,
+                "masks": masks,
+            }
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{where}: {err['msg']}") from exc
+    return rules.model_dump(mode="json")
+
+
+def canvas_figure(camera_id: int | None, shapes: list[dict]) -> dict:
+    """Return the drawing canvas: the camera's redacted snapshot under 0-1 axes."""
+    images = []
+    if camera_id is not None:
+        images.append(
+            {
+                "source": f"/video/{int(camera_id)}.jpg?wait=5&t={int(time.time())}",
+                "xref": "x",
+                "yref": "y",
+                "x": 0,
+                "y": 0,
+                "sizex": 1,
+                "sizey": 1,
+                "sizing": "stretch",
+                "layer": "below",
+            }
+        )
+    return {
+        "data": [],
+        "layout": {
+            "images": images,
+            "shapes": shapes,
+            "dragmode": "drawclosedpath",
+            "newshape": {"line": {"color": "#ff5a5a"}, "fillcolor": "rgba(255,90,90,0.25)"},
+            "xaxis": {"range": [0, 1], "visible": False, "fixedrange": True},
+            "yaxis": {"range": [1, 0], "visible": False, "fixedrange": True},
+            "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+            "height": 360,
+            "paper_bgcolor": "#0f1c2e",
+            "plot_bgcolor": "#0f1c2e",
+        },
+    }
+
+
+# -- layout ---------------------------------------------------------------------------------
+def camera_options() -> list[dict]:
+    """Return dropdown options for the cameras (id, name, GB/T 28181 id)."""
+    cams = camera_service.list_cameras(get_ctx().db)[:MAX_CAMERAS]
+    return [{"label": f"{c['id']} · {c['name']} · {c['gb_id']}", "value": c["id"]} for c in cams]
+
+
+@require_roles(ROLE)
+def layout(**_query) -> html.Div:
+    """Return the privacy console."""
+    return html.Div(
+        className="gs-page gs-privacy",
+        children=[
+            dcc.Store(id="privacy-shapes", data=[]),
+            html.H2("脱敏规则 Redaction rules"),
+            html.Div(
+                className="gs-form-row",
+                children=[
+                    dcc.Dropdown(
+                        id="privacy-camera",
+                        options=camera_options(),
+                        placeholder="选择摄像机 choose a camera",
+                        style={"minWidth": "420px"},
+                    ),
+                    dcc.RadioItems(
+                        id="privacy-scope-kind", options=SCOPE_KINDS, value="camera", inline=True
+                    ),  # fmt: skip
+                    dcc.Input(
+                        id="privacy-scope-value", placeholder="范围值 scope value", type="text"
+                    ),
+                ],
+            ),
+            html.Div(
+                className="gs-privacy-editor",
+                style={"display": "flex", "gap": "16px", "flexWrap": "wrap"},
+                children=[
+                    html.Div(
+                        style={"flex": "1 1 480px"},
+                        children=[
+                            html.Div("在快照上绘制遮挡区域 Draw privacy masks on the snapshot"),
+                            dcc.Graph(
+                                id="privacy-canvas",
+                                figure=canvas_figure(None, []),
+                                config={
+                                    "displaylogo": False,
+                                    "modeBarButtonsToAdd": [
+                                        "drawclosedpath",
+                                        "drawrect",
+                                        "eraseshape",
+                                    ],
+                                    "modeBarButtonsToRemove": ["toImage"],
+                                },
+                            ),
+                        ],
+                    ),
+                    html.Div(
+                        style={"flex": "1 1 320px"},
+                        children=[
+                            html.Div("实时脱敏画面 Live redacted view"),
+                            html.Img(id="privacy-live", style={"width": "100%"}),
+                        ],
+                    ),
+                ],
+            ),
+            html.Div(
+                className="gs-form-row",
+                children=[
+                    dcc.Checklist(
+                        id="privacy-targets",
+                        options=[
+                            {"label": "人脸 faces", "value": "faces"},
+                            {"label": "车牌 plates", "value": "plates"},
+                            {"label": "行人 persons", "value": "persons"},
+                        ],
+                        value=["faces", "plates"],
+                        inline=True,
+                    ),
+                    dcc.RadioItems(
+                        id="privacy-method",
+                        options=[
+                            {"label": "马赛克 pixelate", "value": "pixelate"},
+                            {"label": "模糊 blur", "value": "blur"},
+                            {"label": "填充 fill", "value": "fill"},
+                        ],
+                        value="pixelate",
+                        inline=True,
+                    ),
+                    html.Div(
+                        style={"width": "260px"},
+                        children=[
+                            html.Span("强度 strength"),
+                            dcc.Slider(
+                                id="privacy-strength",
+                                min=0,
+                                max=1,
+                                step=0.05,
+                                value=0.6,
+                                marks=None,
+                                tooltip={"placement": "bottom"},
+                            ),  # fmt: skip
+                        ],
+                    ),
+                    dcc.Checklist(
+                        id="privacy-permanent",
+                        options=[{"label": "遮挡不可解除 masks stay under grants", "value": "yes"}],
+                        value=["yes"],
+                    ),
+                    html.Button("保存规则 Save rule", id="privacy-save", n_clicks=0),
+                ],
+            ),
+            html.Div(id="privacy-message", className="gs-message"),
+            html.H3("规则版本 Rule versions"),
+            html.Div(id="privacy-versions"),
+            html.H2("解除脱敏授权 Unmask grants"),
+            html.Div(
+                className="gs-form-row",
+                children=[
+                    dcc.Input(id="privacy-grantee", placeholder="被授权用户 user", type="text"),
+                    dcc.Input(
+                        id="privacy-grant-cameras",
+                        placeholder="摄像机 camera ids (1,2)",
+                        type="text",
+                    ),  # fmt: skip
+                    dcc.Input(
+                        id="privacy-grant-minutes",
+                        type="number",
+                        value=30,
+                        min=1,
+                        max=grant_service.MAX_MINUTES,
+                    ),  # fmt: skip
+                    dcc.Input(
+                        id="privacy-grant-reason",
+                        placeholder="事由 reason",
+                        type="text",
+                        style={"minWidth": "280px"},
+                    ),  # fmt: skip
+                    html.Button("授权 Grant", id="privacy-grant", n_clicks=0),
+                ],
+            ),
+            html.Div(
+                className="gs-form-row",
+                children=[
+                    dcc.Input(id="privacy-grant-id", placeholder="授权号 grant #", type="number"),
+                    html.Button("复核批准 Approve", id="privacy-approve", n_clicks=0),
+                    html.Button("撤销 Revoke", id="privacy-revoke", n_clicks=0),
+                ],
+            ),
+            html.Div(id="privacy-grant-message", className="gs-message"),
+            html.Div(id="privacy-grants"),
+        ],
+    )
+
+
+# -- data helpers ---------------------------------------------------------------------------
+def _scope(kind: str, value: str | None, camera_id: int | None) -> RuleScope:
+    if kind == "camera" and not value and camera_id is not None:
+        value = str(camera_id)
+    try:
+        return RuleScope(
+            kind=kind or "default", value=(value or None) if kind != "default" else None
+        )
+    except ValidationError as exc:
+        raise ValueError(f"scope: {exc.errors()[0]['msg']}") from exc
+
+
+def versions_table(scope: RuleScope | None) -> html.Table:
+    """Return the version history of ``scope`` (all scopes when None): who, when, what."""
+    rows = rule_service.list_versions(get_ctx().db, scope)[:200]
+    body = [
+        html.Tr(
+            [
+                html.Td(f"{r['scope']['kind']}/{r['scope']['value'] or '-'}"),
+                html.Td(r["version"]),
+                html.Td("✔" if r["active"] else ""),
+                html.Td(r["created_by"]),
+                html.Td((r["created_at"] or "")[:19]),
+                html.Td(
+                    ", ".join(sorted((r["config"] or {}).get("targets", [])))
+                    + f" · {(r['config'] or {}).get('method', '?')}"
+                    + f" · masks {len((r['config'] or {}).get('masks', []))}"
+                ),
+            ]
+        )
+        for r in rows
+    ]
+    head = [
+        "范围 scope",
+        "版本 version",
+        "生效 active",
+        "修改人 by",
+        "时间 when (UTC)",
+        "内容 rule",
+    ]
+    return html.Table(
+        id="privacy-versions-table",
+        className="gs-table",
+        children=[html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(body)],
+    )
+
+
+def grants_table() -> html.Table:
+    """Return the grants in force or awaiting approval, newest first."""
+    with get_ctx().db.session() as s:
+        grants = grant_service.list_grants(s)
+        body = [
+            html.Tr(
+                [
+                    html.Td(f"#{g.id}"),
+                    html.Td(g.grantee),
+                    html.Td(", ".join(str(c) for c in json.loads(g.camera_ids))),
+                    html.Td(g.reason),
+                    html.Td(g.granted_by),
+                    html.Td(g.approved_by or "—"),
+                    html.Td(g.expires_at.strftime("%Y-%m-%d %H:%M UTC")),
+                ]
+            )
+            for g in grants
+        ]
+    head = ["授权 grant", "用户 user", "摄像机 cameras", "事由 reason", "授权人 by", "复核 approved",
+            "到期 expires"]  # fmt: skip
+    return html.Table(
+        id="privacy-grants-table",
+        className="gs-table",
+        children=[html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(body)],
+    )
+
+
+# -- callbacks ------------------------------------------------------------------------------
+@callback(
+    Output("privacy-canvas", "figure"),
+    Output("privacy-shapes", "data"),
+    Output("privacy-live", "src"),
+    Output("privacy-targets", "value"),
+    Output("privacy-method", "value"),
+    Output("privacy-strength", "value"),
+    Output("privacy-versions", "children"),
+    Input("privacy-camera", "value"),
+)
+@require_roles(ROLE)
+def on_camera(camera_id):
+    """Return the editor loaded with the rule in force for the chosen camera."""
+    return load_camera(camera_id)
+
+
+@require_roles(ROLE)
+def load_camera(camera_id: int | None):
+    """Return (figure, shapes, live src, targets, method, strength, versions) for a camera."""
+    if camera_id is None:
+        return (
+            canvas_figure(None, []),
+            [],
+            None,
+            ["faces", "plates"],
+            "pixelate",
+            0.6,
+            versions_table(None),
+        )
+    try:
+        eff = rule_service.effective_rule(get_ctx().db, int(camera_id))
+    except (NotFoundError, ServiceError, ValueError) as exc:
+        log.info("privacy console: camera %s: %s", camera_id, exc)
+        return canvas_figure(None, []), [], None, ["faces", "plates"], "pixelate", 0.6, str(exc)
+    rules = eff.rules.model_dump(mode="json")
+    shapes = shapes_from_masks(rules["masks"])
+    return (
+        canvas_figure(int(camera_id), shapes),
+        shapes,
+        f"/video/{int(camera_id)}.mjpg",
+        sorted(rules["targets"]),
+        rules["method"],
+        rules["strength"],
+        versions_table(eff.scope),
+    )
+
+
+@callback(
+    Output("privacy-shapes", "data", allow_duplicate=True),
+    Input("privacy-canvas", "relayoutData"),
+    State("privacy-shapes", "data"),
+    prevent_initial_call=True,
+)
+@require_roles(ROLE)
+def on_draw(relayout, shapes):
+    """Return the shapes after the officer drew, moved or erased a mask."""
+    return shapes_from_relayout(relayout, shapes or [])
+
+
+@callback(
+    Output("privacy-message", "children"),
+    Output("privacy-versions", "children", allow_duplicate=True),
+    Input("privacy-save", "n_clicks"),
+    State("privacy-camera", "value"),
+    State("privacy-scope-kind", "value"),
+    State("privacy-scope-value", "value"),
+    State("privacy-targets", "value"),
+    State("privacy-method", "value"),
+    State("privacy-strength", "value"),
+    State("privacy-permanent", "value"),
+    State("privacy-shapes", "data"),
+    prevent_initial_call=True,
+)
+@require_roles(ROLE)
+def on_save(_n, camera_id, kind, value, targets, method, strength, permanent, shapes):
+    """Return (message, versions) after saving a new rule version for the scope."""
+    return save_rule(camera_id, kind, value, targets, method, strength, permanent, shapes)
+
+
+@require_roles(ROLE)
+def save_rule(camera_id, kind, value, targets, method, strength, permanent, shapes):
+    """Return (message, versions table) after validating, storing and auditing a rule."""
+    p = current_principal()
+    try:
+        scope = _scope(kind, value, camera_id)
+        masks = masks_from_shapes(shapes or [], permanent=bool(permanent))
+        config = build_rules(targets, method, strength, masks)
+        ctx = get_ctx()
+        saved = rule_service.save_rule(ctx.db, scope, config, created_by=p.name)
+        with ctx.db.session() as s:
+            audit_service.record(
+                s,
+                actor=p.name,
+                role=p.role,
+                action="rules.save",
+                target=f"rules:{scope.kind}/{scope.value or '-'}",
+                detail={
+                    "version": saved["version"],
+                    "targets": config["targets"],
+                    "method": config["method"],
+                    "strength": config["strength"],
+                    "masks": len(masks),
+                },
+            )
+    except (ValueError, ServiceError) as exc:
+        return f"错误 error: {exc}", dash.no_update
+    return (
+        f"已保存 saved {scope.kind}/{scope.value or '-'} v{saved['version']} "
+        f"({len(masks)} masks); 运行中的视频流 1 秒内生效 running streams follow within a second",
+        versions_table(scope),
+    )
+
+
+@callback(
+    Output("privacy-grant-message", "children"),
+    Output("privacy-grants", "children"),
+    Input("privacy-grant", "n_clicks"),
+    Input("privacy-approve", "n_clicks"),
+    Input("privacy-revoke", "n_clicks"),
+    State("privacy-grantee", "value"),
+    State("privacy-grant-cameras", "value"),
+    State("privacy-grant-minutes", "value"),
+    State("privacy-grant-reason", "value"),
+    State("privacy-grant-id", "value"),
+)
+@require_roles(ROLE)
+def on_grant(_g, _a, _r, grantee, cameras, minutes, reason, grant_id):
+    """Return (message, grants table) after the clicked grant action (or on page load)."""
+    return grant_action(dash.ctx.triggered_id, grantee, cameras, minutes, reason, grant_id)
+
+
+@require_roles(ROLE)
+def grant_action(trigger, grantee, cameras, minutes, reason, grant_id):
+    """Return (message, grants table) after creating, approving or revoking a grant."""
+    p = current_principal()
+    message = ""
+    try:
+        with get_ctx().db.session() as s:
+            if trigger == "privacy-grant":
+                ids = [c for c in re.split(r"[,\s，]+", cameras or "") if c]
+                g = grant_service.create_grant(
+                    s,
+                    grantee=(grantee or "").strip(),
+                    camera_ids=ids,
+                    reason=reason or "",
+                    minutes=int(minutes) if minutes is not None else 0,
+                    granted_by=p.name,
+                    granted_by_role=p.role,
+                )
+                message = (
+                    f"已授权 granted #{g.id} → {g.grantee}, 到期 until {g.expires_at:%H:%M} UTC"
+                )
+            elif trigger in ("privacy-approve", "privacy-revoke"):
+                if grant_id is None:
+                    raise grant_service.GrantError("grant #: enter the grant number first")
+                if trigger == "privacy-approve":
+                    grant_service.approve_grant(
+                        s, int(grant_id), approver=p.name, approver_role=p.role
+                    )
+                    message = f"已批准 approved #{int(grant_id)}"
+                else:
+                    grant_service.revoke_grant(s, int(grant_id), actor=p.name, actor_role=p.role)
+                    message = f"已撤销 revoked #{int(grant_id)}"
+    except (grant_service.GrantError, audit_service.AuditError, ValueError) as exc:
+        message = f"错误 error: {exc}"
+    return message, grants_table()
