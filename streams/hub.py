@@ -299,7 +299,14 @@ class CameraStream:
                     self.counters["rules_reloads"] += 1
             if seq > done_seq and frame is not None:
                 if done_seq and seq > done_seq + 1:
-                    self.counters["dropped"] += seq - done_seq - 1  # overload: skip, never leak
+                    # overload: older frames are skipped (never served raw), counted, logged
+                    self.counters["dropped"] += seq - done_seq - 1
+                    if self.counters["dropped"] % 500 < seq - done_seq - 1:
+                        log.warning(
+                            "camera %s: overloaded, %d frames skipped so far",
+                            self.camera_id,
+                            self.counters["dropped"],
+                        )
                 done_seq = seq
                 self._last_frame_utc = dt.datetime.now(dt.UTC)
                 self._handle_frame(frame, at)

@@ -60,6 +60,7 @@ class RedactionPipeline:
         self._detector_key: tuple | None = None
         self._since_detect = 0
         self._need_detect = True
+        self._last_detect_t = float("-inf")
         self._shape: tuple[int, ...] | None = None
         self.update_rules(self.rules)
 
@@ -102,7 +103,13 @@ class RedactionPipeline:
         detected = False
         if not self.detectors:
             boxes: list[Box] = []
-        elif self._need_detect or self._since_detect + 1 >= rules.detect_every:
+        elif (
+            self._need_detect
+            or self._since_detect + 1 >= rules.detect_every
+            # overload: frames are being dropped upstream, so k frames may span a long time and
+            # tracked boxes drift; detect again rather than trust an old prediction
+            or (self._clock() - self._last_detect_t) * 1000.0 > rules.max_track_ms
+        ):
             try:
                 found = self._detect(frame, rules)
             except DetectionTimeout as exc:
@@ -117,6 +124,7 @@ class RedactionPipeline:
             boxes = self.tracker.update(found)
             self._since_detect = 0
             self._need_detect = False
+            self._last_detect_t = self._clock()
             detected = True
             self.stats["detections"] += 1
         else:

@@ -87,6 +87,8 @@ class RedactionRules(StrictModel):
     detect_every: int = Field(3, ge=1, le=30)
     #: Frames wider than this are downscaled for detection (boxes are scaled back).
     detect_width: int = Field(640, ge=160, le=3840)
+    #: Detect anyway when the last detection is older than this (frames dropped under load).
+    max_track_ms: int = Field(500, ge=50, le=10000)
     #: Frames a lost box keeps being obscured (covers missed detections, prevents flicker).
     hold_frames: int = Field(12, ge=0, le=300)
     #: Per-target detector config chosen by ``type`` (see ``streams.detectors.DETECTORS``).

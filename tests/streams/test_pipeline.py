@@ -153,3 +153,18 @@ def test_detection_runs_on_downscaled_frame_and_boxes_are_scaled_back():
     assert seen == [(180, 320, 3)]
     (b,) = r.boxes
     assert (b.x1, b.y1, b.x2, b.y2) == (40, 40, 80, 80)
+
+
+def test_overload_forces_detection_when_last_one_is_too_old():
+    now = {"t": 0.0}
+    det = ScriptedDetector([Box(10, 10, 40, 40, label="face")])
+    p, _ = make(
+        RedactionRules(targets={"faces"}, detect_every=10, max_track_ms=500),
+        det,
+        clock=lambda: now["t"],
+    )
+    p.process(_frame(0))
+    now["t"] = 0.1
+    assert not p.process(_frame(1)).detected
+    now["t"] = 0.7  # frames were dropped upstream: 600 ms since the last detection
+    assert p.process(_frame(2)).detected and det.calls == 2
