@@ -69,3 +69,16 @@ def test_plate_cascade_loads_from_cv2_data_and_runs(vtest_frames):
     det = DETECTORS.create(HaarPlateConfig())
     boxes = det.detect(vtest_frames[0])
     assert all(b.label == "plate" for b in boxes)
+
+
+def test_any_of_unions_person_detectors(vtest_frames):
+    rules = RedactionRules.model_validate(
+        {"targets": ["persons"], "detectors": {"persons": {"type": "any_of", "detectors": [
+            {"type": "mog2"}, {"type": "hog", "min_person_height": 128}]}}}
+    )  # fmt: skip
+    det = DETECTORS.create(rules.detector_config("persons"))
+    assert not det.ready
+    for f in vtest_frames[:6]:
+        boxes = det.detect(f)
+    assert det.ready and boxes
+    assert RedactionRules.model_validate_json(rules.model_dump_json()) == rules

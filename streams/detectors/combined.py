@@ -1,0 +1,45 @@
+"""``any_of``: the union of several detectors' boxes (e.g. HOG people + MOG2 motion)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from streams.detectors.base import DETECTORS, Box
+from streams.registry import StrictModel
+
+
+class AnyOfConfig(StrictModel):
+    """Run every listed detector; an object found by any of them is obscured."""
+
+    type: Literal["any_of"] = "any_of"
+    detectors: tuple[Any, ...] = Field(min_length=1)
+
+    @field_validator("detectors", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> tuple:
+        return tuple(DETECTORS.parse(v) for v in value)
+
+
+class AnyOfDetector:
+    """Return the boxes of all member detectors; ready when every member is ready."""
+
+    def __init__(self, config: AnyOfConfig) -> None:
+        self.members = [DETECTORS.create(c) for c in config.detectors]
+
+    @property
+    def ready(self) -> bool:
+        """Return True when every member detector is ready (MOG2 needs warm-up)."""
+        return all(getattr(m, "ready", True) for m in self.members)
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        """Return every member's boxes for ``frame``."""
+        out: list[Box] = []
+        for m in self.members:
+            out.extend(m.detect(frame))
+        return out
+
+
+DETECTORS.register(AnyOfConfig)(AnyOfDetector)
