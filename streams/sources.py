@@ -108,7 +108,7 @@ class RtspSourceConfig(StrictModel):
     """An RTSP camera or NVR channel read through OpenCV's FFmpeg backend."""
 
     type: Literal["rtsp"] = "rtsp"
-    url: str = Field(pattern=r"(?i)^rtsps?://")
+    url: str = Field(pattern=r"(?i)^rtsps?://", repr=False)  # may hold credentials
     transport: Literal["tcp", "udp"] = "tcp"
     open_timeout_s: float = Field(5.0, gt=0, le=60)
     read_timeout_s: float = Field(4.0, gt=0, le=60)
@@ -118,7 +118,7 @@ class MjpegSourceConfig(StrictModel):
     """An HTTP multipart MJPEG stream (many IP cameras, encoders, our own ``/video/*.mjpg``)."""
 
     type: Literal["mjpeg"] = "mjpeg"
-    url: str = Field(pattern=r"(?i)^https?://")
+    url: str = Field(pattern=r"(?i)^https?://", repr=False)  # may hold credentials
     timeout_s: float = Field(5.0, gt=0, le=60)
 
 
@@ -137,7 +137,7 @@ class StillSourceConfig(StrictModel):
     """A still image from a URL (snapshot-only cameras) or a file, refetched periodically."""
 
     type: Literal["still"] = "still"
-    url: str
+    url: str = Field(repr=False)  # may hold credentials
     refresh_s: float = Field(1.0, gt=0, le=3600)
     timeout_s: float = Field(5.0, gt=0, le=60)
 

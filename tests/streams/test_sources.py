@@ -175,3 +175,12 @@ def test_mjpeg_source_survives_garbage_parts(mjpeg_server, astronaut_bgr):
         src.read()  # server closed the stream
     src.close()
     assert _MjpegHandler.seen_auth[0].startswith("Basic ")
+
+
+def test_config_repr_hides_urls_with_credentials():
+    for cfg in (
+        RtspSourceConfig(url=f"rtsp://a:{SECRET}@h/x"),
+        MjpegSourceConfig(url=f"http://a:{SECRET}@h/x"),
+        StillSourceConfig(url=f"http://a:{SECRET}@h/x.jpg"),
+    ):
+        assert SECRET not in repr(cfg) and SECRET not in str(cfg)
