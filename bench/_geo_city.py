@@ -34,7 +34,6 @@ def city_bounds() -> tuple[float, float, float, float]:
 def _clustered_lonlat(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Return n points: 50 % around downtown (sigma 3 km), 30 % in 40 hot spots, 20 % uniform."""
     dlon, dlat = _deg_per_km()
-    minx, miny, maxx, maxy = city_bounds()
     n_down = n // 2
     n_hot = (3 * n) // 10
     n_uni = n - n_down - n_hot
@@ -48,10 +47,13 @@ def _clustered_lonlat(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.
     ys.append(rng.uniform(-HALF_KM, HALF_KM, n_uni))
     x = np.concatenate(xs)
     y = np.concatenate(ys)
+    # Redraw points that fall outside the city uniformly inside it (clipping would put them
+    # exactly on the outer boundary, where "within" and "covers" legitimately differ).
+    out = (np.abs(x) >= HALF_KM) | (np.abs(y) >= HALF_KM)
+    x[out] = rng.uniform(-HALF_KM, HALF_KM, out.sum()) * 0.999
+    y[out] = rng.uniform(-HALF_KM, HALF_KM, out.sum()) * 0.999
     perm = rng.permutation(n)
-    lon = np.clip(CENTRE[0] + x[perm] * dlon, minx, maxx)
-    lat = np.clip(CENTRE[1] + y[perm] * dlat, miny, maxy)
-    return lon, lat
+    return CENTRE[0] + x[perm] * dlon, CENTRE[1] + y[perm] * dlat
 
 
 def voronoi_city(n_grids: int = 10_000, seed: int = 42) -> np.ndarray:

@@ -39,53 +39,46 @@ def metres_per_degree(lat: float) -> tuple[float, float]:
 
 
 @numba.njit(parallel=True, cache=True)
-def _cic_bin_parallel(lon, lat, w, x0, y0, inv_dx, inv_dy, nx, ny, n_chunks):
+def _cic_bin_parallel(lon, lat, w, weighted, x0, y0, inv_dx, inv_dy, nx, ny, n_chunks):
     """Return the CIC binning of the points, done in n_chunks private rasters then summed."""
-    parts = np.zeros((n_chunks, ny, nx), dtype=np.float64)
+    parts = np.zeros((n_chunks, ny * nx), dtype=np.float32)
     n = len(lon)
     size = (n + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
-        _cic_bin(
-            lon, lat, w, x0, y0, inv_dx, inv_dy, nx, ny, parts[c], c * size, min(n, (c + 1) * size)
-        )
+        _cic_bin(lon, lat, w, weighted, x0, y0, inv_dx, inv_dy, nx, ny, parts[c], c * size,
+                 min(n, (c + 1) * size))  # fmt: skip
     out = parts[0]
     for c in range(1, n_chunks):
         out += parts[c]
-    return out
+    return out.reshape(ny, nx)
 
 
 @numba.njit(cache=True)
-def _cic_bin(lon, lat, w, x0, y0, inv_dx, inv_dy, nx, ny, out, start, stop):
-    """Add the weights of points start..stop-1 to their 4 surrounding pixel centres."""
+def _cic_bin(lon, lat, w, weighted, x0, y0, inv_dx, inv_dy, nx, ny, flat, start, stop):
+    """Add the weights of points start..stop-1 bilinearly to their 4 nearest pixel centres.
+
+    ``flat`` is the raster flattened row-major, float32: it halves the cache footprint of
+    these scattered writes, and float32 sums stay ~1e-6 relative for realistic cell counts.
+    Points whose 4 centres are not all inside the raster are skipped (callers pad the raster
+    so those points are too far away to matter). NaN coordinates or weights are skipped.
+    """
     for i in range(start, stop):
-        u = (lon[i] - x0) * inv_dx - 0.5  # pixel-centre coordinates
+        u = (lon[i] - x0) * inv_dx - 0.5  # in pixel-centre coordinates
         v = (lat[i] - y0) * inv_dy - 0.5
-        wi = w[i]
-        if not (u > -1.0 and u < nx and v > -1.0 and v < ny and np.isfinite(wi)):
-            continue  # also rejects NaN
-        c = math.floor(u)
-        r = math.floor(v)
+        wi = w[i] if weighted else 1.0
+        if not (u >= 0.0 and u < nx - 1 and v >= 0.0 and v < ny - 1 and wi == wi):
+            continue
+        c = int(u)
+        r = int(v)
         fu = u - c
         fv = v - r
-        c = int(c)
-        r = int(r)
-        if 0 <= r < ny:
-            if 0 <= c < nx:
-                out[r, c] += wi * (1 - fu) * (1 - fv)
-            if 0 <= c + 1 < nx:
-                out[r, c + 1] += wi * fu * (1 - fv)
-        if 0 <= r + 1 < ny:
-            if 0 <= c < nx:
-                out[r + 1, c] += wi * (1 - fu) * fv
-            if 0 <= c + 1 < nx:
-                out[r + 1, c + 1] += wi * fu * fv
-
-
-def _gaussian_kernel(sigma_px: float, truncate: float) -> np.ndarray:
-    radius = max(int(math.ceil(truncate * sigma_px)), 1)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (x / sigma_px) ** 2)
-    return k / k.sum()
+        k = r * nx + c
+        a = wi * (1.0 - fv)
+        b = wi * fv
+        flat[k] += a - a * fu
+        flat[k + 1] += a * fu
+        flat[k + nx] += b - b * fu
+        flat[k + nx + 1] += b * fu
 
 
 def density(
@@ -121,8 +114,8 @@ def density(
     -------
     numpy.ndarray of float64, shape ``shape``
         Sum over points of ``w * exp(-d^2 / (2 h^2)) / (2 pi h^2)`` at each pixel centre, with
-        ``d`` the ground distance in metres. Points outside ``bounds`` contribute nothing
-        (they are not binned), so keep ``truncate * bandwidth_m`` of margin if that matters.
+        ``d`` the ground distance in metres. Points outside ``bounds`` but within
+        ``truncate * bandwidth_m`` of it contribute too; farther ones are ignored.
 
     Raises
     ------
@@ -139,11 +132,12 @@ def density(
         raise ValueError(f"bounds must be (minx, miny, maxx, maxy) with max > min, got {bounds!r}")
     lon_a = np.ascontiguousarray(np.asarray(lon, dtype=np.float64).reshape(-1))
     lat_a = np.ascontiguousarray(np.asarray(lat, dtype=np.float64).reshape(-1))
-    if weights is None:
-        w = np.ones(len(lon_a))
-    else:
+    weighted = weights is not None
+    if weighted:
         w = np.ascontiguousarray(np.asarray(weights, dtype=np.float64).reshape(-1))
-    if not (len(lon_a) == len(lat_a) == len(w)):
+    else:
+        w = np.empty(0, dtype=np.float64)
+    if len(lon_a) != len(lat_a) or (weighted and len(w) != len(lon_a)):
         raise ValueError("lon, lat and weights must have the same length")
     mx, my = metres_per_degree(0.5 * (miny + maxy))
     px_w = (maxx - minx) / nx * mx
@@ -154,26 +148,32 @@ def density(
     f = max(1, math.ceil(max(px_w, px_h) / (bandwidth_m / _MAX_PX_PER_BANDWIDTH)))
     f = min(f, max(1, int(math.sqrt(_MAX_FINE_CELLS / (nx * ny)))))
     f += 1 - f % 2
-    fnx, fny = nx * f, ny * f
-    n_chunks = numba.get_num_threads() if fnx * fny <= 4_000_000 else 1
-    grid = _cic_bin_parallel(
-        lon_a, lat_a, w, minx, miny, fnx / (maxx - minx), fny / (maxy - miny), fnx, fny,
-        n_chunks,
-    )  # fmt: skip
+    fpx_w, fpx_h = px_w / f, px_h / f
     # Bilinear binning spreads each point by a triangle of variance 1/6 pixel^2 per axis;
     # taking it off the Gaussian's variance cancels the second-order error.
-    kx = _gaussian_kernel(math.sqrt((bandwidth_m / (px_w / f)) ** 2 - 1 / 6), truncate)
-    ky = _gaussian_kernel(math.sqrt((bandwidth_m / (px_h / f)) ** 2 - 1 / 6), truncate)
-    # cv2's separable filter is SIMD and multi-threaded (float32 is its fast path; 1e-7
-    # relative is far inside the error budget). BORDER_CONSTANT = zero outside the raster.
-    out = cv2.sepFilter2D(
-        grid.astype(np.float32),
-        cv2.CV_32F,
-        kx.astype(np.float32),
-        ky.astype(np.float32),
+    sx = math.sqrt((bandwidth_m / fpx_w) ** 2 - 1 / 6)
+    sy = math.sqrt((bandwidth_m / fpx_h) ** 2 - 1 / 6)
+    # Pad by the kernel radius so points just outside the bounds still count, and points
+    # just inside are not cut in half at the edge.
+    pad_x = int(math.ceil(truncate * sx)) + 1
+    pad_y = int(math.ceil(truncate * sy)) + 1
+    fnx, fny = nx * f + 2 * pad_x, ny * f + 2 * pad_y
+    # One private raster per thread, only where that is cheap next to the points' work.
+    small = fnx * fny <= 4_000_000 and len(lon_a) >= 4 * fnx * fny
+    n_chunks = numba.get_num_threads() if small else 1
+    grid = _cic_bin_parallel(
+        lon_a, lat_a, w, weighted, minx - pad_x * fpx_w / mx, miny - pad_y * fpx_h / my,
+        mx / fpx_w, my / fpx_h, fnx, fny, n_chunks,
+    )  # fmt: skip
+    # cv2's Gaussian blur is separable, SIMD and multi-threaded (float32 is its fast path;
+    # 1e-7 relative is far inside the error budget). Zeros outside the padded raster.
+    out = cv2.GaussianBlur(
+        grid,
+        (2 * pad_x - 1, 2 * pad_y - 1),
+        sigmaX=sx,
+        sigmaY=sy,
         borderType=cv2.BORDER_CONSTANT,
     )
-    if f > 1:
-        out = out[f // 2 :: f, f // 2 :: f]
+    out = out[pad_y + f // 2 : pad_y + ny * f : f, pad_x + f // 2 : pad_x + nx * f : f]
     # Kernels sum to 1 over pixels; divide by the (fine) pixel area for weight per m^2.
-    return out.astype(np.float64) / ((px_w / f) * (px_h / f))
+    return out.astype(np.float64) / (fpx_w * fpx_h)

@@ -78,3 +78,12 @@ def test_no_points_and_bad_arguments():
         density([118.78], [32.06], (1, 1, 0, 2), (10, 10), 100.0)
     with pytest.raises(ValueError, match="same length"):
         density([118.78], [32.06, 32.0], BOUNDS, (10, 10), 100.0)
+
+
+def test_points_at_and_beyond_the_edges_match_exact():
+    # just inside each edge, exactly on a corner, and just outside the bounds
+    lon = np.array([118.7001, 118.8599, 118.78, 118.78, 118.70, 118.695, 118.865])
+    lat = np.array([32.06, 32.06, 32.0001, 32.1199, 32.00, 32.06, 32.05])
+    got = density(lon, lat, BOUNDS, (48, 64), 400.0)
+    exact = exact_kde(lon, lat, BOUNDS, (48, 64), 400.0)
+    assert np.abs(got - exact).max() <= 0.01 * exact.max()
