@@ -202,13 +202,6 @@ def create_one(
         raise ApiError(503, "the database is busy; retry with the same Idempotency-Key") from None
 
 
-def _with_duplicates(ctx: AppContext, doc: dict) -> dict:
-    with ctx.db.session() as s:
-        row = incident_service.get_incident(s, doc["id"])
-        dups = duplicate_service.candidates(s, row.id)
-    return {**doc, "possible_duplicates": dups}
-
-
 def register(server: flask.Flask, ctx: AppContext) -> None:
     """Add the ``/api/v1`` incident routes and their access policies to ``server``."""
     bp = flask.Blueprint("incident_api", __name__, url_prefix=PREFIX)
@@ -250,7 +243,8 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
                            "1-128 printable ASCII characters without spaces, e.g. a UUID"}])  # fmt: skip
         actor, role = principal()
         doc, created = create_one(ctx, json_body(), key, actor, role)
-        doc = _with_duplicates(ctx, doc)
+        # possible duplicates are not computed on this hot path: GET /incidents/<id> and the
+        # dispatcher queue show them
         resp = flask.jsonify(doc)
         resp.status_code = 201 if created else 200
         resp.headers["Location"] = f"{PREFIX}/incidents/{doc['id']}"
