@@ -353,9 +353,25 @@ def layout(**_query) -> html.Div:
                                                           "enableClickSelection": True},
                                          "animateRows": False, "ensureDomOrder": True,
                                          "theme": {"function": GRID_THEME}},
-                        style={"height": "100%", "minHeight": "420px"},
+                        style={"flex": "1 1 0", "minHeight": "300px", "width": "100%"},
                     ),
                     html.P(id="dispatch-keys-help", className="gs-muted"),
+                    html.Div(
+                        id="dispatch-kpi",
+                        style={"flexShrink": 0},
+                        children=[
+                            html.Div(style={"display": "flex", "gap": "12px",
+                                            "alignItems": "baseline"},
+                                     children=[html.H3(id="dispatch-kpi-title"),
+                                               html.A(id="dispatch-kpi-csv", download="",
+                                                      style={"color": "#4cc9f0"}),
+                                               html.A(id="dispatch-kpi-xlsx", download="",
+                                                      style={"color": "#4cc9f0"})]),
+                            dcc.Graph(id="dispatch-kpi-chart", config={"displayModeBar": False},
+                                      style={"height": "220px"}),
+                            dcc.Interval(id="dispatch-kpi-tick", interval=60_000),
+                        ],
+                    ),
                 ],
             ),
             html.Section(
@@ -495,3 +511,56 @@ def on_action(*args):
                                  assignee_id=assignee, into=into, reason=reason or "", lang=lang)  # fmt: skip
     return (html.Span(message, className="ok" if ok else "err", id="dispatch-message-text"),
             (changed or 0) + 1, "" if ok else no_update)  # fmt: skip
+
+
+def month_window(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """Return the current local (UTC+8) calendar month as [start, end) aware datetimes."""
+    local = (now or utcnow()).astimezone(CST)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+def kpi_figure(rows: list[dict], lang: str):
+    """Return a bar chart of 结案率 and 按期结案率 per district (plotly figure dict)."""
+    names = [r["name"] for r in rows]
+    traces = []
+    for key, colour in (("closure_rate", "#4cc9f0"), ("on_time_closure_rate", "#06d6a0")):
+        traces.append({"type": "bar", "name": t(f"dispatch.kpi.{key}", lang), "x": names,
+                       "y": [r[key] for r in rows], "marker": {"color": colour},
+                       "text": [f"{v:.2f}%" if v is not None else "-" for v in (r[key] for r in rows)],
+                       "textposition": "auto"})  # fmt: skip
+    return {"data": traces, "layout": {
+        "barmode": "group", "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+        "font": {"color": "#cfe3ff"}, "margin": {"l": 40, "r": 10, "t": 10, "b": 30},
+        "yaxis": {"range": [0, 100], "ticksuffix": "%", "gridcolor": "#2a3b57"},
+        "legend": {"orientation": "h", "y": 1.15}}}  # fmt: skip
+
+
+@callback(
+    Output("dispatch-kpi-title", "children"),
+    Output("dispatch-kpi-chart", "figure"),
+    Output("dispatch-kpi-csv", "href"),
+    Output("dispatch-kpi-csv", "children"),
+    Output("dispatch-kpi-xlsx", "href"),
+    Output("dispatch-kpi-xlsx", "children"),
+    Input("dispatch-kpi-tick", "n_intervals"),
+    Input("dispatch-changed", "data"),
+    Input("app-lang", "data"),
+)
+@_guard
+def refresh_kpi(_n, _changed, lang):
+    """Return this month's KPI chart per district and the CSV / XLSX export links."""
+    from urllib.parse import urlencode
+
+    from layers.services import kpi as kpi_service
+
+    lang = lang or "zh"
+    start, end = month_window()
+    with get_ctx().db.session() as s:
+        rows = kpi_service.compute_kpis(s, start, end, group_by="district", lang=lang)
+    q = {"start": start.isoformat(), "end": end.isoformat(), "group_by": "district",
+         "lang": lang}  # fmt: skip
+    title = t("dispatch.kpi.title", lang, month=start.strftime("%Y-%m"))
+    return (title, kpi_figure(rows, lang), "/api/v1/kpi?" + urlencode({**q, "format": "csv"}),
+            "CSV", "/api/v1/kpi?" + urlencode({**q, "format": "xlsx"}), "XLSX")  # fmt: skip
