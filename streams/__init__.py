@@ -5,7 +5,7 @@ Rooms inside ``streams/``:
 - ``registry.py``   one registry per variant family (sources, detectors), chosen by ``type``
 - ``sources.py``    frame sources (RTSP, HTTP MJPEG, looping file, still image) + ``redact_url``
 - ``rules.py``      the validated redaction-rule model stored by ``layers.services.rules``
-- ``detectors/``    face, person and plate detectors behind one interface
+- ``detectors/``    face, person, plate and ``any_of`` detectors behind one interface
 - ``track.py``      keeps boxes alive between detections so they do not flicker
 - ``redact.py``     pixelate / fill / blur boxes and privacy-mask polygons
 - ``pipeline.py``   per-frame pipeline with the fail-closed policy

@@ -153,9 +153,14 @@ class CameraStream:
 
     def stats(self) -> dict:
         """Return counters merged with the pipeline's (frames, failed_closed, dropped, ...)."""
-        merged = Counter(self.counters)
-        merged.update({f"pipeline_{k}": v for k, v in self.pipeline.stats.items()})
-        return dict(merged)
+        for _ in range(5):  # the process thread may add a key while we copy: retry
+            try:
+                merged = Counter(dict(self.counters))
+                merged.update({f"pipeline_{k}": v for k, v in dict(self.pipeline.stats).items()})
+                return dict(merged)
+            except RuntimeError:
+                time.sleep(0.001)
+        return {}
 
     def notify_rules_changed(self) -> None:
         """Reload this camera's rules before the next frame."""
