@@ -178,3 +178,40 @@ def test_rule_change_through_api_reaches_live_stream_within_a_second(app):
             break
         assert time.monotonic() - t0 < 1.0, "the new rule was not applied within a second"
         time.sleep(0.05)
+
+
+def test_many_viewers_over_real_http_share_one_reader(app):
+    """Three concurrent HTTP clients on a threaded server; our own MJPEG reader parses it."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from streams.sources import MjpegSourceConfig, create_source
+
+    server, ctx = app
+    http = make_server("127.0.0.1", 0, server, threaded=True)
+    t = threading.Thread(target=http.serve_forever, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{http.server_port}/video/1.mjpg"
+    shapes: list = []
+    errors: list = []
+
+    def view():
+        src = create_source(MjpegSourceConfig(url=url, timeout_s=10))
+        try:
+            src.open()
+            shapes.extend(src.read().shape for _ in range(3))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            src.close()
+
+    try:
+        viewers = [threading.Thread(target=view) for _ in range(3)]
+        [v.start() for v in viewers]
+        [v.join(30) for v in viewers]
+    finally:
+        http.shutdown()
+    assert errors == []
+    assert shapes == [(576, 768, 3)] * 9
+    assert ctx.services["stream_hub"].streams()[1].counters["connects"] == 1
