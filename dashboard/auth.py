@@ -889,3 +889,36 @@ def user_badge(principal: Principal | None):
             " / ".join(LABELS["logout"]), href="/logout", id="app-logout", className="gs-logout"
         ),
     ]
+
+
+# Inline styles of the access-control consoles (admin, audit, privacy): a scrolling block page
+# on the dark shell, with Dash 4's component colours set through its CSS variables.
+CONSOLE_STYLE = {
+    "display": "block",
+    "height": "100%",
+    "overflowY": "auto",
+    "boxSizing": "border-box",
+    "padding": "12px 24px 40px",
+    "color": "#e5edf5",
+    "--Dash-Text-Strong": "#e5edf5",
+    "--Dash-Text-Primary": "#e5edf5",
+    "--Dash-Text-Weak": "#8aa4bf",
+    "--Dash-Fill-Inverse-Strong": "#13233a",
+    "--Dash-Fill-Interactive-Strong": "#1f6feb",
+    "--Dash-Fill-Interactive-Weak": "#1d3250",
+    "--Dash-Stroke-Strong": "#2f5680",
+    "--Dash-Stroke-Weak": "#24405f",
+}
+ROW_STYLE = {
+    "display": "flex",
+    "gap": "12px",
+    "alignItems": "center",
+    "flexWrap": "wrap",
+    "margin": "8px 0",
+}
+TABLE_STYLE = {
+    "borderCollapse": "separate",
+    "borderSpacing": "14px 4px",
+    "fontSize": "13px",
+    "margin": "6px 0 16px",
+}

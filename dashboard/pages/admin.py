@@ -12,7 +12,13 @@ import logging
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
-from dashboard.auth import current_principal, require_roles
+from dashboard.auth import (
+    CONSOLE_STYLE,
+    ROW_STYLE,
+    TABLE_STYLE,
+    current_principal,
+    require_roles,
+)
 from dashboard.context import get_ctx
 from layers.models import ROLES
 from layers.services import users as user_service
@@ -41,6 +47,7 @@ def _table(header: list[str], rows: list[list], table_id: str) -> html.Table:
     return html.Table(
         id=table_id,
         className="gs-table",
+        style=TABLE_STYLE,
         children=[
             html.Thead(html.Tr([html.Th(h) for h in header])),
             html.Tbody([html.Tr([html.Td(str(c)) for c in r]) for r in rows]),
@@ -97,12 +104,13 @@ def tokens_table() -> html.Table:
 def layout(**_query) -> html.Div:
     """Return the admin page (users and tokens)."""
     return html.Div(
-        className="gs-page gs-admin",
+        className="gs-console gs-admin",
+        style=CONSOLE_STYLE,
         children=[
             html.H2(L["users"]),
             html.Div(id="admin-users", children=users_table()),
             html.Div(
-                className="gs-form-row",
+                style=ROW_STYLE,
                 children=[
                     dcc.Input(id="admin-new-name", placeholder=L["name"], type="text"),
                     dcc.Dropdown(
@@ -114,7 +122,7 @@ def layout(**_query) -> html.Div:
                 ],
             ),
             html.Div(
-                className="gs-form-row",
+                style=ROW_STYLE,
                 children=[
                     dcc.Input(id="admin-target-user", placeholder=L["name"], type="text"),
                     html.Button(L["disable"], id="admin-disable-user", n_clicks=0),
@@ -125,7 +133,7 @@ def layout(**_query) -> html.Div:
             html.H2(L["tokens"]),
             html.Div(id="admin-tokens", children=tokens_table()),
             html.Div(
-                className="gs-form-row",
+                style=ROW_STYLE,
                 children=[
                     dcc.Input(id="admin-token-name", placeholder=L["token_name"], type="text"),
                     dcc.Dropdown(

@@ -11,7 +11,13 @@ import logging
 import dash
 from dash import Input, Output, State, callback, dcc, html
 
-from dashboard.auth import current_principal, require_roles
+from dashboard.auth import (
+    CONSOLE_STYLE,
+    ROW_STYLE,
+    TABLE_STYLE,
+    current_principal,
+    require_roles,
+)
 from dashboard.context import get_ctx
 from layers.services import audit as audit_service
 
@@ -36,11 +42,12 @@ HEADER = [
 def layout(**_query) -> html.Div:
     """Return the audit page: filters, results table, chain check and CSV export."""
     return html.Div(
-        className="gs-page gs-audit",
+        className="gs-console gs-audit",
+        style=CONSOLE_STYLE,
         children=[
             html.H2("审计日志 Audit log"),
             html.Div(
-                className="gs-form-row",
+                style=ROW_STYLE,
                 children=[
                     dcc.Input(id="audit-actor", placeholder="操作人 actor", type="text"),
                     dcc.Input(
@@ -96,6 +103,7 @@ def results_table(entries) -> html.Table:
     return html.Table(
         id="audit-table",
         className="gs-table",
+        style=TABLE_STYLE,
         children=[html.Thead(html.Tr([html.Th(h) for h in HEADER])), html.Tbody(rows)],
     )
 

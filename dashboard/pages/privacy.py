@@ -20,7 +20,13 @@ import dash
 from dash import Input, Output, State, callback, dcc, html
 from pydantic import ValidationError
 
-from dashboard.auth import current_principal, require_roles
+from dashboard.auth import (
+    CONSOLE_STYLE,
+    ROW_STYLE,
+    TABLE_STYLE,
+    current_principal,
+    require_roles,
+)
 from dashboard.context import get_ctx
 from layers.services import NotFoundError, ServiceError
 from layers.services import audit as audit_service
@@ -190,12 +196,13 @@ def camera_options() -> list[dict]:
 def layout(**_query) -> html.Div:
     """Return the privacy console."""
     return html.Div(
-        className="gs-page gs-privacy",
+        className="gs-console gs-privacy",
+        style=CONSOLE_STYLE,
         children=[
             dcc.Store(id="privacy-shapes", data=[]),
             html.H2("脱敏规则 Redaction rules"),
             html.Div(
-                className="gs-form-row",
+                style=ROW_STYLE,
                 children=[
                     dcc.Dropdown(
                         id="privacy-camera",
@@ -244,7 +251,7 @@ def layout(**_query) -> html.Div:
                 ],
             ),
             html.Div(
-                className="gs-form-row",
+                style=ROW_STYLE,
                 children=[
                     dcc.Checklist(
                         id="privacy-targets",
@@ -294,7 +301,7 @@ def layout(**_query) -> html.Div:
             html.Div(id="privacy-versions"),
             html.H2("解除脱敏授权 Unmask grants"),
             html.Div(
-                className="gs-form-row",
+                style=ROW_STYLE,
                 children=[
                     dcc.Input(id="privacy-grantee", placeholder="被授权用户 user", type="text"),
                     dcc.Input(
@@ -319,7 +326,7 @@ def layout(**_query) -> html.Div:
                 ],
             ),
             html.Div(
-                className="gs-form-row",
+                style=ROW_STYLE,
                 children=[
                     dcc.Input(id="privacy-grant-id", placeholder="授权号 grant #", type="number"),
                     html.Button("复核批准 Approve", id="privacy-approve", n_clicks=0),
@@ -375,6 +382,7 @@ def versions_table(scope: RuleScope | None) -> html.Table:
     return html.Table(
         id="privacy-versions-table",
         className="gs-table",
+        style=TABLE_STYLE,
         children=[html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(body)],
     )
 
@@ -402,6 +410,7 @@ def grants_table() -> html.Table:
     return html.Table(
         id="privacy-grants-table",
         className="gs-table",
+        style=TABLE_STYLE,
         children=[html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(body)],
     )
 

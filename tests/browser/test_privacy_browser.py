@@ -1,0 +1,193 @@
+"""The privacy officer draws a mask on a camera's snapshot in headless Chromium, saves the
+rule, and sees the mask burned into the live redacted view.
+
+The camera's source is a still white image, so the only dark pixels in its frames are the ones
+our mask puts there. The server runs as ``python -m dashboard`` in its own process. Skipped
+only where Chromium/chromedriver is missing and ``CI`` is unset; in CI that fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layers.db import Database
+from layers.models import Camera
+from layers.services import audit
+from layers.services import rules as rule_service
+from layers.services import users as user_service
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _require_browser() -> None:
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail("chromium / chromium-driver are missing in CI (.ci/apt-packages.txt)")
+    pytest.skip("chromium or chromedriver not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    _require_browser()
+    import cv2
+
+    tmp = tmp_path_factory.mktemp("privacybrowser")
+    still = tmp / "white.png"
+    cv2.imwrite(str(still), np.full((360, 640, 3), 235, np.uint8))
+    url = f"sqlite:///{tmp / 'gs.sqlite'}"
+    db = Database(url)
+    db.migrate()
+    with db.session() as s:
+        s.add(Camera(id=7, gb_id="53010200001310000007", name="翠湖东门", cls=1, lon=102.7,
+                     lat=25.05, stream_url=str(still)))  # fmt: skip
+        user_service.create_user(s, "po-browser", "privacy_officer", "privacy officer pw",
+                                 actor="tests")  # fmt: skip
+    port = _free_port()
+    env = dict(os.environ, GRIDSIGHT_DB_URL=url, GRIDSIGHT_DATA_DIR=str(tmp),
+               GRIDSIGHT_PORT=str(port), GRIDSIGHT_SEED_ON_START="false",
+               GRIDSIGHT_SIMULATOR="false", GRIDSIGHT_THREADS="8")  # fmt: skip
+    log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {(tmp / 'server.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        pytest.fail("server did not answer /healthz within 120 s")
+    yield {"url": base, "db": db, "tmp": tmp}
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+    db.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--window-size=1400,1000"):  # fmt: skip
+        opts.add_argument(arg)
+    opts.binary_location = str(CHROMIUM)
+    d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    yield d
+    d.quit()
+
+
+def _wait(cond, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = cond()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - the page is still rendering
+            last = exc
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout}s: {what} (last {last!r})")
+
+
+def _live_pixels(d):
+    """Return the live view element's screenshot as an RGB array."""
+    import cv2
+    from selenium.webdriver.common.by import By
+
+    png = d.find_element(By.ID, "privacy-live").screenshot_as_png
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    return img
+
+
+def _dark_fraction(img, x0, y0, x1, y1) -> float:
+    h, w = img.shape[:2]
+    patch = img[int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)]
+    return float((patch.mean(axis=2) < 100).mean())
+
+
+def test_draw_a_mask_and_see_it_on_the_live_view(server, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    d, base = browser, server["url"]
+    d.get(base + "/login?next=/privacy")
+    d.find_element(By.ID, "login-username").send_keys("po-browser")
+    d.find_element(By.ID, "login-password").send_keys("privacy officer pw")
+    d.find_element(By.ID, "login-submit").click()
+    _wait(lambda: d.current_url.endswith("/privacy"), 15, "land on /privacy")
+
+    # Dash 4's dropdown is a button that opens a listbox of options
+    _wait(lambda: d.find_element(By.ID, "privacy-camera"), 30, "camera dropdown").click()
+    _wait(lambda: d.find_element(By.XPATH, "//*[@role='option'][contains(., '翠湖')]"), 15,
+          "camera option").click()  # fmt: skip
+    _wait(lambda: (d.find_element(By.ID, "privacy-live").get_attribute("src") or "").endswith(
+        "/video/7.mjpg"), 30, "live view of camera 7")  # fmt: skip
+    # before: the frame is plain light grey
+    _wait(lambda: _live_pixels(d).mean() > 150, 60, "first live frame")
+    before = _live_pixels(d)
+    assert _dark_fraction(before, 0.3, 0.3, 0.5, 0.5) < 0.05
+
+    # draw a closed path over the middle-left of the snapshot (plotly drawclosedpath)
+    canvas = _wait(lambda: d.find_element(By.CSS_SELECTOR, "#privacy-canvas .nsewdrag"), 30,
+                   "drawing canvas")  # fmt: skip
+    w, h = canvas.size["width"], canvas.size["height"]
+
+    def at(fx, fy):
+        return int(fx * w - w / 2), int(fy * h - h / 2)
+
+    chain = ActionChains(d).move_to_element_with_offset(canvas, *at(0.2, 0.2)).click_and_hold()
+    for fx, fy in ((0.6, 0.2), (0.6, 0.6), (0.2, 0.6), (0.2, 0.21)):
+        chain = chain.move_to_element_with_offset(canvas, *at(fx, fy))
+    chain.release().perform()
+    _wait(lambda: d.find_elements(By.CSS_SELECTOR, "#privacy-canvas .shapelayer path"), 15,
+          "the drawn shape")  # fmt: skip
+
+    d.find_element(By.ID, "privacy-save").click()
+    message = _wait(lambda: d.find_element(By.ID, "privacy-message").text, 30, "save message")
+    assert "v1" in message and "1 masks" in message, message
+
+    # after: the mask is burned into the live frames within a few seconds
+    _wait(lambda: _dark_fraction(_live_pixels(d), 0.3, 0.3, 0.5, 0.5) > 0.9, 30,
+          "mask on the live view")  # fmt: skip
+    after = _live_pixels(d)
+    assert _dark_fraction(after, 0.75, 0.75, 0.95, 0.95) < 0.05  # outside the mask: untouched
+    if os.environ.get("GRIDSIGHT_SCREENSHOT_DIR"):
+        d.save_screenshot(str(Path(os.environ["GRIDSIGHT_SCREENSHOT_DIR"]) / "privacy.png"))
+
+    rules = rule_service.rules_for_camera(server["db"], 7)
+    (mask,) = rules.masks
+    xs, ys = zip(*mask.points, strict=True)
+    assert 0.15 < min(xs) < 0.25 and 0.55 < max(xs) < 0.65
+    assert 0.15 < min(ys) < 0.25 and 0.55 < max(ys) < 0.65
+    with server["db"].session() as s:
+        assert audit.search(s, action="rules.save")[0].actor == "po-browser"
+        assert audit.search(s, action="video.view.start", actor="po-browser")
