@@ -23,14 +23,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from geo.assign import GridIndex
-from geo.crs import local_metric_crs, to_wgs84, transform_geometries
 from layers.citygen import city as citymod
 from layers.citygen import history, names, roads
 from layers.citygen.tiling import Plane
@@ -47,8 +46,9 @@ from layers.models import (
     IncidentEvent,
     Responder,
 )
-from layers.services.incidents import ensure_categories
-from layers.services.spatial import ESCALATION_ORDER
+
+if TYPE_CHECKING:  # geo and the services pull in numba, scipy and pandas: import them late
+    from geo.assign import GridIndex
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,8 @@ def load_districts(source, crs: str | None = None) -> list[_District]:
         For an unknown ``crs``.
     """
     import geopandas as gpd
+
+    from geo.crs import transform_geometries
 
     gdf = source if isinstance(source, gpd.GeoDataFrame) else gpd.read_file(source)
     missing = [c for c in ("name", "adcode") if c not in gdf.columns]
@@ -471,6 +473,10 @@ def _write_city(
     sample_video: str | Path | None,
     sample_video_cameras: int,
 ) -> dict[str, int]:
+    from geo.assign import GridIndex
+    from geo.crs import local_metric_crs, transform_geometries
+    from layers.services.incidents import ensure_categories
+
     h = plan.hierarchy
     plane = plan.plane
     lake = plan.lake
@@ -509,7 +515,7 @@ def _write_city(
     # ---- centers at four levels
     bar.stage("writing centers and people")
     rng = rngs["people"]
-    centers: list[dict] = []
+    centers: list[tuple] = []  # (level, name, area id, plane xy)
     cx, cy = _dry_point(plan.city, (0.0, 0.0), lake)
     centers.append(("city", f"{plan.city_name}社会治理综合指挥中心", 1, (cx, cy)))
     center_of_area = {1: 1}
@@ -556,11 +562,12 @@ def _write_city(
     staff_names = names.person_names(rng, n_staff)
     staff_phones = names.mobile_numbers(rng, n_staff)
     staff_avail = rng.random(n_staff) < 0.9
-    first_staff_of_center = {}
+    staff_of_center: dict[int, tuple[int, int]] = {}  # center id -> (first staff id, count)
     for j in range(n_staff):
         rid = n_grids + j + 1
         c = int(staff_center[j])
-        first_staff_of_center.setdefault(c, rid)
+        first, count = staff_of_center.get(c, (rid, 0))
+        staff_of_center[c] = (first, count + 1)
         resp_rows.append(
             {"id": rid, "name": staff_names[j], "kind": "center_staff", "grid_id": None,
              "center_id": c, "phone": staff_phones[j], "available": bool(staff_avail[j]),
@@ -593,7 +600,7 @@ def _write_city(
         s, plan, cfg, rngs, index, now, bar, cats,
         grid_community=np.array([first_id["community"] + g.parent for g in h.grids]),
         area_parent=area_parent, center_of_area=center_of_area,
-        first_staff_of_center=first_staff_of_center, worker_names=worker_names,
+        staff_of_center=staff_of_center, worker_names=worker_names,
         worker_phones=worker_phones,
     )  # fmt: skip
     return {
@@ -869,11 +876,12 @@ def _write_incidents(
     grid_community: np.ndarray,
     area_parent: dict[int, int | None],
     center_of_area: dict[int, int],
-    first_staff_of_center: dict[int, int],
+    staff_of_center: dict[int, tuple[int, int]],
     worker_names: np.ndarray,
     worker_phones: np.ndarray,
 ) -> tuple[int, int]:
     from layers.services import sla as sla_service
+    from layers.services.spatial import ESCALATION_ORDER
 
     n = cfg.incidents
     now_s = now.timestamp()
@@ -906,6 +914,11 @@ def _write_incidents(
     lon[strayed], lat[strayed] = lon[dup_of[strayed]], lat[dup_of[strayed]]
     gpos[dup] = gpos[src]
     cat[dup] = cat[src]
+    # the grid index decides, exactly as the incident service would on intake
+    found = index.assign(lon, lat)
+    if (found < 0).any():
+        raise SeedError(f"{int((found < 0).sum())} incidents fell outside every grid")
+    gpos = found
     priority = history.sample_priorities(rng_t, cats, cat)
     source = history.sample_sources(rng_t, cats, cat)
 
@@ -932,26 +945,12 @@ def _write_incidents(
     rework[dup] = 0
 
     # escalation: open past the deadline climbs one level per SLA step (as escalate_overdue)
-    level_rank = {lvl: i for i, lvl in enumerate(ESCALATION_ORDER)}
-    rank = np.array([level_rank.get(o, 0) for o in cats.owner_level[cat]])
+    rank = np.array([ESCALATION_ORDER.index(o) for o in cats.owner_level[cat]])
     closed_at = stages["closed_at"]
-    end = np.where(np.isfinite(closed_at), closed_at, now_s)
-    escalate_at = due.copy()
-    escalated_at = np.full(n, np.nan)
-    escalations: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    stage_times = np.column_stack([stages[history.STAGE_COLUMNS[st]] for st in history.STAGES])
-    status_names = np.array(("collected",) + history.STAGES, dtype=object)
-    for _ in range(len(ESCALATION_ORDER)):
-        go = (escalate_at <= end) & (rank < len(ESCALATION_ORDER) - 1)
-        if not go.any():
-            break
-        rank = np.where(go, rank + 1, rank)
-        escalated_at = np.where(go, escalate_at, escalated_at)
-        who = np.flatnonzero(go)
-        # the status the case had when it was escalated (NaN compares False: not reached)
-        then = status_names[(stage_times[who] <= escalate_at[who, None]).sum(axis=1)]
-        escalations.append((who, escalate_at[who].copy(), then))
-        escalate_at = np.where(go, sla_add(escalate_at, step_h), escalate_at)
+    end_s = np.where(np.isfinite(closed_at), closed_at, now_s)
+    rank, escalate_at, escalated_at, escalations = _escalate(
+        rank, due, end_s, lambda t: sla_add(t, step_h), stages, len(ESCALATION_ORDER) - 1
+    )
     level = np.array(ESCALATION_ORDER, dtype=object)[rank]
 
     # routing: grid and community work → the community's center; above → that level's center
@@ -963,8 +962,8 @@ def _write_incidents(
     for r, areas in area_at.items():
         sel = rank == r
         center[sel] = [center_of_area[int(a)] for a in areas[sel]]
-    staff = np.array([first_staff_of_center[int(c)] for c in center])
-    assignee = np.where(rank == 0, gpos + 1, staff)
+    first, count = np.array([staff_of_center[int(c)] for c in center]).T
+    assignee = np.where(rank == 0, gpos + 1, first + rng_x.integers(0, 1 << 30, n) % count)
 
     # reporters: grid workers report their own patrols; cameras and opinion have none
     rep_name = names.person_names(rng_x, n)
@@ -987,14 +986,6 @@ def _write_incidents(
         for d, i in zip(local_day, hot, strict=True)
     ]
 
-    # escalations as flat arrays (incident index, time, status then, step number)
-    esc_who = np.concatenate([e[0] for e in escalations] or [np.zeros(0, int)])
-    esc_when = np.concatenate([e[1] for e in escalations] or [np.zeros(0)])
-    esc_then = np.concatenate([e[2] for e in escalations] or [np.zeros(0, object)])
-    esc_step = np.concatenate(
-        [np.full(len(e[0]), k + 1) for k, e in enumerate(escalations)] or [np.zeros(0, int)]
-    )
-
     with _bulk_load(s, ("incidents", "incident_events")):
         n_events = _insert_incidents(
             s, bar, n, columns={
@@ -1007,9 +998,42 @@ def _write_incidents(
                 "external_id": ext_id, "extension_hours": np.zeros(n),
                 "escalate_at": escalate_at, "escalated_at": escalated_at,
             }, event_inputs=(source, created, stages, dup_of),
-            escalations=(esc_who, esc_when, esc_then, esc_step),
+            escalations=escalations,
         )  # fmt: skip
     return n, n_events
+
+
+def _escalate(rank, due, end_s, add_step, stages, top: int):
+    """Return (rank, escalate_at, escalated_at, escalations) after replaying escalations.
+
+    Like ``layers.services.sla.escalate_overdue``: a case still open at its ``escalate_at``
+    (first the deadline, then one SLA step later each time) moves up one level, until
+    ``end_s`` (its closing, or now) or the top level. ``escalations`` holds flat arrays
+    (incident index, time, status at that time, step number), one entry per escalation.
+    """
+    escalate_at = due.copy()
+    escalated_at = np.full(len(due), np.nan)
+    stage_times = np.column_stack([stages[history.STAGE_COLUMNS[st]] for st in history.STAGES])
+    status_names = np.array(("collected",) + history.STAGES, dtype=object)
+    who_, when_, then_, step_ = [], [], [], []
+    for step in range(1, top + 1):
+        go = (escalate_at <= end_s) & (rank < top)
+        if not go.any():
+            break
+        who = np.flatnonzero(go)
+        who_.append(who)
+        when_.append(escalate_at[who].copy())
+        # the status the case had then (a NaN stage compares False: not reached)
+        then_.append(status_names[(stage_times[who] <= escalate_at[who, None]).sum(axis=1)])
+        step_.append(np.full(len(who), step))
+        rank = np.where(go, rank + 1, rank)
+        escalated_at = np.where(go, escalate_at, escalated_at)
+        escalate_at = np.where(go, add_step(escalate_at), escalate_at)
+    flat = tuple(
+        np.concatenate(parts) if parts else np.zeros(0, dtype)
+        for parts, dtype in ((who_, int), (when_, float), (then_, object), (step_, int))
+    )
+    return rank, escalate_at, escalated_at, flat
 
 
 def _insert_incidents(s, bar, n, columns, event_inputs, escalations) -> int:
@@ -1226,6 +1250,8 @@ def run(args: argparse.Namespace) -> int:
     if args.crs is not None and args.districts is None:
         return _usage("--crs: applies to --districts only; give --districts FILE as well")
     if args.crs is not None:
+        from geo.crs import to_wgs84
+
         try:
             to_wgs84(np.array([0.0]), np.array([0.0]), args.crs)
         except ValueError as exc:
@@ -1261,7 +1287,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     seconds = time.perf_counter() - t0
     where = db.engine.url.render_as_string(hide_password=True)
-    print(f"seeded the {args.scale} city (seed {args.seed}) in {seconds:.1f} s into {where}:")
+    with db.session() as s:
+        city = s.execute(
+            select(AdminArea.name, AdminArea.code).where(AdminArea.level == "city")
+        ).one()
+    print(
+        f"seeded {city.name} ({city.code}), scale {args.scale}, seed {args.seed}, "
+        f"in {seconds:.1f} s into {where}:"
+    )
     width = max(len(k) for k in counts)
     for k, v in counts.items():
         print(f"  {k:<{width}}  {v:>10,}")

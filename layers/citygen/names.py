@@ -2,7 +2,7 @@
 
 Names are drawn from common surnames weighted roughly by frequency and a pool of given-name
 characters; place names combine characters common in Yunnan place names (甸, 哨, 营, 箐 ...).
-None of it refers to real people or real places below the district level.
+Any likeness to real people, numbers or places below the district level is chance.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
-from scipy.spatial import cKDTree
 
 # WGS-84 ellipsoid
 _A = 6378137.0
@@ -217,6 +216,8 @@ def _nearest(centres: np.ndarray, pts: np.ndarray) -> np.ndarray:
             pts[:, None, 1] - centres[None, :, 1]
         ) ** 2
         return np.argmin(d2, axis=1)
+    from scipy.spatial import cKDTree  # only for big cases: scipy is slow to import
+
     return cKDTree(centres).query(pts)[1]
 
 

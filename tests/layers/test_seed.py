@@ -401,7 +401,8 @@ def test_cli_seed_refuse_force_and_summary(tmp_path, capsys):
     args = ["seed", "--scale", "tiny", "--db", url, "--no-progress", "--now", NOW.isoformat()]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "seeded the tiny city (seed 42)" in out and "grids" in out and "incidents" in out
+    assert "seeded 昆明市 (530100), scale tiny, seed 42, in" in out
+    assert "grids" in out and "incidents" in out
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "already holds a city" in err and "--force" in err
