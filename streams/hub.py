@@ -192,6 +192,7 @@ class CameraStream:
                     self._cond.wait(remaining)
                 return slot.seq, slot.jpeg
 
+        wait.stopped = self._stop.is_set  # type: ignore[attr-defined] - lets viewers end cleanly
         try:
             yield wait
         finally:

@@ -143,6 +143,8 @@ def register(server: flask.Flask, ctx: Any) -> None:
                         got = wait(seq, KEEPALIVE_S)
                         if got is not None:
                             seq, last = got
+                        elif wait.stopped():
+                            return  # the hub is shutting down: end the response
                         elif last is None:
                             continue
                         # On a timeout the last redacted frame is sent again: that keeps

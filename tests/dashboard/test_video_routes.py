@@ -215,3 +215,14 @@ def test_many_viewers_over_real_http_share_one_reader(app):
     assert errors == []
     assert shapes == [(576, 768, 3)] * 9
     assert ctx.services["stream_hub"].streams()[1].counters["connects"] == 1
+
+
+def test_mjpeg_response_ends_when_the_hub_closes(app):
+    server, ctx = app
+    r = server.test_client().get("/video/2.mjpg", buffered=False)
+    chunks = iter(r.response)
+    next(chunks)
+    ctx.services["stream_hub"].close()
+    rest = list(chunks)  # must terminate, not spin
+    assert len(rest) <= 2
+    r.close()
