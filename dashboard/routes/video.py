@@ -91,7 +91,7 @@ def _error(status: int, message: str):
 
 
 def register(server: flask.Flask, ctx: Any) -> None:
-    """Add the video routes and the rules API to ``server``; start the app's stream hub."""
+    """Add the video routes and the rules API to ``server`` (the hub starts with the first stream)."""
     services = getattr(ctx, "services", None)
     hub = services.get("stream_hub") if services is not None else None
     if hub is None:
