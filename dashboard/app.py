@@ -138,11 +138,13 @@ def create_app(
 def _seed_if_empty(ctx: AppContext) -> None:
     from sqlalchemy import func, select
 
-    from layers.models import Grid
+    from layers.models import AdminArea, Grid
 
     with ctx.db.session() as s:
         n = s.execute(select(func.count()).select_from(Grid)).scalar_one()
+        n += s.execute(select(func.count()).select_from(AdminArea)).scalar_one()
     if n:
+        # an imported (possibly partial) city is the operator's data: never seed over it
         return
     try:
         from layers.seed import seed_city

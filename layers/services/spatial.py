@@ -78,8 +78,14 @@ _lock = threading.Lock()
 
 
 def _grid_version(s: Session) -> tuple:
-    g = s.execute(select(func.count(), func.max(Grid.id)).select_from(Grid)).one()
-    c = s.execute(select(func.count(), func.max(Center.id)).select_from(Center)).one()
+    # count + max id alone miss a reseed that recreates the same ids; the bbox sums change
+    # whenever any grid geometry does.
+    g = s.execute(
+        select(func.count(), func.max(Grid.id), func.sum(Grid.minx + Grid.maxy * 3.0))
+    ).one()
+    c = s.execute(
+        select(func.count(), func.max(Center.id), func.sum(Center.lon + Center.lat * 3.0))
+    ).one()
     return (tuple(g), tuple(c))
 
 

@@ -10,8 +10,12 @@ from dashboard.settings import Settings
 
 @pytest.fixture
 def settings(tmp_path):
-    return Settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
-                    seed_on_start=False, simulator=False)
+    return Settings(
+        db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}",
+        data_dir=tmp_path,
+        seed_on_start=False,
+        simulator=False,
+    )
 
 
 def test_healthz_on_empty_database(settings):
@@ -64,3 +68,22 @@ def test_unknown_layer_geojson_is_404(settings):
     login(client, app, "operator")  # /layers/ is behind the access guard (dashboard/auth.py)
     r = client.get("/layers/nope.geojson")
     assert r.status_code == 404 and "unknown layer" in r.get_json()["error"]
+
+
+def test_no_seed_over_an_imported_city(tmp_path):
+    """Districts imported but no grids yet: first start must not seed over them."""
+    import shapely
+
+    from layers.db import Database
+    from layers.models import AdminArea
+
+    db = Database(f"sqlite:///{tmp_path / 'gs.sqlite'}")
+    db.migrate()
+    with db.session() as s:
+        a = AdminArea(level="district", code="530102", name="五华区")
+        a.geometry = shapely.box(102.6, 25.0, 102.7, 25.1)
+        s.add(a)
+    settings = Settings(db_url=db.url, data_dir=tmp_path, seed_on_start=True, simulator=False)
+    app = create_app(settings, start_background=False)
+    counts = app.server.test_client().get("/healthz").get_json()["counts"]
+    assert counts["districts"] == 1 and counts["grids"] == 0
