@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import datashader as ds
+import numba
 import numpy as np
 import pandas as pd
 
@@ -92,17 +93,23 @@ def main() -> None:
     lon, lat = clustered_points(args.points)
     density(lon[:100], lat[:100], bounds, shape, args.bandwidth)  # JIT warm-up
     datashader_blur(lon[:100], lat[:100], bounds, shape, args.bandwidth)
-    # Interleave the two so that load from other processes hits both alike.
-    t_ours, t_ds = [], []
+    # Interleave the runs so that load from other processes hits all of them alike.
+    t_ours, t_ours_1, t_ds = [], [], []
+    threads = numba.get_num_threads()
     for _ in range(args.repeat):
         t, ours = best_of(lambda: density(lon, lat, bounds, shape, args.bandwidth), 1)
         t_ours.append(t)
+        numba.set_num_threads(1)
+        t, _ = best_of(lambda: density(lon, lat, bounds, shape, args.bandwidth), 1)
+        t_ours_1.append(t)
+        numba.set_num_threads(threads)
         t, theirs = best_of(lambda: datashader_blur(lon, lat, bounds, shape, args.bandwidth), 1)
         t_ds.append(t)
     diff = np.abs(ours - theirs).max() / theirs.max()
     print(
         f"{args.points:,} points -> {shape} raster, h={args.bandwidth:.0f} m: density "
-        f"min {min(t_ours) * 1e3:.1f} ms (median {np.median(t_ours) * 1e3:.1f}) | "
+        f"min {min(t_ours) * 1e3:.1f} ms (median {np.median(t_ours) * 1e3:.1f}; 1 numba "
+        f"thread min {min(t_ours_1) * 1e3:.1f}, ratio {min(t_ds) / min(t_ours_1):.2f}x) | "
         f"datashader+cv2 min {min(t_ds) * 1e3:.1f} ms (median {np.median(t_ds) * 1e3:.1f}) | "
         f"ratio of minima {min(t_ds) / min(t_ours):.2f}x, of medians "
         f"{np.median(t_ds) / np.median(t_ours):.2f}x | max |ours - datashader| = {diff:.2%} "
