@@ -700,6 +700,36 @@ def _password_view():
     return flask.redirect(home_for(p))
 
 
+# Dash component ids start with their page's name (STYLE.md); a callback whose outputs belong
+# to a page is refused to anybody who may not open that page, whatever the page module does.
+PAGE_ID_PREFIXES = {
+    "operator": "/",
+    "dispatch": "/dispatch",
+    "privacy": "/privacy",
+    "audit": "/audit",
+    "admin": "/admin",
+}
+
+
+def callback_pages(body: object) -> set[str]:
+    """Return the page paths whose components a Dash callback request writes to."""
+    if not isinstance(body, dict):
+        return set()
+    outputs = body.get("outputs")
+    if isinstance(outputs, dict):
+        outputs = [outputs]
+    pages = set()
+    for out in outputs if isinstance(outputs, list) else []:
+        cid = out.get("id") if isinstance(out, dict) else None
+        if isinstance(cid, dict):  # pattern-matching id: {"type": "operator-card", ...}
+            cid = cid.get("type")
+        if isinstance(cid, str):
+            page = PAGE_ID_PREFIXES.get(cid.split("-", 1)[0])
+            if page is not None:
+                pages.add(page)
+    return pages
+
+
 MUST_CHANGE_OK = ("/account/password", "/logout", "/login", "/assets/", "/healthz", "/_favicon")
 
 
@@ -727,6 +757,11 @@ def _guard():
         if policy is None:
             log.info("denied undeclared path %s %s", req.method, path)
         return _deny(principal)
+    if path == "/_dash-update-component" and req.method == "POST":
+        for page in callback_pages(req.get_json(silent=True)):
+            if not is_allowed(resolve_policy(server, page), principal, page):
+                log.info("refused a %s callback to %s", page, principal.name if principal else "-")
+                return _json_error(403, f"role may not use the {page} page's callbacks")
     if req.method in UNSAFE_METHODS and (principal is None or principal.via == "session"):
         if not _csrf_ok():
             if path == "/login":

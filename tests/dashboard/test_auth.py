@@ -260,3 +260,38 @@ def test_security_headers_and_cookie_flags(app, client):
     assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
     assert r.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert client.get("/login").headers["Cache-Control"] == "no-store"
+
+
+def _page_callback(output_id):
+    return {
+        "output": f"{output_id}.children",
+        "outputs": {"id": output_id, "property": "children"},
+        "inputs": [{"id": "test-in", "property": "value", "value": "x"}],
+        "changedPropIds": ["test-in.value"],
+        "state": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "role,output_id,allowed",
+    [
+        ("auditor", "operator-kpis", False),
+        ("operator", "admin-users", False),
+        ("admin", "audit-results", False),
+        ("operator", "privacy-message", False),
+        ("dispatcher", "dispatch-queue", True),
+        ("privacy_officer", "privacy-message", True),
+        ("auditor", "app-title", True),
+    ],
+)
+def test_page_callbacks_are_refused_to_roles_that_cannot_open_the_page(
+    app, client, role, output_id, allowed
+):
+    """Even a hand-made POST to a page's callback is refused (ids start with the page name)."""
+    login(client, app, role)
+    r = client.post("/_dash-update-component", json=_page_callback(output_id),
+                    headers=csrf_headers(client))  # fmt: skip
+    if allowed:
+        assert r.status_code != 403  # past the guard (Dash then answers for the callback)
+    else:
+        assert r.status_code == 403 and "callbacks" in r.get_json()["error"]
