@@ -196,6 +196,18 @@ def district_allowed(principal: Principal | None, code: str) -> bool:
     return str(code)[:6] in districts
 
 
+# Roles that see reporters' names and phone numbers in clear (dispatchers call reporters back,
+# 一线回访); everybody else gets layers.codes.mask_name / mask_phone.
+PERSONAL_DATA_ROLES = frozenset({"dispatcher"})
+
+
+def may_see_personal_data(principal: Principal | None) -> bool:
+    """Return True if ``principal`` may see reporter names/phones unmasked (UI and exports)."""
+    return (
+        principal is not None and principal.kind == "user" and principal.role in PERSONAL_DATA_ROLES
+    )
+
+
 def _pw_fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 

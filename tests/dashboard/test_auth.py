@@ -295,3 +295,13 @@ def test_page_callbacks_are_refused_to_roles_that_cannot_open_the_page(
         assert r.status_code != 403  # past the guard (Dash then answers for the callback)
     else:
         assert r.status_code == 403 and "callbacks" in r.get_json()["error"]
+
+
+def test_only_dispatchers_see_reporters_in_clear():
+    from dashboard.auth import Principal, may_see_personal_data
+
+    assert may_see_personal_data(Principal("d", "dispatcher"))
+    for role in ("operator", "privacy_officer", "auditor", "admin"):
+        assert not may_see_personal_data(Principal("x", role))
+    assert not may_see_personal_data(Principal("t", "dispatcher", kind="token", via="bearer"))
+    assert not may_see_personal_data(None)
