@@ -164,6 +164,18 @@ def test_workflow_actions_through_the_api(app, intake):
     assert [e["action"] for e in doc["history"]] == ["create", "register", "dispatch", "escalate"]
     assert doc["history"][1]["actor"].startswith("dispatcher-")
     assert "accept" in doc["allowed_actions"]
+    # every dispatch action is also in the hash-chained audit log, and the chain verifies
+    from sqlalchemy import select
+
+    from layers.models import AuditEntry
+    from layers.services import audit
+
+    db = app.server.config["GRIDSIGHT"].db
+    with db.session() as s:
+        logged = s.scalars(select(AuditEntry.action).where(
+            AuditEntry.target == f"incident:{iid}")).all()  # fmt: skip
+    assert logged == ["incident.register", "incident.dispatch", "incident.escalate"]
+    assert audit.verify(db).ok
     assert client.get("/api/v1/incidents/99999999").status_code == 404
     assert client.get(f"/api/v1/incidents/{2**70}").status_code == 404
     # an intake token cannot drive the workflow
