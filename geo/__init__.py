@@ -24,17 +24,17 @@ from geo.rollup import LEVELS, rollup
 from geo.sectors import camera_sectors, cameras_seeing, cameras_seeing_many
 
 __all__ = [
-    "LEVELS",
     "GridIndex",
+    "LEVELS",
     "assign_points",
     "bd09_to_gcj02",
+    "bd09_to_wgs84",
+    "blind_spots",
     "camera_sectors",
     "cameras_seeing",
     "cameras_seeing_many",
     "coverage",
     "density",
-    "bd09_to_wgs84",
-    "blind_spots",
     "from_wgs84",
     "gcj02_to_bd09",
     "gcj02_to_wgs84",

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo import blind_spots, camera_sectors, coverage, local_metric_crs, transform_geometries
-from tests.geo.awkward import HOLED, MULTI, SQUARE
+from tests.geo.awkward import HOLED, MULTI, SLIVER, SQUARE
 
 LON0, LAT0 = 118.78, 32.06
 M = 1 / 111_320.0  # ~degrees per metre (latitude)
@@ -65,7 +65,9 @@ def test_coverage_within_two_percent_of_exact_for_grids_over_one_hectare(seed, n
     np.testing.assert_array_less(np.abs(got - expected)[big], 0.02)
 
 
-@pytest.mark.parametrize("grid", [SQUARE, HOLED, MULTI], ids=["square", "holed", "multi"])
+@pytest.mark.parametrize(
+    "grid", [SQUARE, HOLED, MULTI, SLIVER], ids=["square", "holed", "multi", "sliver"]
+)
 def test_awkward_grids(grid):
     cams = pd.DataFrame(
         {

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo import crs as gcrs
+from tests.geo.awkward import AWKWARD_SETS
 
 # Published reference vectors from eviltransform's test suites (wgs lon, lat, gcj lon, lat).
 GCJ_VECTORS = [
@@ -154,3 +155,19 @@ def test_transform_geometries_round_trip_and_geoseries():
     assert as_gcj.crs is None
     with pytest.raises(ValueError, match="crs"):
         gcrs.transform_geometries(metric, "wgs84", "gcj02")
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD_SETS))
+@pytest.mark.parametrize("crs", ["gcj02", "bd09", "EPSG:3857"])
+def test_awkward_geometries_round_trip(name, crs):
+    geoms = np.asarray(AWKWARD_SETS[name], dtype=object)
+    there = gcrs.transform_geometries(geoms, "wgs84", crs)
+    back = gcrs.transform_geometries(there, crs, "wgs84")
+    for original, result in zip(geoms, back, strict=True):
+        if original is None:
+            assert result is None
+        elif original.is_empty:
+            assert result.is_empty
+        else:
+            assert result.geom_type == original.geom_type
+            assert shapely.hausdorff_distance(result, original) < 1e-8  # ~1 mm
