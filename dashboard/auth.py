@@ -237,10 +237,11 @@ def _resolve_principal() -> Principal | None:
                 flask.g.auth_error = "invalid or revoked API token"
                 return None
             return Principal(name=row.name, role=row.role, kind="token", via="bearer")
-    if scheme == "basic":
-        if not req.path.startswith(BASIC_PREFIXES):
-            flask.g.auth_error = "HTTP Basic is accepted on /ogc only; sign in or use a token"
-            return None
+    if scheme == "basic" and not req.path.startswith(BASIC_PREFIXES):
+        # Browsers resend Basic credentials cached for /ogc to other paths of the site: ignore
+        # them there (they never authenticate) and fall through to the session cookie.
+        flask.g.basic_ignored = True
+    elif scheme == "basic":
         try:
             raw = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
