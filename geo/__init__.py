@@ -21,9 +21,10 @@ from geo.crs import (
 from geo.density import density
 from geo.hotspots import hotspots
 from geo.rollup import LEVELS, rollup
-from geo.sectors import camera_sectors, cameras_seeing, cameras_seeing_many
+from geo.sectors import CameraIndex, camera_sectors, cameras_seeing, cameras_seeing_many
 
 __all__ = [
+    "CameraIndex",
     "GridIndex",
     "LEVELS",
     "assign_points",

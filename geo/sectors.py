@@ -15,7 +15,13 @@ import pyproj
 import shapely
 from numpy.typing import ArrayLike
 
-__all__ = ["CAMERA_COLUMNS", "camera_sectors", "cameras_seeing"]
+__all__ = [
+    "CAMERA_COLUMNS",
+    "CameraIndex",
+    "camera_sectors",
+    "cameras_seeing",
+    "cameras_seeing_many",
+]
 
 CAMERA_COLUMNS = ("lon", "lat", "azimuth", "fov", "range_m")
 _GEOD = pyproj.Geod(ellps="WGS84")
@@ -83,15 +89,91 @@ def camera_sectors(cameras: pd.DataFrame, *, arc_step_deg: float = 5.0):
     return gpd.GeoSeries(geoms, index=cameras.index, crs="EPSG:4326")
 
 
-def cameras_seeing(lon: float, lat: float, cameras: pd.DataFrame) -> list[int]:
+class CameraIndex:
+    """A reusable index answering "which cameras see these points" for many queries.
+
+    Parameters
+    ----------
+    cameras : pandas.DataFrame
+        Camera table as for ``camera_sectors`` (EPSG:4326). Rows with missing values or a
+        non-positive ``range_m``/``fov`` never see anything.
+    """
+
+    def __init__(self, cameras: pd.DataFrame) -> None:
+        self.cam = _camera_arrays(cameras)
+        self.ok = _valid(self.cam)
+        # Conservative degree boxes around each camera (1 % margin over the local scale).
+        r_deg_lat = self.cam["range_m"] / 110_574.0 * 1.01
+        coslat = np.cos(np.radians(np.clip(np.abs(self.cam["lat"]) + r_deg_lat, 0, 89.9)))
+        r_deg_lon = self.cam["range_m"] / (111_320.0 * coslat) * 1.01
+        self.box = np.column_stack(
+            [
+                self.cam["lon"] - r_deg_lon,
+                self.cam["lat"] - r_deg_lat,
+                self.cam["lon"] + r_deg_lon,
+                self.cam["lat"] + r_deg_lat,
+            ]
+        )
+        self.box[~self.ok] = np.nan
+        self._tree: shapely.STRtree | None = None
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+    def _candidates_one(self, lon: float, lat: float) -> np.ndarray:
+        b = self.box
+        return np.flatnonzero(
+            (b[:, 0] <= lon) & (lon <= b[:, 2]) & (b[:, 1] <= lat) & (lat <= b[:, 3])
+        )
+
+    def seeing(self, lon: ArrayLike, lat: ArrayLike) -> list[list[int]]:
+        """Return, for each WGS-84 point, the positions of the cameras seeing it, nearest first.
+
+        Candidate pairs come from an STRtree of the cameras' bounding boxes (built on first
+        use), so the cost grows with the number of (point, nearby camera) pairs.
+        """
+        lon_a = np.atleast_1d(np.asarray(lon, dtype=np.float64))
+        lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+        if len(lon_a) == 1:
+            c_idx = self._candidates_one(float(lon_a[0]), float(lat_a[0]))
+            p_idx = np.zeros(len(c_idx), dtype=np.int64)
+        else:
+            if self._tree is None:
+                boxes = shapely.box(*self.box.T)
+                boxes[~self.ok] = None
+                self._tree = shapely.STRtree(boxes)
+            p_idx, c_idx = self._tree.query(
+                shapely.points(np.column_stack([lon_a, lat_a])), predicate="intersects"
+            )
+        return self._decide(lon_a, lat_a, p_idx, c_idx)
+
+    def _decide(self, lon_a, lat_a, p_idx, c_idx) -> list[list[int]]:
+        cam = self.cam
+        result: list[list[int]] = [[] for _ in range(len(lon_a))]
+        if not len(p_idx):
+            return result
+        az, _, dist = _GEOD.inv(cam["lon"][c_idx], cam["lat"][c_idx], lon_a[p_idx], lat_a[p_idx])
+        dist = np.asarray(dist)
+        diff = np.abs((np.asarray(az) - cam["azimuth"][c_idx] + 180.0) % 360.0 - 180.0)
+        sees = (dist <= cam["range_m"][c_idx]) & (
+            (cam["fov"][c_idx] >= 360.0) | (diff <= cam["fov"][c_idx] / 2) | (dist == 0)
+        )
+        p_idx, c_idx, dist = p_idx[sees], c_idx[sees], dist[sees]
+        order = np.lexsort((c_idx, dist, p_idx))
+        for p, c in zip(p_idx[order], c_idx[order], strict=True):
+            result[p].append(int(c))
+        return result
+
+
+def cameras_seeing(lon: float, lat: float, cameras: pd.DataFrame | CameraIndex) -> list[int]:
     """Return the row positions of the cameras whose cone holds the point, nearest first.
 
     Parameters
     ----------
     lon, lat : float
         The point, EPSG:4326 degrees.
-    cameras : pandas.DataFrame
-        Camera table as for ``camera_sectors``.
+    cameras : pandas.DataFrame or CameraIndex
+        Camera table as for ``camera_sectors``, or an index built from one.
 
     Returns
     -------
@@ -100,46 +182,17 @@ def cameras_seeing(lon: float, lat: float, cameras: pd.DataFrame) -> list[int]:
         and bearing within ``fov / 2`` of ``azimuth`` (boundary included), sorted by distance
         then position. The test uses the exact cone, not the chord polygon.
     """
-    return cameras_seeing_many([lon], [lat], cameras)[0]
+    index = cameras if isinstance(cameras, CameraIndex) else CameraIndex(cameras)
+    return index.seeing([lon], [lat])[0]
 
 
-def cameras_seeing_many(lon: ArrayLike, lat: ArrayLike, cameras: pd.DataFrame) -> list[list[int]]:
+def cameras_seeing_many(
+    lon: ArrayLike, lat: ArrayLike, cameras: pd.DataFrame | CameraIndex
+) -> list[list[int]]:
     """Return, for each point, the camera positions whose cone holds it, nearest first.
 
-    Same rule as ``cameras_seeing``; candidate pairs come from a bounding-box query, so the
-    cost grows with the number of (point, nearby camera) pairs, not points x cameras.
+    Same rule as ``cameras_seeing``. Pass a ``CameraIndex`` to reuse the spatial index across
+    calls.
     """
-    lon_a = np.atleast_1d(np.asarray(lon, dtype=np.float64))
-    lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))
-    cam = _camera_arrays(cameras)
-    ok = _valid(cam)
-    result: list[list[int]] = [[] for _ in range(len(lon_a))]
-    if not ok.any() or not len(lon_a):
-        return result
-    # Conservative degree boxes around each camera (1 % margin over the local scale).
-    r_deg_lat = cam["range_m"] / 110_574.0 * 1.01
-    coslat = np.cos(np.radians(np.clip(np.abs(cam["lat"]) + r_deg_lat, 0, 89.9)))
-    r_deg_lon = cam["range_m"] / (111_320.0 * coslat) * 1.01
-    boxes = shapely.box(
-        cam["lon"] - r_deg_lon,
-        cam["lat"] - r_deg_lat,
-        cam["lon"] + r_deg_lon,
-        cam["lat"] + r_deg_lat,
-    )
-    boxes[~ok] = None
-    tree = shapely.STRtree(boxes)
-    pts = shapely.points(np.column_stack([lon_a, lat_a]))
-    p_idx, c_idx = tree.query(pts, predicate="intersects")
-    if not len(p_idx):
-        return result
-    az, _, dist = _GEOD.inv(cam["lon"][c_idx], cam["lat"][c_idx], lon_a[p_idx], lat_a[p_idx])
-    dist = np.asarray(dist)
-    diff = np.abs((np.asarray(az) - cam["azimuth"][c_idx] + 180.0) % 360.0 - 180.0)
-    sees = (dist <= cam["range_m"][c_idx]) & (
-        (cam["fov"][c_idx] >= 360.0) | (diff <= cam["fov"][c_idx] / 2) | (dist == 0)
-    )
-    p_idx, c_idx, dist = p_idx[sees], c_idx[sees], dist[sees]
-    order = np.lexsort((c_idx, dist, p_idx))
-    for p, c in zip(p_idx[order], c_idx[order], strict=True):
-        result[p].append(int(c))
-    return result
+    index = cameras if isinstance(cameras, CameraIndex) else CameraIndex(cameras)
+    return index.seeing(lon, lat)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo import camera_sectors, cameras_seeing, local_metric_crs, transform_geometries
-from geo.sectors import cameras_seeing_many
+from geo.sectors import CameraIndex, cameras_seeing_many
 
 GEOD = pyproj.Geod(ellps="WGS84")
 
@@ -130,6 +130,9 @@ def test_many_points_matches_single_calls():
     lat = 32.06 + rng.uniform(-0.004, 0.004, 50)
     many = cameras_seeing_many(lon, lat, df)
     assert many == [cameras_seeing(x, y, df) for x, y in zip(lon, lat, strict=True)]
+    index = CameraIndex(df)
+    assert cameras_seeing_many(lon, lat, index) == many
+    assert [cameras_seeing(x, y, index) for x, y in zip(lon, lat, strict=True)] == many
     assert sum(map(len, many)) > 0
     # brute-force check of one point against every camera
     az, _, dist = GEOD.inv(
