@@ -850,7 +850,9 @@ def install_video_hooks(ctx: AppContext) -> None:
 
     ``authorize_video`` (role + camera scope), ``authorize_rules`` (read: privacy officer,
     auditor; write: privacy officer), ``unmask_grant`` (watermark text of an active grant, else
-    None: redacted) and ``audit`` (every view, snapshot and rule change into the audit log).
+    None: redacted), ``unmask_grant_for(username, camera_id)`` (the same without a request
+    context, for re-checking a running stream) and ``audit`` (every view, snapshot and rule
+    change into the audit log).
     """
     from layers.services import cameras as camera_service
     from layers.services import grants as grant_service
@@ -881,6 +883,16 @@ def install_video_hooks(ctx: AppContext) -> None:
             grant = grant_service.active_grant(s, p.name, camera_id)
             return grant_service.watermark_text(grant) if grant is not None else None
 
+    def unmask_grant_for(username: str, camera_id: int) -> str | None:
+        # context-free variant for long-running streams: re-check every few seconds so an
+        # unredacted view ends when its grant expires or is revoked
+        with ctx.db.session() as s:
+            user = user_service.get_user(s, username)
+            if user is None or not user.active or user.role not in VIDEO_ROLES:
+                return None
+            grant = grant_service.active_grant(s, username, camera_id)
+            return grant_service.watermark_text(grant) if grant is not None else None
+
     def audit_hook(event: str, **fields: Any) -> None:
         p = current_principal()
         actor = str(fields.pop("user", None) or (p.actor if p else "unknown"))
@@ -899,6 +911,7 @@ def install_video_hooks(ctx: AppContext) -> None:
         authorize_video=authorize_video,
         authorize_rules=authorize_rules,
         unmask_grant=unmask_grant,
+        unmask_grant_for=unmask_grant_for,
         audit=audit_hook,
     )
 

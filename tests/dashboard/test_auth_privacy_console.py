@@ -144,11 +144,14 @@ def test_grants_need_reason_expire_and_can_need_a_second_officer(app, page):
         assert mark.startswith("UNMASKED op-zhang ") and mark.endswith("grant#1")
     with as_user(app, "operator", "op-li"):
         assert hooks["unmask_grant"](flask.request, 7) is None
+    assert hooks["unmask_grant_for"]("op-zhang", 7).endswith("grant#1")  # no request needed
+    assert hooks["unmask_grant_for"]("op-zhang", 9) is None
     with as_user(app, "privacy_officer", "po-1"):
         msg, _ = page.grant_action("privacy-revoke", None, None, None, None, 1)
         assert "revoked #1" in msg
     with as_user(app, "operator", "op-zhang"):
         assert hooks["unmask_grant"](flask.request, 7) is None
+    assert hooks["unmask_grant_for"]("op-zhang", 7) is None
     with db.session() as s:
         actions = [e.action for e in audit.search(s, action="grant.")][::-1]
     assert actions == ["grant.create", "grant.approve", "grant.revoke"]
