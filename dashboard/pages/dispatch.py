@@ -297,6 +297,7 @@ def perform_action(
     into: int | None = None,
     reason: str = "",
     lang: str = "zh",
+    distinct: bool = False,
 ) -> tuple[bool, str]:
     """Return (ok, message) after applying a workflow action from the page."""
     try:
@@ -304,7 +305,7 @@ def perform_action(
             row = workflow.apply(
                 s, incident_id, action, actor=actor, role=role, reason=reason or "",
                 assignee_id=assignee_id if action in ("dispatch", "reassign") else None,
-                into=into,
+                into=into, distinct=distinct,
             )  # fmt: skip
             status = row.status
     except (workflow.TransitionError, workflow.ActionNotPermittedError, NotFoundError) as exc:
@@ -389,6 +390,8 @@ def layout(**_query) -> html.Div:
                                               style={"minWidth": "200px", "color": "#111"}),
                                  dcc.Input(id="dispatch-reason", type="text", debounce=False,
                                            style={"minWidth": "220px"}),
+                                 dcc.Checklist(id="dispatch-distinct", options=[], value=[],
+                                               style={"alignSelf": "center"}),
                                  *buttons,
                              ]),
                     dl.Map(id="dispatch-map", center=[25.04, 102.71], zoom=15,
@@ -410,6 +413,7 @@ def layout(**_query) -> html.Div:
     Output("dispatch-assignee", "placeholder"),
     Output("dispatch-merge-into", "placeholder"),
     Output("dispatch-reason", "placeholder"),
+    Output("dispatch-distinct", "options"),
     *[Output(f"dispatch-btn-{a}", "children") for a in ACTION_ORDER],
     Input("app-lang", "data"),
 )
@@ -422,6 +426,7 @@ def render_labels(lang):
     return (t("dispatch.queue", lang), column_defs(lang), t("dispatch.keys", lang) + keys,
             t("dispatch.assignee", lang), t("dispatch.merge_into", lang),
             t("dispatch.reason", lang),
+            [{"label": " " + t("dispatch.distinct", lang), "value": "distinct"}],
             *[f"{t('dispatch.action.' + a, lang)} ({ACTION_KEYS[a].upper()})" for a in ACTION_ORDER])  # fmt: skip
 
 
@@ -493,6 +498,7 @@ def show_detail(incident_id, _changed, lang):
     State("dispatch-assignee", "value"),
     State("dispatch-merge-into", "value"),
     State("dispatch-reason", "value"),
+    State("dispatch-distinct", "value"),
     State("dispatch-changed", "data"),
     State("app-lang", "data"),
     prevent_initial_call=True,
@@ -500,7 +506,7 @@ def show_detail(incident_id, _changed, lang):
 @_guard
 def on_action(*args):
     """Return (message, change counter, cleared reason) after the clicked action."""
-    *_clicks, incident_id, assignee, into, reason, changed, lang = args
+    *_clicks, incident_id, assignee, into, reason, distinct, changed, lang = args
     lang = lang or "zh"
     trigger = dash.ctx.triggered_id
     if not trigger or incident_id is None or not any(_clicks):
@@ -508,7 +514,8 @@ def on_action(*args):
     action = str(trigger).removeprefix("dispatch-btn-")
     actor, role = _principal()
     ok, message = perform_action(get_ctx().db, int(incident_id), action, actor=actor, role=role,
-                                 assignee_id=assignee, into=into, reason=reason or "", lang=lang)  # fmt: skip
+                                 assignee_id=assignee, into=into, reason=reason or "", lang=lang,
+                                 distinct="distinct" in (distinct or []))  # fmt: skip
     return (html.Span(message, className="ok" if ok else "err", id="dispatch-message-text"),
             (changed or 0) + 1, "" if ok else no_update)  # fmt: skip
 

@@ -78,6 +78,10 @@ class ActionIn(BaseModel):
     into: int | None = Field(None, ge=1, le=MAX_ID)
     hours: float | None = Field(None, gt=0, le=10_000)
     rework_to: Literal["handling", "dispatched"] = "handling"
+    distinct: bool = Field(
+        False,
+        description="dispatch: confirm it is not the same problem as a nearby dispatched report",
+    )
 
 
 class BatchIn(BaseModel):
@@ -344,7 +348,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
                 row = workflow.apply(
                     s, incident_id, req.action, actor=actor, role=role, reason=req.reason,
                     assignee_id=req.assignee_id, into=req.into, hours=req.hours,
-                    rework_to=req.rework_to,
+                    rework_to=req.rework_to, distinct=req.distinct,
                 )  # fmt: skip
                 doc = incident_service.public_dict(row)
         except workflow.ActionNotPermittedError as exc:

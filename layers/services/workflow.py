@@ -109,6 +109,25 @@ def _audit(session: Session, actor: str, role: str, action: str, target: str, de
         )
 
 
+def _refuse_second_dispatch(session: Session, row: Incident) -> None:
+    """Raise TransitionError if a likely duplicate of ``row`` is already out with a worker."""
+    from layers.services.duplicates import candidates_near
+
+    out = [
+        c for c in candidates_near(session, lon=row.lon, lat=row.lat, category=row.category_code,
+                                   at=row.created_at, exclude_id=row.id)
+        if c["status"] in ("dispatched", "handling", "reported")
+    ]  # fmt: skip
+    if out:
+        c = out[0]
+        raise TransitionError(
+            f"incident {row.id} looks like incident {c['id']} (same category, "
+            f"{c['distance_m']:.0f} m and {c['minutes_apart']:.0f} min apart), which is already "
+            f"dispatched; merge it into {c['id']}, or dispatch with distinct=true if it is a "
+            "different problem"
+        )
+
+
 def root_of(session: Session, incident_id: int) -> int:
     """Return the primary case of a (possibly merged) incident, following ``duplicate_of``."""
     seen = set()
@@ -135,6 +154,7 @@ def apply(
     into: int | None = None,
     hours: float | None = None,
     rework_to: str = "handling",
+    distinct: bool = False,
     calendar: sla_service.WorkCalendar | None = None,
 ) -> Incident:
     """Return the incident after performing ``action`` on it, logged as an IncidentEvent.
@@ -154,6 +174,10 @@ def apply(
         ``extend``: approved extension in SLA hours.
     rework_to : "handling" or "dispatched"
         ``rework``: back to the same worker, or back to dispatch for a new assignee.
+    distinct : bool
+        ``dispatch``: the dispatcher confirms the case is a different problem from a nearby
+        same-category report that is already dispatched (otherwise dispatch is refused, so
+        one problem is never dispatched twice; merge it instead).
 
     Raises
     ------
@@ -200,6 +224,8 @@ def apply(
             raise TransitionError(
                 f"incident {row.id} was merged into {row.duplicate_of}; dispatch that one instead"
             )
+        if not distinct:
+            _refuse_second_dispatch(session, row)
         if assignee_id is not None:
             row.assignee_id = int(assignee_id)
             detail = f"{reason} (assignee {assignee_id} by dispatcher)".strip()

@@ -255,3 +255,23 @@ def test_escalation_loop_escalates_in_the_background(db):
     finally:
         loop.stop()
     assert level != "grid" and not loop.running
+
+
+def test_same_problem_is_never_dispatched_twice(db):
+    lon, lat = grid_center(5, 1)
+    t0 = MONDAY_10 + dt.timedelta(days=1)
+    with db.session() as s:
+        a = svc.create_incident(s, {"lon": lon, "lat": lat, "category": "ENV"}, now=t0).id
+        b = svc.create_incident(
+            s,
+            {"lon": lon + 0.0002, "lat": lat, "category": "ENV"},
+            now=t0 + dt.timedelta(minutes=20),
+        ).id
+        for iid in (a, b):
+            workflow.apply(s, iid, "register", **D)
+        workflow.apply(s, a, "dispatch", **D)
+    with db.session() as s, pytest.raises(workflow.TransitionError, match=f"merge it into {a}"):
+        workflow.apply(s, b, "dispatch", **D)
+    with db.session() as s:  # the dispatcher judges it a different problem: allowed, logged
+        row = workflow.apply(s, b, "dispatch", distinct=True, reason="two different piles", **D)
+        assert row.status == "dispatched"
