@@ -434,7 +434,7 @@ def layout(**_query) -> html.Div:
             dcc.Store(id="operator-view", storage_type="local"),
             dcc.Store(id="operator-city-bounds", data=bounds),
             dcc.Interval(id="operator-tick", interval=TICK_MS),
-            dcc.Interval(id="operator-slow", interval=30_000),
+            dcc.Interval(id="operator-slow", interval=15_000),
             dcc.Interval(id="operator-play-tick", interval=700, disabled=True),
             dcc.Interval(id="operator-view-init", interval=300, max_intervals=1),
             html.Div(
@@ -750,11 +750,10 @@ clientside_callback(
 # -- live refresh ---------------------------------------------------------------------------------
 
 
-def _kpi_values(db, f) -> list[str]:
+def _slow_kpi_values(db, f) -> list[str]:
     k = mapdata.kpis(db, f)
-    cams = _camera_online(db)
-    return [f"{k['open']:,}", f"{k['overdue']:,}", f"{k['new_today']:,}",
-            _pct(k["closure_rate"]), _pct(k["ontime_rate"]), cams]  # fmt: skip
+    return [f"{k['overdue']:,}", _pct(k["closure_rate"]), _pct(k["ontime_rate"]),
+            _camera_online(db)]  # fmt: skip
 
 
 def _camera_online(db) -> str:
@@ -799,9 +798,9 @@ def _feed_patch(new: list[dict], shown: int) -> tuple[Patch, int]:
     return feed, min(total, FEED_SIZE)
 
 
-KPI_OUTPUTS = [Output(f"operator-kpi-{k}", "children") for k in
-               ("open", "overdue", "new_today", "closure_rate", "ontime_rate",
-                "cameras_online")]  # fmt: skip
+KPI_OUTPUTS = [Output("operator-kpi-open", "children"),
+               Output("operator-kpi-new_today", "children")]  # fmt: skip
+SLOW_KPIS = ("overdue", "closure_rate", "ontime_rate", "cameras_online")
 
 
 def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str):
@@ -831,10 +830,13 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
         new_cursor = {"fkey": fkey, "ev": ev, "inc": inc, "n": 0,
                       "live": 0 if fresh_live else cursor.get("live", 0),
                       "max": mx}  # fmt: skip
+        lc = mapdata.live_counts(db, f)
+        new_cursor.update(open=lc["open"], today=lc["new_today"], day=lc["day"])
         feed, new_cursor["feed"] = _feed(db, f, lang)
-        return hide, live_out, feed, new_cursor, _kpi_values(db, f)
+        return hide, live_out, feed, new_cursor, [f"{lc['open']:,}", f"{lc['new_today']:,}"]
     changes = mapdata.changes_since(db, int(cursor.get("ev", 0)))
-    if changes["overflow"]:
+    today = dt.datetime.now(mapdata.CST).date().isoformat()
+    if changes["overflow"] or cursor.get("day") != today:
         return refresh_payload(fdict, {**cursor, "n": RESYNC_TICKS}, "operator-tick", lang)
     if not changes["incidents"]:
         cursor["n"] = cursor.get("n", 0) + 1
@@ -872,7 +874,12 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
         feed, new_cursor["feed"] = _feed_patch(new, cursor["feed"])
     elif new:
         feed, new_cursor["feed"] = _feed(db, f, lang)
-    return hide, live_out, feed, new_cursor, _kpi_values(db, f)
+    delta = mapdata.live_counts_delta(db, f, changes)
+    new_cursor["open"] = cursor.get("open", 0) + delta["open"]
+    new_cursor["today"] = cursor.get("today", 0) + delta["new_today"]
+    kpis = [f"{new_cursor['open']:,}" if delta["open"] else no_update,
+            f"{new_cursor['today']:,}" if delta["new_today"] else no_update]  # fmt: skip
+    return hide, live_out, feed, new_cursor, kpis
 
 
 @callback(
@@ -913,6 +920,8 @@ def trend_figure(tr: dict, names: dict[str, str], lang: str) -> go.Figure:
     if not tr["series"]:
         fig.add_annotation(text=t("operator.trend.empty", lang), showarrow=False,
                            font={"color": "#8aa4bf"})  # fmt: skip
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     return fig
 
 
@@ -921,13 +930,18 @@ def trend_figure(tr: dict, names: dict[str, str], lang: str) -> go.Figure:
     Output("operator-hotspots", "children"),
     Output("operator-heat", "url"),
     Output("operator-slow-cursor", "data"),
+    *[Output(f"operator-kpi-{k}", "children") for k in SLOW_KPIS],
     Input("operator-slow", "n_intervals"),
     Input("operator-filter", "data"),
     Input("app-lang", "data"),
     State("operator-slow-cursor", "data"),
 )
 def refresh_slow(_n, fdict, lang, slow_cursor):
-    """Return the trend chart, the hotspot list and the heat-map URL (every 30 s if changed)."""
+    """Return trend, hotspots, heat-map URL and the slower KPIs (every 30 s if changed).
+
+    Overdue counts and closure rates need a row scan of the open incidents, so they refresh
+    with the heat map rather than every second; open and new-today counts are live.
+    """
     lang = lang or "zh"
     db = get_ctx().db
     f = mapdata.parse_filter(fdict)
@@ -948,12 +962,13 @@ def refresh_slow(_n, fdict, lang, slow_cursor):
         for i, h in enumerate(hot)
     ] or [html.Div(t("operator.hotspots.empty", lang), className="gs-muted")]  # fmt: skip
     return (trend_figure(tr, names, lang), hot_items, _heat_url(fdict, ev),
-            {"ev": ev, "key": key})  # fmt: skip
+            {"ev": ev, "key": key}, *_slow_kpi_values(db, f))  # fmt: skip
 
 
 @callback(
     Output("operator-points", "data"),
     Output("operator-cones", "data"),
+    Output("operator-heat", "opacity"),
     Input("operator-map", "bounds"),
     Input("operator-map", "zoom"),
     Input("operator-filter", "data"),
@@ -978,7 +993,9 @@ def zoomed_layers(bounds, zoom, fdict, visible, points, cones):
     if zoom >= CONES_MIN_ZOOM and "cameras" in visible:
         cns = mapdata.camera_cones(db, (w, s, e, n))
     same = lambda a, b: (a or empty)["features"] == [] and b["features"] == []  # noqa: E731
-    return (no_update if same(points, pts) else pts, no_update if same(cones, cns) else cns)
+    heat = 0.6 if zoom < CONES_MIN_ZOOM else 0.25  # zoomed in, points tell more than heat
+    return (no_update if same(points, pts) else pts, no_update if same(cones, cns) else cns,
+            heat)  # fmt: skip
 
 
 # -- selection: grid card, camera card -------------------------------------------------------------

@@ -302,15 +302,17 @@ def changes_since(session: Session, after_event_id: int, limit: int = 5000) -> d
     events arrived (the caller should then resynchronise in full).
     """
     rows = session.execute(
-        select(IncidentEvent.id, IncidentEvent.incident_id)
+        select(IncidentEvent.id, IncidentEvent.incident_id, IncidentEvent.from_status,
+               IncidentEvent.to_status)
         .where(IncidentEvent.id > after_event_id)
         .order_by(IncidentEvent.id)
         .limit(limit + 1)
-    ).all()
+    ).all()  # fmt: skip
     overflow = len(rows) > limit
     rows = rows[:limit]
     if not rows:
-        return {"cursor": after_event_id, "incidents": [], "grids": [], "overflow": False}
+        return {"cursor": after_event_id, "incidents": [], "grids": [], "overflow": False,
+                "transitions": []}  # fmt: skip
     inc_ids = sorted({int(r.incident_id) for r in rows})
     grids: set[int] = set()
     for chunk in range(0, len(inc_ids), 900):
@@ -321,8 +323,68 @@ def changes_since(session: Session, after_event_id: int, limit: int = 5000) -> d
                 select(Incident.grid_id).where(Incident.id.in_(part), Incident.grid_id.is_not(None))
             )
         )
+    transitions = [(int(r.incident_id), r.from_status, r.to_status) for r in rows]
     return {"cursor": int(rows[-1].id), "incidents": inc_ids, "grids": sorted(grids),
-            "overflow": overflow}  # fmt: skip
+            "overflow": overflow, "transitions": transitions}  # fmt: skip
+
+
+def _filter_conditions(session: Session, f: MapFilter) -> list:
+    conds = []
+    cat = _category_condition(f.categories)
+    if cat is not None:
+        conds.append(cat)
+    area = _area_condition(session, f.area_id)
+    if area is not None:
+        conds.append(area)
+    return conds
+
+
+@_sessioned
+def live_counts(session: Session, f: MapFilter, now: dt.datetime | None = None) -> dict:
+    """Return ``open`` (current) and ``new_today`` (since 00:00 China time) for the filter.
+
+    Both are index-only counts without a category/area filter; the live refresh keeps them
+    up to date afterwards with ``live_counts_delta`` instead of counting again.
+    """
+    now = _now(now)
+    conds = _filter_conditions(session, f)
+    day_start = now.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
+    n_open = session.scalar(select(func.count()).where(Incident.status.in_(OPEN_STATUSES), *conds))
+    n_today = session.scalar(select(func.count()).where(Incident.created_at >= day_start, *conds))
+    return {"open": int(n_open or 0), "new_today": int(n_today or 0),
+            "day": day_start.date().isoformat()}  # fmt: skip
+
+
+@_sessioned
+def live_counts_delta(
+    session: Session, f: MapFilter, changes: dict, now: dt.datetime | None = None
+) -> dict:
+    """Return the change of ``open`` and ``new_today`` implied by ``changes_since`` output.
+
+    Uses the logged transitions (from -> to status) of the incidents matching the filter's
+    categories and area: a create adds to both, a move out of an open status subtracts one.
+    """
+    now = _now(now)
+    if not changes["transitions"]:
+        return {"open": 0, "new_today": 0}
+    ids = changes["incidents"]
+    conds = _filter_conditions(session, f)
+    day_start = now.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
+    matching: dict[int, dt.datetime] = {}
+    for chunk in range(0, len(ids), 900):
+        part = ids[chunk : chunk + 900]
+        for r in session.execute(
+            select(Incident.id, Incident.created_at).where(Incident.id.in_(part), *conds)
+        ):
+            matching[int(r.id)] = r.created_at
+    d_open = d_today = 0
+    for inc_id, before, after in changes["transitions"]:
+        if inc_id not in matching:
+            continue
+        d_open += int(after in OPEN_STATUSES) - int(before in OPEN_STATUSES)
+        if before is None and matching[inc_id] >= day_start:
+            d_today += 1
+    return {"open": d_open, "new_today": d_today}
 
 
 def _incident_feature(r, lang: str = "zh") -> dict:
@@ -845,8 +907,7 @@ def density_png(raster: np.ndarray) -> bytes:
     colors = np.array([[40, 90, 255], [0, 210, 255], [60, 255, 120], [255, 210, 0],
                        [255, 40, 40]], dtype=float)  # fmt: skip
     rgb = np.stack([np.interp(v, stops, colors[:, i]) for i in range(3)], axis=-1)
-    alpha = np.clip(v * 1.6, 0, 0.85) * 255
-    alpha[v < 0.04] = 0
+    alpha = np.clip((v - 0.08) * 1.4, 0, 0.8) * 255  # low density stays see-through
     bgra = np.dstack([rgb[..., 2], rgb[..., 1], rgb[..., 0], alpha]).astype(np.uint8)
     ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if not ok:  # pragma: no cover - cv2 encodes any uint8 BGRA array

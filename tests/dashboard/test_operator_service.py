@@ -253,3 +253,27 @@ def test_camera_cones_in_view(city):
 def test_rows_in_whole_city(city):
     db, ids = city
     assert len(ids["grids"]) == COLS * ROWS
+
+
+def test_live_counts_follow_transitions(fresh_city):
+    from layers.models import IncidentEvent
+
+    db, ids = fresh_city
+    f = mapdata.parse_filter({"categories": ["DISPUTE"]})
+    base = mapdata.live_counts(db, f)
+    cursor = mapdata.last_event_id(db)
+    lon, lat = cell_center(4, 1)
+    with db.session() as s:
+        env = create_incident(s, {"lon": lon, "lat": lat, "category": "DISPUTE.NEIGHBOR"}).id
+        create_incident(s, {"lon": lon, "lat": lat, "category": "SECURITY"})  # filtered out
+        opened = s.scalars(select(Incident).where(
+            Incident.category_code == "DISPUTE.NEIGHBOR", Incident.status == "collected",
+            Incident.id != env)).first()  # fmt: skip
+        opened.status, opened.closed_at = "closed", dt.datetime.now(dt.UTC)
+        s.add(IncidentEvent(incident_id=opened.id, from_status="collected", to_status="closed",
+                            action="close", actor="t", role="dispatcher"))  # fmt: skip
+    delta = mapdata.live_counts_delta(db, f, mapdata.changes_since(db, cursor))
+    assert delta == {"open": 0, "new_today": 1}  # one new dispute, one closed
+    after = mapdata.live_counts(db, f)
+    assert after["open"] == base["open"] + delta["open"]
+    assert after["new_today"] == base["new_today"] + delta["new_today"]
