@@ -74,6 +74,20 @@ def _guard(func):
     return require_roles(*ROLES)(func)
 
 
+def _scope(db) -> set[int] | None:
+    """Return the grid ids the signed-in user's district scope allows (None = all)."""
+    try:
+        from dashboard.auth import current_principal
+    except ImportError:  # pragma: no cover
+        return None
+    p = current_principal()
+    districts = (p.scopes.get("districts") or []) if p is not None else []
+    if not districts:
+        return None
+    with db.session() as s:
+        return incident_service.grid_ids_in_districts(s, districts)
+
+
 def _principal() -> tuple[str, str]:
     try:
         from dashboard.auth import current_principal
@@ -92,9 +106,15 @@ def _local(iso: str, fmt: str = "%m-%d %H:%M") -> str:
     return dt.datetime.fromisoformat(iso).astimezone(CST).strftime(fmt)
 
 
-def queue_rows(db, now: dt.datetime | None = None, lang: str = "zh") -> list[dict]:
-    """Return the open cases as AG Grid rows, most urgent first (with SLA hours left)."""
+def queue_rows(
+    db, now: dt.datetime | None = None, lang: str = "zh", grid_ids: set[int] | None = None
+) -> list[dict]:
+    """Return the open cases as AG Grid rows, most urgent first (with SLA hours left).
+
+    ``grid_ids`` limits the queue to a user's district scope (None = the whole city).
+    """
     now = now or utcnow()
+    scope = [] if grid_ids is None else [Incident.grid_id.in_(sorted(grid_ids))]
     with db.session() as s:
         rows = s.execute(
             select(Incident, Grid.code, Responder.name, Category.name_zh, Category.name_en,
@@ -102,7 +122,8 @@ def queue_rows(db, now: dt.datetime | None = None, lang: str = "zh") -> list[dic
             .outerjoin(Grid, Incident.grid_id == Grid.id)
             .outerjoin(Responder, Incident.assignee_id == Responder.id)
             .outerjoin(Category, Category.code == Incident.category_code)
-            .where(Incident.status.in_(workflow.OPEN_STATUSES), Incident.duplicate_of.is_(None))
+            .where(Incident.status.in_(workflow.OPEN_STATUSES), Incident.duplicate_of.is_(None),
+                   *scope)
             .order_by(Incident.due_at, Incident.id)
             .limit(QUEUE_LIMIT)
         ).all()  # fmt: skip
@@ -189,7 +210,9 @@ def _camera_frame(s, cams: list[dict]):
     return pd.DataFrame([r._asdict() for r in rows])
 
 
-def detail_view(db, incident_id: int, lang: str, role: str) -> dict:
+def detail_view(
+    db, incident_id: int, lang: str, role: str, grid_ids: set[int] | None = None
+) -> dict:
     """Return the detail panel parts of a case: header, body, map children/bounds, options.
 
     Keys: ``info`` (Dash children), ``map`` (dash-leaflet children), ``bounds``,
@@ -198,6 +221,8 @@ def detail_view(db, incident_id: int, lang: str, role: str) -> dict:
     """
     with db.session() as s:
         row = incident_service.get_incident(s, incident_id)
+        if grid_ids is not None and row.grid_id not in grid_ids:
+            raise NotFoundError(f"no incident with id {incident_id!r}")
         grid = s.get(Grid, row.grid_id) if row.grid_id else None
         history = workflow.history(s, row.id)
         near = routing.nearest_available(s, row.lon, row.lat, n=6)
@@ -298,10 +323,14 @@ def perform_action(
     reason: str = "",
     lang: str = "zh",
     distinct: bool = False,
+    grid_ids: set[int] | None = None,
 ) -> tuple[bool, str]:
     """Return (ok, message) after applying a workflow action from the page."""
     try:
         with db.session() as s:
+            target = incident_service.get_incident(s, incident_id)
+            if grid_ids is not None and target.grid_id not in grid_ids:
+                raise NotFoundError(f"no incident with id {incident_id!r}")
             row = workflow.apply(
                 s, incident_id, action, actor=actor, role=role, reason=reason or "",
                 assignee_id=assignee_id if action in ("dispatch", "reassign") else None,
@@ -442,7 +471,8 @@ def render_labels(lang):
 def refresh_queue(_n, _changed, lang):
     """Return the queue rows and summary tiles (polled: new cases appear without reload)."""
     lang = lang or "zh"
-    rows = queue_rows(get_ctx().db, lang=lang)
+    db = get_ctx().db
+    rows = queue_rows(db, lang=lang, grid_ids=_scope(db))
     return rows, queue_summary(rows, lang)
 
 
@@ -480,7 +510,8 @@ def show_detail(incident_id, _changed, lang):
         return (html.P(t("dispatch.pick", lang), className="gs-muted"), [], no_update, [], None,
                 [], *off)  # fmt: skip
     try:
-        view = detail_view(get_ctx().db, int(incident_id), lang, _principal()[1])
+        db = get_ctx().db
+        view = detail_view(db, int(incident_id), lang, _principal()[1], grid_ids=_scope(db))
     except NotFoundError:
         return html.P(t("dispatch.gone", lang)), [], no_update, [], None, [], *off
     enabled = set(view["actions"])
@@ -514,9 +545,10 @@ def on_action(*args):
         return no_update, no_update, no_update
     action = str(trigger).removeprefix("dispatch-btn-")
     actor, role = _principal()
-    ok, message = perform_action(get_ctx().db, int(incident_id), action, actor=actor, role=role,
+    db = get_ctx().db
+    ok, message = perform_action(db, int(incident_id), action, actor=actor, role=role,
                                  assignee_id=assignee, into=into, reason=reason or "", lang=lang,
-                                 distinct="distinct" in (distinct or []))  # fmt: skip
+                                 distinct="distinct" in (distinct or []), grid_ids=_scope(db))  # fmt: skip
     return (html.Span(message, className="ok" if ok else "err", id="dispatch-message-text"),
             (changed or 0) + 1, "" if ok else no_update)  # fmt: skip
 

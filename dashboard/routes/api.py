@@ -112,6 +112,26 @@ def principal() -> tuple[str, str]:
     return p.actor, p.role
 
 
+def scope_grid_ids(session) -> set[int] | None:
+    """Return the grid ids the request's principal may see (its district scope), None = all."""
+    try:
+        from dashboard.auth import current_principal
+    except ImportError:  # pragma: no cover
+        return None
+    p = current_principal()
+    districts = (p.scopes.get("districts") or []) if p is not None else []
+    if not districts:
+        return None
+    return incident_service.grid_ids_in_districts(session, districts)
+
+
+def check_scope(session, row) -> None:
+    """Raise ApiError 404 if the incident lies outside the principal's district scope."""
+    allowed = scope_grid_ids(session)
+    if allowed is not None and row.grid_id not in allowed:
+        raise ApiError(404, f"no incident with id {row.id}")
+
+
 def json_body() -> Any:
     """Return the parsed JSON body or raise ApiError 400 saying how to send it."""
     data = flask.request.get_json(silent=True)
@@ -302,6 +322,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         with ctx.db.session() as s:
             rows, total = incident_service.list_incidents(
                 s,
+                grid_ids=scope_grid_ids(s),
                 bbox=parse_bbox(args.get("bbox")),
                 start=parse_time("start", args.get("start")),
                 end=parse_time("end", args.get("end")),
@@ -327,6 +348,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
             raise ApiError(404, f"no incident with id {incident_id}")
         with ctx.db.session() as s:
             row = incident_service.get_incident(s, incident_id)
+            check_scope(s, row)
             doc = incident_service.public_dict(row)
             doc["history"] = workflow.history(s, row.id)
             doc["possible_duplicates"] = duplicate_service.candidates(s, row.id)
@@ -345,6 +367,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         actor, role = principal()
         try:
             with ctx.db.session() as s:
+                check_scope(s, incident_service.get_incident(s, incident_id))
                 row = workflow.apply(
                     s, incident_id, req.action, actor=actor, role=role, reason=req.reason,
                     assignee_id=req.assignee_id, into=req.into, hours=req.hours,

@@ -313,6 +313,7 @@ def list_incidents(
     category: str | list[str] | None = None,
     status: str | list[str] | None = None,
     grid_id: int | None = None,
+    grid_ids: set[int] | None = None,
     include_duplicates: bool = True,
     limit: int = 100,
     offset: int = 0,
@@ -329,6 +330,8 @@ def list_incidents(
         Category codes; a parent code (e.g. ``DISPUTE``) also matches its children.
     status : str or list, optional
         Workflow statuses, or ``open``.
+    grid_ids : set of int, optional
+        Only incidents in these grids (a principal's district scope); None = all.
     """
     from sqlalchemy import or_
 
@@ -354,6 +357,8 @@ def list_incidents(
         conds.append(Incident.status.in_(expanded))
     if grid_id is not None:
         conds.append(Incident.grid_id == int(grid_id))
+    if grid_ids is not None:  # a user's district scope
+        conds.append(Incident.grid_id.in_(sorted(grid_ids)))
     if not include_duplicates:
         conds.append(Incident.duplicate_of.is_(None))
     total = session.scalar(select(func.count()).select_from(Incident).where(*conds)) or 0
@@ -362,6 +367,23 @@ def list_incidents(
         .limit(int(limit)).offset(int(offset))
     ).scalars()  # fmt: skip
     return list(rows), int(total)
+
+
+def grid_ids_in_districts(session: Session, district_codes: list[str]) -> set[int]:
+    """Return the ids of the grids lying in the districts with these 6-digit codes."""
+    from layers.models import AdminArea
+
+    wanted = set(
+        session.scalars(
+            select(AdminArea.id).where(
+                AdminArea.level == "district", AdminArea.code.in_([str(c) for c in district_codes])
+            )
+        )
+    )
+    if not wanted:
+        return set()
+    loc = locator(session)
+    return {int(g) for g in loc.grid_ids if loc.area_chain(int(g)).get("district") in wanted}
 
 
 def list_categories(session: Session) -> list[dict]:

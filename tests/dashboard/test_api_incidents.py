@@ -241,3 +241,21 @@ def test_dispatch_page_functions(app, intake):
         )
         assert not ok and "Not done" in msg
         assert dup not in {r["id"] for r in dispatch.queue_rows(db)}
+
+
+def test_district_scope_limits_what_a_dispatcher_sees(app, intake):
+    west = post(app, intake, body(1, 1, description="district 0")).get_json()["id"]
+    east = post(app, intake, body(6, 1, description="district 1")).get_json()["id"]
+    client = app.server.test_client()
+    login(client, app, "dispatcher", scopes={"districts": ["530103"]})  # columns 4-7
+    doc = client.get("/api/v1/incidents?limit=1000").get_json()
+    city = app.server.config["GRIDSIGHT"].db.city
+    east_grids = {gid for (i, _j), gid in city["grids"].items() if i >= 4}
+    ids = {x["id"] for x in doc["items"]}
+    assert east in ids and west not in ids
+    assert all(x["grid_id"] in east_grids for x in doc["items"])
+    assert client.get(f"/api/v1/incidents/{west}").status_code == 404
+    r = client.post(f"/api/v1/incidents/{west}/actions", json={"action": "register"},
+                    headers=csrf_headers(client))  # fmt: skip
+    assert r.status_code == 404
+    assert client.get(f"/api/v1/incidents/{east}").status_code == 200
