@@ -148,7 +148,9 @@ def record(
     actor = _check_text(actor, "actor", 64, required=True)
     role = _check_text(role, "role", 32, required=False)
     action = _check_text(action, "action", 48, required=True)
-    target = _check_text(str(target) if target is not None else "", "target", 128, required=False)
+    target = "" if target is None else str(target).strip()
+    if len(target) > 128:  # a long target must not make the audited action fail
+        target = target[:127] + "…"
     detail_json = _check_detail(detail)
     session.flush()  # the caller's pending writes first: one lock order for everybody
     for attempt in range(5):

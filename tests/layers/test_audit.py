@@ -213,6 +213,13 @@ def test_bad_records_are_refused_with_the_field_named(db, kwargs, match):
         audit.record(s, role="", **kwargs)
 
 
+def test_long_targets_are_shortened_not_refused(db):
+    with db.session() as s:
+        e = audit.record(s, actor="a", role="", action="export.situation", target="x" * 500)
+    assert len(e.target) == 128 and e.target.endswith("…")
+    assert audit.verify(db).ok
+
+
 def test_search_filters_and_csv_export(db, tmp_path):
     _fill(db, 10)
     with db.session() as s:
