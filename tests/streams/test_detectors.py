@@ -35,6 +35,7 @@ def test_lfw_nonfaces_mostly_rejected(face_detector, lfw_nonfaces):
     assert false_pos <= 10
 
 
+@pytest.mark.slow
 def test_no_face_detected_after_redaction(face_detector, lfw_faces, astronaut_bgr):
     pipeline = RedactionPipeline(RedactionRules(detect_every=1))
     images = [astronaut_bgr] + [lfw_face_canvas(f) for f in lfw_faces]
