@@ -28,11 +28,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-REFRESH_OUTPUTS = ["operator-grids.hideout", "operator-live.data", "operator-feed.children",
-                   "operator-cursor.data"] + [f"operator-kpi-{k}.children" for k in
-                   ("open", "overdue", "new_today", "closure_rate", "ontime_rate",
-                    "cameras_online")]  # fmt: skip
-
 
 def ensure_city(db_path: Path):
     """Return a migrated Database holding the city-scale demo (seeded once, then reused)."""
@@ -99,61 +94,79 @@ return out;
 """
 
 
-def first_map(base: str, user: str, password: str, n_grids: int, runs: int) -> list[dict]:
-    """Return per-run dicts: seconds to the first fully drawn map and bytes downloaded."""
+def _load_once(d, base: str, n_grids: int) -> dict:
+    """Return seconds from navigation to every layer drawn, and bytes downloaded."""
+    d.get(base + "/healthz")  # a page on the same origin, to clear the stored view
+    d.execute_script("localStorage.clear()")
+    t0 = time.perf_counter()
+    d.get(base + "/")
+    drawn = None
+    while time.perf_counter() - t0 < 90:
+        c = d.execute_script(LAYERS_DRAWN_JS)
+        if (c and c.get("gs-grids", 0) >= n_grids and c.get("gs-cameras", 0) > 0
+                and c.get("gs-centers", 0) > 0 and c.get("heat")):  # fmt: skip
+            drawn = time.perf_counter() - t0
+            break
+        time.sleep(0.02)
+    total, data = d.execute_script(
+        "var n = performance.getEntriesByType('navigation')[0];"
+        "var r = performance.getEntriesByType('resource');"
+        "var b = n.transferSize; r.forEach(function (e) { b += e.transferSize; });"
+        "var data = 0; r.forEach(function (e) { if (e.name.indexOf('/layers/') >= 0 ||"
+        " e.name.indexOf('_dash-update-component') >= 0 || e.name.indexOf('/map/') >= 0)"
+        " { data += e.transferSize; } });"
+        "return [b, data];"
+    )
+    return {"seconds": drawn, "bytes_total": total, "bytes_data": data}
+
+
+def first_map(base: str, user: str, password: str, n_grids: int, runs: int) -> dict:
+    """Return cold-cache and warm-cache (ETag revalidation) first-drawn-map measurements."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    results = []
-    for _ in range(runs):
-        opts = webdriver.ChromeOptions()
-        for arg in ("--headless", "--no-sandbox", "--disable-gpu",
-                    "--disable-background-networking", "--window-size=1920,1080"):  # fmt: skip
-            opts.add_argument(arg)
-        opts.binary_location = "/usr/bin/chromium"
-        d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-        d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                          {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
-        try:
-            d.get(base + "/login")
-            d.find_element(By.NAME, "username").send_keys(user)
-            d.find_element(By.NAME, "password").send_keys(password)
-            d.find_element(By.CSS_SELECTOR, "form button").click()
-            while "/login" in d.current_url:
-                time.sleep(0.05)
-            d.get(base + "/healthz")  # a page on the same origin to clear the stored view
-            d.execute_script("localStorage.clear()")
-            t0 = time.perf_counter()
-            d.get(base + "/")
-            drawn = None
-            while time.perf_counter() - t0 < 60:
-                c = d.execute_script(LAYERS_DRAWN_JS)
-                if (c and c.get("gs-grids", 0) >= n_grids and c.get("gs-cameras", 0) > 0
-                        and c.get("gs-centers", 0) > 0 and c.get("heat")):  # fmt: skip
-                    drawn = time.perf_counter() - t0
-                    break
-                time.sleep(0.02)
-            nav_ms = d.execute_script(
-                "var n = performance.getEntriesByType('navigation')[0];"
-                "var r = performance.getEntriesByType('resource');"
-                "var b = n.transferSize; r.forEach(function (e) { b += e.transferSize; });"
-                "var data = 0; r.forEach(function (e) { if (e.name.indexOf('/layers/') >= 0 ||"
-                " e.name.indexOf('_dash-update-component') >= 0 || e.name.indexOf('/map/') >= 0)"
-                " { data += e.transferSize; } });"
-                "return [b, data];"
-            )
-            results.append({"seconds": drawn, "bytes_total": nav_ms[0], "bytes_data": nav_ms[1]})
-        finally:
-            d.quit()
-    return results
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--window-size=1920,1080"):  # fmt: skip
+        opts.add_argument(arg)
+    opts.binary_location = "/usr/bin/chromium"
+    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                      {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
+    out: dict = {"cold": [], "warm": []}
+    try:
+        d.get(base + "/login")
+        d.find_element(By.NAME, "username").send_keys(user)
+        d.find_element(By.NAME, "password").send_keys(password)
+        d.find_element(By.CSS_SELECTOR, "form button").click()
+        while "/login" in d.current_url:
+            time.sleep(0.05)
+        d.execute_cdp_cmd("Network.enable", {})
+        d.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
+        for _ in range(runs):
+            out["cold"].append(_load_once(d, base, n_grids))
+        d.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": False})
+        _load_once(d, base, n_grids)  # fills the browser cache
+        for _ in range(runs):
+            out["warm"].append(_load_once(d, base, n_grids))
+    finally:
+        d.quit()
+    return out
 
 
-def dash_refresh_request(session, base: str, fdict: dict, cursor: dict | None, n: int):
-    """Return (response bytes, seconds) of one operator-tick refresh through HTTP."""
+def refresh_outputs(app) -> list[str]:
+    """Return the outputs ("id.prop") of the live refresh callback, as the app registered it."""
+    key = next(k for k in app.callback_map if "operator-cursor.data" in k and "hideout" in k)
+    return key.strip(".").split("...")
+
+
+def dash_refresh_request(session, base: str, outputs: list[str], fdict: dict,
+                         cursor: dict | None, n: int):  # fmt: skip
+    """Return (response bytes, seconds, new cursor) of one operator-tick refresh via HTTP."""
     body = {
-        "output": ".." + "...".join(REFRESH_OUTPUTS) + "..",
-        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in REFRESH_OUTPUTS],
+        "output": ".." + "...".join(outputs) + "..",
+        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in outputs],
         "inputs": [
             {"id": "operator-tick", "property": "n_intervals", "value": n},
             {"id": "operator-filter", "property": "data", "value": fdict},
@@ -228,14 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     secs = [r["seconds"] for r in runs if r["seconds"] is not None]
     print("time to first drawn map (headless Chromium, every layer drawn):",
           ", ".join(f"{s:.2f} s" for s in secs), f"(median {statistics.median(secs):.2f} s)")  # fmt: skip
-    print(f"  downloaded: {runs[-1]['bytes_total'] / 1e6:.2f} MB in all, of which map data "
-          f"{runs[-1]['bytes_data'] / 1e6:.2f} MB (layers, heat PNG, first callbacks)")
+    print(
+        f"  downloaded: {runs[-1]['bytes_total'] / 1e6:.2f} MB in all, of which map data "
+        f"{runs[-1]['bytes_data'] / 1e6:.2f} MB (layers, heat PNG, first callbacks)"
+    )
 
     # live refreshes through the real Dash endpoint
     fdict = {"window": "24h"}
-    body, full_s, cursor = dash_refresh_request(http, base, fdict, None, 0)
+    outputs = refresh_outputs(app)
+    body, full_s, cursor = dash_refresh_request(http, base, outputs, fdict, None, 0)
     full_bytes = len(body)
-    idle = [dash_refresh_request(http, base, fdict, cursor, i + 1) for i in range(10)]
+    idle = [dash_refresh_request(http, base, outputs, fdict, cursor, i + 1) for i in range(10)]
     cursor = idle[-1][2]
     busy_bytes, busy_s = [], []
     grids = mapdata.city_bounds(db)
@@ -251,38 +267,52 @@ def main(argv: list[str] | None = None) -> int:
                     create_incident(s, {"lon": lon, "lat": lat, "category": "ENV"})
                 except ValueError:
                     continue  # a random point outside every grid
-        b, sec, cursor = dash_refresh_request(http, base, fdict, cursor, 100 + i)
+        b, sec, cursor = dash_refresh_request(http, base, outputs, fdict, cursor, 100 + i)
         busy_bytes.append(len(b))
         busy_s.append(sec)
 
     def q(values, pct):
         return float(np.percentile(values, pct))
 
-    print(f"refresh, full resync (first call / filter change): {full_bytes / 1e3:.1f} kB, "
-          f"{full_s * 1000:.0f} ms")
-    print(f"refresh, idle (nothing new): {max(len(b) for b, _, _ in idle)} B, median "
-          f"{statistics.median(s for _, s, _ in idle) * 1000:.1f} ms")
-    print(f"refresh with {args.new_per_refresh} new incidents ({args.refreshes} runs): "
-          f"median {statistics.median(busy_bytes) / 1e3:.2f} kB (p95 {q(busy_bytes, 95) / 1e3:.2f}),"
-          f" server+HTTP median {statistics.median(busy_s) * 1000:.0f} ms "
-          f"(p95 {q(busy_s, 95) * 1000:.0f} ms)")
+    print(
+        f"refresh, full resync (first call / filter change): {full_bytes / 1e3:.1f} kB, "
+        f"{full_s * 1000:.0f} ms"
+    )
+    print(
+        f"refresh, idle (nothing new): {max(len(b) for b, _, _ in idle)} B, median "
+        f"{statistics.median(s for _, s, _ in idle) * 1000:.1f} ms"
+    )
+    print(
+        f"refresh with {args.new_per_refresh} new incidents ({args.refreshes} runs): "
+        f"median {statistics.median(busy_bytes) / 1e3:.2f} kB (p95 {q(busy_bytes, 95) / 1e3:.2f}),"
+        f" server+HTTP median {statistics.median(busy_s) * 1000:.0f} ms "
+        f"(p95 {q(busy_s, 95) * 1000:.0f} ms)"
+    )
 
     # baseline: re-sending the whole figure with folium (the same layers, whole city)
     t0 = time.perf_counter()
     r = http.get(base + "/export/situation.html?window=24h&lang=zh")
     folium_s = time.perf_counter() - t0
     folium_bytes = len(r.content)
-    print(f"baseline folium re-render of the same layers: {folium_bytes / 1e6:.2f} MB, "
-          f"{folium_s:.1f} s")
+    print(
+        f"baseline folium re-render of the same layers: {folium_bytes / 1e6:.2f} MB, "
+        f"{folium_s:.1f} s"
+    )
     initial = static_bytes + full_bytes
     med = statistics.median(busy_bytes)
     print("ratios:")
-    print(f"  refresh / initial map data payload: {100 * med / initial:.3f} % "
-          f"(goal <= 5 %; initial = static layers {static_bytes / 1e6:.2f} MB + first counts)")
-    print(f"  refresh / folium re-render: {100 * med / folium_bytes:.4f} % "
-          f"({folium_bytes / med:.0f}x smaller)")
-    print(f"  refresh server time median {statistics.median(busy_s) * 1000:.0f} ms (goal <= 100 ms)"
-          f" vs folium {folium_s * 1000:.0f} ms ({folium_s / statistics.median(busy_s):.0f}x)")
+    print(
+        f"  refresh / initial map data payload: {100 * med / initial:.3f} % "
+        f"(goal <= 5 %; initial = static layers {static_bytes / 1e6:.2f} MB + first counts)"
+    )
+    print(
+        f"  refresh / folium re-render: {100 * med / folium_bytes:.4f} % "
+        f"({folium_bytes / med:.0f}x smaller)"
+    )
+    print(
+        f"  refresh server time median {statistics.median(busy_s) * 1000:.0f} ms (goal <= 100 ms)"
+        f" vs folium {folium_s * 1000:.0f} ms ({folium_s / statistics.median(busy_s):.0f}x)"
+    )
     print(json.dumps({"grids": n_grids, "cameras": n_cams, "incidents": n_inc,
                       "first_map_s": secs, "static_bytes": static_bytes,
                       "refresh_full_bytes": full_bytes, "refresh_median_bytes": med,

@@ -34,6 +34,7 @@ from dash import (
 )
 from dash.exceptions import PreventUpdate
 
+from dashboard.auth import require_roles
 from dashboard.context import get_ctx
 from dashboard.i18n import t
 from layers.services import NotFoundError, mapdata
@@ -52,6 +53,7 @@ LIVE_MAX = 300  # live markers kept on the map before the layer is reset to the 
 FEED_SIZE = 8
 TICK_MS = 1000  # a new incident shows within ~1 s; an idle tick costs one indexed query
 GRID_MODES = ("incidents", "coverage")
+MAP_ROLES = ("operator", "dispatcher", "privacy_officer", "admin")
 CAT_COLORS = {"DISPUTE": "#f78c6b", "SECURITY": "#ef476f", "SAFETY": "#ff4d4d",
               "ENV": "#06d6a0", "CITY": "#4cc9f0", "SPECIAL_GROUPS": "#b39ddb",
               "CAMPUS": "#ffd166", "EMERGENCY": "#ff0054", "SERVICE": "#90be6d"}  # fmt: skip
@@ -145,7 +147,7 @@ def _pane(name: str, z: int, children: list) -> dl.Pane:
     return dl.Pane(name=f"gs-{name}", style={"zIndex": z}, children=children)
 
 
-def _map(bounds: list[list[float]], shift: bool) -> dl.Map:
+def _map(bounds: list[list[float]], shift: bool, heat_version: int = 0) -> dl.Map:
     coords = {"coordsToLatLng": {"variable": "gridsight.gcjLatLng"}} if shift else {}
     (s, w), (n, e) = bounds
     return dl.Map(
@@ -187,7 +189,7 @@ def _map(bounds: list[list[float]], shift: bool) -> dl.Map:
                 [
                     dl.ImageOverlay(
                         id="operator-heat",
-                        url=_heat_url(None, 0),
+                        url=_heat_url(None, heat_version),
                         bounds=bounds,
                         opacity=0.8,
                         pane="gs-heat",
@@ -404,11 +406,8 @@ def _side() -> html.Aside:
                 id="operator-cats", value=[], options=[], className="gs-cats", inline=True
             ),  # fmt: skip
             html.Div(id="operator-trend-title", className="gs-section-title"),
-            dcc.Graph(
-                id="operator-trend",
-                config={"displayModeBar": False, "responsive": True},
-                style={"height": "190px"},
-            ),  # fmt: skip
+            # the chart (and plotly.js with it) mounts 2 s after the page, once the map is up
+            html.Div(id="operator-trend-wrap", className="gs-trend"),
             html.Div(id="operator-hot-title", className="gs-section-title"),
             html.Div(id="operator-hotspots", className="gs-hotspots"),
             html.Div(id="operator-card-title", className="gs-section-title"),
@@ -419,6 +418,7 @@ def _side() -> html.Aside:
     )
 
 
+@require_roles(*MAP_ROLES)
 def layout(**_query) -> html.Div:
     """Return the operator page; city extent read per request, data loaded by callbacks."""
     ctx_ = get_ctx()
@@ -435,12 +435,17 @@ def layout(**_query) -> html.Div:
             dcc.Store(id="operator-city-bounds", data=bounds),
             dcc.Interval(id="operator-tick", interval=TICK_MS),
             dcc.Interval(id="operator-slow", interval=15_000),
+            dcc.Interval(id="operator-late", interval=2000, max_intervals=1),
             dcc.Interval(id="operator-play-tick", interval=700, disabled=True),
             dcc.Interval(id="operator-view-init", interval=300, max_intervals=1),
             html.Div(
                 id="operator-map-wrap",
                 className="gs-map-wrap",
-                children=[_map(bounds, _shift_enabled()), _toolbar(), _layer_panel()],
+                children=[
+                    _map(bounds, _shift_enabled(), mapdata.last_event_id(ctx_.db)),
+                    _toolbar(),
+                    _layer_panel(),
+                ],  # fmt: skip
             ),
             _side(),
         ],
@@ -669,6 +674,7 @@ def play_step(_n, value):
     State("operator-city-bounds", "data"),
     prevent_initial_call=True,
 )
+@require_roles(*MAP_ROLES)
 def drill(label_click, _crumbs, _hot, city_bounds):
     """Return the area drilled to and the viewport fitted to it (labels, breadcrumb, hotspot)."""
     trig = ctx.triggered_id
@@ -708,6 +714,7 @@ def drill(label_click, _crumbs, _hot, city_bounds):
     Input("operator-area", "data"),
     Input("app-lang", "data"),
 )
+@require_roles(*MAP_ROLES)
 def render_area(area, lang):
     """Return the breadcrumb, the next level's clickable labels and the outline filters."""
     lang = lang or "zh"
@@ -893,6 +900,7 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
     Input("app-lang", "data"),
     State("operator-cursor", "data"),
 )
+@require_roles(*MAP_ROLES)
 def refresh(_n, fdict, lang, cursor):
     """Return the incremental map update: changed grid counts, new incidents, KPIs."""
     trig = ctx.triggered_id
@@ -926,17 +934,19 @@ def trend_figure(tr: dict, names: dict[str, str], lang: str) -> go.Figure:
 
 
 @callback(
-    Output("operator-trend", "figure"),
+    Output("operator-trend-wrap", "children"),
     Output("operator-hotspots", "children"),
     Output("operator-heat", "url"),
     Output("operator-slow-cursor", "data"),
     *[Output(f"operator-kpi-{k}", "children") for k in SLOW_KPIS],
     Input("operator-slow", "n_intervals"),
+    Input("operator-late", "n_intervals"),
     Input("operator-filter", "data"),
     Input("app-lang", "data"),
     State("operator-slow-cursor", "data"),
 )
-def refresh_slow(_n, fdict, lang, slow_cursor):
+@require_roles(*MAP_ROLES)
+def refresh_slow(_n, late, fdict, lang, slow_cursor):
     """Return trend, hotspots, heat-map URL and the slower KPIs (every 30 s if changed).
 
     Overdue counts and closure rates need a row scan of the open incidents, so they refresh
@@ -947,11 +957,14 @@ def refresh_slow(_n, fdict, lang, slow_cursor):
     f = mapdata.parse_filter(fdict)
     ev = mapdata.last_event_id(db)
     key = f"{f.key()}|{lang}"
-    if ctx.triggered_id == "operator-slow" and slow_cursor == {"ev": ev, "key": key}:
+    if ctx.triggered_id == "operator-slow" and slow_cursor == {"ev": ev, "key": key, "late": 1}:
         raise PreventUpdate
-    bucket = 24 if f.window != "7d" else 28
-    tr = mapdata.trend(db, f, buckets=bucket)
-    names = _category_names(lang)
+    chart = no_update
+    if late:
+        tr = mapdata.trend(db, f, buckets=24 if f.window != "7d" else 28)
+        chart = dcc.Graph(id="operator-trend", figure=trend_figure(tr, _category_names(lang), lang),
+                          config={"displayModeBar": False, "responsive": True},
+                          style={"height": "190px"})  # fmt: skip
     hot = mapdata.top_hotspots(db, f)
     hot_items = [
         html.Button([html.Span(f"{i + 1}", className="gs-hot-rank"),
@@ -961,8 +974,8 @@ def refresh_slow(_n, fdict, lang, slow_cursor):
                     n_clicks=0, title=h["code"])
         for i, h in enumerate(hot)
     ] or [html.Div(t("operator.hotspots.empty", lang), className="gs-muted")]  # fmt: skip
-    return (trend_figure(tr, names, lang), hot_items, _heat_url(fdict, ev),
-            {"ev": ev, "key": key}, *_slow_kpi_values(db, f))  # fmt: skip
+    return (chart, hot_items, _heat_url(fdict, ev), {"ev": ev, "key": key, "late": 1 if late else 0},
+            *_slow_kpi_values(db, f))  # fmt: skip
 
 
 @callback(
@@ -976,6 +989,7 @@ def refresh_slow(_n, fdict, lang, slow_cursor):
     State("operator-points", "data"),
     State("operator-cones", "data"),
 )
+@require_roles(*MAP_ROLES)
 def zoomed_layers(bounds, zoom, fdict, visible, points, cones):
     """Return incident points (zoom >= 15) and camera view cones (zoom >= 16) in the view."""
     empty = {"type": "FeatureCollection", "features": []}
@@ -1062,6 +1076,7 @@ def camera_card_view(card: dict, lang: str, video: bool) -> list:
     State("operator-layer-toggle", "value"),
     prevent_initial_call=True,
 )
+@require_roles(*MAP_ROLES)
 def select_feature(click, _hot, zoom, visible):
     """Return what the operator selected: the camera near a click, else the grid under it."""
     trig = ctx.triggered_id
@@ -1089,6 +1104,7 @@ def select_feature(click, _hot, zoom, visible):
     Input("app-lang", "data"),
     prevent_initial_call=True,
 )
+@require_roles(*MAP_ROLES)
 def render_card(sel, lang):
     """Return the selected grid's or camera's card and highlight the selected grid."""
     lang = lang or "zh"
@@ -1127,6 +1143,7 @@ def card_hint(lang, sel):
     Input("operator-grid-mode", "value"),
     prevent_initial_call=True,
 )
+@require_roles(*MAP_ROLES)
 def grid_mode(mode):
     """Return the grid colouring mode; coverage fractions are sent once, on first use."""
     hide = Patch()

@@ -234,3 +234,34 @@ def test_js_gcj02_shift_matches_geo_crs():
         elon, elat = wgs84_to_gcj02(lon, lat)
         assert glon == pytest.approx(float(elon), abs=1e-9)
         assert glat == pytest.approx(float(elat), abs=1e-9)
+
+
+def _refresh_body(app, cursor=None) -> dict:
+    key = next(k for k in app.callback_map if "operator-cursor.data" in k and "hideout" in k)
+    outputs = key.strip(".").split("...")
+    return {
+        "output": key,
+        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in outputs],
+        "inputs": [
+            {"id": "operator-tick", "property": "n_intervals", "value": 1},
+            {"id": "operator-filter", "property": "data", "value": {"window": "24h"}},
+            {"id": "app-lang", "property": "data", "value": "zh"},
+        ],
+        "state": [{"id": "operator-cursor", "property": "data", "value": cursor}],
+        "changedPropIds": ["operator-tick.n_intervals"],
+    }
+
+
+@pytest.mark.parametrize(("role", "status"), [("operator", (200,)), ("auditor", (204, 403))])
+def test_map_data_only_for_map_roles(app_city, role, status):
+    from tests.helpers_auth import csrf_headers
+
+    app, _ = app_city
+    c = app.server.test_client()
+    login(c, app, role)
+    r = c.post("/_dash-update-component", json=_refresh_body(app), headers=csrf_headers(c))
+    assert r.status_code in status
+    if r.status_code == 200:
+        assert "operator-grids" in r.get_json()["response"]
+    else:
+        assert b"counts" not in r.data
