@@ -31,7 +31,7 @@ CONFIGS = {
     "baseline: faces, every frame, full res": {"targets": ["faces"], "detect_every": 1, "detect_width": 3840, "detector_timeout_ms": 60000},
     "faces, k=3, 640 wide": {"targets": ["faces"], "detect_every": 3, "detect_width": 640},
     "faces, k=4, 640 wide": {"targets": ["faces"], "detect_every": 4, "detect_width": 640},
-    "faces+plates (default rules), k=3": {"targets": ["faces", "plates"], "detect_every": 3, "detect_width": 640},
+    "faces+plates (default rules: any_of colour+cascade), k=3": {"targets": ["faces", "plates"], "detect_every": 3, "detect_width": 640},
 }  # fmt: skip
 
 
@@ -122,11 +122,17 @@ def plate_recall(n_plates: int = 60) -> dict:
     import cv2
     import numpy as np
 
-    from streams.detectors import DETECTORS
+    from streams.detectors import DETECTORS, Box
     from streams.detectors.plates import HaarPlateConfig
     from streams.track import iou
 
-    det = DETECTORS.create(HaarPlateConfig())
+    dets = {
+        "haar_plate": DETECTORS.create(HaarPlateConfig()),
+        "color_plate": DETECTORS.create({"type": "color_plate"}),
+        "any_of(haar, color)": DETECTORS.create(
+            {"type": "any_of", "detectors": [{"type": "haar_plate"}, {"type": "color_plate"}]}
+        ),
+    }
     cap = cv2.VideoCapture(str(VTEST))
     rng = np.random.default_rng(0)
     schemes = {"blue/white (small car)": ((160, 60, 0), (255, 255, 255)),
@@ -134,7 +140,7 @@ def plate_recall(n_plates: int = 60) -> dict:
                "white/black (police, RU-like)": ((255, 255, 255), (0, 0, 0))}  # fmt: skip
     out = {}
     for scheme, (bg, fg) in schemes.items():
-        hits = 0
+        hits = dict.fromkeys(dets, 0)
         for _ in range(n_plates):
             cap.set(cv2.CAP_PROP_POS_FRAMES, int(rng.integers(0, 700)))
             _, frame = cap.read()
@@ -148,11 +154,18 @@ def plate_recall(n_plates: int = 60) -> dict:
                         w / 190, fg, max(1, w // 70), cv2.LINE_AA)  # fmt: skip
             x, y = int(rng.integers(0, 768 - w)), int(rng.integers(200, 576 - h))
             frame[y : y + h, x : x + w] = plate
-            from streams.detectors.base import Box
-
             gt = Box(x, y, x + w, y + h)
-            hits += any(iou(b, gt) >= 0.3 for b in det.detect(frame))
-        out[scheme] = hits / n_plates
+            for name, det in dets.items():
+                hits[name] += any(iou(b, gt) >= 0.3 for b in det.detect(frame))
+        for name in dets:
+            out[f"{name}, {scheme}"] = hits[name] / n_plates
+    # false positives: boxes per frame on plain vtest frames (no readable plate in them)
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+    frames = [cap.read()[1] for _ in range(100)]
+    for name, det in dets.items():
+        out[f"{name}, boxes per plate-free vtest frame"] = (
+            sum(len(det.detect(f)) for f in frames) / 100
+        )
     return out
 
 
@@ -160,6 +173,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--plates", action="store_true", help="also measure plate recall")
+    ap.add_argument("--only", default="", help="run only configs whose name contains this")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
@@ -171,6 +185,8 @@ def main() -> None:
     for size in ("1280x720", "1920x1080"):
         for threads in (1, 2):
             for name in CONFIGS:
+                if a.only and a.only not in name and not name.startswith("baseline"):
+                    continue
                 env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO))
                 arg = json.dumps([name, size, threads])
                 res = subprocess.run(
@@ -191,7 +207,7 @@ def main() -> None:
     if a.plates:
         print()
         for scheme, recall in plate_recall().items():
-            print(f"plate cascade recall, {scheme}: {recall:.2f}")
+            print(f"plates: {scheme}: {recall:.2f}")
     print(f"\nload average at end: {os.getloadavg()}")
 
 

