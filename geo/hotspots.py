@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import shapely
 from numpy.typing import ArrayLike
 from scipy import stats
 
@@ -77,8 +78,6 @@ def hotspots(
         raise ValueError("hotspots needs at least 3 grids")
     if not np.all(np.isfinite(y)):
         raise ValueError("counts must be finite (no NaN); fill missing grids with 0")
-    import shapely
-
     if (shapely.is_missing(geoms) | shapely.is_empty(geoms)).any():
         raise ValueError("grids contains None or empty geometries")
     index = grids.index if isinstance(grids, pd.Series) else pd.RangeIndex(len(geoms))
