@@ -248,6 +248,9 @@ def _resolve_principal() -> Principal | None:
             flask.g.auth_error = "malformed HTTP Basic credentials"
             return None
         username, _, password = raw.partition(":")
+        cached = _basic_cache_lookup(ctx, username, password)
+        if cached is not None:
+            return cached
         with ctx.db.session() as s:
             result = user_service.authenticate(
                 s, username, password, channel="basic", client=req.remote_addr or ""
@@ -258,6 +261,7 @@ def _resolve_principal() -> Principal | None:
             if result.user.must_change_password:
                 flask.g.auth_error = "change the one-time password at /login first"
                 return None
+            _basic_cache_store(ctx, username, password, result.user)
             return _principal_from_user(result.user, "basic")
     sess = flask.session
     uid = sess.get("uid")
@@ -282,6 +286,57 @@ def _resolve_principal() -> Principal | None:
     if now - float(sess.get("last", 0)) > 30:  # refresh the idle clock, not on every request
         sess["last"] = now
     return principal
+
+
+BASIC_CACHE_SECONDS = 60
+BASIC_CACHE_MAX = 1000
+
+
+def _basic_cache(ctx: AppContext) -> dict:
+    # Per app (ctx.services), not per module. GIS clients send Basic credentials with every
+    # tile/feature request and an argon2 check costs ~0.1-0.5 s, so a verified pair is
+    # remembered for a minute under an HMAC with a random per-process key (never in clear).
+    cache = ctx.services.get("basic_auth_cache")
+    if cache is None:
+        cache = ctx.services.setdefault(
+            "basic_auth_cache", {"key": secrets.token_bytes(32), "entries": {}}
+        )
+    return cache
+
+
+def _basic_cache_key(cache: dict, username: str, password: str) -> str:
+    msg = f"{username}\0{password}".encode()
+    return hmac.new(cache["key"], msg, hashlib.sha256).hexdigest()
+
+
+def _basic_cache_lookup(ctx: AppContext, username: str, password: str) -> Principal | None:
+    cache = _basic_cache(ctx)
+    hit = cache["entries"].get(_basic_cache_key(cache, username, password))
+    if hit is None or hit[0] < time.time():
+        return None
+    _expires, user_id, fingerprint = hit
+    with ctx.db.session() as s:
+        user = s.get(User, user_id)
+        if (
+            user is None
+            or not user.active
+            or user.must_change_password
+            or _pw_fingerprint(user.password_hash) != fingerprint
+        ):
+            return None
+        return _principal_from_user(user, "basic")
+
+
+def _basic_cache_store(ctx: AppContext, username: str, password: str, user: User) -> None:
+    cache = _basic_cache(ctx)
+    entries = cache["entries"]
+    if len(entries) >= BASIC_CACHE_MAX:
+        entries.clear()
+    entries[_basic_cache_key(cache, username, password)] = (
+        time.time() + BASIC_CACHE_SECONDS,
+        user.id,
+        _pw_fingerprint(user.password_hash),
+    )
 
 
 def current_principal() -> Principal | None:

@@ -307,3 +307,20 @@ def test_only_dispatchers_see_reporters_in_clear():
         assert not may_see_personal_data(Principal("x", role))
     assert not may_see_personal_data(Principal("t", "dispatcher", kind="token", via="bearer"))
     assert not may_see_personal_data(None)
+
+
+def test_basic_auth_is_cached_briefly_and_follows_password_changes(app, client):
+    name, pw = make_user(app, "operator")
+    good = {"Authorization": "Basic " + base64.b64encode(f"{name}:{pw}".encode()).decode()}
+    t0 = time.perf_counter()
+    assert client.get("/ogc", headers=good).status_code not in (401, 403)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(5):
+        assert client.get("/ogc", headers=good).status_code not in (401, 403)
+    assert (time.perf_counter() - t0) / 5 < first  # no argon2 check on the cached pair
+    cache = app.server.config["GRIDSIGHT"].services["basic_auth_cache"]["entries"]
+    assert pw not in str(cache) and name not in str(cache)  # keyed hashes only
+    with _db(app).session() as s:
+        user_service.set_password(s, name, "a changed password", actor="admin")
+    assert client.get("/ogc", headers=good).status_code == 401  # the old pair stops at once
