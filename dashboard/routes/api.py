@@ -168,6 +168,9 @@ def parse_time(name: str, value: str | None) -> dt.datetime | None:
     if t.tzinfo is None:
         raise ApiError(400, f"{name} needs a timezone", [{"field": name, "message":
                        "add a UTC offset, e.g. 2026-11-23T08:00:00+08:00"}])  # fmt: skip
+    if not 1970 <= t.year <= 2200:  # also keeps the UTC conversion from overflowing
+        raise ApiError(400, f"{name} out of range", [{"field": name, "message":
+                       "give a date between 1970 and 2200"}])  # fmt: skip
     return t
 
 

@@ -98,6 +98,8 @@ def _time(name: str, value: str | None) -> dt.datetime | None:
         ) from None
     if t.tzinfo is None:
         raise Open311Error(400, f"{name}: add a timezone, e.g. 2026-11-23T08:00:00+08:00")
+    if not 1970 <= t.year <= 2200:
+        raise Open311Error(400, f"{name}: give a date between 1970 and 2200")
     return t
 
 
