@@ -184,7 +184,8 @@ def test_workflow_actions_through_the_api(app, intake):
     assert r.status_code == 403
 
 
-def test_kpi_export_csv_and_xlsx(app, dispatcher):
+def test_kpi_export_csv_and_xlsx(app, dispatcher, intake):
+    post(app, intake, body(1, 1))  # at least one case in the window, whatever ran before
     c = app.server.test_client()
     q = "start=2020-01-01T00:00:00%2B08:00&end=2030-01-01T00:00:00%2B08:00&group_by=district"
     r = c.get(f"/api/v1/kpi?{q}", headers=dispatcher)
