@@ -2,6 +2,22 @@
 
 No database, Dash or file I/O here. Geometries are WGS-84 (EPSG:4326) unless a function
 says otherwise; distances and areas are computed in a local metric CRS.
+
+Which function for which question (one module per kind of operation):
+
+- ``crs``: ``to_wgs84`` / ``from_wgs84`` at the import/display boundary (gcj02, bd09, EPSG),
+  ``local_metric_crs`` for metres, ``transform_geometries`` for shapely geometries.
+- ``assign``: which grid holds each point. Build ``GridIndex(grids)`` once per grid layer and
+  call ``.assign(lon, lat)`` (or ``assign_points``); exact, lowest index wins on shared edges.
+- ``sectors``: ``camera_sectors`` (cone polygons for the map), ``cameras_seeing`` (one point;
+  pass a ``CameraIndex`` when asking repeatedly), ``cameras_seeing_many``.
+- ``coverage``: ``coverage(grids, cameras)`` covered fraction per grid (pass the camera table,
+  not cone polygons, for the fast exact-arc path); ``blind_spots(grid, cameras)`` for one grid.
+- ``density``: Gaussian KDE raster, bandwidth in metres, row 0 = south.
+- ``hotspots``: Getis-Ord Gi* per grid (PySAL).
+- ``rollup``: per-grid counts and ratio KPIs up to community, street, district, city.
+
+Numba kernels compile on first use and are cached next to the modules (``__pycache__``).
 """
 
 from geo.assign import GridIndex, assign_points

@@ -119,3 +119,22 @@ def test_index_reports_memory():
     index = GridIndex([LEFT, RIGHT])
     assert index.n_grids == 2
     assert index.nbytes >= index.raster.nbytes > 0
+
+
+@pytest.mark.parametrize("name", ["holed_with_enclave", "shared_edges", "sliver", "multipolygon"])
+def test_points_on_raster_cell_boundaries_match_oracle(name):
+    # Points exactly on (and one ulp either side of) the index's own cell lines: a rounding
+    # slip into the neighbouring cell must never change the answer.
+    geoms = AWKWARD_SETS[name]
+    index = GridIndex(geoms, max_cells=2_000)
+    dx, dy = 1 / index.inv_dx, 1 / index.inv_dy
+    xs = index.x0 + np.arange(index.ncols + 1) * dx
+    ys = index.y0 + np.arange(index.nrows + 1) * dy
+    gx, gy = np.meshgrid(xs, ys)
+    lon = np.concatenate(
+        [gx.ravel(), np.nextafter(gx.ravel(), np.inf), np.nextafter(gx.ravel(), -np.inf)]
+    )
+    lat = np.concatenate(
+        [gy.ravel(), np.nextafter(gy.ravel(), -np.inf), np.nextafter(gy.ravel(), np.inf)]
+    )
+    np.testing.assert_array_equal(index.assign(lon, lat), covers_oracle(geoms, lon, lat))
