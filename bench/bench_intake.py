@@ -7,7 +7,8 @@ Compares, in the same run on the same database and points:
 - ``group``: the app's group-commit ``IntakeWriter`` (one writer thread batches queued
   incidents into one transaction and acknowledges after the commit);
 - ``http`` (``--http``): the real server (``python -m dashboard``, group commit) on 127.0.0.1,
-  driven by keep-alive HTTP clients posting ``/api/v1/incidents`` with a Bearer token.
+  driven by keep-alive HTTP clients posting ``/api/v1/incidents`` with a Bearer token, plus
+  the batch endpoint and, as the web stack's ceiling, GETs of the static OpenAPI document.
 
 "Acknowledged" means the call returned after the commit. The city is a synthetic Voronoi
 city (``bench/_geo_city.py``) stored as real grids, areas, centers and one grid worker per
@@ -160,7 +161,8 @@ def main() -> int:
           f"(mean batch {writer.written / max(writer.batches, 1):.1f})")  # fmt: skip
 
     if args.http:
-        single, batched = run_http(db, tmp, args, bodies[2 * args.n :])
+        ceiling, single, batched = run_http(db, tmp, args, bodies[2 * args.n :])
+        results["http GET openapi.json (no DB: ceiling)"] = ceiling
         results["http group commit (real server)"] = single
         results["http batch import, 100 per request"] = batched
 
@@ -175,7 +177,8 @@ def main() -> int:
 
 
 def run_http(db: Database, tmp: Path, args, bodies: list[dict]):
-    """Return ((seconds, acked) one incident per POST, (seconds, acked) 100 per batch POST)."""
+    """Return (seconds, ok) for: GETs of a static document (the web-stack ceiling), one
+    incident per POST, and 100 incidents per batch POST."""
     import requests
 
     from layers.services import users
@@ -206,8 +209,15 @@ def run_http(db: Database, tmp: Path, args, bodies: list[dict]):
                 sess.headers["Authorization"] = f"Bearer {token}"
         return False
 
+    def get_doc(_i: int) -> bool:
+        sess = getattr(local, "g", None)
+        if sess is None:
+            sess = local.g = requests.Session()
+        return sess.get(url.replace("/incidents", "/openapi.json"), timeout=60).status_code == 200
+
     try:
         post(0)
+        ceiling = run_threads(args.n, args.threads, get_doc)
         single = run_threads(args.n, args.threads, lambda i: post(i + 1))
         print(f"http: {len(errors)} dropped connections retried")
         chunks = [bodies[k : k + 100] for k in range(0, args.n, 100)]
@@ -223,7 +233,7 @@ def run_http(db: Database, tmp: Path, args, bodies: list[dict]):
             return r.status_code == 200
 
         secs, _ = run_threads(len(chunks), min(args.threads, 8), post_batch)
-        return single, (secs, acked[0])
+        return ceiling, single, (secs, acked[0])
     finally:
         proc.kill()
         proc.wait(10)
