@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -159,6 +161,38 @@ def _extent(db: Database, col: Collection) -> list[float] | None:
     if any(v is None for v in box):
         return None
     return [float(v) for v in box]
+
+
+# cameras change status all the time and responders availability: always read fresh
+CACHED_LAYERS = {"districts", "streets", "communities", "grids", "centers"}
+CACHE_ENTRIES = 32
+
+
+def cached_features(ctx: AppContext, col: Collection, bbox: tuple | None) -> list[dict]:
+    """Return the collection's features for ``bbox``, cached per layer version for static layers.
+
+    GIS clients page through a layer with many ``offset`` requests; the static layers (areas,
+    grids, centers) are read once per (version, bbox) instead of once per page. The
+    cache lives in the app context (per app, bounded), never in module state.
+    """
+    if col.name not in CACHED_LAYERS:
+        return col.features(ctx.db, bbox)
+    from layers.services.geojson import layer_version
+
+    version = layer_version(ctx.db, "districts" if col.name in AREA_LEVELS else col.name)
+    cache: OrderedDict = ctx.services.setdefault("ogc_cache", OrderedDict())
+    lock: threading.Lock = ctx.services.setdefault("ogc_cache_lock", threading.Lock())
+    key = (col.name, version, bbox)
+    with lock:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    feats = col.features(ctx.db, bbox)
+    with lock:
+        cache[key] = feats
+        while len(cache) > CACHE_ENTRIES:
+            cache.popitem(last=False)
+    return feats
 
 
 def _url(endpoint: str, **params) -> str:
@@ -355,7 +389,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         bbox = _bbox(args.get("bbox"))
         limit = _int("limit", args.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _int("offset", args.get("offset"), 0, 0, 10**12)
-        feats = col.features(ctx.db, bbox)
+        feats = cached_features(ctx, col, bbox)
         page = feats[offset : offset + limit]
         base = {k: v for k, v in args.items() if k not in ("offset", "limit")}
 
@@ -381,7 +415,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     def item(name: str, feature_id: str):
         col = collection_or_404(name)
         _check_params({"f"})
-        found = [f for f in col.features(ctx.db, None) if str(f["id"]) == feature_id]
+        found = [f for f in cached_features(ctx, col, None) if str(f["id"]) == feature_id]
         if not found:
             raise OgcError(404, "NotFound", f"no feature {feature_id!r} in {name}")
         feat = dict(found[0])

@@ -146,3 +146,18 @@ def test_gdal_oapif_lists_and_reads_layers_from_a_live_server(tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_paging_cache_follows_layer_changes(app, gis):
+    import shapely
+
+    from layers.models import Grid
+
+    before = get(app, "/ogc/collections/grids/items?limit=1", gis).get_json()["numberMatched"]
+    db = app.server.config["GRIDSIGHT"].db
+    with db.session() as s:
+        g = Grid(code="53010200100199", name="新网格", community_id=db.city["communities"][0])
+        g.geometry = shapely.box(LON0 + 0.0, LAT0 - 0.01, LON0 + 0.01, LAT0)
+        s.add(g)
+    after = get(app, "/ogc/collections/grids/items?limit=1", gis).get_json()["numberMatched"]
+    assert after == before + 1
