@@ -561,7 +561,7 @@ def month_window(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.dateti
     return start, end
 
 
-def kpi_figure(rows: list[dict], lang: str):
+def kpi_figure(rows: list[dict], lang: str) -> dict:
     """Return a bar chart of 结案率 and 按期结案率 per district (plotly figure dict)."""
     names = [r["name"] for r in rows]
     traces = []

@@ -58,7 +58,7 @@ class ApiError(Exception):
         self.errors = errors or []
 
 
-def error_response(status: int, message: str, errors: list[dict] | None = None):
+def error_response(status: int, message: str, errors: list[dict] | None = None) -> flask.Response:
     """Return a Flask JSON error response."""
     resp = flask.jsonify({"error": message, "status": status, "errors": errors or []})
     resp.status_code = status
@@ -435,7 +435,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
 JSON_ERROR_PREFIXES = {PREFIX + "/": "api", "/open311/": "open311", "/ogc": "ogc"}
 
 
-def routing_error_response(exc: HTTPException):
+def routing_error_response(exc: HTTPException) -> flask.Response | HTTPException:
     """Return a JSON error for a routing 404/405 under /api/v1, /open311 or /ogc, else ``exc``."""
     path = flask.request.path
     kind = next((k for p, k in JSON_ERROR_PREFIXES.items() if path.startswith(p)), None)
