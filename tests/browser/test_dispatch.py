@@ -205,3 +205,21 @@ def test_screenshots_in_both_languages(server, browser):
         path = out / f"dispatch_{lang}_1920x1080.png"
         d.save_screenshot(str(path))
         assert path.stat().st_size > 20_000
+
+
+def test_keyboard_selects_a_case(server, browser):
+    """Arrow keys move through the queue and Space selects the case (no mouse)."""
+    from selenium.webdriver.common.keys import Keys
+
+    d = browser
+    d.get(server["url"] + "/dispatch")
+    rows = wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, ".ag-center-cols-container .ag-row"))
+    assert len(rows) >= 2
+    first_cell = rows[0].find_element(By.CSS_SELECTOR, ".ag-cell")
+    d.execute_script("arguments[0].focus();", first_cell)
+    active = d.switch_to.active_element
+    active.send_keys(Keys.ARROW_DOWN)
+    d.switch_to.active_element.send_keys(Keys.SPACE)
+    second = d.find_elements(By.CSS_SELECTOR, ".ag-center-cols-container .ag-row")[1]
+    wanted = second.get_attribute("row-id")
+    wait(d, EC.text_to_be_present_in_element((By.ID, "dispatch-detail-title"), f"#{wanted}"))
