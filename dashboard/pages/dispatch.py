@@ -42,9 +42,9 @@ WARN_HOURS = 8.0  # amber when less than this many hours remain
 ROLES = ("dispatcher", "admin")
 ACTION_KEYS = {"register": "r", "dispatch": "d", "accept": "h", "report": "b", "close": "c",
                "rework": "w", "escalate": "e", "merge": "m", "evaluate": "v",
-               "reassign": "a"}  # fmt: skip
+               "reassign": "a", "pause": "p", "resume": "u"}  # fmt: skip
 ACTION_ORDER = ["register", "dispatch", "reassign", "accept", "report", "close", "rework",
-                "escalate", "merge", "evaluate"]  # fmt: skip
+                "escalate", "merge", "evaluate", "pause", "resume"]  # fmt: skip
 # dark grid to match the command-center shell (AG Grid theming API, no CSS file needed)
 GRID_THEME = (
     "themeAlpine.withParams({backgroundColor: '#0f1b2d', foregroundColor: '#e6edf3', "
@@ -61,6 +61,8 @@ SLA_STYLE = {
          "style": {"backgroundColor": "#8a6d00", "color": "#fff"}},
         {"condition": "params.data.sla_state === 'ok'",
          "style": {"backgroundColor": "#1f5130", "color": "#fff"}},
+        {"condition": "params.data.sla_state === 'paused'",
+         "style": {"backgroundColor": "#33415c", "color": "#cfe3ff", "fontStyle": "italic"}},
     ]
 }  # fmt: skip
 
@@ -135,7 +137,9 @@ def queue_rows(
         if inc.id in seen:  # one row per case even if the dictionary has several versions
             continue
         seen.add(inc.id)
-        left = None if inc.due_at is None else (inc.due_at - now).total_seconds() / 3600
+        # a paused clock (approved extension) shows the time that was left when it stopped
+        ref = inc.sla_paused_at or now
+        left = None if inc.due_at is None else (inc.due_at - ref).total_seconds() / 3600
         state = ("paused" if inc.sla_paused_at else "none" if left is None else
                  "overdue" if left < 0 else "warn" if left < WARN_HOURS else "ok")  # fmt: skip
         out.append({
@@ -308,7 +312,10 @@ def detail_view(
     merge = [{"label": f"#{d['id']} · {d['distance_m']:.0f} m · {d['minutes_apart']:.0f} min",
               "value": d["id"]} for d in dups]  # fmt: skip
     return {"info": info, "map": layers, "bounds": bounds, "assignees": assignees,
-            "merge": merge, "actions": workflow.allowed_actions(row.status, role)}  # fmt: skip
+            "merge": merge, "actions": [
+                a for a in workflow.allowed_actions(row.status, role)
+                if not (a == "pause" and row.sla_paused_at is not None)
+                and not (a == "resume" and row.sla_paused_at is None)]}  # fmt: skip
 
 
 def perform_action(

@@ -264,3 +264,21 @@ def test_district_scope_limits_what_a_dispatcher_sees(app, intake):
                     headers=csrf_headers(client))  # fmt: skip
     assert r.status_code == 404
     assert client.get(f"/api/v1/incidents/{east}").status_code == 200
+
+
+def test_dispatch_page_pause_and_resume_the_clock(app, intake):
+    import sys
+
+    dispatch = sys.modules["pages.dispatch"]
+    db = app.server.config["GRIDSIGHT"].db
+    iid = post(app, intake, body(4, 1, description="extension asked")).get_json()["id"]
+    with app.server.test_request_context():
+        assert "pause" in dispatch.detail_view(db, iid, "en", "dispatcher")["actions"]
+        ok, _ = dispatch.perform_action(db, iid, "pause", actor="d", role="dispatcher")
+        assert ok
+        row = {r["id"]: r for r in dispatch.queue_rows(db)}[iid]
+        assert row["sla_state"] == "paused"
+        actions = dispatch.detail_view(db, iid, "en", "dispatcher")["actions"]
+        assert "resume" in actions and "pause" not in actions
+        ok, _ = dispatch.perform_action(db, iid, "resume", actor="d", role="dispatcher")
+        assert ok and {r["id"]: r for r in dispatch.queue_rows(db)}[iid]["sla_state"] == "ok"
