@@ -87,8 +87,9 @@
     centerPoint: function (feature, latlng, context) {
       var p = feature.properties || {};
       var c = window.gridsight.centerColors[p.level] || "#ffffff";
-      var r = {city: 11, county: 9, township: 7, village: 5}[p.level] || 5;
-      return L.circleMarker(latlng, {radius: r, color: "#ffffff", weight: 2, fillColor: c,
+      var r = {city: 11, county: 9, township: 6, village: 3.5}[p.level] || 3.5;
+      return L.circleMarker(latlng, {radius: r, color: "#ffffff",
+                                     weight: p.level === "village" ? 1 : 2, fillColor: c,
                                      fillOpacity: 1, interactive: false,
                                      pane: pane(context, "gs-centers")});
     },
@@ -124,7 +125,8 @@
           {fillColor: "#1b3550", fillOpacity: 0.2} : {fillColor: covRamp(cov), fillOpacity: 0.5};
       } else {
         var n = (h.counts || {})[feature.id] || 0;
-        var t = Math.min(1, n / Math.max(h.max || 1, 1));
+        // log scale: a few very busy grids must not wash out the others
+        var t = Math.min(1, Math.log(1 + n) / Math.log(1 + Math.max(h.max || 1, 1)));
         style = {fillColor: n === 0 ? "#1b3550" : ramp(0.25 + 0.75 * t),
                  fillOpacity: n === 0 ? 0.22 : 0.6};
       }
@@ -157,15 +159,18 @@
   });
 
   // Keep a handle on the operator map (tests and the export read its view from here).
-  function hookMap() {
-    if (!window.L || !window.L.Map) { setTimeout(hookMap, 50); return; }
+  function hookMap(tries) {
+    if (!window.L || !window.L.Map) {
+      if (tries < 400) { setTimeout(function () { hookMap(tries + 1); }, 50); }
+      return;
+    }
     window.L.Map.addInitHook(function () {
       if (this.getContainer && this.getContainer().id === "operator-map") {
         window.gridsight.map = this;
       }
     });
   }
-  hookMap();
+  hookMap(0);
 
   // Clientside callbacks of the operator page (viewport kept per browser in localStorage).
   window.dash_clientside = Object.assign(window.dash_clientside || {}, {

@@ -516,7 +516,8 @@ def render_legend(lang, mode, hideout):
     else:
         grid_rows = [row("#1b3550", "0", True), row("rgb(40,110,170)", "1", True)]
         if mx >= 4:
-            grid_rows.append(row("rgb(255,160,50)", f"{mx // 2}", True))
+            mid = round((1 + mx) ** 0.5 - 1)  # the colour ramp is logarithmic
+            grid_rows.append(row("rgb(255,160,50)", f"{mid}", True))
         if mx >= 2:
             grid_rows.append(row("rgb(230,40,50)", f"≥{mx}", True))
     cams = [row(c, t(f"camera.status.{s}", lang)) for s, c in

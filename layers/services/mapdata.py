@@ -214,7 +214,13 @@ def area_grid_ids_query(area_level: str, area_id: int):
     return select(Grid.id).where(Grid.community_id.in_(communities))
 
 
-def _area_condition(session: Session, area_id: int | None):
+def _area_condition(session: Session, area_id: int | None, *, use_index: bool = False):
+    """Return "incident in a grid of the area" (None for the whole city).
+
+    By default the grid_id index is kept out of play (``grid_id + 0``) so time-window and
+    id-range queries scan their few thousand rows instead of every incident of the area;
+    whole-history counts (``use_index``) are better served by the grid index.
+    """
     if area_id is None:
         return None
     level = session.scalar(select(AdminArea.level).where(AdminArea.id == area_id))
@@ -222,7 +228,8 @@ def _area_condition(session: Session, area_id: int | None):
         raise MapFilterError(f"area: no administrative area with id {area_id}; clear the filter")
     if level == "city":
         return None
-    return Incident.grid_id.in_(area_grid_ids_query(level, area_id))
+    col = Incident.grid_id if use_index else Incident.grid_id + 0
+    return col.in_(area_grid_ids_query(level, area_id))
 
 
 @_sessioned
@@ -330,12 +337,12 @@ def changes_since(session: Session, after_event_id: int, limit: int = 5000) -> d
             "overflow": overflow, "transitions": transitions}  # fmt: skip
 
 
-def _filter_conditions(session: Session, f: MapFilter) -> list:
+def _filter_conditions(session: Session, f: MapFilter, *, use_index: bool = False) -> list:
     conds = []
     cat = _category_condition(f.categories)
     if cat is not None:
         conds.append(cat)
-    area = _area_condition(session, f.area_id)
+    area = _area_condition(session, f.area_id, use_index=use_index)
     if area is not None:
         conds.append(area)
     return conds
@@ -349,10 +356,14 @@ def live_counts(session: Session, f: MapFilter, now: dt.datetime | None = None) 
     up to date afterwards with ``live_counts_delta`` instead of counting again.
     """
     now = _now(now)
-    conds = _filter_conditions(session, f)
+    conds = _filter_conditions(session, f, use_index=True)
     day_start = now.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
     n_open = session.scalar(select(func.count()).where(Incident.status.in_(OPEN_STATUSES), *conds))
-    n_today = session.scalar(select(func.count()).where(Incident.created_at >= day_start, *conds))
+    n_today = session.scalar(
+        select(func.count()).where(
+            Incident.created_at >= day_start, *_filter_conditions(session, f)
+        )
+    )
     return {"open": int(n_open or 0), "new_today": int(n_today or 0),
             "day": day_start.date().isoformat()}  # fmt: skip
 
@@ -494,16 +505,19 @@ def kpis(session: Session, f: MapFilter, now: dt.datetime | None = None) -> dict
     cat = _category_condition(f.categories)
     if cat is not None:
         base.append(cat)
-    area = _area_condition(session, f.area_id)
+    area = _area_condition(session, f.area_id, use_index=True)
     if area is not None:
         base.append(area)
+    windowed = [c for c in (cat, _area_condition(session, f.area_id)) if c is not None]
     is_open = Incident.status.in_(OPEN_STATUSES)
     day_start = now.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
     n_open, n_overdue = session.execute(
         select(func.count(), func.coalesce(func.sum(case((Incident.due_at < now, 1), else_=0)), 0))
         .where(is_open, *base)
     ).one()  # fmt: skip
-    new_today = session.scalar(select(func.count()).where(Incident.created_at >= day_start, *base))
+    new_today = session.scalar(
+        select(func.count()).where(Incident.created_at >= day_start, *windowed)
+    )
     start, end = f.time_range(now)
     t = f.instant(now) or min(end, now)
     closed = and_(Incident.closed_at.is_not(None), Incident.closed_at <= t)
@@ -514,7 +528,7 @@ def kpis(session: Session, f: MapFilter, now: dt.datetime | None = None) -> dict
             func.count(),
             func.coalesce(func.sum(case((closed, 1), else_=0)), 0),
             func.coalesce(func.sum(case((ontime, 1), else_=0)), 0),
-        ).where(Incident.created_at >= start, Incident.created_at <= t, due, *base)
+        ).where(Incident.created_at >= start, Incident.created_at <= t, due, *windowed)
     ).one()
     return {
         "open": int(n_open), "overdue": int(n_overdue), "new_today": int(new_today or 0),
@@ -904,7 +918,11 @@ def density_png(raster: np.ndarray) -> bytes:
     """Return the density raster as an RGBA PNG (transparent where there is nothing)."""
     import cv2
 
-    v = np.clip(raster, 0, 1) ** 0.6
+    # scale to a high percentile, not the maximum: one very hot grid would otherwise leave
+    # the rest of the city transparent
+    nz = raster[raster > 0]
+    ref = float(np.percentile(nz, 99.0)) if nz.size else 1.0
+    v = np.clip(raster / max(ref, 1e-12), 0, 1) ** 0.6
     stops = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
     colors = np.array([[40, 90, 255], [0, 210, 255], [60, 255, 120], [255, 210, 0],
                        [255, 40, 40]], dtype=float)  # fmt: skip

@@ -225,10 +225,12 @@ def test_js_gcj02_shift_matches_geo_crs():
 
     js = (REPO / "dashboard/assets/gridsight_map.js").read_text(encoding="utf-8")
     pts = [(102.71, 25.04), (118.78, 32.06), (116.39, 39.9), (2.35, 48.85)]
-    script = ("var window = {}; var L = {latLng: function (a, b) { return [a, b]; }};\n" + js +
+    script = ("var L = {latLng: function (a, b) { return [a, b]; },"
+              " Map: {addInitHook: function () {}}}; var window = {L: L};\n" + js +
               f"\nconsole.log(JSON.stringify({json.dumps(pts)}.map(function (p) {{"
               " return window.gridsight.wgs84ToGcj02(p[0], p[1]); })));")  # fmt: skip
-    out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
+    out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True,
+                         timeout=60)  # fmt: skip
     got = json.loads(out.stdout)
     for (lon, lat), (glon, glat) in zip(pts, got, strict=True):
         elon, elat = wgs84_to_gcj02(lon, lat)
