@@ -18,6 +18,8 @@ viewers. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.se
   app-wide login hook in ``dashboard.auth`` still applies).
 - ``authorize_rules(request, action) -> bool``: the same for the rules API ("read"/"write").
 - ``unmask_grant(request, camera_id) -> str | None``: the ONLY way to switch redaction off.
+  ``unmask_grant_for(user_name, camera_id)`` re-checks a running unredacted MJPEG view every
+  ``GRANT_RECHECK_S``; when it returns None (or is absent) the view falls back to redacted.
   A string (e.g. "UNMASKED alice 2026-11-23T17:00Z grant#12") is burned into every frame as a
   watermark, detections and liftable masks are lifted, permanent masks stay. None (default,
   also when the hook is absent) -> redacted.
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 BOUNDARY = "gridsightframe"
 KEEPALIVE_S = 5.0
+GRANT_RECHECK_S = 5.0
 
 
 def _hook(ctx: Any, name: str):
@@ -80,7 +83,10 @@ def build_hub(ctx: Any) -> StreamHub:
 
 
 def _user_name() -> str:
-    user = flask.g.get("user") if flask.has_app_context() else None
+    user = None
+    if flask.has_app_context():
+        # dashboard.auth caches the request's principal on flask.g
+        user = flask.g.get("principal") or flask.g.get("user")
     if user is None:
         return "unknown"
     return str(getattr(user, "name", None) or getattr(user, "username", None) or user)
@@ -115,6 +121,18 @@ def register(server: flask.Flask, ctx: Any) -> None:
         grant = _hook(ctx, "unmask_grant")
         return grant(flask.request, camera_id) if grant is not None else None
 
+    def grant_still_valid(user: str, camera_id: int) -> str | None:
+        # Without the context-free hook a running unredacted view cannot be re-checked, so it
+        # is ended (None = back to redacted) rather than trusted until the viewer leaves.
+        hook = _hook(ctx, "unmask_grant_for")
+        if hook is None:
+            return None
+        try:
+            return hook(user, camera_id)
+        except Exception:  # noqa: BLE001 - cannot verify the grant: fail closed to redacted
+            log.exception("re-checking the unmask grant of %s on camera %s failed", user, camera_id)
+            return None
+
     def audit(event: str, **fields) -> None:
         hook = _hook(ctx, "audit")
         if hook is not None:
@@ -133,30 +151,42 @@ def register(server: flask.Flask, ctx: Any) -> None:
 
         def frames():
             # The subscription is taken inside the generator so that a response that is never
-            # iterated (HEAD, client gone at once) holds no viewer slot.
+            # iterated (HEAD, client gone at once) holds no viewer slot. An unredacted view
+            # re-checks its grant every GRANT_RECHECK_S (``unmask_grant_for``) and falls back
+            # to the redacted stream when the grant has expired or was revoked.
             started = time.monotonic()
             audit("video.view.start", user=user, camera_id=camera_id, redacted=mark is None)
-            seq, last = 0, None
+            current = mark
             try:
-                with hub.subscribe(camera_id, watermark=mark) as wait:
-                    while True:
-                        got = wait(seq, KEEPALIVE_S)
-                        if got is not None:
-                            seq, last = got
-                        elif wait.stopped():
-                            return  # the hub is shutting down: end the response
-                        elif last is None:
-                            continue
-                        # On a timeout the last redacted frame is sent again: that keeps
-                        # proxies open and lets us notice a viewer who has gone.
-                        yield (
-                            (
-                                f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                f"Content-Length: {len(last)}\r\n\r\n"
-                            ).encode()
-                            + last
-                            + b"\r\n"
-                        )
+                while True:
+                    seq, last = 0, None
+                    recheck_at = time.monotonic() + GRANT_RECHECK_S
+                    with hub.subscribe(camera_id, watermark=current) as wait:
+                        while True:
+                            if current is not None and time.monotonic() >= recheck_at:
+                                recheck_at = time.monotonic() + GRANT_RECHECK_S
+                                still = grant_still_valid(user, camera_id)
+                                if still != current:
+                                    audit("video.unmask.end", user=user, camera_id=camera_id)
+                                    current = still
+                                    break  # re-subscribe to the stream this viewer may see
+                            got = wait(seq, KEEPALIVE_S if current is None else 1.0)
+                            if got is not None:
+                                seq, last = got
+                            elif wait.stopped():
+                                return  # the hub is shutting down: end the response
+                            elif last is None:
+                                continue
+                            # On a timeout the last frame is sent again: that keeps proxies
+                            # open and lets us notice a viewer who has gone.
+                            yield (
+                                (
+                                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                    f"Content-Length: {len(last)}\r\n\r\n"
+                                ).encode()
+                                + last
+                                + b"\r\n"
+                            )
             finally:
                 audit(
                     "video.view.end",

@@ -226,3 +226,35 @@ def test_mjpeg_response_ends_when_the_hub_closes(app):
     rest = list(chunks)  # must terminate, not spin
     assert len(rest) <= 2
     r.close()
+
+
+def test_unredacted_view_falls_back_to_redacted_when_grant_ends(app, monkeypatch):
+    server, ctx = app
+    monkeypatch.setattr(video, "GRANT_RECHECK_S", 0.3)
+    liftable = dict(FULL_MASK, permanent=False)
+    client = server.test_client()
+    assert (
+        client.put(
+            "/api/v1/rules/camera/2", json={"masks": [liftable], "fill_color": [0, 0, 0]}
+        ).status_code
+        == 201
+    )
+    grant = {"valid": True}
+    ctx.services["unmask_grant"] = lambda request, camera_id: "UNMASKED tester grant#7"
+    ctx.services["unmask_grant_for"] = lambda user, camera_id: (
+        "UNMASKED tester grant#7" if grant["valid"] else None
+    )
+    r = client.get("/video/2.mjpg", buffered=False)
+    assert r.headers["X-Redacted"] == "false"
+    chunks = iter(r.response)
+
+    def next_image():
+        head, body = next(chunks).split(b"\r\n\r\n", 1)
+        return _decode(body[:-2])
+
+    assert next_image().mean() > 40  # lifted: the liftable mask is off, video visible
+    grant["valid"] = False
+    deadline = time.monotonic() + 5
+    while next_image().mean() > 5:  # back to redacted: the liftable mask is burned in again
+        assert time.monotonic() < deadline, "the view stayed unredacted after the grant ended"
+    r.close()
