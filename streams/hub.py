@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import cv2
@@ -410,37 +410,47 @@ class StreamHub:
     def stream(self, camera_id: int) -> CameraStream:
         """Return the running stream of ``camera_id``, starting it if needed."""
         with self._lock:
-            if self._closed.is_set():
-                raise RuntimeError("the stream hub is closed")
-            if self._monitor is None:
-                self._monitor = threading.Thread(
-                    target=self._monitor_loop, name="streamhub", daemon=True
-                )
-                self._monitor.start()
-            s = self._streams.get(camera_id)
-            if s is None or not s.running:
-                s = CameraStream(
-                    camera_id,
-                    lambda: create_source(self._source_for(camera_id)),
-                    self._rules_for,
-                    on_status=self._on_status,
-                    settings=self.settings,
-                    poll_rules=self._rules_revision is None,
-                )
-                self._streams[camera_id] = s
-                s.start()
-            return s
+            return self._stream_locked(camera_id)
+
+    def _stream_locked(self, camera_id: int) -> CameraStream:
+        """Return the stream of ``camera_id``, starting it; the caller holds ``_lock``."""
+        if self._closed.is_set():
+            raise RuntimeError("the stream hub is closed")
+        if self._monitor is None:
+            self._monitor = threading.Thread(
+                target=self._monitor_loop, name="streamhub", daemon=True
+            )
+            self._monitor.start()
+        s = self._streams.get(camera_id)
+        if s is None or not s.running:
+            s = CameraStream(
+                camera_id,
+                lambda: create_source(self._source_for(camera_id)),
+                self._rules_for,
+                on_status=self._on_status,
+                settings=self.settings,
+                poll_rules=self._rules_revision is None,
+            )
+            self._streams[camera_id] = s
+            s.start()
+        return s
 
     @contextmanager
     def subscribe(self, camera_id: int, watermark: str | None = None):
         """Yield ``wait(after_seq, timeout)`` for one viewer of ``camera_id``."""
-        with self.stream(camera_id).viewer(watermark) as wait:
+        with ExitStack() as stack:
+            # attach the viewer under the hub lock, so the idle reaper cannot stop the stream
+            # between "get the stream" and "count this viewer"
+            with self._lock:
+                stream = self._stream_locked(camera_id)
+                wait = stack.enter_context(stream.viewer(watermark))
+            wait.stream = stream  # type: ignore[attr-defined]
             yield wait
 
     def snapshot(self, camera_id: int, timeout: float = 5.0) -> bytes | None:
         """Return the newest redacted JPEG of ``camera_id``, waiting up to ``timeout`` for one."""
         with self.subscribe(camera_id) as wait:
-            latest = self.stream(camera_id).latest_jpeg()
+            latest = wait.stream.latest_jpeg()
             if latest is not None:
                 return latest[1]
             got = wait(0, timeout)
