@@ -912,6 +912,8 @@ def install_video_hooks(ctx: AppContext) -> None:
     from layers.services import cameras as camera_service
     from layers.services import grants as grant_service
 
+    two_person = ctx.settings.unmask_requires_second_approver
+
     def authorize_video(_request, camera_id: int) -> bool:
         p = current_principal()
         if p is None or p.kind != "user" or p.role not in VIDEO_ROLES:
@@ -935,7 +937,7 @@ def install_video_hooks(ctx: AppContext) -> None:
         if p is None or p.kind != "user" or p.role not in VIDEO_ROLES:
             return None
         with ctx.db.session() as s:
-            grant = grant_service.active_grant(s, p.name, camera_id)
+            grant = grant_service.active_grant(s, p.name, camera_id, require_approval=two_person)
             return grant_service.watermark_text(grant) if grant is not None else None
 
     def unmask_grant_for(username: str, camera_id: int) -> str | None:
@@ -945,7 +947,7 @@ def install_video_hooks(ctx: AppContext) -> None:
             user = user_service.get_user(s, username)
             if user is None or not user.active or user.role not in VIDEO_ROLES:
                 return None
-            grant = grant_service.active_grant(s, username, camera_id)
+            grant = grant_service.active_grant(s, username, camera_id, require_approval=two_person)
             return grant_service.watermark_text(grant) if grant is not None else None
 
     def audit_hook(event: str, **fields: Any) -> None:

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     sample_video: Path | None = Field(
         None, description="Video file the demo cameras loop (file:// sources) when set."
     )
+    unmask_requires_second_approver: bool = Field(
+        False,
+        description="Unmask grants take effect only after a second privacy officer approves.",
+    )
+    personal_data_retention_days: int = Field(
+        180,
+        ge=0,
+        description="Days after which reporter names/phones and snapshots are purged; 0 = never.",
+    )
     threads: int = Field(
         32, ge=4, description="Web server worker threads (each live MJPEG viewer holds one)."
     )
