@@ -14,9 +14,10 @@ Every frame served here went through ``streams.pipeline.RedactionPipeline`` insi
 ``StreamHub`` of the app (``ctx.services["stream_hub"]``): one reader per camera, however many
 viewers. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.services``:
 
-- ``authorize_video(request, camera_id) -> bool``: False -> 403. Absent -> allowed (the
-  app-wide login hook in ``dashboard.auth`` still applies).
-- ``authorize_rules(request, action) -> bool``: the same for the rules API ("read"/"write").
+- ``authorize_video(request, camera_id) -> bool``: False -> 403. Absent -> 403 as well:
+  access control fails closed, a missing hook never opens video to everyone.
+- ``authorize_rules(request, action) -> bool``: the same for the rules API ("read"/"write");
+  absent -> 403 (otherwise anyone could PUT ``targets: []`` and switch redaction off).
 - ``unmask_grant(request, camera_id) -> str | None``: the ONLY way to switch redaction off.
   ``unmask_grant_for(user_name, camera_id)`` re-checks a running unredacted MJPEG view every
   ``GRANT_RECHECK_S``; when it returns None (or is absent) the view falls back to redacted.
@@ -107,7 +108,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
 
     def check_camera(camera_id: int):
         authorize = _hook(ctx, "authorize_video")
-        if authorize is not None and not authorize(flask.request, camera_id):
+        if authorize is None or not authorize(flask.request, camera_id):
             return _error(403, "not allowed to view this camera")
         try:
             camera_service.get_camera(ctx.db, camera_id)
@@ -246,7 +247,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
     # -- rules API --------------------------------------------------------------------------
     def rules_allowed(action: str):
         hook = _hook(ctx, "authorize_rules")
-        if hook is not None and not hook(flask.request, action):
+        if hook is None or not hook(flask.request, action):
             return _error(403, f"not allowed to {action} redaction rules")
         return None
 

@@ -38,7 +38,13 @@ def app(tmp_path, shared_data):
     ctx = SimpleNamespace(
         settings=SimpleNamespace(sample_video=None),
         db=db,
-        services={"hub_settings": HubSettings(stale_after_s=1, offline_after_s=2, backoff_max_s=1)},
+        services={
+            "hub_settings": HubSettings(stale_after_s=1, offline_after_s=2, backoff_max_s=1),
+            # access hooks are what dashboard.auth installs; here they allow everything so
+            # the tests exercise the video path (test_missing_hooks_fail_closed drops them)
+            "authorize_video": lambda request, camera_id: True,
+            "authorize_rules": lambda request, action: True,
+        },
     )
     server = flask.Flask("video-test")
     video.register(server, ctx)
@@ -258,3 +264,16 @@ def test_unredacted_view_falls_back_to_redacted_when_grant_ends(app, monkeypatch
     while next_image().mean() > 5:  # back to redacted: the liftable mask is burned in again
         assert time.monotonic() < deadline, "the view stayed unredacted after the grant ended"
     r.close()
+
+
+def test_missing_access_hooks_fail_closed(app):
+    """Without the access hooks no video and no rule change is served: fail closed."""
+    server, ctx = app
+    del ctx.services["authorize_video"]
+    del ctx.services["authorize_rules"]
+    client = server.test_client()
+    assert client.get("/video/1.jpg").status_code == 403
+    assert client.get("/video/1.mjpg").status_code == 403
+    r = client.put("/api/v1/rules/default", json={"targets": []})
+    assert r.status_code == 403
+    assert client.get("/api/v1/rules").status_code == 403
