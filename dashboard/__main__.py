@@ -32,15 +32,31 @@ def main() -> int:
         settings.port,
         settings.db_url.split("@")[-1],
     )
-    serve(
-        app.server,
-        host=settings.host,
-        port=settings.port,
-        threads=settings.threads,
-        channel_timeout=120,
-        ident="GridSight",
-    )
+    try:
+        serve(
+            app.server,
+            host=settings.host,
+            port=settings.port,
+            threads=settings.threads,
+            channel_timeout=120,
+            ident="GridSight",
+        )
+    finally:
+        shutdown_services(app.server.config["GRIDSIGHT"])
     return 0
+
+
+def shutdown_services(ctx) -> None:
+    """Stop the app's background services (camera readers, simulator, loops) cleanly."""
+    for name, service in list(ctx.services.items()):
+        for method in ("close", "stop"):
+            fn = getattr(service, method, None)
+            if callable(fn):
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - shutting down: log and go on with the rest
+                    logging.getLogger("dashboard").exception("stopping %s failed", name)
+                break
 
 
 if __name__ == "__main__":
