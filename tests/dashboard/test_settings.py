@@ -13,7 +13,7 @@ def test_every_setting_is_documented_in_readme():
     missing = []
     for name, field in Settings.model_fields.items():
         env = f"GRIDSIGHT_{name.upper()}"
-        row = next((line for line in README.splitlines() if f"`{env}`" in line), None)
+        row = next((ln for ln in README.splitlines() if ln.startswith(f"| `{env}`")), None)
         if row is None or (field.description or "x") not in row:
             missing.append(env)
     assert not missing, f"document these settings in README.md's settings table: {missing}"
