@@ -272,3 +272,27 @@ def test_map_data_only_for_map_roles(app_city, role, status):
         assert "operator-grids" in r.get_json()["response"]
     else:
         assert b"counts" not in r.data
+
+
+def test_gcj02_base_map_shifts_our_wgs84_layers(tmp_path):
+    from geo.crs import wgs84_to_gcj02
+
+    app = create_app(
+        _settings(tmp_path, basemap_url="http://tiles.intranet/{z}/{x}/{y}.png",
+                  basemap_crs="gcj02"),
+        start_background=False,
+    )  # fmt: skip
+    build_city(app.server.config["GRIDSIGHT"].db, incidents=0)
+    operator = _operator_page()
+    with app.server.test_request_context():
+        b = mapdata.city_bounds(app.server.config["GRIDSIGHT"].db)
+        (s, w), (n, e) = operator._display_bounds(b)
+        ex, ey = wgs84_to_gcj02([b[0], b[2]], [b[1], b[3]])
+        assert (w, s, e, n) == pytest.approx((ex[0], ey[0], ex[1], ey[1]))
+        assert w - b[0] > 0.001  # ~ a few hundred metres east in Kunming
+        lon, lat = operator._unshift(float(ex[0]), float(ey[0]))
+        assert (lon, lat) == pytest.approx((b[0], b[1]), abs=1e-7)
+        m = operator._map(operator._display_bounds(b), True)
+        text = json.dumps(m.to_plotly_json(), default=lambda o: o.to_plotly_json())
+        assert text.count("gridsight.gcjLatLng") == 10  # every GeoJSON layer on the map
+        assert "tiles.intranet" in text
