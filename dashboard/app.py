@@ -118,6 +118,7 @@ def create_app(
     server.secret_key = _secret_key(settings)
     server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.layout = shell_layout
+    _register_shell_callbacks(app)
 
     for module_name in ROUTE_MODULES:
         try:
@@ -228,25 +229,11 @@ def _start_simulator(ctx: AppContext) -> None:
     ctx.services["simulator"] = sim
 
 
-@dash.callback(
-    Output("app-lang", "data"),
-    Input("app-lang-toggle", "n_clicks"),
-    State("app-lang", "data"),
-    prevent_initial_call=True,
-)
 def toggle_language(_n: int, lang: str | None) -> str:
     """Return the other language (zh <-> en)."""
     return "en" if (lang or "zh") == "zh" else "zh"
 
 
-@dash.callback(
-    Output("app-title", "children"),
-    Output("app-subtitle", "children"),
-    Output("app-nav", "children"),
-    Output("app-lang-toggle", "children"),
-    Output("app-user", "children"),
-    Input("app-lang", "data"),
-)
 def render_shell(lang: str | None):
     """Return the shell's labels in the chosen language, the nav the role may open, the user."""
     from dashboard.auth import allowed_paths, current_principal, user_badge
@@ -266,3 +253,26 @@ def render_shell(lang: str | None):
         t("lang.switch", lang),
         user_badge(principal),
     )
+
+
+def _register_shell_callbacks(app: Dash) -> None:
+    """Register the shell's callbacks on ``app`` itself.
+
+    ``dash.callback`` registrations made at import time are handed to the first app of the
+    process that serves a request and are gone for every later app (tests build many apps in
+    one process); page modules are re-executed per app, this module is not.
+    """
+    app.callback(
+        Output("app-lang", "data"),
+        Input("app-lang-toggle", "n_clicks"),
+        State("app-lang", "data"),
+        prevent_initial_call=True,
+    )(toggle_language)
+    app.callback(
+        Output("app-title", "children"),
+        Output("app-subtitle", "children"),
+        Output("app-nav", "children"),
+        Output("app-lang-toggle", "children"),
+        Output("app-user", "children"),
+        Input("app-lang", "data"),
+    )(render_shell)
