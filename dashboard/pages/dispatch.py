@@ -23,7 +23,7 @@ import dash_ag_grid as dag
 import dash_leaflet as dl
 import shapely
 from dash import Input, Output, State, callback, dcc, html, no_update
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dashboard.context import get_ctx
 from dashboard.i18n import t
@@ -160,17 +160,67 @@ def queue_rows(
     return out
 
 
-def queue_summary(rows: list[dict], lang: str) -> list:
-    """Return the summary tiles above the queue (open, overdue, escalated, duplicate suspects)."""
+def queue_totals(
+    db, now: dt.datetime | None = None, grid_ids: set[int] | None = None
+) -> dict[str, int]:
+    """Return whole-queue counts (open, overdue, escalated), not capped by QUEUE_LIMIT."""
+    now = now or utcnow()
+    scope = [] if grid_ids is None else [Incident.grid_id.in_(sorted(grid_ids))]
+    base = [Incident.status.in_(workflow.OPEN_STATUSES), Incident.duplicate_of.is_(None), *scope]
+    with db.session() as s:
+        n_open = s.scalar(select(func.count()).select_from(Incident).where(*base)) or 0
+        n_overdue = (
+            s.scalar(
+                select(func.count())
+                .select_from(Incident)
+                .where(*base, Incident.due_at < now, Incident.sla_paused_at.is_(None))
+            )
+            or 0
+        )
+        owner = (
+            select(Category.owner_level)
+            .where(Category.code == Incident.category_code)
+            .limit(1)
+            .scalar_subquery()
+        )
+        n_escalated = (
+            s.scalar(
+                select(func.count())
+                .select_from(Incident)
+                .where(
+                    *base,
+                    Incident.escalation_level != func.coalesce(owner, Incident.escalation_level),
+                )
+            )
+            or 0
+        )
+    return {"open": n_open, "overdue": n_overdue, "escalated": n_escalated}
+
+
+def queue_summary(rows: list[dict], lang: str, totals: dict[str, int] | None = None) -> list:
+    """Return the summary tiles above the queue (open, overdue, escalated, duplicate suspects).
+
+    ``totals`` (from ``queue_totals``) gives whole-queue counts; without it the tiles count
+    the rows shown (at most QUEUE_LIMIT).
+    """
+    totals = totals or {}
     tiles = [
-        ("dispatch.summary.open", len(rows), ""),
-        ("dispatch.summary.overdue", sum(r["sla_state"] == "overdue" for r in rows), "bad"),
-        ("dispatch.summary.escalated", sum(r["escalated"] for r in rows), "warn"),
+        ("dispatch.summary.open", totals.get("open", len(rows)), ""),
+        (
+            "dispatch.summary.overdue",
+            totals.get("overdue", sum(r["sla_state"] == "overdue" for r in rows)),
+            "bad",
+        ),
+        (
+            "dispatch.summary.escalated",
+            totals.get("escalated", sum(r["escalated"] for r in rows)),
+            "warn",
+        ),
         ("dispatch.summary.duplicates", sum(r["duplicate"] for r in rows), "warn"),
     ]
     return [
         html.Div([html.Div(t(k, lang), className="gs-kpi-label"),
-                  html.Div(str(v), className=f"gs-kpi-value {cls}")],
+                  html.Div(f"{v:,}", className=f"gs-kpi-value {cls}")],
                  className="gs-kpi", id=f"dispatch-kpi-{k.rsplit('.', 1)[1]}")
         for k, v, cls in tiles
     ]  # fmt: skip
@@ -479,8 +529,9 @@ def refresh_queue(_n, _changed, lang):
     """Return the queue rows and summary tiles (polled: new cases appear without reload)."""
     lang = lang or "zh"
     db = get_ctx().db
-    rows = queue_rows(db, lang=lang, grid_ids=_scope(db))
-    return rows, queue_summary(rows, lang)
+    scope = _scope(db)
+    rows = queue_rows(db, lang=lang, grid_ids=scope)
+    return rows, queue_summary(rows, lang, queue_totals(db, grid_ids=scope))
 
 
 @callback(

@@ -248,6 +248,22 @@ def test_dispatch_page_functions(app, intake):
         assert dup not in {r["id"] for r in dispatch.queue_rows(db)}
 
 
+def test_dispatch_queue_totals_are_not_capped_by_the_rows_shown(app, intake, monkeypatch):
+    import sys
+
+    dispatch = sys.modules["pages.dispatch"]
+    db = app.server.config["GRIDSIGHT"].db
+    for k in range(3):
+        post(app, intake, body(k, 2, description=f"case {k}"))
+    monkeypatch.setattr(dispatch, "QUEUE_LIMIT", 1)
+    with app.server.test_request_context():
+        rows = dispatch.queue_rows(db)
+        totals = dispatch.queue_totals(db)
+        assert len(rows) == 1 and totals["open"] >= 3
+        tiles = str(dispatch.queue_summary(rows, "en", totals))
+        assert f"{totals['open']:,}" in tiles
+
+
 def test_district_scope_limits_what_a_dispatcher_sees(app, intake):
     west = post(app, intake, body(1, 1, description="district 0")).get_json()["id"]
     east = post(app, intake, body(6, 1, description="district 1")).get_json()["id"]
