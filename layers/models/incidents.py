@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from layers.models.base import Base, UTCDateTime, utcnow
@@ -42,6 +42,11 @@ class Incident(Base):
     """A reported incident. Reporter name/phone are stored but only ever displayed masked."""
 
     __tablename__ = "incidents"
+    # the map's live counts filter open cases by deadline and windows by time + place
+    __table_args__ = (
+        Index("ix_incidents_status_due_at", "status", "due_at"),
+        Index("ix_incidents_created_at_lon_lat", "created_at", "lon", "lat"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     lon: Mapped[float] = mapped_column(Float, index=True)
