@@ -9,16 +9,16 @@ page in Chinese and English (``GRIDSIGHT_SCREENSHOTS`` folder, else the test's t
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.browser.chromium import make_driver
+
 pytestmark = pytest.mark.browser
 
 selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -29,19 +29,7 @@ PASSWORD = "dispatch-pass-2026"
 
 
 def _driver():
-    if not (
-        shutil.which("chromedriver")
-        and (shutil.which("chromium") or shutil.which("chromium-browser"))
-    ):
-        if os.environ.get("CI"):
-            pytest.fail("chromium / chromium-driver missing in CI (.ci/apt-packages.txt)")
-        pytest.skip("chromium / chromium-driver not installed")
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1920,1080", "--lang=zh-CN"):  # fmt: skip
-        opts.add_argument(arg)
-    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver"))
-    return webdriver.Chrome(options=opts, service=service)
+    return make_driver(1920, 1080, lang="zh-CN")
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ browser fails the run.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,26 +15,16 @@ from dashboard.app import create_app
 from dashboard.settings import Settings
 from layers.services import mapdata
 from layers.services.incidents import create_incident
+from tests.browser.chromium import make_driver, require_browser
 from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import make_user
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-
-
-def _require_browser() -> None:
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return
-    if os.environ.get("CI"):
-        pytest.fail("chromium / chromium-driver are missing in CI (.ci/apt-packages.txt)")
-    pytest.skip("chromium or chromedriver not installed")
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    _require_browser()
+    require_browser()
     from werkzeug.serving import make_server
 
     tmp = tmp_path_factory.mktemp("opbrowser")
@@ -55,16 +43,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--window-size=1920,1080"):  # fmt: skip
-        opts.add_argument(arg)
-    opts.binary_location = str(CHROMIUM)
-    d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    d = make_driver(1920, 1080)
     d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                       {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})  # fmt: skip
     user, password = make_user(server["app"], "operator")

@@ -9,7 +9,6 @@ only where Chromium/chromedriver is missing and ``CI`` is unset; in CI that fail
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,31 +23,16 @@ from layers.models import Camera
 from layers.services import audit
 from layers.services import rules as rule_service
 from layers.services import users as user_service
+from tests.browser.chromium import free_port, make_driver, require_browser
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _require_browser() -> None:
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return
-    if os.environ.get("CI"):
-        pytest.fail("chromium / chromium-driver are missing in CI (.ci/apt-packages.txt)")
-    pytest.skip("chromium or chromedriver not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    _require_browser()
+    require_browser()
     import cv2
 
     tmp = tmp_path_factory.mktemp("privacybrowser")
@@ -62,7 +46,7 @@ def server(tmp_path_factory):
                      lat=25.05, stream_url=str(still)))  # fmt: skip
         user_service.create_user(s, "po-browser", "privacy_officer", "privacy officer pw",
                                  actor="tests")  # fmt: skip
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, GRIDSIGHT_DB_URL=url, GRIDSIGHT_DATA_DIR=str(tmp),
                GRIDSIGHT_PORT=str(port), GRIDSIGHT_SEED_ON_START="false",
                GRIDSIGHT_SIMULATOR="false", GRIDSIGHT_THREADS="8")  # fmt: skip
@@ -91,15 +75,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(server):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--window-size=1400,1000"):  # fmt: skip
-        opts.add_argument(arg)
-    opts.binary_location = str(CHROMIUM)
-    d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    d = make_driver(1400, 1000)
     yield d
     d.quit()
 
