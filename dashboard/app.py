@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import logging
 import secrets
-import threading
 from pathlib import Path
 
 import dash
@@ -172,48 +171,16 @@ def _start_escalation(ctx: AppContext) -> None:
     ctx.services["escalation"] = loop
 
 
-class RetentionLoop:
-    """Purge personal data older than the retention period now and then every 6 hours."""
-
-    def __init__(self, ctx: AppContext, interval_s: float = 6 * 3600.0) -> None:
-        self.ctx = ctx
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
-
-    def run_once(self):
-        """Return the purge report of one pass (incident reporter data + old snapshots)."""
-        from layers.services.audit import purge_personal_data
-
-        days = self.ctx.settings.personal_data_retention_days
-        return purge_personal_data(
-            self.ctx.db,
-            older_than_days=days,
-            snapshots_dir=Path(self.ctx.settings.data_dir) / "snapshots",
-            actor="retention",
-            role="system",
-        )
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                report = self.run_once()
-                log.info("retention purge: %s", report)
-            except Exception:  # noqa: BLE001 - keep the loop alive; the next pass retries
-                log.exception("retention purge failed; retrying next pass")
-            self._stop.wait(self.interval_s)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 def _start_retention(ctx: AppContext) -> None:
     if ctx.settings.personal_data_retention_days <= 0:
         return
-    loop = RetentionLoop(ctx)
+    from layers.services.retention import RetentionLoop
+
+    loop = RetentionLoop(
+        ctx.db,
+        days=ctx.settings.personal_data_retention_days,
+        snapshots_dir=Path(ctx.settings.data_dir) / "snapshots",
+    )
     loop.start()
     ctx.services["retention"] = loop
 

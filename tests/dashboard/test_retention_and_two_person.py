@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 import shapely
 
-from dashboard.app import RetentionLoop, create_app
+from dashboard.app import create_app
 from dashboard.settings import Settings
 from layers.models import AdminArea, Camera, Incident
+from layers.services.retention import RetentionLoop
 from tests.helpers_auth import make_user
 
 
@@ -36,7 +37,7 @@ def test_retention_purges_old_reporter_data_and_snapshots(tmp_path):
 
     past = (now - dt.timedelta(days=31)).timestamp()
     os.utime(old, (past, past))
-    report = RetentionLoop(ctx).run_once()
+    report = RetentionLoop(ctx.db, days=30, snapshots_dir=snaps).run_once()
     with ctx.db.session() as s:
         rows = {i.reporter_phone: i for i in s.query(Incident)}
     names = sorted(i.reporter_name for i in rows.values())
