@@ -50,7 +50,13 @@ import pandas as pd
 import pyproj
 import shapely
 from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    InternalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session
 
 from geo.crs import in_china, local_metric_crs, transform_geometries
@@ -1339,6 +1345,11 @@ def _store(
     bar: Any,
 ) -> None:
     """Insert accepted rows in committed batches; a failing batch is retried row by row."""
+    # what a database says when it refuses a row's data: constraints (IntegrityError), bad or
+    # over-long values (DataError, PostgreSQL checks VARCHAR lengths), a trigger's RAISE
+    # (IntegrityError on SQLite, InternalError/ProgrammingError on PostgreSQL). A lost
+    # connection (OperationalError) is not the row's fault and ends the import instead.
+    refusals = (IntegrityError, DataError, InternalError, ProgrammingError)
     store = spec.store or (lambda s, rows, _ctx: s.execute(insert(spec.model), rows))
     for start in range(0, len(accepted), BATCH_SIZE):
         batch = accepted[start : start + BATCH_SIZE]
@@ -1347,7 +1358,7 @@ def _store(
                 ctx.session = session
                 store(session, [kw for _, kw in batch], ctx)
             report.imported += len(batch)
-        except (IntegrityError, ValueError) as exc:
+        except (*refusals, ValueError) as exc:
             log.info("batch of %s rows failed (%s); retrying row by row", len(batch), exc)
             ctx.extra.pop("cities", None)
             for number, kwargs in batch:
@@ -1356,11 +1367,11 @@ def _store(
                         ctx.session = session
                         store(session, [kwargs], ctx)
                     report.imported += 1
-                except (IntegrityError, ValueError) as row_exc:
+                except (*refusals, ValueError) as row_exc:
                     ctx.extra.pop("cities", None)
                     ident = kwargs.get("code") or kwargs.get("gb_id") or kwargs.get("external_id")
-                    if isinstance(row_exc, IntegrityError):
-                        reason = f"database refused it: {row_exc.orig}"
+                    if isinstance(row_exc, refusals):
+                        reason = f"database refused it: {str(row_exc.orig).splitlines()[0]}"
                     else:
                         reason = str(row_exc)
                     report.issues.append(

@@ -24,3 +24,17 @@ def shared_data() -> Path:
     if os.environ.get("CI"):
         pytest.fail(f"../shared/data is missing in CI (looked in {SHARED_DATA})")
     pytest.skip("../shared/data is absent (tests that use the shared data set)")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgis"])
+def db_backend(request) -> str:
+    """Return the database backend a module's tests run against, once per backend.
+
+    "postgis" needs ``GRIDSIGHT_TEST_PG_URL`` (``tests/dbs.py``): skipped without it, a
+    failure in CI.
+    """
+    if request.param == "postgis":
+        from tests.dbs import require_postgis
+
+        require_postgis()
+    return request.param

@@ -112,9 +112,15 @@ def build_city(db: Database) -> dict:
     return ids
 
 
-def new_db(path) -> Database:
-    """Return a migrated SQLite Database at ``path`` holding the fixture city (ids in .city)."""
-    db = Database(f"sqlite:///{path}")
+def new_db(path, backend: str = "sqlite") -> Database:
+    """Return a migrated Database for ``path`` on ``backend`` holding the fixture city.
+
+    The ids are in ``.city``; ``backend`` is "sqlite" (the file at ``path``) or "postgis" (a
+    fresh PostgreSQL database, see ``tests/dbs.py``).
+    """
+    from tests.dbs import db_url
+
+    db = Database(db_url(path, backend))
     db.migrate()
     db.city = build_city(db)  # type: ignore[attr-defined]
     return db
@@ -129,8 +135,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(db_path, data_dir, port: int, *, log_path=None):
+def start_server(db_path, data_dir, port: int, *, log_path=None, extra_env=None):
     """Return a ``python -m dashboard`` process serving ``db_path`` on 127.0.0.1:``port``.
+
+    ``db_path`` is a SQLite file path or a database URL (``tests.dbs.db_url``).
 
     Seeding and the simulator are off; the call returns once /healthz answers (or raises).
     """
@@ -141,10 +149,11 @@ def start_server(db_path, data_dir, port: int, *, log_path=None):
     import urllib.request
     from pathlib import Path
 
-    env = {**os.environ, "GRIDSIGHT_DB_URL": f"sqlite:///{db_path}",
+    url = str(db_path) if "://" in str(db_path) else f"sqlite:///{db_path}"
+    env = {**os.environ, "GRIDSIGHT_DB_URL": url,
            "GRIDSIGHT_DATA_DIR": str(data_dir), "GRIDSIGHT_PORT": str(port),
            "GRIDSIGHT_HOST": "127.0.0.1", "GRIDSIGHT_SEED_ON_START": "false",
-           "GRIDSIGHT_SIMULATOR": "false"}  # fmt: skip
+           "GRIDSIGHT_SIMULATOR": "false", **(extra_env or {})}  # fmt: skip
     out = open(log_path or Path(data_dir) / f"server-{port}.log", "ab")  # noqa: SIM115
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=repo, env=env, stdout=out,

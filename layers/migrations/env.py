@@ -3,6 +3,7 @@
 from alembic import context
 
 from layers.models import Base
+from layers.models.base import postgis_only_filter
 
 config = context.config
 target_metadata = Base.metadata
@@ -19,6 +20,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
+            include_object=postgis_only_filter(connection.dialect.name),
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -1,9 +1,13 @@
 """Declarative base and column helpers shared by every GridSight model.
 
 Geometry is stored portably: WKB in a ``LargeBinary`` column plus four indexed bbox columns
-(``minx``, ``miny``, ``maxx``, ``maxy``) so window queries use a B-tree index on SQLite; on
-PostGIS the same models can add a native geometry column (a later migration). Coordinates are
-always WGS-84 (EPSG:4326).
+(``minx``, ``miny``, ``maxx``, ``maxy``) so window queries use a B-tree index on SQLite. On
+PostgreSQL/PostGIS every spatial table also has a native ``geom`` column (GeoAlchemy2
+``Geometry``, SRID 4326, GiST-indexed) that the database *generates* from ``geom_wkb`` or
+``lon``/``lat`` (migration 0005): writers never set it, so every insert path (ORM, Core bulk
+inserts, imports, the seed) keeps it right, and it cannot drift from the portable columns.
+On SQLite the column does not exist; it is deferred (never selected unless asked for) and
+only PostGIS code paths (``layers.services.postgis``) use it. Coordinates are always WGS-84.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from __future__ import annotations
 import datetime as dt
 
 import shapely
-from sqlalchemy import DateTime, Float, LargeBinary, MetaData
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import Computed, DateTime, Float, Index, LargeBinary, MetaData
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -52,8 +59,72 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+#: ``info`` marker of schema objects that exist on PostgreSQL/PostGIS only (migration 0005);
+#: ``postgis_only_filter`` hides them from schema comparisons on other databases.
+POSTGIS_ONLY = {"postgis_only": True}
+
+#: Models with a generated ``geom`` column must not ask for it back after INSERT/UPDATE
+#: (SQLite has no such column): the value is the database's business, read when queried.
+NO_EAGER_DEFAULTS = {"eager_defaults": False}
+
+
+def postgis_geom_column(geometry_type: str, expression: str) -> Any:
+    """Return a deferred, database-generated PostGIS geometry column (EPSG:4326).
+
+    ``expression`` is the PostgreSQL generation expression, e.g.
+    ``ST_GeomFromWKB(geom_wkb, 4326)``.
+    """
+    return mapped_column(
+        Geometry(geometry_type, srid=4326, spatial_index=False),
+        Computed(expression, persisted=True),
+        deferred=True,
+        info=POSTGIS_ONLY,
+    )
+
+
+def gist_index(table: str) -> Index:
+    """Return the GiST index on ``table.geom`` (PostGIS only)."""
+    return Index(f"ix_{table}_geom", "geom", postgresql_using="gist", info=POSTGIS_ONLY)
+
+
+def postgis_only_filter(dialect_name: str):
+    """Return an Alembic ``include_object`` hook for schema comparisons on ``dialect_name``.
+
+    It hides PostGIS-only objects on other databases and PostGIS's ``spatial_ref_sys`` table
+    on PostgreSQL.
+    """
+
+    def include_object(obj, name, type_, reflected, compare_to) -> bool:
+        if dialect_name == "postgresql":
+            # PostGIS's own table is the extension's, not ours
+            return not (type_ == "table" and reflected and name == "spatial_ref_sys")
+        info = getattr(obj, "info", None) or {}
+        return not info.get("postgis_only")
+
+    return include_object
+
+
+class PointGeomMixin:
+    """A generated PostGIS point ``geom`` from the ``lon``/``lat`` columns (PostGIS only)."""
+
+    __mapper_args__ = NO_EAGER_DEFAULTS
+
+    geom: Mapped[Any] = postgis_geom_column("POINT", "ST_SetSRID(ST_MakePoint(lon, lat), 4326)")
+
+
 class PolygonMixin:
-    """Columns for a (multi)polygon layer: WKB geometry in WGS-84 plus an indexed bbox."""
+    """Columns for a (multi)polygon layer: WKB geometry in WGS-84 plus an indexed bbox.
+
+    On PostGIS, ``geom`` is generated from ``geom_wkb`` (see the module docstring).
+    """
+
+    __mapper_args__ = NO_EAGER_DEFAULTS
+
+    geom: Mapped[Any] = postgis_geom_column("GEOMETRY", "ST_GeomFromWKB(geom_wkb, 4326)")
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple:
+        return (gist_index(cls.__tablename__),)
 
     geom_wkb: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     minx: Mapped[float] = mapped_column(Float, index=True)

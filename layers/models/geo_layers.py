@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from layers.models.base import Base, PolygonMixin, UTCDateTime
+from layers.models.base import Base, PointGeomMixin, PolygonMixin, UTCDateTime, gist_index
 
 ADMIN_LEVELS = ("city", "district", "street", "community")
 CENTER_LEVELS = ("city", "county", "township", "village")
@@ -47,10 +47,11 @@ class Grid(PolygonMixin, Base):
     community: Mapped[AdminArea] = relationship()
 
 
-class Center(Base):
+class Center(PointGeomMixin, Base):
     """A comprehensive governance center (综治中心) at one of four levels."""
 
     __tablename__ = "centers"
+    __table_args__ = (gist_index("centers"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     level: Mapped[str] = mapped_column(String(16), index=True)
@@ -65,7 +66,7 @@ class Center(Base):
     area: Mapped[AdminArea | None] = relationship()
 
 
-class Camera(Base):
+class Camera(PointGeomMixin, Base):
     """A public-video camera (雪亮工程 channel) identified by its 20-digit GB/T 28181 ID.
 
     ``stream_url`` may hold credentials: never display or log it raw; use
@@ -73,6 +74,7 @@ class Camera(Base):
     """
 
     __tablename__ = "cameras"
+    __table_args__ = (gist_index("cameras"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     gb_id: Mapped[str] = mapped_column(String(20), unique=True)
@@ -92,10 +94,11 @@ class Camera(Base):
     grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
 
 
-class Responder(Base):
+class Responder(PointGeomMixin, Base):
     """A grid worker (网格员) or center staff member who can be dispatched."""
 
     __tablename__ = "responders"
+    __table_args__ = (gist_index("responders"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64))

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from layers.models.base import Base, UTCDateTime, utcnow
+from layers.models.base import Base, PointGeomMixin, UTCDateTime, gist_index, utcnow
 
 # GB/T 30428 workflow stages, in order.
 INCIDENT_STATUSES = (
@@ -38,7 +38,7 @@ class Category(Base):
     sla_hours: Mapped[float] = mapped_column(Float, default=72.0)
 
 
-class Incident(Base):
+class Incident(PointGeomMixin, Base):
     """A reported incident. Reporter name/phone are stored but only ever displayed masked."""
 
     __tablename__ = "incidents"
@@ -46,6 +46,7 @@ class Incident(Base):
     __table_args__ = (
         Index("ix_incidents_status_due_at", "status", "due_at"),
         Index("ix_incidents_created_at_lon_lat", "created_at", "lon", "lat"),
+        gist_index("incidents"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -33,9 +33,9 @@ def _driver():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(db_backend, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dispatch_browser")
-    db = new_db(tmp / "b.sqlite")
+    db = new_db(tmp / "b.sqlite", db_backend)
     from layers.services import incidents, users
 
     with db.session() as s:
@@ -64,8 +64,8 @@ def server(tmp_path_factory):
                 workflow.apply(s, row.id, action, actor="seed", role="dispatcher")
     db.dispose()
     port = free_port()
-    proc = start_server(tmp / "b.sqlite", tmp, port)
-    yield {"url": f"http://127.0.0.1:{port}", "db": tmp / "b.sqlite", "token": token,
+    proc = start_server(db.url, tmp, port)
+    yield {"url": f"http://127.0.0.1:{port}", "db": db.url, "token": token,
            "first": first_id, "tmp": tmp}  # fmt: skip
     proc.kill()
     proc.wait(10)
@@ -97,11 +97,11 @@ def click_action(d, action: str, incident_id: int, expect_status_zh: str) -> Non
     assert f"#{incident_id}" in text and expect_status_zh in text, text
 
 
-def db_state(path: Path, incident_id: int):
+def db_state(url: str, incident_id: int):
     from layers.db import Database
     from layers.services import workflow
 
-    db = Database(f"sqlite:///{path}")
+    db = Database(url)
     try:
         with db.session() as s:
             from layers.models import Incident

@@ -29,13 +29,13 @@ def _token(db) -> str:
     return plaintext
 
 
-def test_sigkill_under_load_loses_no_acknowledged_incident(tmp_path):
+def test_sigkill_under_load_loses_no_acknowledged_incident(db_backend, tmp_path):
     path = tmp_path / "crash.sqlite"
-    db = new_db(path)
+    db = new_db(path, db_backend)
     token = _token(db)
     db.dispose()
     port = free_port()
-    proc = start_server(path, tmp_path, port)
+    proc = start_server(db.url, tmp_path, port)
     url = f"http://127.0.0.1:{port}/api/v1/incidents"
     acked: dict[str, int] = {}
     sent: list[str] = []
@@ -84,14 +84,14 @@ def test_sigkill_under_load_loses_no_acknowledged_incident(tmp_path):
     assert killed_at >= 100, f"only {killed_at} acknowledged before the kill; load too slow"
     assert len(sent) > len(acked), "the kill should interrupt requests in flight"
 
-    proc = start_server(path, tmp_path, port)
+    proc = start_server(db.url, tmp_path, port)
     try:
         from sqlalchemy import select
 
         from layers.db import Database
         from layers.models import IdempotencyKey, Incident
 
-        check = Database(f"sqlite:///{path}")
+        check = Database(db.url)
         with check.session() as s:
             stored = set(s.scalars(select(Incident.id)))
             keys = dict(s.execute(select(IdempotencyKey.key, IdempotencyKey.incident_id)).all())

@@ -19,9 +19,9 @@ from tests.incident_city import DX, DY, LAT0, LON0, new_db
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(tmp_path_factory):
+def fuzz_app(db_backend, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
-    db = new_db(tmp / "gs.sqlite")
+    db = new_db(tmp / "gs.sqlite", db_backend)
     settings = Settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
     app = create_app(settings, db=db, start_background=False)
     app.fuzz_headers = bearer(app, "dispatcher")

@@ -14,9 +14,9 @@ from tests.incident_city import grid_center, new_db
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(db_backend, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
-    db = new_db(tmp / "gs.sqlite")
+    db = new_db(tmp / "gs.sqlite", db_backend)
     settings = Settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
     return create_app(settings, db=db, start_background=False)
 

@@ -17,9 +17,9 @@ from tests.incident_city import LAT0, LON0, free_port, grid_center, new_db, star
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(db_backend, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ogc")
-    db = new_db(tmp / "gs.sqlite")
+    db = new_db(tmp / "gs.sqlite", db_backend)
     from layers.services import incidents
 
     with db.session() as s:
@@ -116,13 +116,13 @@ def test_access_needs_a_gis_role(app):
 
 
 @pytest.mark.slow
-def test_gdal_oapif_lists_and_reads_layers_from_a_live_server(tmp_path):
+def test_gdal_oapif_lists_and_reads_layers_from_a_live_server(db_backend, tmp_path):
     """GDAL's OAPIF driver (gdal-bin) against a real ``python -m dashboard`` on 127.0.0.1."""
     if shutil.which("ogrinfo") is None:
         if os.environ.get("CI"):
             pytest.fail("ogrinfo missing in CI: gdal-bin is in .ci/apt-packages.txt")
         pytest.skip("gdal-bin (ogrinfo) not installed")
-    db = new_db(tmp_path / "live.sqlite")
+    db = new_db(tmp_path / "live.sqlite", db_backend)
     from layers.services import users
 
     with db.session() as s:
@@ -130,7 +130,7 @@ def test_gdal_oapif_lists_and_reads_layers_from_a_live_server(tmp_path):
                           must_change_password=False)  # fmt: skip
     db.dispose()
     port = free_port()
-    proc = start_server(tmp_path / "live.sqlite", tmp_path, port)
+    proc = start_server(db.url, tmp_path, port)
     try:
         auth = ["--config", "GDAL_HTTP_AUTH", "BASIC",
                 "--config", "GDAL_HTTP_USERPWD", "qgis-user:correct-horse-battery"]  # fmt: skip

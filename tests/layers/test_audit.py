@@ -19,13 +19,14 @@ from sqlalchemy import text
 from layers.db import Database
 from layers.models import Incident
 from layers.services import audit
+from tests.dbs import db_url
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def db(tmp_path):
-    d = Database(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+def db(db_backend, tmp_path):
+    d = Database(db_url(tmp_path / "audit.sqlite", db_backend))
     d.migrate()
     yield d
     d.dispose()
@@ -157,7 +158,7 @@ def test_appending_after_verify_keeps_the_chain(db, tmp_path):
 
 
 def test_concurrent_threads_and_processes_keep_one_contiguous_chain(db, tmp_path):
-    url = str(db.engine.url)
+    url = db.url
     script = (
         "import sys; from layers.db import Database; from layers.services import audit\n"
         f"db = Database({url!r})\n"
@@ -310,7 +311,7 @@ def _cli(*args, db_url, capsys=None):
 
 
 def test_cli_verify_exit_codes(db, tmp_path, capsys):
-    url = str(db.engine.url)
+    url = db.url
     _fill(db, 6)
     ok = _cli("audit", "verify", db_url=url)
     assert ok.returncode == 0, ok.stderr
@@ -322,7 +323,7 @@ def test_cli_verify_exit_codes(db, tmp_path, capsys):
 
 
 def test_cli_export_anchor_and_bad_input(db, tmp_path, capsys):
-    url = str(db.engine.url)
+    url = db.url
     _fill(db, 4)
     out = tmp_path / "log.csv"
     r = _cli("audit", "export", str(out), "--action", "login.", db_url=url, capsys=capsys)

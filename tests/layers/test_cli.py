@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from layers.__main__ import main
+from tests.dbs import db_url
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -13,8 +14,8 @@ def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd, timeout=120)  # fmt: skip
 
 
-def test_migrate_up_current_down(tmp_path):
-    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+def test_migrate_up_current_down(db_backend, tmp_path):
+    url = db_url(tmp_path / "c.sqlite", db_backend)
     assert main(["migrate", "up", "--db", url]) == 0
     assert main(["migrate", "current", "--db", url]) == 0
     assert main(["migrate", "down", "--db", url]) == 0

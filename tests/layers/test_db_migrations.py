@@ -9,34 +9,41 @@ from sqlalchemy import inspect
 
 from layers.db import Database
 from layers.models import AdminArea, Base, Camera
+from tests.dbs import db_url
 
 
-def test_migrations_up_down_up(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'm.sqlite'}")
+def test_migrations_up_down_up(db_backend, tmp_path):
+    db = Database(db_url(tmp_path / "m.sqlite", db_backend))
     assert db.current_revision() is None
     db.migrate()
     tables = set(inspect(db.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     db.downgrade("base")
-    assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
+    # PostGIS's own spatial_ref_sys stays: the extension is not ours to drop
+    assert set(inspect(db.engine).get_table_names()) <= {"alembic_version", "spatial_ref_sys"}
     db.migrate()
     assert db.current_revision() is not None
 
 
-def test_migrated_schema_matches_models(tmp_path):
+def test_migrated_schema_matches_models(db_backend, tmp_path):
     """Autogenerate finds nothing to do: models and migrations agree."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    db = Database(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    db = Database(db_url(tmp_path / "m.sqlite", db_backend))
     db.migrate()
+    from layers.models.base import postgis_only_filter
+
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        ctx = MigrationContext.configure(
+            conn, opts={"include_object": postgis_only_filter(conn.dialect.name)}
+        )
+        diff = compare_metadata(ctx, Base.metadata)
     assert diff == []
 
 
-def test_geometry_and_utc_roundtrip(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'm.sqlite'}")
+def test_geometry_and_utc_roundtrip(db_backend, tmp_path):
+    db = Database(db_url(tmp_path / "m.sqlite", db_backend))
     db.migrate()
     poly = shapely.box(102.6, 24.9, 102.8, 25.1)
     seen = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -55,3 +62,33 @@ def test_geometry_and_utc_roundtrip(tmp_path):
         assert (got.minx, got.maxy) == (102.6, 25.1)
         cam = s.query(Camera).one()
         assert cam.last_seen == seen and cam.last_seen.tzinfo is not None
+
+
+def test_postgis_geometry_is_generated_and_indexed():
+    """On PostGIS every spatial table has a GiST-indexed geom the database keeps in step."""
+    from sqlalchemy import func, select, text, update
+
+    from tests.dbs import new_pg_database
+
+    db = Database(new_pg_database())
+    db.migrate()
+    poly = shapely.box(102.6, 24.9, 102.8, 25.1)
+    with db.session() as s:
+        area = AdminArea(level="district", code="530102", name="五华区")
+        area.geometry = poly
+        s.add(area)
+        s.add(Camera(gb_id="53010200001310000001", name="c", cls=1, lon=102.7, lat=25.0))
+    with db.session() as s:
+        assert s.scalar(select(func.ST_AsText(Camera.geom))) == "POINT(102.7 25)"
+        assert s.scalar(select(func.ST_SRID(AdminArea.geom))) == 4326
+        assert s.scalar(
+            select(func.ST_Equals(AdminArea.geom, func.ST_GeomFromText(poly.wkt, 4326)))
+        )
+        s.execute(update(Camera).values(lon=102.71))  # the generated column follows
+        assert s.scalar(select(func.ST_X(Camera.geom))) == 102.71
+        gist = s.execute(
+            text("SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%USING gist (geom)%'")
+        ).scalars()
+        assert set(gist) >= {"admin_areas", "grids", "centers", "cameras", "responders",
+                             "incidents"}  # fmt: skip
+    db.dispose()

@@ -19,8 +19,8 @@ MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=CST)
 
 
 @pytest.fixture
-def db(tmp_path):
-    return new_db(tmp_path / "city.sqlite")
+def db(db_backend, tmp_path):
+    return new_db(tmp_path / "city.sqlite", db_backend)
 
 
 def body(i=0, j=0, **kw):

@@ -32,6 +32,7 @@ from layers.io import (
 )
 from layers.models import Incident
 from layers.services import areas, cameras, centers, grids
+from tests.dbs import db_url
 
 # --- a small city: 2 districts, 3 streets, 4 communities, 8 grids (WGS-84 boxes) ---------
 DISTRICTS = [
@@ -109,8 +110,8 @@ def write(gdf, path):
     return path
 
 
-def new_db(tmp_path, name="t.sqlite"):
-    db = Database(f"sqlite:///{tmp_path / name}")
+def new_db(tmp_path, name="t.sqlite", db_backend="sqlite"):
+    db = Database(db_url(tmp_path / name, db_backend))
     db.migrate()
     return db
 
@@ -129,8 +130,8 @@ def import_city(db, tmp_path, *, with_grids=True):
 
 
 @pytest.fixture
-def city_db(tmp_path):
-    db = new_db(tmp_path, "city.sqlite")
+def city_db(db_backend, tmp_path):
+    db = new_db(tmp_path, "city.sqlite", db_backend=db_backend)
     import_city(db, tmp_path)
     return db
 
@@ -159,11 +160,11 @@ def test_city_import_links_parents_and_creates_city(city_db):
 
 # --- every format round-trips through export ---------------------------------------------
 @pytest.mark.parametrize("ext", [".geojson", ".gpkg", ".shp", ".zip", ".csv"])
-def test_every_layer_roundtrips_through_each_format(tmp_path, city_db, ext):
+def test_every_layer_roundtrips_through_each_format(db_backend, tmp_path, city_db, ext):
     for path, layer in [(write(camera_gdf(), tmp_path / "cams.geojson"), "cameras"),
                         (write(center_gdf(), tmp_path / "centers.geojson"), "centers")]:  # fmt: skip
         assert import_layer(city_db, layer, path, progress=False).exit_code == 0
-    target = new_db(tmp_path, f"copy{ext[1:]}.sqlite")
+    target = new_db(tmp_path, f"copy{ext[1:]}.sqlite", db_backend=db_backend)
     order = ["districts", "streets", "communities", "grids", "centers", "cameras"]
     for layer in order:
         out = tmp_path / f"export_{layer}{ext}"
@@ -190,8 +191,8 @@ def test_every_layer_roundtrips_through_each_format(tmp_path, city_db, ext):
     assert got == {"五华区综治中心": "530102", "华山街道综治中心": "530102001"}
 
 
-def test_gbk_shapefile_without_cpg_keeps_chinese_names(tmp_path):
-    db = new_db(tmp_path)
+def test_gbk_shapefile_without_cpg_keeps_chinese_names(db_backend, tmp_path):
+    db = new_db(tmp_path, "t.sqlite", db_backend=db_backend)
     path = tmp_path / "gbk.shp"
     polygon_gdf(DISTRICTS).to_file(path, engine="pyogrio", encoding="GBK")
     path.with_suffix(".cpg").unlink(missing_ok=True)
@@ -200,11 +201,13 @@ def test_gbk_shapefile_without_cpg_keeps_chinese_names(tmp_path):
 
 
 @pytest.mark.parametrize("ext", [".geojson", ".gpkg", ".shp", ".zip", ".csv"])
-def test_empty_layer_exports_and_imports(tmp_path, ext):
-    db = new_db(tmp_path)
+def test_empty_layer_exports_and_imports(db_backend, tmp_path, ext):
+    db = new_db(tmp_path, "t.sqlite", db_backend=db_backend)
     out = tmp_path / f"none{ext}"
     assert export_layer(db, "cameras", out) == 0 and out.exists()
-    report = import_layer(new_db(tmp_path, "b.sqlite"), "cameras", out, progress=False)
+    report = import_layer(
+        new_db(tmp_path, "b.sqlite", db_backend=db_backend), "cameras", out, progress=False
+    )
     assert (report.total, report.exit_code) == (0, 0)
 
 
@@ -239,8 +242,8 @@ def _grids_in(crs):
         ("EPSG:32648", ".shp", True),  # --crs given (and equal to the file's)
     ],
 )
-def test_grids_in_each_crs_are_stored_in_wgs84(tmp_path, crs, ext, use_option):
-    db = new_db(tmp_path)
+def test_grids_in_each_crs_are_stored_in_wgs84(db_backend, tmp_path, crs, ext, use_option):
+    db = new_db(tmp_path, "t.sqlite", db_backend=db_backend)
     import_city(db, tmp_path, with_grids=False)
     path = write(_grids_in(crs), tmp_path / f"grids{ext}")
     report = import_layer(db, "grids", path, crs=crs if use_option else None, progress=False)
@@ -270,10 +273,10 @@ def test_camera_points_in_each_crs(tmp_path, city_db, crs):
         assert abs(x[0] - CAMERAS[0][3]) > 1e-3
 
 
-def test_export_in_gcj02_round_trips(tmp_path, city_db):
+def test_export_in_gcj02_round_trips(db_backend, tmp_path, city_db):
     out = tmp_path / "grids_gcj.geojson"
     export_layer(city_db, "grids", out, crs="gcj02")
-    db2 = new_db(tmp_path, "b.sqlite")
+    db2 = new_db(tmp_path, "b.sqlite", db_backend=db_backend)
     import_city(db2, tmp_path, with_grids=False)
     assert import_layer(db2, "grids", out, crs="gcj02", progress=False).exit_code == 0
     a = grids.read_gdf(city_db).set_index("code")
@@ -316,8 +319,8 @@ def test_polygon_repair_rules():
     assert no_note is None and valid.is_valid
 
 
-def test_bad_grid_rows_are_reported_and_the_rest_imported(tmp_path, capsys):
-    db = new_db(tmp_path)
+def test_bad_grid_rows_are_reported_and_the_rest_imported(db_backend, tmp_path, capsys):
+    db = new_db(tmp_path, "t.sqlite", db_backend=db_backend)
     import_city(db, tmp_path, with_grids=False)
     import_layer(
         db, "grids", write(polygon_gdf(GRIDS[:1]), tmp_path / "g0.geojson"), progress=False
@@ -439,8 +442,15 @@ def test_database_failure_mid_import_keeps_prior_and_other_rows(tmp_path, city_d
     first = write(camera_gdf().iloc[:1], tmp_path / "one.geojson")
     assert import_layer(city_db, "cameras", first, progress=False).exit_code == 0
     with city_db.session() as s:  # a real database refusal (constraint error) for one row
-        s.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON cameras WHEN NEW.name = 'boom' "
-                       "BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END"))  # fmt: skip
+        if city_db.dialect == "postgresql":
+            s.execute(text("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                           "BEGIN IF NEW.name = 'boom' THEN RAISE EXCEPTION 'refused by trigger'; "
+                           "END IF; RETURN NEW; END $$"))  # fmt: skip
+            s.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON cameras FOR EACH ROW "
+                           "EXECUTE FUNCTION refuse()"))  # fmt: skip
+        else:
+            s.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON cameras WHEN NEW.name = "
+                           "'boom' BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END"))  # fmt: skip
     rest = camera_gdf().iloc[1:].copy()
     rest.loc[1, "name"] = "boom"
     report = import_layer(city_db, "cameras", write(rest, tmp_path / "rest.geojson"),
@@ -459,8 +469,8 @@ def test_parent_found_by_location_when_code_prefix_is_unknown(tmp_path, city_db)
     assert grids.grid_card(city_db, "53010200100999")["community"]["code"] == "530102001001"
 
 
-def test_district_codes_checked_against_editions(tmp_path):
-    db = new_db(tmp_path)
+def test_district_codes_checked_against_editions(db_backend, tmp_path):
+    db = new_db(tmp_path, "t.sqlite", db_backend=db_backend)
     rows = [
         ("530122", "晋宁县", box(102.5, 24.6, 102.7, 24.8)),  # 2016 edition only
         ("530115", "晋宁区", box(102.5, 24.8, 102.7, 24.9)),  # 2023 edition only
@@ -490,7 +500,7 @@ def test_centers_link_to_area_by_location_with_chinese_levels(tmp_path, city_db)
     assert got.phone["正义社区综治中心"] == "0871-1234567"
 
 
-def test_incidents_import_goes_through_create_incident(tmp_path, city_db):
+def test_incidents_import_goes_through_create_incident(db_backend, tmp_path, city_db):
     pytest.importorskip("layers.services.incidents")
     frame = pd.DataFrame({
         "lon": [102.62, 102.75, 102.62], "lat": [24.97, 25.0, 24.97],
@@ -510,7 +520,7 @@ def test_incidents_import_goes_through_create_incident(tmp_path, city_db):
     assert props["grid_code"] == "53010200100101"
     # the export re-imports (as new intake cases) through every format, masked data dropped
     for ext in (".shp", ".csv", ".gpkg"):
-        target = new_db(tmp_path, f"inc{ext[1:]}.sqlite")
+        target = new_db(tmp_path, f"inc{ext[1:]}.sqlite", db_backend=db_backend)
         import_city(target, tmp_path)
         export_layer(city_db, "incidents", tmp_path / f"inc{ext}")
         again = import_layer(target, "incidents", tmp_path / f"inc{ext}", progress=False)
@@ -524,10 +534,10 @@ def test_incidents_import_goes_through_create_incident(tmp_path, city_db):
 
 
 # --- usage errors: exit 2 with a message naming what to fix ------------------------------
-def test_unknown_crs_exits_2_naming_the_option(tmp_path, capsys):
+def test_unknown_crs_exits_2_naming_the_option(db_backend, tmp_path, capsys):
     path = write(polygon_gdf(DISTRICTS), tmp_path / "d.geojson")
     code = main(["import", "districts", str(path), "--crs", "mars", "--db",
-                 f"sqlite:///{tmp_path / 'x.sqlite'}"])  # fmt: skip
+                 db_url(tmp_path / 'x.sqlite', db_backend)])  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
     assert "--crs 'mars'" in err and "gcj02" in err and "EPSG:<code>" in err
@@ -546,7 +556,7 @@ def test_unknown_crs_exits_2_naming_the_option(tmp_path, capsys):
         (["export", "grids", "{d}/out.kml"], "unknown format"),
     ],
 )
-def test_usage_errors_exit_2(tmp_path, capsys, argv_tail, needle):
+def test_usage_errors_exit_2(db_backend, tmp_path, capsys, argv_tail, needle):
     f = write(polygon_gdf(DISTRICTS), tmp_path / "d.geojson")
     (tmp_path / "garbage.geojson").write_text("{not json")
     (tmp_path / "file.txt").write_text("x")
@@ -555,7 +565,7 @@ def test_usage_errors_exit_2(tmp_path, capsys, argv_tail, needle):
         tmp_path / "nocoords.csv"
     )
     argv = [a.format(f=f, d=tmp_path) for a in argv_tail]
-    code = main([*argv, "--db", f"sqlite:///{tmp_path / 'x.sqlite'}"])
+    code = main([*argv, "--db", db_url(tmp_path / "x.sqlite", db_backend)])
     assert code == 2
     assert needle in capsys.readouterr().err
 
@@ -568,9 +578,9 @@ def test_registry_covers_every_cli_layer():
     assert LAYERS["cameras"].key == "gb_id"
 
 
-def test_fresh_database_is_migrated_by_the_cli(tmp_path):
+def test_fresh_database_is_migrated_by_the_cli(db_backend, tmp_path):
     path = write(polygon_gdf(DISTRICTS), tmp_path / "d.geojson")
-    url = f"sqlite:///{tmp_path / 'fresh' / 'new.sqlite'}"
+    url = db_url(tmp_path / "fresh" / "new.sqlite", db_backend)
     assert main(["import", "districts", str(path), "--db", url]) == 0
     assert main(["export", "districts", str(tmp_path / "d.gpkg"), "--db", url]) == 0
     assert len(gpd.read_file(tmp_path / "d.gpkg")) == 2
@@ -578,9 +588,9 @@ def test_fresh_database_is_migrated_by_the_cli(tmp_path):
 
 # --- the real Kunming file (GCJ-02) ------------------------------------------------------
 @pytest.mark.shared
-def test_kunming_gcj02_import_shift_and_round_trip(tmp_path, shared_data, capsys):
+def test_kunming_gcj02_import_shift_and_round_trip(db_backend, tmp_path, shared_data, capsys):
     src = shared_data / "kunming_districts_gcj02.geojson"
-    db = new_db(tmp_path)
+    db = new_db(tmp_path, "t.sqlite", db_backend=db_backend)
     assert main(["import", "districts", str(src), "--crs", "gcj02", "--db", db.url]) == 0
     out = capsys.readouterr().out
     assert "imported 14 of 14 rows" in out and "0 rejected" in out

@@ -20,9 +20,9 @@ DEC = dt.datetime(2026, 12, 1, tzinfo=CST)
 
 
 @pytest.fixture(scope="module")
-def month(tmp_path_factory):
+def month(db_backend, tmp_path_factory):
     """A real month's shape: 972 cases due, 911 closed (737 on time), 61 still open."""
-    db = new_db(tmp_path_factory.mktemp("kpi") / "city.sqlite")
+    db = new_db(tmp_path_factory.mktemp("kpi") / "city.sqlite", db_backend)
     rows, events = [], []
     for k in range(972):
         i, j = k % 8, (k // 8) % 2

@@ -27,6 +27,7 @@ from layers.codes import (
 from layers.db import Database
 from layers.models import AdminArea, Camera, Center, Grid, Incident, IncidentEvent, User
 from layers.seed import CityExistsError, DistrictsError, load_districts, seed_city
+from tests.dbs import db_url
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 STAGES = ("created_at", "registered_at", "dispatched_at", "handled_at", "reported_at",
@@ -35,23 +36,27 @@ STATUS_OF_STAGE = ("collected", "registered", "dispatched", "handling", "reporte
                    "evaluated")  # fmt: skip
 
 
-def _seed(tmp_path, name: str, **kwargs) -> tuple[Database, dict]:
-    db = Database(f"sqlite:///{tmp_path / name}")
+def _seed(tmp_path, name: str, db_backend: str = "sqlite", **kwargs) -> tuple[Database, dict]:
+    db = Database(db_url(tmp_path / name, db_backend))
     kwargs.setdefault("now", NOW)
     kwargs.setdefault("progress", False)
     return db, seed_city(db, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    db, counts = _seed(tmp_path_factory.mktemp("demo"), "demo.sqlite", scale="demo", seed=42)
+def demo(db_backend, tmp_path_factory):
+    db, counts = _seed(
+        tmp_path_factory.mktemp("demo"), "demo.sqlite", db_backend=db_backend, scale="demo", seed=42
+    )
     yield db, counts
     db.dispose()
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    db, counts = _seed(tmp_path_factory.mktemp("tiny"), "tiny.sqlite", scale="tiny", seed=7)
+def tiny(db_backend, tmp_path_factory):
+    db, counts = _seed(
+        tmp_path_factory.mktemp("tiny"), "tiny.sqlite", db_backend=db_backend, scale="tiny", seed=7
+    )
     yield db, counts
     db.dispose()
 
@@ -353,10 +358,10 @@ def _checksums(db: Database) -> dict[str, str]:
     return out
 
 
-def test_same_seed_same_city_other_seed_other_city(tmp_path, tiny):
+def test_same_seed_same_city_other_seed_other_city(db_backend, tmp_path, tiny):
     db_a, counts_a = tiny
-    db_b, counts_b = _seed(tmp_path, "b.sqlite", scale="tiny", seed=7)
-    db_c, _ = _seed(tmp_path, "c.sqlite", scale="tiny", seed=8)
+    db_b, counts_b = _seed(tmp_path, "b.sqlite", db_backend=db_backend, scale="tiny", seed=7)
+    db_c, _ = _seed(tmp_path, "c.sqlite", db_backend=db_backend, scale="tiny", seed=8)
     assert counts_a == counts_b
     assert _checksums(db_a) == _checksums(db_b)
     differ = {k for k, v in _checksums(db_c).items() if v != _checksums(db_a)[k]}
@@ -383,8 +388,8 @@ def test_bulk_written_rows_read_back_through_the_orm(tiny):
         assert ev[0].action == "create" and ev[0].ts == first.created_at
 
 
-def test_seeding_twice_refuses_then_force_wipes_layers_only(tmp_path):
-    db, counts = _seed(tmp_path, "twice.sqlite", scale="tiny", seed=1)
+def test_seeding_twice_refuses_then_force_wipes_layers_only(db_backend, tmp_path):
+    db, counts = _seed(tmp_path, "twice.sqlite", db_backend=db_backend, scale="tiny", seed=1)
     with db.session() as s:
         s.add(User(username="keeper", role="admin", password_hash="x"))
     with pytest.raises(CityExistsError, match="force"):
@@ -396,8 +401,8 @@ def test_seeding_twice_refuses_then_force_wipes_layers_only(tmp_path):
         assert s.scalar(select(func.count()).select_from(Grid)) == counts["grids"]
 
 
-def test_cli_seed_refuse_force_and_summary(tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+def test_cli_seed_refuse_force_and_summary(db_backend, tmp_path, capsys):
+    url = db_url(tmp_path / "cli.sqlite", db_backend)
     args = ["seed", "--scale", "tiny", "--db", url, "--no-progress", "--now", NOW.isoformat()]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -419,11 +424,11 @@ def test_cli_seed_refuse_force_and_summary(tmp_path, capsys):
         (["--now", "2026-11-23T08:00:00"], "timezone"),
     ],
 )
-def test_cli_usage_errors_exit_2_naming_the_option(tmp_path, capsys, extra, fragment):
+def test_cli_usage_errors_exit_2_naming_the_option(db_backend, tmp_path, capsys, extra, fragment):
     f = tmp_path / "d.geojson"
     f.write_text('{"type": "FeatureCollection", "features": []}')
     extra = [e.format(file=f, missing=tmp_path / "nope.geojson") for e in extra]
-    url = f"sqlite:///{tmp_path / 'u.sqlite'}"
+    url = db_url(tmp_path / "u.sqlite", db_backend)
     assert main(["seed", "--scale", "tiny", "--db", url, "--no-progress", *extra]) == 2
     assert fragment in capsys.readouterr().err
 
@@ -466,12 +471,12 @@ def test_districts_file_errors_are_named(tmp_path):
 
 
 @pytest.mark.shared
-def test_seed_from_real_kunming_districts(tmp_path, shared_data):
+def test_seed_from_real_kunming_districts(db_backend, tmp_path, shared_data):
     """Real outlines in GCJ-02: shifted to WGS-84 and tiled like the generated ones."""
     import geopandas as gpd
 
     path = shared_data / "kunming_districts_gcj02.geojson"
-    db = Database(f"sqlite:///{tmp_path / 'km.sqlite'}")
+    db = Database(db_url(tmp_path / "km.sqlite", db_backend))
     counts = seed_city(db, scale="tiny", seed=3, districts=path, districts_crs="gcj02",
                        now=NOW, progress=False)  # fmt: skip
     assert counts["districts"] == 14

@@ -24,6 +24,7 @@ from layers.services import (
     responders,
     to_geojson,
 )
+from tests.dbs import db_url
 
 # An L-shaped community: its bbox covers (102.65..102.70, 25.00..25.05) but the shape does not.
 L_SHAPE = shapely.Polygon(
@@ -33,8 +34,8 @@ L_SHAPE = shapely.Polygon(
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'svc.sqlite'}")
+def db(db_backend, tmp_path):
+    database = Database(db_url(tmp_path / "svc.sqlite", db_backend))
     database.migrate()
     with database.session() as s:
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import time
 
 import numpy as np
@@ -15,25 +14,25 @@ from layers.db import Database
 from layers.models import Category, Grid, Incident, IncidentEvent
 from layers.seed import seed_city
 from layers.simulator import IncidentSimulator, SimulatorError
+from tests.dbs import copy_database, db_url
 
 NOW = dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
-def city_file(tmp_path_factory):
+def city_file(db_backend, tmp_path_factory):
     """Return the path of a seeded tiny city (copy it before writing to it)."""
     path = tmp_path_factory.mktemp("sim") / "city.sqlite"
-    db = Database(f"sqlite:///{path}")
+    db = Database(db_url(path, db_backend))
     seed_city(db, scale="tiny", seed=11, now=NOW, progress=False)
     db.dispose()  # checkpoints the WAL into the file, so a plain copy is complete
     return path
 
 
 @pytest.fixture
-def city(city_file, tmp_path):
+def city(db_backend, city_file, tmp_path):
     path = tmp_path / "city.sqlite"
-    shutil.copy(city_file, path)
-    db = Database(f"sqlite:///{path}")
+    db = Database(copy_database(city_file, path, db_backend))
     yield db
     db.dispose()
 
@@ -62,12 +61,11 @@ def test_step_inserts_a_routed_collected_incident(city):
     assert [(e.action, e.actor, e.role) for e in events] == [("create", "simulator", "system")]
 
 
-def test_same_seed_same_incidents(city_file, tmp_path):
+def test_same_seed_same_incidents(db_backend, city_file, tmp_path):
     rows = []
     for name in ("a", "b"):
         path = tmp_path / f"{name}.sqlite"
-        shutil.copy(city_file, path)
-        db = Database(f"sqlite:///{path}")
+        db = Database(copy_database(city_file, path, db_backend))
         sim = IncidentSimulator(db, seed=5)
         ids = [sim.step(now=NOW + dt.timedelta(seconds=i)) for i in range(5)]
         with db.session() as s:
@@ -112,8 +110,8 @@ def test_background_thread_adds_incidents_and_stops(city):
     assert _max_id(city) == settled
 
 
-def test_empty_database_is_a_clear_error(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+def test_empty_database_is_a_clear_error(db_backend, tmp_path):
+    db = Database(db_url(tmp_path / "empty.sqlite", db_backend))
     db.migrate()
     with pytest.raises(SimulatorError, match="seed a city first"):
         IncidentSimulator(db, seed=1).step()

@@ -8,6 +8,7 @@ from sqlalchemy import delete
 from layers.db import Database
 from layers.models import AdminArea, Center, Grid
 from layers.services.spatial import locator
+from tests.dbs import db_url
 
 
 def _city(db: Database, x0: float = 102.70) -> None:
@@ -38,8 +39,8 @@ def _city(db: Database, x0: float = 102.70) -> None:
         s.add(Center(level="city", name="市中心", area_id=city.id, lon=x0 + 0.005, lat=25.005))
 
 
-def test_point_to_grid_and_centers(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'l.sqlite'}")
+def test_point_to_grid_and_centers(db_backend, tmp_path):
+    db = Database(db_url(tmp_path / "l.sqlite", db_backend))
     db.migrate()
     _city(db)
     loc = locator(db)
@@ -57,8 +58,8 @@ def test_point_to_grid_and_centers(tmp_path):
     assert names[loc.center_for(None, "grid")] == "市中心"
 
 
-def test_locator_rebuilds_after_reseed_with_same_ids(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'l.sqlite'}")
+def test_locator_rebuilds_after_reseed_with_same_ids(db_backend, tmp_path):
+    db = Database(db_url(tmp_path / "l.sqlite", db_backend))
     db.migrate()
     _city(db, x0=102.70)
     assert locator(db).grid_at([102.705], [25.005])[0] > 0

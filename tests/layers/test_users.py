@@ -14,18 +14,30 @@ from layers.db import Database
 from layers.models import ApiToken, AuditEntry, User
 from layers.services import audit
 from layers.services import users as svc
+from tests.dbs import db_url
 
 
 @pytest.fixture
-def db(tmp_path):
-    d = Database(f"sqlite:///{tmp_path / 'users.sqlite'}")
+def db(db_backend, tmp_path):
+    d = Database(db_url(tmp_path / "users.sqlite", db_backend))
     d.migrate()
     yield d
     d.dispose()
 
 
 def _db_bytes(db) -> bytes:
-    """Return the SQLite file and its WAL, where a clear-text secret would show up."""
+    """Return the stored bytes where a clear-text secret would show up.
+
+    SQLite: the database file and its WAL. PostgreSQL: every row of every table as text.
+    """
+    if db.dialect == "postgresql":
+        from sqlalchemy import inspect, text
+
+        with db.engine.connect() as conn:
+            names = inspect(conn).get_table_names()
+            rows = [conn.execute(text(f'SELECT t::text FROM "{n}" t')).scalars().all()
+                    for n in names]  # fmt: skip
+        return "\n".join(r for table in rows for r in table).encode()
     path = Path(db.engine.url.database)
     data = path.read_bytes()
     wal = path.with_name(path.name + "-wal")
@@ -173,7 +185,7 @@ def _main(capsys, *argv, stdin: str | None = None, monkeypatch=None):
 
 
 def test_cli_users_add_list_disable(db, capsys, monkeypatch):
-    url = str(db.engine.url)
+    url = db.url
     code, out, _ = _main(capsys, "users", "add", "gina", "--role", "operator", "--db", url)
     assert code == 0
     (pw_line,) = [line for line in out.splitlines() if "one-time password" in line]
@@ -215,18 +227,18 @@ def test_cli_users_add_list_disable(db, capsys, monkeypatch):
     ],
 )
 def test_cli_refusals_exit_1_with_a_message(db, capsys, argv, code, message):
-    got, _out, err = _main(capsys, *argv, "--db", str(db.engine.url))
+    got, _out, err = _main(capsys, *argv, "--db", db.url)
     assert got == code and message in err and "Traceback" not in err
 
 
 def test_cli_unknown_role_is_a_usage_error(db, capsys):
     with pytest.raises(SystemExit) as exc:
-        _main(capsys, "users", "add", "ivan", "--role", "boss", "--db", str(db.engine.url))
+        _main(capsys, "users", "add", "ivan", "--role", "boss", "--db", db.url)
     assert exc.value.code == 2
 
 
 def test_cli_tokens_printed_once_and_revocable(db, capsys):
-    url = str(db.engine.url)
+    url = db.url
     code, out, _ = _main(capsys, "tokens", "create", "qgis-office", "--role", "gis", "--db", url)
     assert code == 0
     token = out.split("token (shown once): ", 1)[1].split()[0]
@@ -257,7 +269,7 @@ def test_cli_as_a_real_process(db):
             "--role",
             "admin",
             "--db",
-            str(db.engine.url),
+            db.url,
         ],
         cwd=repo,
         capture_output=True,

@@ -20,8 +20,8 @@ D = {"actor": "li", "role": "dispatcher"}
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    return new_db(tmp_path_factory.mktemp("wf") / "city.sqlite")
+def db(db_backend, tmp_path_factory):
+    return new_db(tmp_path_factory.mktemp("wf") / "city.sqlite", db_backend)
 
 
 def new_incident(db, i=0, j=0, category="ENV", priority=3, now=MONDAY_10) -> int:
