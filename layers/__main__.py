@@ -1,6 +1,6 @@
 """GridSight data CLI: ``python -m layers COMMAND ...``.
 
-Commands: migrate, seed, import, export, users, tokens, audit. Each command lives in its own
+Commands: migrate, migrate-db, seed, import, export, users, tokens, audit. Each command lives in its own
 module and registers itself through ``add_parser``; this file only dispatches. Exit codes:
 0 success, 1 the input was (partly) rejected, 2 usage or configuration error.
 """
@@ -18,6 +18,7 @@ from layers.db import DEFAULT_DB_URL
 # command name -> module providing add_parser(subparsers) and run(args) -> int
 COMMANDS = {
     "migrate": "layers.cli_migrate",
+    "migrate-db": "layers.migrate_db",
     "seed": "layers.seed",
     "import": "layers.io",
     "export": "layers.io",

@@ -6,7 +6,9 @@ pages, routes and streams never create engines or write SQL themselves.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +21,9 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DB_URL = "sqlite:///data/gridsight.sqlite"
+
+
+_local_locks: dict[tuple[int, str], threading.Lock] = {}
 
 
 class DatabaseError(RuntimeError):
@@ -59,6 +64,11 @@ def make_engine(url: str) -> Engine:
                     "set GRIDSIGHT_DB_URL or --db to a writable location"
                 ) from exc
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+    elif parsed.get_backend_name() == "postgresql":
+        # a server that restarted or dropped idle connections must not fail the next request;
+        # 5 + 15 connections per process: 3 web workers stay well under max_connections=100
+        kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=15, pool_timeout=30)
+        kwargs["connect_args"] = {"application_name": "gridsight", "connect_timeout": 10}
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -91,6 +101,40 @@ class Database:
         finally:
             s.close()
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold a lock named ``name`` across every process using this database while the block runs.
+
+        PostgreSQL: a session-level advisory lock on its own connection (every machine sees
+        it; released if the process dies). SQLite: ``fcntl.flock`` on a lock file beside the
+        database file (SQLite is one machine anyway). In-memory SQLite: a process-local lock.
+        """
+        if self.dialect == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+            return
+        path = self.engine.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:":
+            with _local_locks.setdefault((id(self.engine), name), threading.Lock()):
+                yield
+            return
+        import fcntl
+
+        lock_path = Path(path).expanduser().resolve().with_name(f"{Path(path).name}.{name}.lock")
+        with open(lock_path, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def new_session(self) -> Session:
         """Return an unmanaged session (caller commits and closes); prefer ``session()``."""
         return self._factory()
@@ -105,10 +149,15 @@ class Database:
         return cfg
 
     def migrate(self, revision: str = "head") -> None:
-        """Upgrade the schema to ``revision`` (default: the newest)."""
+        """Upgrade the schema to ``revision`` (default: the newest).
+
+        Several web workers starting at once migrate one after the other (``exclusive``):
+        the first does the work, the others find the schema current.
+        """
         from alembic import command
 
-        command.upgrade(self._alembic_config(), revision)
+        with self.exclusive("migrate"):
+            command.upgrade(self._alembic_config(), revision)
 
     def downgrade(self, revision: str = "base") -> None:
         """Downgrade the schema to ``revision`` (default: empty database)."""

@@ -13,10 +13,9 @@ only PostGIS code paths (``layers.services.postgis``) use it. Coordinates are al
 from __future__ import annotations
 
 import datetime as dt
-
-import shapely
 from typing import Any
 
+import shapely
 from geoalchemy2 import Geometry
 from sqlalchemy import Computed, DateTime, Float, Index, LargeBinary, MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column

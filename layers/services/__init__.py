@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:  # pragma: no cover - import only for type checkers
@@ -99,18 +99,24 @@ def check_bbox(bbox: Sequence[float] | None) -> Bbox | None:
 
 
 def bbox_filter_polygons(model: Any, bbox: Bbox) -> ColumnElement[bool]:
-    """Return a SQL condition selecting rows of a PolygonMixin model whose bbox meets ``bbox``.
+    """Return a SQL condition selecting rows of a PolygonMixin model that meet ``bbox``.
 
-    Uses the indexed ``minx/miny/maxx/maxy`` columns; follow with an exact shapely test.
+    SQLite: the indexed ``minx/miny/maxx/maxy`` columns (candidates; follow with an exact
+    shapely test). PostGIS: an exact GiST-indexed ``ST_Intersects`` (``layers.spatial_sql``).
     """
-    minx, miny, maxx, maxy = bbox
-    return and_(model.maxx >= minx, model.minx <= maxx, model.maxy >= miny, model.miny <= maxy)
+    from layers.spatial_sql import window_match
+
+    return window_match(model, bbox)
 
 
 def bbox_filter_points(model: Any, bbox: Bbox) -> ColumnElement[bool]:
-    """Return a SQL condition selecting rows of a lon/lat point model inside ``bbox``."""
-    minx, miny, maxx, maxy = bbox
-    return and_(model.lon >= minx, model.lon <= maxx, model.lat >= miny, model.lat <= maxy)
+    """Return a SQL condition selecting rows of a lon/lat point model inside ``bbox``.
+
+    SQLite: the indexed lon/lat columns. PostGIS: the GiST-indexed ``geom``.
+    """
+    from layers.spatial_sql import window_match
+
+    return window_match(model, bbox)
 
 
 def make_gdf(records: list[dict], geometries: list, columns: Sequence[str]) -> gpd.GeoDataFrame:

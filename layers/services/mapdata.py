@@ -710,12 +710,12 @@ def camera_cones(session: Session, bbox: Sequence[float], *, limit: int = 3000) 
     import pandas as pd
 
     from geo.sectors import camera_sectors
+    from layers.services import bbox_filter_points
 
-    minx, miny, maxx, maxy = (float(v) for v in bbox)
     rows = session.execute(
         select(Camera.id, Camera.lon, Camera.lat, Camera.azimuth, Camera.fov, Camera.range_m,
                Camera.status, Camera.cls)
-        .where(Camera.lon >= minx, Camera.lon <= maxx, Camera.lat >= miny, Camera.lat <= maxy)
+        .where(bbox_filter_points(Camera, [float(v) for v in bbox]))
         .limit(limit)
     ).all()  # fmt: skip
     if not rows:
@@ -778,7 +778,8 @@ def locate_click(
     A camera is hit when one lies within ``tolerance_px`` screen pixels at ``zoom`` (Web
     Mercator scale); the grid is the one containing the point.
     """
-    from layers.services.spatial import locator
+    from layers.services import bbox_filter_points
+    from layers.services.spatial import grid_at_point
 
     out: dict = {"camera": None, "grid": None}
     if cameras:
@@ -786,11 +787,9 @@ def locate_click(
         r_m = tolerance_px * m_per_px
         dlat = r_m / 110_574.0
         dlon = r_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
+        window = (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
         rows = session.execute(
-            select(Camera.id, Camera.lon, Camera.lat).where(
-                Camera.lon.between(lon - dlon, lon + dlon),
-                Camera.lat.between(lat - dlat, lat + dlat),
-            )
+            select(Camera.id, Camera.lon, Camera.lat).where(bbox_filter_points(Camera, window))
         ).all()
         best = None
         for r in rows:
@@ -799,8 +798,7 @@ def locate_click(
                 best = (d, int(r.id))
         if best is not None:
             out["camera"] = best[1]
-    gid = int(locator(session).grid_at([lon], [lat])[0])
-    out["grid"] = gid if gid >= 0 else None
+    out["grid"] = grid_at_point(session, lon, lat)
     return out
 
 

@@ -98,6 +98,24 @@ def _session_of(db_or_session: Database | Session) -> Iterator[Session]:
             yield s
 
 
+def grid_at_point(db_or_session: Database | Session, lon: float, lat: float) -> int | None:
+    """Return the id of the grid holding the point (lon, lat) in WGS-84, or None.
+
+    One point: on PostGIS a GiST-indexed ``ST_Covers`` query (no grid index to build or keep
+    per web worker; see bench/RESULTS.md, PostGIS), elsewhere the cached ``locator``. Ties
+    (a point on a shared edge) go to the lowest grid id either way, as in ``geo.GridIndex``.
+    """
+    with _session_of(db_or_session) as s:
+        if s.get_bind().dialect.name == "postgresql":
+            from layers.spatial_sql import point_covered_by
+
+            return s.scalar(
+                select(Grid.id).where(point_covered_by(Grid, lon, lat)).order_by(Grid.id).limit(1)
+            )
+        gid = int(locator(s).grid_at([lon], [lat])[0])
+        return gid if gid >= 0 else None
+
+
 def locator(db_or_session: Database | Session) -> GridLocator:
     """Return the (cached) GridLocator for a database; rebuilt when grids or centers change."""
     with _session_of(db_or_session) as s:

@@ -30,7 +30,24 @@ def _postgres() -> bool:
 def upgrade() -> None:
     if not _postgres():
         return
-    op.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    bind = op.get_bind()
+    if not bind.execute(sa.text("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")).scalar():
+        available = bind.execute(
+            sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")
+        ).scalar()
+        if not available:
+            raise RuntimeError(
+                "PostGIS is not installed on this PostgreSQL server; install it (Debian: "
+                "apt-get install postgresql-15-postgis-3) and migrate again"
+            )
+        try:
+            with bind.begin_nested():
+                op.execute("CREATE EXTENSION postgis")
+        except sa.exc.DBAPIError as exc:
+            raise RuntimeError(
+                f"cannot enable PostGIS in database {bind.engine.url.database!r} ({exc.orig}); "
+                "ask a superuser to run: CREATE EXTENSION postgis; then migrate again"
+            ) from exc
     for table in POLYGON_TABLES + POINT_TABLES:
         polygon = table in POLYGON_TABLES
         op.add_column(
