@@ -161,8 +161,10 @@ def _chunks(conn: Connection, table: Table) -> dict[int, tuple[int, str]]:
     cols = _copy_columns(table)
     out: dict[int, tuple[int, str]] = {}
     current, h, n = None, None, 0
-    result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(
-        select(*cols).order_by(pk)
+    # streaming is a statement option: on the Connection it would stick to it (and turn the
+    # target's SAVEPOINTs into server-side cursors)
+    result = conn.execute(
+        select(*cols).order_by(pk).execution_options(stream_results=True, yield_per=BATCH)
     )
     pk_pos = cols.index(pk)
     for row in result:
@@ -244,11 +246,12 @@ def _copy_table(
             with dst.begin_nested():
                 _insert_rows(dst, table, batch, upsert=ranges is not None)
         except DBAPIError as exc:
+            log.debug("batch refused: %s", exc)
             raise MigrateDbError(_describe_refusal(dst, table, batch, exc)) from exc
         copied += len(batch)
         batch.clear()
 
-    result = src.execution_options(stream_results=True, yield_per=BATCH).execute(stmt)
+    result = src.execute(stmt.execution_options(stream_results=True, yield_per=BATCH))
     for row in result:
         values = dict(row._mapping)
         if refs:  # rows may point at rows later in the table: link them once all are in
