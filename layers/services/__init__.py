@@ -39,6 +39,7 @@ __all__ = [
     "check_bbox",
     "empty_gdf",
     "exact_bbox_mask",
+    "get_row",
     "haversine_m",
     "make_gdf",
     "to_geojson",
@@ -71,6 +72,26 @@ def use_session(db_or_session: Database | Session) -> Iterator[Session]:
         return
     with db_or_session.session() as session:
         yield session
+
+
+#: Largest primary key any supported database stores (PostgreSQL INTEGER is 32-bit); a
+#: bigger id cannot exist, so lookups answer "not found" instead of a database error.
+MAX_ROW_ID = 2**31 - 1
+
+
+def get_row(session: Session, model: Any, ident: Any, **kwargs: Any) -> Any:
+    """Return ``session.get(model, ident)``, or None when ``ident`` cannot be a stored id.
+
+    Non-integers and integers outside 1..MAX_ROW_ID are "not found" on every database (on
+    PostgreSQL they would otherwise fail as out of range for the INTEGER column).
+    """
+    try:
+        n = int(ident)
+    except (TypeError, ValueError):
+        return None
+    if not 1 <= n <= MAX_ROW_ID:
+        return None
+    return session.get(model, n, **kwargs)
 
 
 def check_bbox(bbox: Sequence[float] | None) -> Bbox | None:

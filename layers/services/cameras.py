@@ -24,6 +24,7 @@ from layers.services import (
     ServiceError,
     bbox_filter_points,
     check_bbox,
+    get_row,
     make_gdf,
     use_session,
 )
@@ -150,7 +151,7 @@ def _lookup(session: Session, camera_id: int | str) -> Camera | None:
     if isinstance(camera_id, str) and len(camera_id) == 20:
         return session.scalar(select(Camera).where(Camera.gb_id == camera_id))
     try:
-        return session.get(Camera, int(camera_id))
+        return get_row(session, Camera, camera_id)
     except (TypeError, ValueError):
         return None
 

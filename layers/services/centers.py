@@ -20,6 +20,7 @@ from layers.services import (
     ServiceError,
     bbox_filter_points,
     check_bbox,
+    get_row,
     make_gdf,
     use_session,
 )
@@ -116,7 +117,7 @@ def read_gdf(
 def get_center(db: Database | Session, center_id: int) -> Center:
     """Return the Center with this id; raise NotFoundError if none."""
     with use_session(db) as session:
-        center = session.get(Center, int(center_id))
+        center = get_row(session, Center, center_id)
     if center is None:
         raise NotFoundError(f"no center with id {center_id!r}")
     return center

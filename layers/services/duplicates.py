@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from layers.models import Incident
-from layers.services import NotFoundError, ServiceError, haversine_m
+from layers.services import NotFoundError, ServiceError, get_row, haversine_m
 from layers.services import workflow as workflow_service
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def candidates(
     window: dt.timedelta = DEFAULT_WINDOW,
 ) -> list[dict]:
     """Return possible duplicates of a stored incident (see ``candidates_near``)."""
-    row = session.get(Incident, int(incident_id))
+    row = get_row(session, Incident, incident_id)
     if row is None:
         raise NotFoundError(f"no incident with id {incident_id!r}")
     return candidates_near(
@@ -139,7 +139,7 @@ def suggest_merges(
 
 
 def _is_older(session: Session, other_id: int, row: Incident) -> bool:
-    other = session.get(Incident, other_id)
+    other = get_row(session, Incident, other_id)
     return (other.created_at, other.id) < (row.created_at, row.id)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from layers.models import UnmaskGrant, User
 from layers.models.base import utcnow
-from layers.services import audit
+from layers.services import audit, get_row
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def revoke_grant(session: Session, grant_id: int, *, actor: str, actor_role: str
 
 
 def _get(session: Session, grant_id: int) -> UnmaskGrant:
-    grant = session.get(UnmaskGrant, int(grant_id))
+    grant = get_row(session, UnmaskGrant, grant_id)
     if grant is None:
         raise GrantError(f"no grant #{grant_id}")
     return grant

@@ -21,6 +21,7 @@ from layers.services import (
     bbox_filter_polygons,
     check_bbox,
     exact_bbox_mask,
+    get_row,
     make_gdf,
     use_session,
 )
@@ -103,7 +104,7 @@ def get_grid(db: Database | Session, grid_id: int | str) -> Grid:
         elif isinstance(grid_id, str) and len(grid_id) >= 14:
             grid = session.scalar(select(Grid).where(Grid.code == grid_id))
         else:
-            grid = session.get(Grid, int(grid_id))
+            grid = get_row(session, Grid, grid_id)
     if grid is None:
         raise NotFoundError(f"no grid with id or code {grid_id!r}")
     return grid

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from layers.codes import mask_name, mask_phone
 from layers.db import Database
 from layers.models import SOURCES, Category, IdempotencyKey, Incident, IncidentEvent, utcnow
+from layers.services import get_row
 from layers.services.spatial import GridLocator, locator
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,7 @@ def create_idempotent(
                   f"for incident {seen.incident_id} with a different body; use a new key for a "
                   "new incident"}]
             )  # fmt: skip
-        return session.get(Incident, seen.incident_id), False
+        return get_row(session, Incident, seen.incident_id), False
     row = create_incident(session, inc, actor=actor, role=role, now=now)
     session.add(IdempotencyKey(key=idempotency_key, incident_id=row.id, body_hash=digest,
                                created_at=now or utcnow()))  # fmt: skip
@@ -298,7 +299,7 @@ def get_incident(session: Session, incident_id: int) -> Incident:
     """Return the Incident with this id; raise NotFoundError if none."""
     from layers.services import NotFoundError
 
-    row = session.get(Incident, int(incident_id))
+    row = get_row(session, Incident, incident_id)
     if row is None:
         raise NotFoundError(f"no incident with id {incident_id!r}")
     return row
@@ -636,7 +637,7 @@ class IntakeWriter:
             elif isinstance(p, tuple) and p[0] == "same":
                 out.append((job, (public_dict(plan[p[1]][1].row()), False)))
             elif isinstance(p, tuple):
-                out.append((job, (public_dict(session.get(Incident, p[1])), False)))
+                out.append((job, (public_dict(get_row(session, Incident, p[1])), False)))
             else:
                 out.append((job, p))
         return out

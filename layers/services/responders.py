@@ -23,6 +23,7 @@ from layers.services import (
     NotFoundError,
     ServiceError,
     check_bbox,
+    get_row,
     haversine_m,
     make_gdf,
     use_session,
@@ -119,7 +120,7 @@ def read_gdf(
 def get_responder(db: Database | Session, responder_id: int) -> Responder:
     """Return the Responder with this id; raise NotFoundError if none."""
     with use_session(db) as session:
-        responder = session.get(Responder, int(responder_id))
+        responder = get_row(session, Responder, responder_id)
     if responder is None:
         raise NotFoundError(f"no responder with id {responder_id!r}")
     return responder
@@ -159,7 +160,7 @@ def available_near(
 def set_available(db: Database | Session, responder_id: int, available: bool) -> Responder:
     """Return the responder after setting its availability."""
     with use_session(db) as session:
-        responder = session.get(Responder, int(responder_id))
+        responder = get_row(session, Responder, responder_id)
         if responder is None:
             raise NotFoundError(f"no responder with id {responder_id!r}")
         responder.available = bool(available)

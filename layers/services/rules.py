@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from layers.db import Database
 from layers.models import Camera, Grid, RedactionRule
-from layers.services import NotFoundError, ServiceError, use_session
+from layers.services import NotFoundError, ServiceError, get_row, use_session
 from streams.rules import SCOPE_PRECEDENCE, RedactionRules, RuleScope, parse_rules
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def _camera(session: Session, camera_id: int | str) -> Camera:
         camera = session.scalar(select(Camera).where(Camera.gb_id == camera_id))
     else:
         try:
-            camera = session.get(Camera, int(camera_id))
+            camera = get_row(session, Camera, camera_id)
         except (TypeError, ValueError):
             camera = None
     if camera is None:

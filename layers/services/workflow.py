@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from layers.models import INCIDENT_STATUSES, Incident, IncidentEvent, utcnow
-from layers.services import NotFoundError, ServiceError
+from layers.services import NotFoundError, ServiceError, get_row
 from layers.services import sla as sla_service
 from layers.services.routing import route_incident
 from layers.services.spatial import locator
@@ -198,7 +198,7 @@ def apply(
             f"role {role!r} may not {action}; it needs one of {', '.join(sorted(spec.roles))}"
         )
     now = now or utcnow()
-    row = session.get(Incident, int(incident_id), with_for_update=True)
+    row = get_row(session, Incident, incident_id, with_for_update=True)
     if row is None:
         raise NotFoundError(f"no incident with id {incident_id!r}")
     if row.status not in spec.from_statuses:
@@ -216,7 +216,7 @@ def apply(
         raise TransitionError(
             f"assignee_id: only dispatch, reassign and rework take one, not {action}"
         )
-    if assignee_id is not None and session.get(Responder, int(assignee_id)) is None:
+    if assignee_id is not None and get_row(session, Responder, assignee_id) is None:
         raise NotFoundError(f"assignee_id: no responder with id {assignee_id!r}")
 
     if action == "dispatch":
@@ -256,7 +256,7 @@ def apply(
     elif action == "merge":
         if into is None:
             raise TransitionError("into: merge needs the id of the primary incident")
-        if session.get(Incident, int(into)) is None:
+        if get_row(session, Incident, into) is None:
             raise NotFoundError(f"into: no incident with id {into!r}")
         primary = root_of(session, int(into))
         if primary == row.id:
