@@ -74,9 +74,9 @@ def test_copy_is_complete_and_verified(source, tmp_path, db_backend):
     if db_backend == "postgis":  # generated PostGIS geometry matches the copied coordinates
         with target.session() as s:
             bad = s.scalar(
-                select(func.count()).select_from(Incident).where(
-                    func.ST_X(Incident.geom) != Incident.lon
-                )
+                select(func.count())
+                .select_from(Incident)
+                .where(func.ST_X(Incident.geom) != Incident.lon)
             )
         assert bad == 0
     target.dispose()
