@@ -5,7 +5,11 @@
 set -euo pipefail
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-# PostgreSQL: the cluster Debian's postgresql package created (first one listed).
+# PostgreSQL: the cluster Debian's postgresql package created (first one listed); make one
+# where the package's post-install step did not.
+if [ -z "$(pg_lsclusters -h 2>/dev/null)" ]; then
+  $SUDO pg_createcluster "$(ls /usr/lib/postgresql | sort -V | tail -n 1)" main
+fi
 read -r pg_ver pg_cluster pg_port _ < <(pg_lsclusters -h | head -n 1)
 if ! pg_lsclusters -h | head -n 1 | grep -q online; then
   $SUDO pg_ctlcluster "$pg_ver" "$pg_cluster" start
