@@ -27,6 +27,11 @@ from sqlalchemy.types import NullType
 SRID = 4326
 
 
+def geom_of(model: Any) -> Any:
+    """Return the PostGIS ``geom`` column of a spatial model's table (PostgreSQL only)."""
+    return model.__table__.c.geom
+
+
 def bbox_columns_condition(model: Any, bbox) -> Any:
     """Return the portable window condition on the bbox (polygons) or lon/lat (points) columns.
 
@@ -58,7 +63,7 @@ class window_match(FunctionElement):  # noqa: N801 - SQL function style, as in S
         )
         minx, miny, maxx, maxy = (float(v) for v in bbox)
         super().__init__(
-            model.geom,
+            geom_of(model),
             *cols,
             literal(minx),
             literal(miny),
@@ -99,4 +104,4 @@ def point_covered_by(model: Any, lon: float, lat: float) -> Any:
     from geoalchemy2 import functions as gf
 
     point = gf.ST_SetSRID(gf.ST_MakePoint(float(lon), float(lat)), SRID)
-    return gf.ST_Covers(model.geom, point)
+    return gf.ST_Covers(geom_of(model), point)

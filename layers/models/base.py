@@ -6,8 +6,9 @@ PostgreSQL/PostGIS every spatial table also has a native ``geom`` column (GeoAlc
 ``Geometry``, SRID 4326, GiST-indexed) that the database *generates* from ``geom_wkb`` or
 ``lon``/``lat`` (migration 0005): writers never set it, so every insert path (ORM, Core bulk
 inserts, imports, the seed) keeps it right, and it cannot drift from the portable columns.
-On SQLite the column does not exist; it is deferred (never selected unless asked for) and
-only PostGIS code paths (``layers.services.postgis``) use it. Coordinates are always WGS-84.
+The column is part of the Table but not of the mapped class (``unmapped_column``), so ORM
+statements never name it; on SQLite it does not exist, and only PostGIS code paths
+(``layers.spatial_sql``) use it. Coordinates are always WGS-84.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Any
 import shapely
 from geoalchemy2 import Geometry
 from sqlalchemy import Computed, DateTime, Float, Index, LargeBinary, MetaData
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Unmapped,
+    declared_attr,
+    mapped_column,
+    unmapped_column,
+)
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -62,21 +70,19 @@ class Base(DeclarativeBase):
 #: ``postgis_only_filter`` hides them from schema comparisons on other databases.
 POSTGIS_ONLY = {"postgis_only": True}
 
-#: Models with a generated ``geom`` column must not ask for it back after INSERT/UPDATE
-#: (SQLite has no such column): the value is the database's business, read when queried.
-NO_EAGER_DEFAULTS = {"eager_defaults": False}
-
 
 def postgis_geom_column(geometry_type: str, expression: str) -> Any:
-    """Return a deferred, database-generated PostGIS geometry column (EPSG:4326).
+    """Return a database-generated PostGIS geometry column (EPSG:4326), not mapped by the ORM.
 
     ``expression`` is the PostgreSQL generation expression, e.g.
-    ``ST_GeomFromWKB(geom_wkb, 4326)``.
+    ``ST_GeomFromWKB(geom_wkb, 4326)``. The column belongs to the Table (DDL, Alembic
+    comparisons, Core queries through ``layers.spatial_sql.geom_of``) but not to the mapped
+    class, so no ORM statement (inserts, ``select(Model)``, ``Query.count``) ever names it:
+    SQLite, which has no such column, never sees it.
     """
-    return mapped_column(
+    return unmapped_column(
         Geometry(geometry_type, srid=4326, spatial_index=False),
         Computed(expression, persisted=True),
-        deferred=True,
         info=POSTGIS_ONLY,
     )
 
@@ -106,9 +112,7 @@ def postgis_only_filter(dialect_name: str):
 class PointGeomMixin:
     """A generated PostGIS point ``geom`` from the ``lon``/``lat`` columns (PostGIS only)."""
 
-    __mapper_args__ = NO_EAGER_DEFAULTS
-
-    geom: Mapped[Any] = postgis_geom_column("POINT", "ST_SetSRID(ST_MakePoint(lon, lat), 4326)")
+    geom: Unmapped[Any] = postgis_geom_column("POINT", "ST_SetSRID(ST_MakePoint(lon, lat), 4326)")
 
 
 class PolygonMixin:
@@ -117,9 +121,7 @@ class PolygonMixin:
     On PostGIS, ``geom`` is generated from ``geom_wkb`` (see the module docstring).
     """
 
-    __mapper_args__ = NO_EAGER_DEFAULTS
-
-    geom: Mapped[Any] = postgis_geom_column("GEOMETRY", "ST_GeomFromWKB(geom_wkb, 4326)")
+    geom: Unmapped[Any] = postgis_geom_column("GEOMETRY", "ST_GeomFromWKB(geom_wkb, 4326)")
 
     @declared_attr.directive
     def __table_args__(cls) -> tuple:

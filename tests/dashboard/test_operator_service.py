@@ -20,12 +20,13 @@ from tests.dashboard.operator_city import (
     cell_center,
     open_grid_counts,
 )
+from tests.dbs import db_url
 
 
 @pytest.fixture(scope="module")
-def city(tmp_path_factory):
+def city(db_backend, tmp_path_factory):
     path = tmp_path_factory.mktemp("opcity") / "gs.sqlite"
-    db = Database(f"sqlite:///{path}")
+    db = Database(db_url(path, db_backend))
     db.migrate()
     ids = build_city(db, incidents=90)
     yield db, ids
@@ -33,8 +34,8 @@ def city(tmp_path_factory):
 
 
 @pytest.fixture
-def fresh_city(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'gs.sqlite'}")
+def fresh_city(db_backend, tmp_path):
+    db = Database(db_url(tmp_path / "gs.sqlite", db_backend))
     db.migrate()
     ids = build_city(db, incidents=30)
     yield db, ids

@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 
 from layers.db import Database
 from layers.models import AdminArea, Base, Camera
+from layers.spatial_sql import geom_of
 from tests.dbs import db_url
 
 
@@ -79,13 +80,13 @@ def test_postgis_geometry_is_generated_and_indexed():
         s.add(area)
         s.add(Camera(gb_id="53010200001310000001", name="c", cls=1, lon=102.7, lat=25.0))
     with db.session() as s:
-        assert s.scalar(select(func.ST_AsText(Camera.geom))) == "POINT(102.7 25)"
-        assert s.scalar(select(func.ST_SRID(AdminArea.geom))) == 4326
+        assert s.scalar(select(func.ST_AsText(geom_of(Camera)))) == "POINT(102.7 25)"
+        assert s.scalar(select(func.ST_SRID(geom_of(AdminArea)))) == 4326
         assert s.scalar(
-            select(func.ST_Equals(AdminArea.geom, func.ST_GeomFromText(poly.wkt, 4326)))
+            select(func.ST_Equals(geom_of(AdminArea), func.ST_GeomFromText(poly.wkt, 4326)))
         )
         s.execute(update(Camera).values(lon=102.71))  # the generated column follows
-        assert s.scalar(select(func.ST_X(Camera.geom))) == 102.71
+        assert s.scalar(select(func.ST_X(geom_of(Camera)))) == 102.71
         gist = s.execute(
             text("SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%USING gist (geom)%'")
         ).scalars()

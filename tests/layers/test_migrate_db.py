@@ -18,6 +18,7 @@ from layers.migrate_db import MigrateDbError, copy_database
 from layers.models import AuditEntry, Incident, IncidentEvent
 from layers.seed import seed_city
 from layers.services import audit, incidents
+from layers.spatial_sql import geom_of
 from tests.dbs import db_url
 
 NOW = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)
@@ -76,7 +77,7 @@ def test_copy_is_complete_and_verified(source, tmp_path, db_backend):
             bad = s.scalar(
                 select(func.count())
                 .select_from(Incident)
-                .where(func.ST_X(Incident.geom) != Incident.lon)
+                .where(func.ST_X(geom_of(Incident)) != Incident.lon)
             )
         assert bad == 0
     target.dispose()
