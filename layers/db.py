@@ -52,6 +52,18 @@ def make_engine(url: str) -> Engine:
             "or postgresql+psycopg://user@host/db"
         ) from exc
     kwargs: dict = {"future": True}
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":  # plain postgresql:// means psycopg 3 here
+            parsed = parsed.set(drivername="postgresql+psycopg")
+            url = parsed.render_as_string(hide_password=False)
+        if parsed.get_driver_name() == "psycopg":
+            try:
+                import psycopg  # noqa: F401 - only to give a clear error when it is missing
+            except ImportError as exc:
+                raise DatabaseError(
+                    "a PostgreSQL URL needs the psycopg driver: pip install -r "
+                    "requirements-cluster.txt"
+                ) from exc
     if parsed.get_backend_name() == "sqlite":
         db_path = parsed.database
         if db_path and db_path != ":memory:":

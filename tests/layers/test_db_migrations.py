@@ -93,3 +93,17 @@ def test_postgis_geometry_is_generated_and_indexed():
         assert set(gist) >= {"admin_areas", "grids", "centers", "cameras", "responders",
                              "incidents"}  # fmt: skip
     db.dispose()
+
+
+def test_the_database_url_alone_selects_postgis():
+    """``postgresql://`` (no driver named) works: the engine uses psycopg 3."""
+    from sqlalchemy.engine import make_url
+
+    from tests.dbs import new_pg_database
+
+    url = make_url(new_pg_database()).set(drivername="postgresql")
+    db = Database(url.render_as_string(hide_password=False))
+    assert db.dialect == "postgresql" and db.engine.url.get_driver_name() == "psycopg"
+    db.migrate()
+    assert db.current_revision() is not None and db.ping()
+    db.dispose()
