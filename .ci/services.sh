@@ -25,6 +25,14 @@ DO $$ BEGIN
   END IF;
 END $$;
 SQL
+# the suite opens many short-lived databases (and server processes with pools of their own)
+want_conns=400
+have_conns=$($SUDO runuser -u postgres -- psql -tA -p "$pg_port" -c "SHOW max_connections")
+if [ "$have_conns" != "$want_conns" ]; then
+  $SUDO runuser -u postgres -- psql -q -p "$pg_port" -c "ALTER SYSTEM SET max_connections = $want_conns"
+  $SUDO pg_ctlcluster "$pg_ver" "$pg_cluster" restart
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p "$pg_port" && break; sleep 0.5; done
+fi
 export GRIDSIGHT_TEST_PG_URL="postgresql+psycopg://gridsight_test:gridsight_test@127.0.0.1:${pg_port}/postgres"
 
 # Redis: a throwaway server without persistence.
