@@ -40,7 +40,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"^(\d{1,19})-(\d{1,19})$")
+_ID = re.compile(r"(\d{1,19})-(\d{1,19})")
 DEFAULT_STREAM = "gridsight:events"
 RING_CAPACITY = 10_000  # events kept per process (SSE resume window, refresh look-back)
 STREAM_MAXLEN = 100_000  # approximate length Redis keeps (XADD MAXLEN ~)
@@ -66,7 +66,7 @@ def parse_event_id(value: str) -> tuple[int, int]:
     EventIdError
         If ``value`` is not two non-negative integers joined by ``-``.
     """
-    m = _ID.match(value) if isinstance(value, str) else None
+    m = _ID.fullmatch(value) if isinstance(value, str) else None
     if m is None:
         raise EventIdError(
             f"event id {value!r} is not of the form <milliseconds>-<sequence>, e.g. 1718000000000-0"
@@ -76,7 +76,7 @@ def parse_event_id(value: str) -> tuple[int, int]:
 
 def is_event_id(value: object) -> bool:
     """Return True if ``value`` is a well-formed event id string."""
-    return isinstance(value, str) and _ID.match(value) is not None
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -376,6 +376,7 @@ class RedisEventBus(EventBus):
         self._closing = threading.Event()
         self._connected = False
         self._last_read: str | None = None
+        self._inflight = 0  # events the sender took from the outbox and has not delivered
         self._seen: OrderedDict[str, None] = OrderedDict()  # recent producer uids (dedupe)
         self._threads: list[threading.Thread] = []
 
@@ -418,7 +419,7 @@ class RedisEventBus(EventBus):
         doc = super().stats()
         c = self.counters
         with self._outbox_cond:
-            queued = len(self._outbox)
+            queued = len(self._outbox) + self._inflight
         doc.update(stream=self.stream, connected=self._connected, queued=queued,
                    published=c.published, publish_errors=c.publish_errors, dropped=c.dropped,
                    received=c.received, duplicates=c.duplicates, reconnects=c.reconnects,
@@ -457,6 +458,7 @@ class RedisEventBus(EventBus):
         while True:
             if not batch:
                 batch = self._take()
+                self._inflight = len(batch)
             if not batch:
                 if self._closing.is_set():
                     break
@@ -475,16 +477,24 @@ class RedisEventBus(EventBus):
                     log.error("Redis refused %s events: %s", len(bad), bad[0])
                 self.counters.published += len(batch) - len(bad)
                 batch = []
+                self._inflight = 0
+                if backoff > 0.1:
+                    log.info("publishing to Redis works again")
                 backoff = 0.1
             except self._redis.RedisError as exc:
                 self.counters.publish_errors += 1
-                log.warning("publishing %s events to Redis failed (%s); retrying in %.1f s",
-                            len(batch), exc, backoff)  # fmt: skip
+                (log.warning if backoff == 0.1 else log.debug)(
+                    "publishing %s events to Redis failed (%s); queueing and retrying",
+                    len(batch), exc,
+                )  # fmt: skip
                 if client is not None:
                     client.close()
                 client = None
                 if self._closing.wait(backoff):
-                    self.counters.dropped += len(batch) + len(self._outbox)
+                    with self._outbox_cond:
+                        self.counters.dropped += len(batch) + len(self._outbox)
+                        self._outbox.clear()
+                    self._inflight = 0
                     break
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
         if client is not None:
@@ -515,10 +525,13 @@ class RedisEventBus(EventBus):
     def _resume(self, client) -> None:
         """Load recent history on first connect; on a reconnect, check for a gap."""
         if self._last_read is None:
-            entries = client.xrevrange(self.stream, "+", "-", count=self.prefill)
+            entries = client.xrevrange(self.stream, "+", "-", count=max(1, self.prefill))
             entries.reverse()
-            self._last_read = "0-0"
-            self._ingest(entries)
+            if self.prefill > 0:
+                self._last_read = "0-0"
+                self._ingest(entries)
+            else:  # follow from the newest entry on, load nothing older
+                self._last_read = entries[-1][0] if entries else "0-0"
             return
         self.counters.reconnects += 1
         if self._last_read != "0-0" and not client.xrange(
@@ -551,6 +564,8 @@ class RedisEventBus(EventBus):
             except self._redis.RedisError as exc:
                 if self._connected or backoff == 0.1:
                     log.warning("event stream %s: %s; reconnecting", self.stream, exc)
+                else:
+                    log.debug("event stream %s: still unreachable (%s)", self.stream, exc)
                 self._connected = False
                 if self._closing.wait(backoff):
                     break
