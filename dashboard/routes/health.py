@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import flask
 from sqlalchemy import func, select
 
@@ -46,6 +48,7 @@ def health_report(ctx: AppContext) -> tuple[dict, int]:
     else:
         doc["simulator"] = "off"
     doc["leader"] = bool(leader is not None and leader.is_leader)
+    doc["pid"] = os.getpid()  # which worker answered (several share one port)
     bus = ctx.services.get("events")
     if bus is not None:
         stats = bus.stats()
