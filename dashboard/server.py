@@ -58,13 +58,39 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
+        "post_worker_init": _post_worker_init,
         "worker_exit": _worker_exit,
     }
 
 
-def _worker_exit(_arbiter, worker) -> None:
+def _worker_ctx(worker):
     server = getattr(worker, "wsgi", None)  # None in the master (a worker that never booted)
-    ctx = getattr(server, "config", {}).get("GRIDSIGHT") if server is not None else None
+    return getattr(server, "config", {}).get("GRIDSIGHT") if server is not None else None
+
+
+def _post_worker_init(worker) -> None:
+    """End a worker's open event streams as soon as it is told to stop (graceful SIGTERM).
+
+    gunicorn then waits up to ``graceful_timeout`` for requests in flight; an SSE stream
+    never finishes by itself, so its generator is woken to return at once.
+    """
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame) -> None:
+        ctx = _worker_ctx(worker)
+        bus = ctx.services.get("events") if ctx is not None else None
+        if bus is not None:
+            bus.end_streams()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _worker_exit(_arbiter, worker) -> None:
+    ctx = _worker_ctx(worker)
     if ctx is not None:
         shutdown_services(ctx)
 

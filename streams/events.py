@@ -270,6 +270,10 @@ class EventBus:
         """Stop background threads and wake blocked readers."""
         self.ring.close()
 
+    def end_streams(self) -> None:
+        """Wake every blocked reader for good (the process is shutting down)."""
+        self.ring.close()
+
     def stats(self) -> dict[str, Any]:
         """Return counters and state for /healthz (no secrets)."""
         return {"backend": self.backend, "complete": self.complete, "last_id": self.last_id,
