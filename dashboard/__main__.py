@@ -17,6 +17,7 @@ __all__ = ["main", "shutdown_services"]
 
 
 def main() -> int:
+    """Return the exit code after serving (0), or 2 for a configuration error (named)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -14,6 +14,7 @@ gunicorn is imported only when more than one worker is asked for.
 from __future__ import annotations
 
 import logging
+import signal
 from typing import Any
 
 from dashboard.settings import Settings
@@ -74,8 +75,6 @@ def _post_worker_init(worker) -> None:
     gunicorn then waits up to ``graceful_timeout`` for requests in flight; an SSE stream
     never finishes by itself, so its generator is woken to return at once.
     """
-    import signal
-
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum, frame) -> None:
@@ -125,11 +124,18 @@ def serve_waitress(settings: Settings) -> None:
     app = create_app(settings)
     log.info("GridSight on http://%s:%s/ (database %s)", settings.host, settings.port,
              settings.db_url.split("@")[-1])  # fmt: skip
+    # SIGTERM (systemd, docker stop) ends like Ctrl-C: the services stop, the leader lease
+    # is given up and queued events are flushed, instead of the process just vanishing
+    signal.signal(signal.SIGTERM, _exit_on_term)
     try:
         serve(app.server, host=settings.host, port=settings.port, threads=settings.threads,
               channel_timeout=120, ident="GridSight")  # fmt: skip
     finally:
         shutdown_services(app.server.config["GRIDSIGHT"])
+
+
+def _exit_on_term(_signum, _frame) -> None:
+    raise SystemExit(0)
 
 
 def serve_gunicorn(settings: Settings) -> None:
