@@ -1,4 +1,8 @@
-"""``python -m dashboard``: start GridSight on the embedded default (or GRIDSIGHT_* settings)."""
+"""``python -m dashboard``: start GridSight on the embedded default (or GRIDSIGHT_* settings).
+
+One worker (``GRIDSIGHT_WORKERS=1``, the default) runs waitress in this process; more run
+gunicorn with that many worker processes (``dashboard/server.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,13 @@ import sys
 
 from pydantic import ValidationError
 
+from dashboard.server import shutdown_services
+
+__all__ = ["main", "shutdown_services"]
+
 
 def main() -> int:
+    """Return the exit code after serving (0), or 2 for a configuration error (named)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -19,44 +28,13 @@ def main() -> int:
     except ValidationError as exc:
         for err in exc.errors():
             field = "GRIDSIGHT_" + "_".join(str(p) for p in err["loc"]).upper()
-            print(f"configuration error: {field}: {err['msg']}", file=sys.stderr)
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            print(f"configuration error: {field}: {msg}", file=sys.stderr)
         return 2
-    from waitress import serve
+    from dashboard.server import serve
 
-    from dashboard.app import create_app
-
-    app = create_app(settings)
-    logging.getLogger("dashboard").info(
-        "GridSight on http://%s:%s/ (database %s)",
-        settings.host,
-        settings.port,
-        settings.db_url.split("@")[-1],
-    )
-    try:
-        serve(
-            app.server,
-            host=settings.host,
-            port=settings.port,
-            threads=settings.threads,
-            channel_timeout=120,
-            ident="GridSight",
-        )
-    finally:
-        shutdown_services(app.server.config["GRIDSIGHT"])
+    serve(settings)
     return 0
-
-
-def shutdown_services(ctx) -> None:
-    """Stop the app's background services (camera readers, simulator, loops) cleanly."""
-    for name, service in list(ctx.services.items()):
-        for method in ("close", "stop"):
-            fn = getattr(service, method, None)
-            if callable(fn):
-                try:
-                    fn()
-                except Exception:  # noqa: BLE001 - shutting down: log and go on with the rest
-                    logging.getLogger("dashboard").exception("stopping %s failed", name)
-                break
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import secrets
 from pathlib import Path
 
@@ -32,6 +33,7 @@ ROUTE_MODULES = [
     "dashboard.routes.layers_geojson",
     "dashboard.routes.video",
     "dashboard.routes.api",
+    "dashboard.routes.events",
     "dashboard.routes.open311",
     "dashboard.routes.ogc",
     "dashboard.routes.tiles",
@@ -43,15 +45,36 @@ NAV_PAGES = [("nav.operator", "/"), ("nav.dispatch", "/dispatch"), ("nav.privacy
 
 
 def _secret_key(settings: Settings) -> str:
+    """Return the session-signing key: the setting, else data_dir/secret_key (made once).
+
+    Several workers start at the same moment: the key is written to a private temporary
+    file and linked into place, which fails if another worker got there first, so every
+    worker reads the same complete key (never a half-written file).
+    """
     if settings.secret_key:
         return settings.secret_key
     path = Path(settings.data_dir) / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    path.write_text(key)
-    path.chmod(0o600)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_hex(32).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # atomic: exactly one worker's key becomes the key
+        except FileExistsError:
+            log.debug("another worker created the secret key first")
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise RuntimeError(
+            f"{path} holds no usable secret key ({len(key)} characters); delete it to have a "
+            "new one generated (this signs everybody out) or set GRIDSIGHT_SECRET_KEY"
+        )
     return key
 
 
@@ -90,17 +113,18 @@ def create_app(
 ) -> Dash:
     """Return a configured Dash app for ``settings``.
 
-    Migrates the database, seeds the demo city on first start (``seed_on_start``), registers
-    every HTTP route module and, with ``start_background``, starts the incident simulator and
-    the overdue-escalation loop.
+    Migrates the database and seeds the demo city on first start (``seed_on_start``), both
+    under the deployment's startup lock; creates the live event bus (``streams.events``,
+    Redis when ``redis_url`` is set) and publishes every commit's events to it; registers
+    every HTTP route module and, with ``start_background``, joins the leader election: the
+    one leader process of the deployment runs the incident simulator, the overdue
+    escalation and the retention purge.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = db or Database(settings.db_url)
-    db.migrate()
     ctx = AppContext(settings=settings, db=db)
-
-    if settings.seed_on_start:
-        _seed_if_empty(ctx)
+    prepare_database(ctx)
+    _start_event_bus(ctx)
 
     app = Dash(
         __name__,
@@ -129,12 +153,65 @@ def create_app(
             continue
         module.register(server, ctx)
 
-    if start_background and settings.simulator:
-        _start_simulator(ctx)
     if start_background:
-        _start_escalation(ctx)
-        _start_retention(ctx)
+        _start_leader_election(ctx)
     return app
+
+
+def prepare_database(ctx: AppContext) -> None:
+    """Migrate the database and seed the demo city on first start, once per deployment.
+
+    Workers starting together take turns under ``layers.leader.startup_lock``: the first
+    migrates and seeds, the others then find the schema current and the city present.
+    """
+    from layers.leader import startup_lock
+
+    with startup_lock(ctx.db):
+        ctx.db.migrate()
+        if ctx.settings.seed_on_start:
+            _seed_if_empty(ctx)
+
+
+def _start_event_bus(ctx: AppContext) -> None:
+    """Create the live event bus (Redis when configured) and publish the db's commits to it."""
+    from layers.events import attach
+    from streams.events import make_event_bus
+
+    bus = make_event_bus(ctx.settings.redis_url, ctx.settings.redis_stream)
+    ctx.services["events"] = bus
+    ctx.services["events_publisher"] = _Detach(attach(ctx.db, bus.publish))
+
+
+class _Detach:
+    """A service whose ``stop`` detaches the bus publisher from the database's sessions."""
+
+    def __init__(self, detach) -> None:
+        self._detach = detach
+
+    def stop(self) -> None:
+        self._detach()
+
+
+def _start_leader_election(ctx: AppContext) -> None:
+    """Run the background services in exactly one process of the deployment (the leader)."""
+    from layers.leader import LeaderElector, LeaderLease
+
+    def start_services() -> dict:
+        services: dict = {}
+        if ctx.settings.simulator:
+            sim = _start_simulator(ctx)
+            if sim is not None:
+                services["simulator"] = sim
+        services["escalation"] = _start_escalation(ctx)
+        retention = _start_retention(ctx)
+        if retention is not None:
+            services["retention"] = retention
+        return services
+
+    elector = LeaderElector(
+        LeaderLease(ctx.db), start_services, retry_s=ctx.settings.leader_retry_s
+    )
+    ctx.services["leader"] = elector.start()
 
 
 def _seed_if_empty(ctx: AppContext) -> None:
@@ -162,18 +239,19 @@ def _seed_if_empty(ctx: AppContext) -> None:
     log.info("seeded: %s", counts)
 
 
-def _start_escalation(ctx: AppContext) -> None:
-    """Start the loop that escalates overdue incidents one level per SLA step (every 60 s)."""
+def _start_escalation(ctx: AppContext):
+    """Return the started loop that escalates overdue incidents one level per SLA step."""
     from layers.services.sla import EscalationLoop
 
     loop = EscalationLoop(ctx.db, interval_s=60.0)
     loop.start()
-    ctx.services["escalation"] = loop
+    return loop
 
 
-def _start_retention(ctx: AppContext) -> None:
+def _start_retention(ctx: AppContext):
+    """Return the started retention purge loop (None when retention is off)."""
     if ctx.settings.personal_data_retention_days <= 0:
-        return
+        return None
     from layers.services.retention import RetentionLoop
 
     loop = RetentionLoop(
@@ -182,18 +260,19 @@ def _start_retention(ctx: AppContext) -> None:
         snapshots_dir=Path(ctx.settings.data_dir) / "snapshots",
     )
     loop.start()
-    ctx.services["retention"] = loop
+    return loop
 
 
-def _start_simulator(ctx: AppContext) -> None:
+def _start_simulator(ctx: AppContext):
+    """Return the started incident simulator (None when the module is absent)."""
     try:
         from layers.simulator import IncidentSimulator
     except ImportError:
         log.warning("layers.simulator is not available; no live feed")
-        return
+        return None
     sim = IncidentSimulator(ctx.db, interval_s=ctx.settings.simulator_interval_s)
     sim.start()
-    ctx.services["simulator"] = sim
+    return sim
 
 
 def toggle_language(_n: int, lang: str | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -72,8 +72,63 @@ class Settings(BaseSettings):
         description="Days after which reporter names/phones and snapshots are purged; 0 = never.",
     )
     threads: int = Field(
-        32, ge=4, description="Web server worker threads (each live MJPEG viewer holds one)."
+        32,
+        ge=4,
+        description="Web server threads per worker process (each live MJPEG or event stream holds one).",
     )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL for live events across workers and machines; none = in-process.",
+    )
+    redis_stream: str = Field(
+        "gridsight:events",
+        pattern=r"^[A-Za-z0-9_.:\-]{1,128}$",
+        description="Redis stream key of the live events (one per deployment sharing a Redis).",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Web worker processes: 1 runs waitress, more run gunicorn and need Redis.",
+    )
+    leader_retry_s: float = Field(
+        15.0,
+        ge=0.2,
+        le=300,
+        description="Seconds between a worker's attempts to take over the background services.",
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "GRIDSIGHT_REDIS_URL must be a Redis URL such as redis://127.0.0.1:6379/0 "
+                "(or rediss://, unix://); leave it unset for the in-process event bus"
+            )
+        return v
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_share_state(cls, v: int, info: ValidationInfo) -> int:
+        if v == 1:
+            return v
+        if not info.data.get("redis_url"):
+            raise ValueError(
+                f"GRIDSIGHT_WORKERS={v} needs GRIDSIGHT_REDIS_URL (e.g. redis://127.0.0.1:6379/0): "
+                "live events must reach every worker; set it, or run one worker"
+            )
+        url = str(info.data.get("db_url") or "")
+        if url.startswith("sqlite") and (
+            ":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite")
+        ):
+            raise ValueError(
+                f"GRIDSIGHT_WORKERS={v} needs a database the workers share; an in-memory SQLite "
+                "database exists once per process: use a SQLite file or PostgreSQL"
+            )
+        return v
 
     @field_validator("db_url")
     @classmethod

@@ -8,6 +8,7 @@ a missing ``../shared`` is an error: CI always has it, so a skip there would hid
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,32 @@ def db_backend(request) -> str:
 
         require_postgis()
     return request.param
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """Return the URL of a real Redis server (GRIDSIGHT_TEST_REDIS_URL, or a private one).
+
+    Skips where there is neither, but fails in CI (``tests/redis_server.py``).
+    """
+    from tests.redis_server import shared_redis_url
+
+    url, server = shared_redis_url(tmp_path_factory.mktemp("redis"))
+    yield url
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture
+def stream_key(redis_url) -> Iterator[str]:
+    """Return a Redis stream key of this test's own (deleted afterwards)."""
+    import uuid
+
+    import redis
+
+    key = f"gridsight-test:{uuid.uuid4().hex[:12]}"
+    yield key
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).delete(key)
+    except redis.RedisError:
+        pass  # the test may have stopped that server

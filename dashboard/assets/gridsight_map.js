@@ -70,7 +70,11 @@
     },
     cameraPoint: function (feature, latlng, context) {
       var p = feature.properties || {};
-      var c = window.gridsight.cameraColors[p.status] || "#95a5a6";
+      // live status from the refresh (hideout): "st" per camera id, else "base", else as loaded
+      var h = (context && context.hideout) || {};
+      var st = (h.st || {})[feature.id];
+      var status = st !== undefined && st !== null ? st : (h.base || p.status);
+      var c = window.gridsight.cameraColors[status] || "#95a5a6";
       return L.circleMarker(latlng, {radius: {1: 5, 2: 4, 3: 3.5}[p.cls] || 4,
                                      color: p.cls === 1 ? "#ffffff" : "#0b1118",
                                      weight: p.cls === 1 ? 1.2 : 1, fillColor: c, fillOpacity: 0.95,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 import dash
@@ -38,6 +39,7 @@ from dashboard.auth import require_roles
 from dashboard.context import get_ctx
 from dashboard.i18n import t
 from layers.services import NotFoundError, mapdata
+from streams.events import is_event_id
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,11 @@ CONES_MIN_ZOOM = 16  # camera view cones from this zoom on
 RESYNC_TICKS = 60  # full recount every 60 ticks (60 s): windows slide, statuses age
 LIVE_MAX = 300  # live markers kept on the map before the layer is reset to the newest
 FEED_SIZE = 8
-TICK_MS = 1000  # a new incident shows within ~1 s; an idle tick costs one indexed query
+TICK_MS = 1000  # a new incident shows within ~1 s
+# An idle tick asks the worker-local event bus only, not the database; every DB_PROBE_TICKS
+# ticks it asks the database anyway, for writers outside the bus (the layers CLI).
+DB_PROBE_TICKS = 10
+BUS_READ_LIMIT = 5000  # more events than this since the last tick: resynchronise in full
 GRID_MODES = ("incidents", "coverage")
 MAP_ROLES = ("operator", "dispatcher", "privacy_officer", "admin")
 CAT_COLORS = {"DISPUTE": "#f78c6b", "SECURITY": "#ef476f", "SAFETY": "#ff4d4d",
@@ -272,6 +278,8 @@ def _map(bounds: list[list[float]], shift: bool, heat_version: int = 0) -> dl.Ma
                         zoomToBoundsOnClick=True,
                         interactive=False,
                         superClusterOptions={"radius": 60, "maxZoom": 15},
+                        # live status: "base" for every camera not in "st" {id: status}
+                        hideout={"base": None, "st": {}},
                         pointToLayer={"variable": "gridsight.cameraPoint"},
                         clusterToLayer={"variable": "gridsight.cameraCluster"},
                         **coords,
@@ -811,20 +819,90 @@ KPI_OUTPUTS = [Output("operator-kpi-open", "children"),
 SLOW_KPIS = ("overdue", "closure_rate", "ontime_rate", "cameras_online")
 
 
-def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str):
-    """Return (grid hideout, live layer, feed, cursor, KPI values) for one refresh.
+class Refresh(NamedTuple):
+    """Return-type of ``live_refresh``: one tick's outputs (``Patch`` or no_update each)."""
 
-    A plain function of the filter, the client's cursor and the database, so the benchmark
-    and the tests call it without a browser. Full resync when the filter changed, on the
-    first call and every ``RESYNC_TICKS`` ticks; otherwise only what changed since the
-    cursor, as ``Patch`` objects (no_update when nothing changed).
+    grids: object
+    live: object
+    feed: object
+    cursor: dict
+    kpis: list
+    cameras: object
+
+
+def _bus_changes(bus, cursor: dict) -> tuple[list | None, dict]:
+    """Return (events since the cursor's bus position, or None; the new bus position).
+
+    None means the bus cannot vouch for what happened since the cursor: no bus, a bus not
+    following every writer (Redis disconnected), a cursor from another process's local bus,
+    or a gap (events lost). The caller then asks the database, which is always exact.
     """
-    db = get_ctx().db
+    if bus is None:
+        return None, {}
+    here = {"bus": bus.last_id, "bep": bus.epoch, "bgen": bus.generation}
+    mark = cursor.get("bus")
+    if not bus.complete or cursor.get("bep") != bus.epoch or not is_event_id(mark):
+        return None, here
+    gen = cursor.get("bgen")
+    batch = bus.read(mark, generation=gen if isinstance(gen, int) else None, limit=BUS_READ_LIMIT)
+    if batch.gap or len(batch.events) >= BUS_READ_LIMIT:
+        return None, here
+    return batch.events, {"bus": batch.cursor, "bep": bus.epoch, "bgen": batch.generation}
+
+
+def _camera_status_patch(events: list) -> object:
+    """Return a Patch of the camera layer's status overrides from camera.status events."""
+    cams = [e for e in events if e.kind == "camera.status" and "id" in e.data]
+    if not cams:
+        return no_update
+    patch = Patch()
+    for e in cams:
+        patch["st"][str(e.data["id"])] = str(e.data.get("status") or "unknown")
+    return patch
+
+
+def camera_hideout(db) -> dict:
+    """Return the camera layer's full status overrides from the database (compact)."""
+    statuses = mapdata.camera_statuses(db)
+    if not statuses:
+        return {"base": None, "st": {}}
+    values = list(statuses.values())
+    base = max(set(values), key=values.count)
+    return {"base": base, "st": {str(k): v for k, v in statuses.items() if v != base}}
+
+
+def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str):
+    """Return (grid hideout, live layer, feed, cursor, KPI values): ``live_refresh`` without
+    the camera-status output (for the benchmark and older tests)."""
+    return tuple(live_refresh(fdict, cursor, trigger, lang))[:5]
+
+
+def live_refresh(
+    fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str
+) -> Refresh:
+    """Return one refresh's outputs: grid counts, live markers, feed, cursor, KPIs, cameras.
+
+    A plain function of the filter, the client's cursor, the worker's event bus and the
+    database, so the benchmark and the tests call it without a browser. Full resync when
+    the filter changed, on the first call and every ``RESYNC_TICKS`` ticks; otherwise only
+    what changed since the cursor, as ``Patch`` objects (no_update when nothing changed).
+
+    The bus decides whether to look: a tick whose bus shows no incident event since the
+    cursor returns without a database query (but every ``DB_PROBE_TICKS``-th tick asks the
+    database anyway); camera status changes patch the camera layer straight from the bus.
+    When there are incident events, ``mapdata.changes_since`` (the workflow-event cursor in
+    the database) stays the exact source of the counts, so a late, lost or duplicated bus
+    event can delay an update but never make it wrong.
+    """
+    ctx_ = get_ctx()
+    db = ctx_.db
+    bus = ctx_.services.get("events")
     f = mapdata.parse_filter(fdict)
     fkey = f.key()
     live = f.instant(dt.datetime.now(dt.UTC)) is None
     cursor = dict(cursor or {})
     full = cursor.get("fkey") != fkey or cursor.get("n", 0) >= RESYNC_TICKS
+    events, bus_pos = _bus_changes(bus, cursor)  # before the database: nothing slips between
     if full:
         counts = mapdata.grid_counts(db, f)
         ev = mapdata.last_event_id(db)
@@ -837,18 +915,36 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
         live_out = {"type": "FeatureCollection", "features": []} if fresh_live else no_update
         new_cursor = {"fkey": fkey, "ev": ev, "inc": inc, "n": 0,
                       "live": 0 if fresh_live else cursor.get("live", 0),
-                      "max": mx}  # fmt: skip
+                      "max": mx, **bus_pos}  # fmt: skip
+        if events is not None and cursor.get("cams"):
+            cams = _camera_status_patch(events)  # the overlay is in step: events suffice
+        else:
+            cams = camera_hideout(db)  # first tick, or the bus could not vouch: from the db
+        new_cursor["cams"] = events is not None or (bus is not None and bus.complete)
         lc = mapdata.live_counts(db, f)
         new_cursor.update(open=lc["open"], today=lc["new_today"], day=lc["day"])
         feed, new_cursor["feed"] = _feed(db, f, lang)
-        return hide, live_out, feed, new_cursor, [f"{lc['open']:,}", f"{lc['new_today']:,}"]
-    changes = mapdata.changes_since(db, int(cursor.get("ev", 0)))
+        kpis = [f"{lc['open']:,}", f"{lc['new_today']:,}"]
+        return Refresh(hide, live_out, feed, new_cursor, kpis, cams)
     today = dt.datetime.now(mapdata.CST).date().isoformat()
+    cams = no_update
+    if events is not None:
+        cams = _camera_status_patch(events)
+        n = cursor.get("n", 0) + 1
+        quiet = not any(e.kind.startswith("incident.") for e in events)
+        if quiet and n % DB_PROBE_TICKS and cursor.get("day") == today:
+            # nothing happened to any incident, as far as every writer's events tell
+            return Refresh(no_update, no_update, no_update, {**cursor, **bus_pos, "n": n},
+                           [no_update] * len(KPI_OUTPUTS), cams)  # fmt: skip
+    else:
+        cursor["cams"] = False  # camera events may have been missed: resend at the next resync
+    changes = mapdata.changes_since(db, int(cursor.get("ev", 0)))
     if changes["overflow"] or cursor.get("day") != today:
-        return refresh_payload(fdict, {**cursor, "n": RESYNC_TICKS}, "operator-tick", lang)
+        return live_refresh(fdict, {**cursor, "n": RESYNC_TICKS}, "operator-tick", lang)
     if not changes["incidents"]:
         cursor["n"] = cursor.get("n", 0) + 1
-        return no_update, no_update, no_update, cursor, [no_update] * len(KPI_OUTPUTS)
+        return Refresh(no_update, no_update, no_update, {**cursor, **bus_pos},
+                       [no_update] * len(KPI_OUTPUTS), cams)  # fmt: skip
     hide = Patch()
     mx = cursor.get("max", 1)
     if live:
@@ -875,8 +971,8 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
     inc = max([cursor.get("inc", 0)] + [feat["id"] for feat in new])
     if not new:
         inc = max(inc, mapdata.last_incident_id(db)) if not live else inc
-    new_cursor = {**cursor, "ev": changes["cursor"], "inc": inc, "n": cursor.get("n", 0) + 1,
-                  "live": n_live, "max": mx}  # fmt: skip
+    new_cursor = {**cursor, **bus_pos, "ev": changes["cursor"], "inc": inc,
+                  "n": cursor.get("n", 0) + 1, "live": n_live, "max": mx}  # fmt: skip
     feed = no_update
     if new and cursor.get("feed", 0) > 0:
         feed, new_cursor["feed"] = _feed_patch(new, cursor["feed"])
@@ -887,7 +983,7 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
     new_cursor["today"] = cursor.get("today", 0) + delta["new_today"]
     kpis = [f"{new_cursor['open']:,}" if delta["open"] else no_update,
             f"{new_cursor['today']:,}" if delta["new_today"] else no_update]  # fmt: skip
-    return hide, live_out, feed, new_cursor, kpis
+    return Refresh(hide, live_out, feed, new_cursor, kpis, cams)
 
 
 @callback(
@@ -896,6 +992,7 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
     Output("operator-feed", "children"),
     Output("operator-cursor", "data"),
     *KPI_OUTPUTS,
+    Output("operator-cameras", "hideout"),
     Input("operator-tick", "n_intervals"),
     Input("operator-filter", "data"),
     Input("app-lang", "data"),
@@ -903,12 +1000,12 @@ def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None
 )
 @require_roles(*MAP_ROLES)
 def refresh(_n, fdict, lang, cursor):
-    """Return the incremental map update: changed grid counts, new incidents, KPIs."""
+    """Return the incremental map update: grid counts, new incidents, KPIs, camera status."""
     trig = ctx.triggered_id
     if trig == "app-lang":
         cursor = {**(cursor or {}), "fkey": None}
-    hide, live, feed, new_cursor, kpis = refresh_payload(fdict, cursor, trig, lang or "zh")
-    return (hide, live, feed, new_cursor, *kpis)
+    out = live_refresh(fdict, cursor, trig, lang or "zh")
+    return (out.grids, out.live, out.feed, out.cursor, *out.kpis, out.cameras)
 
 
 def trend_figure(tr: dict, names: dict[str, str], lang: str) -> go.Figure:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import flask
 from sqlalchemy import func, select
 
@@ -10,7 +12,12 @@ from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
 
 
 def health_report(ctx: AppContext) -> tuple[dict, int]:
-    """Return the health document and the HTTP status (200 ok, 503 database down)."""
+    """Return the health document and the HTTP status (200 ok, 503 database down).
+
+    Besides the database it says whether this process is the deployment's leader (runs the
+    background services: ``simulator`` is ``running`` here, ``standby`` elsewhere) and the
+    state of the live event bus.
+    """
     doc: dict = {"status": "ok", "db": {"backend": ctx.db.dialect}}
     try:
         with ctx.db.session() as s:
@@ -31,8 +38,21 @@ def health_report(ctx: AppContext) -> tuple[dict, int]:
         doc["status"] = "degraded"
         doc["db"].update(status="down", error=type(exc).__name__)
         status = 503
-    sim = ctx.services.get("simulator")
-    doc["simulator"] = "running" if sim is not None and getattr(sim, "running", True) else "off"
+    leader = ctx.services.get("leader")
+    services = getattr(leader, "services", None) or {}
+    sim = services.get("simulator") or ctx.services.get("simulator")
+    if sim is not None and getattr(sim, "running", True):
+        doc["simulator"] = "running"
+    elif leader is not None and ctx.settings.simulator:
+        doc["simulator"] = "standby"  # another process of the deployment runs it
+    else:
+        doc["simulator"] = "off"
+    doc["leader"] = bool(leader is not None and leader.is_leader)
+    doc["pid"] = os.getpid()  # which worker answered (several share one port)
+    bus = ctx.services.get("events")
+    if bus is not None:
+        stats = bus.stats()
+        doc["events"] = {k: stats[k] for k in ("backend", "complete", "connected") if k in stats}
     return doc, status
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from layers.codes import strip_url_credentials
 from layers.db import Database
+from layers.events import emit
 from layers.models import CAMERA_STATUSES, Camera, Grid
 from layers.services import (
     NotFoundError,
@@ -182,7 +183,8 @@ def set_status(
 ) -> Camera:
     """Return the camera after writing its health status and last-frame time.
 
-    The video engine calls this when a stream comes up, drops or goes stale.
+    The video engine calls this when a stream comes up, drops or goes stale. A change of
+    status (not a repeated one) emits a ``camera.status`` live event at commit.
 
     Parameters
     ----------
@@ -215,10 +217,16 @@ def set_status(
         camera = _lookup(session, camera_id)
         if camera is None:
             raise NotFoundError(f"no camera with id or GB/T 28181 ID {camera_id!r}")
+        before = camera.status
         camera.status = status
         if last_seen is not None:
             camera.last_seen = last_seen.astimezone(dt.UTC)
         session.flush()
+        if before != status:  # the hub re-reports an unchanged status as a heartbeat
+            seen = camera.last_seen.isoformat() if camera.last_seen is not None else None
+            emit(session, "camera.status", {"id": camera.id, "gb_id": camera.gb_id,
+                                            "status": status, "before": before,
+                                            "last_seen": seen})  # fmt: skip
     log.debug("camera %s status %s", camera.gb_id, status)
     return camera
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from layers.codes import mask_name, mask_phone
 from layers.db import Database
+from layers.events import emit
 from layers.models import SOURCES, Category, IdempotencyKey, Incident, IncidentEvent, utcnow
 from layers.services import get_row
 from layers.services.spatial import GridLocator, locator
@@ -222,6 +223,16 @@ def _prepare(
     return _Prepared(values, f"source={inc.source}; routed: {route.reason}")
 
 
+def live_event_data(incident_id: int, values: dict) -> dict:
+    """Return the ``incident.created`` live-event payload (no reporter data, no description)."""
+    created = values["created_at"]
+    return {"id": int(incident_id), "grid_id": values.get("grid_id"),
+            "category": values["category_code"], "priority": int(values["priority"]),
+            "status": values.get("status") or "collected", "source": values.get("source"),
+            "lon": round(float(values["lon"]), 6), "lat": round(float(values["lat"]), 6),
+            "created_at": created.isoformat() if created is not None else None}  # fmt: skip
+
+
 def _created_event(incident_id: int, reason: str, actor: str, role: str, now: dt.datetime) -> dict:
     return dict(incident_id=incident_id, from_status=None, to_status="collected",
                 action="create", actor=actor, role=role, ts=now, reason=reason)  # fmt: skip
@@ -241,7 +252,8 @@ def create_incident(
     center; ``layers.services.routing`` the assignee; the deadline counts working hours
     (``layers.services.sla``). Raises IncidentInputError for a bad field, an unknown category,
     a point outside every grid of the city or a reused external id (nothing is added to the
-    session then). The caller's session commits.
+    session then). The caller's session commits; the commit publishes an
+    ``incident.created`` live event (``layers.events``).
     """
     inc = parse_incident(data)
     now = now or utcnow()
@@ -250,6 +262,7 @@ def create_incident(
     session.add(row)
     session.flush()
     session.add(IncidentEvent(**_created_event(row.id, prep.reason, actor, role, now)))
+    emit(session, "incident.created", live_event_data(row.id, prep.values))
     return row
 
 
@@ -628,6 +641,8 @@ class IntakeWriter:
                         keys.append({"key": job.key, "incident_id": p.id,
                                      "body_hash": body_hash(job.data), "created_at": now})  # fmt: skip
             session.execute(insert(IncidentEvent), events)
+            for p in new:
+                emit(session, "incident.created", live_event_data(p.id, p.values))
             if keys:
                 session.execute(insert(IdempotencyKey), keys)
         out: list[tuple[_Job, object]] = []

@@ -689,6 +689,12 @@ def grid_card(db: Database, grid_id: int, lang: str = "zh") -> dict:
 
 
 @_sessioned
+def camera_statuses(session: Session) -> dict[int, str]:
+    """Return {camera id: health status} of every camera (for the map's live status layer)."""
+    return {int(i): str(st) for i, st in session.execute(select(Camera.id, Camera.status))}
+
+
+@_sessioned
 def camera_card(session: Session, camera_id: int) -> dict:
     """Return the display-safe camera card (credentials stripped from the stream URL)."""
     from layers.services import cameras as camera_service

@@ -8,8 +8,8 @@ Side actions keep the status: ``reassign`` (dispatcher override), ``escalate`` (
 duplicate into its primary case, so one problem is never dispatched twice.
 
 ``apply`` is the only function that changes an incident's status; every call writes one
-``IncidentEvent`` (actor, role, time, reason) and, when ``layers.services.audit`` exists, one
-audit record.
+``IncidentEvent`` (actor, role, time, reason), one ``incident.updated`` live event (published
+at commit, ``layers.events``) and, when ``layers.services.audit`` exists, one audit record.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from layers.events import emit
 from layers.models import INCIDENT_STATUSES, Incident, IncidentEvent, utcnow
 from layers.services import NotFoundError, ServiceError, get_row
 from layers.services import sla as sla_service
@@ -321,6 +322,12 @@ def apply(
     session.add(IncidentEvent(incident_id=row.id, from_status=from_status, to_status=to_status,
                               action=action, actor=actor, role=role, ts=now, reason=detail))  # fmt: skip
     session.flush()
+    emit(session, "incident.updated", {
+        "id": row.id, "action": action, "from_status": from_status, "to_status": to_status,
+        "grid_id": row.grid_id, "center_id": row.center_id, "assignee_id": row.assignee_id,
+        "escalation_level": row.escalation_level, "duplicate_of": row.duplicate_of,
+        "ts": now.isoformat(),
+    })  # fmt: skip
     _audit(session, actor, role, f"incident.{action}", f"incident:{row.id}", detail)
     log.debug("incident %s %s: %s -> %s by %s", row.id, action, from_status, to_status, actor)
     return row

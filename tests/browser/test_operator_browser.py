@@ -229,3 +229,37 @@ def test_click_grid_opens_card_and_drill_down(server, browser):
           "breadcrumb city > district")  # fmt: skip
     _wait(d, lambda: "街道" in d.find_element(By.CSS_SELECTOR, ".gs-area-label span").text, 5,
           "street labels after drilling into the district")  # fmt: skip
+
+
+CAMERA_COLOR_JS = """
+var m = window.gridsight.map, want = L.latLng(arguments[0], arguments[1]), hit = null;
+m.eachLayer(function (l) {
+  if (l.options && l.options.pane === 'gs-cameras' && l.getLatLng && l.options.fillColor &&
+      l.getLatLng().distanceTo(want) < 0.5) { hit = l.options.fillColor; }
+});
+return hit;
+"""
+
+
+def test_camera_status_change_recolours_its_marker_on_an_open_map(server, browser):
+    """A camera goes offline while the map is open: its marker turns red within seconds."""
+    from layers.services import cameras as camera_service
+
+    d, db = browser, server["db"]
+    cam_id = server["ids"]["cameras"][3]
+    cam = camera_service.get_camera(db, cam_id)
+    camera_service.set_status(db, cam_id, "online")
+    _open(d, server)
+    # zoomed in past the clustering, the camera is its own marker
+    d.execute_script("window.gridsight.map.setView([arguments[0], arguments[1]], 18);",
+                     cam.lat, cam.lon)  # fmt: skip
+    online = d.execute_script("return window.gridsight.cameraColors.online")
+    offline = d.execute_script("return window.gridsight.cameraColors.offline")
+    _wait(d, lambda: d.execute_script(CAMERA_COLOR_JS, cam.lat, cam.lon) == online, 20,
+          "the camera marker is not drawn online")  # fmt: skip
+    camera_service.set_status(db, cam_id, "offline")
+    _wait(d, lambda: d.execute_script(CAMERA_COLOR_JS, cam.lat, cam.lon) == offline, 10,
+          "the camera marker did not turn offline")  # fmt: skip
+    camera_service.set_status(db, cam_id, "online")
+    _wait(d, lambda: d.execute_script(CAMERA_COLOR_JS, cam.lat, cam.lon) == online, 10,
+          "the camera marker did not turn online again")  # fmt: skip

@@ -53,6 +53,14 @@ EXPECTED = [
     # (tokens of a human role get that role's access, on machine paths only)
     ("POST", "/api/v1/incidents", {"dispatcher", "admin"}, {"intake", "admin"}, API),
     ("GET", "/api/v1/incidents", {"operator", "dispatcher", "admin"}, {"operator", "admin"}, API),
+    # live events (SSE) for video walls and machine clients
+    (
+        "GET",
+        "/api/v1/events",
+        {"operator", "dispatcher", "admin"},
+        {"gis", "operator", "admin"},
+        API,
+    ),  # fmt: skip
     # OGC API - Features for GIS clients
     (
         "GET",

@@ -1,0 +1,199 @@
+"""``GET /api/v1/events``: the live event feed as Server-Sent Events (video walls, machines).
+
+Each message is one committed change::
+
+    id: 1718000000000-0
+    event: incident.created
+    data: {"id": 5, "grid_id": 17, "category": "ENV", "priority": 3, ...}
+
+Kinds: ``incident.created``, ``incident.updated`` (workflow transitions: status, assignee,
+escalation) and ``camera.status``. The ``id`` is the event id (the Redis stream id with
+several workers); a reconnecting ``EventSource`` sends it back as ``Last-Event-ID`` and the
+stream resumes right after it, from any worker. When events may have been lost in between
+(the id is older than what the server still holds, or the bus lost its connection for
+longer than Redis keeps events) the stream sends ``event: resync``: reload the state from
+``/api/v1/incidents``. Idle streams carry a comment line every ``heartbeat`` seconds; a
+stream ends after ``MAX_STREAM_S`` (the client reconnects and resumes).
+
+Who: operators, dispatchers and admins (session or token) and ``gis`` tokens. A user with a
+district scope only gets the incidents of those districts and the cameras in scope.
+Payloads carry no personal data: fetch details from ``/api/v1/incidents/<id>``.
+
+Query parameters: ``kinds`` (comma list), ``heartbeat`` (1-60 s, default 15),
+``last_event_id`` (for clients that cannot send the header).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+
+import flask
+from sqlalchemy import select
+
+from dashboard.context import AppContext
+from layers.events import EVENT_KINDS
+from streams.events import Event, EventBus, is_event_id
+
+log = logging.getLogger(__name__)
+
+PATH = "/api/v1/events"
+EVENT_ROLES = frozenset({"operator", "dispatcher", "admin", "gis"})
+HEARTBEAT_S = 15
+MAX_STREAM_S = 600  # threads are held per stream: end now and then, the client resumes
+RECHECK_S = 60  # a disabled account or revoked token loses its stream within this
+RETRY_MS = 3000
+PARAMS = {"kinds", "heartbeat", "last_event_id"}
+
+
+def _error(status: int, field: str, message: str) -> flask.Response:
+    resp = flask.jsonify({"error": message, "status": status,
+                          "errors": [{"field": field, "message": message}]})  # fmt: skip
+    resp.status_code = status
+    return resp
+
+
+def sse_message(event: Event) -> str:
+    """Return one Server-Sent Events message for ``event`` (id, event kind, JSON data)."""
+    data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
+
+
+def _resync_message(cursor: str) -> str:
+    data = json.dumps({"reason": "events may have been lost; reload the state from "
+                       "/api/v1/incidents"})  # fmt: skip
+    return f"id: {cursor}\nevent: resync\ndata: {data}\n\n"
+
+
+class _Viewer:
+    """Who reads a stream and what they may see (captured at connect, re-checked later)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        from dashboard.auth import current_principal
+        from dashboard.routes.api import scope_grid_ids
+        from layers.models import User
+
+        self.ctx = ctx
+        self.principal = current_principal()
+        self.fingerprint = ""
+        with ctx.db.session() as s:
+            self.grid_ids = scope_grid_ids(s)
+            p = self.principal
+            if p is not None and p.kind == "user" and p.user_id is not None:
+                user = s.get(User, p.user_id)
+                self.fingerprint = _digest(user.password_hash if user else "")
+
+    def may_see(self, event: Event) -> bool:
+        """Return True if the viewer's scopes include the event's incident or camera."""
+        from dashboard.auth import camera_allowed
+
+        if event.kind.startswith("incident."):
+            return self.grid_ids is None or event.data.get("grid_id") in self.grid_ids
+        if event.kind == "camera.status":
+            return camera_allowed(self.principal, event.data.get("gb_id", ""), event.data.get("id"))
+        return False
+
+    def still_allowed(self) -> bool:
+        """Return True if the account or token is still active (and the password unchanged)."""
+        from layers.models import ApiToken, User
+
+        p = self.principal
+        if p is None:
+            return False
+        with self.ctx.db.session() as s:
+            if p.kind == "token":
+                row = s.scalar(select(ApiToken).where(ApiToken.name == p.name))
+                return row is not None and row.revoked_at is None and row.role == p.role
+            user = s.get(User, p.user_id) if p.user_id is not None else None
+            return (
+                user is not None
+                and user.active
+                and user.role == p.role
+                and _digest(user.password_hash) == self.fingerprint
+            )
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def stream_events(
+    bus: EventBus,
+    viewer: _Viewer,
+    after: str | None,
+    kinds: frozenset[str],
+    heartbeat_s: float,
+    max_s: float = MAX_STREAM_S,
+) -> Iterator[str]:
+    """Yield the SSE text of the stream: events after ``after`` the viewer may see, heartbeats."""
+    yield f"retry: {RETRY_MS}\n: GridSight live events ({bus.backend})\n\n"
+    cursor = after if after is not None else bus.last_id
+    generation = None  # the first read judges the client's id by the gaps the ring recorded
+    started = last_check = time.monotonic()
+    while not bus.ring.closed:
+        now = time.monotonic()
+        if now - started >= max_s:
+            return
+        if now - last_check >= RECHECK_S:
+            last_check = now
+            if not viewer.still_allowed():
+                log.info("event stream of %s ended: access revoked", viewer.principal.actor)
+                return
+        batch = bus.read(cursor, generation=generation, timeout=heartbeat_s)
+        if batch.gap:
+            yield _resync_message(batch.cursor)
+        sent = 0
+        for ev in batch.events:
+            if ev.kind in kinds and viewer.may_see(ev):
+                sent += 1
+                yield sse_message(ev)
+        cursor, generation = batch.cursor, batch.generation
+        if not batch.events:
+            yield ": keepalive\n\n"
+        elif not sent and batch.events:
+            # nothing for this viewer, but move its Last-Event-ID along
+            yield f"id: {cursor}\n: filtered\n\n"
+
+
+def register(server: flask.Flask, ctx: AppContext) -> None:
+    """Add ``GET /api/v1/events`` (SSE) and its access policy to ``server``."""
+    from dashboard.auth import declare_policy
+
+    @server.get(PATH)
+    def live_events():
+        args = flask.request.args
+        unknown = sorted(set(args) - PARAMS)
+        if unknown:
+            return _error(400, unknown[0], f"not a parameter here; use {', '.join(sorted(PARAMS))}")
+        kinds = frozenset(k for k in (args.get("kinds") or "").split(",") if k) or frozenset(
+            EVENT_KINDS
+        )
+        bad = sorted(kinds - set(EVENT_KINDS))
+        if bad:
+            return _error(400, "kinds", f"{bad[0]!r} is unknown; use {', '.join(EVENT_KINDS)}")
+        try:
+            heartbeat = int(args.get("heartbeat") or HEARTBEAT_S)
+        except ValueError:
+            return _error(400, "heartbeat", "give whole seconds between 1 and 60")
+        if not 1 <= heartbeat <= 60:
+            return _error(400, "heartbeat", "give whole seconds between 1 and 60")
+        after = flask.request.headers.get("Last-Event-ID") or args.get("last_event_id") or None
+        if after is not None and not is_event_id(after.strip()):
+            field = (
+                "Last-Event-ID" if flask.request.headers.get("Last-Event-ID") else "last_event_id"
+            )
+            return _error(400, field, "an event id such as 1718000000000-0, as sent in id: lines")
+        bus: EventBus | None = ctx.services.get("events")
+        if bus is None:
+            return _error(503, "events", "the live event bus is not running; retry shortly")
+        viewer = _Viewer(ctx)
+        body = stream_events(bus, viewer, after.strip() if after else None, kinds, heartbeat)
+        resp = flask.Response(body, mimetype="text/event-stream")
+        resp.headers["Cache-Control"] = "no-cache"
+        resp.headers["X-Accel-Buffering"] = "no"  # a reverse proxy must not hold messages back
+        return resp
+
+    declare_policy(server, PATH, EVENT_ROLES, methods=("GET",))

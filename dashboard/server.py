@@ -1,0 +1,174 @@
+"""Run GridSight under a production WSGI server: waitress (one process) or gunicorn (several).
+
+``GRIDSIGHT_WORKERS=1`` (the default) serves the app with waitress in this process, as the
+README's quick start does. More workers run gunicorn programmatically: a master process that
+migrates and seeds once, then forks ``workers`` processes of the ``gthread`` worker class
+with ``GRIDSIGHT_THREADS`` threads each, bound to ``GRIDSIGHT_HOST:GRIDSIGHT_PORT``. Every
+worker builds its own app with ``create_app`` (its own database pool, event-bus consumer
+and leader-election thread); nothing the workers must share lives in their memory. Live
+MJPEG and event streams hold one thread each for as long as they are open.
+
+gunicorn is imported only when more than one worker is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+from dashboard.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GUNICORN_TIMEOUT_S = 120  # a worker silent this long is restarted (its main loop beats)
+GRACEFUL_TIMEOUT_S = 10  # open streams get this long to end on shutdown
+
+
+def shutdown_services(ctx) -> None:
+    """Stop the app's background services (camera readers, simulator, loops) cleanly."""
+    for name, service in list(ctx.services.items()):
+        for method in ("close", "stop"):
+            fn = getattr(service, method, None)
+            if callable(fn):
+                try:
+                    fn()
+                except Exception:  # noqa: BLE001 - shutting down: log and go on with the rest
+                    log.exception("stopping %s failed", name)
+                break
+
+
+def bind_address(host: str, port: int) -> str:
+    """Return gunicorn's ``bind`` string for ``host`` and ``port`` (IPv6 in brackets)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    """Return the gunicorn settings GridSight runs with (see the module docstring)."""
+    return {
+        "bind": bind_address(settings.host, settings.port),
+        "workers": settings.workers,
+        "worker_class": "gthread",
+        "threads": settings.threads,
+        "timeout": GUNICORN_TIMEOUT_S,
+        "graceful_timeout": GRACEFUL_TIMEOUT_S,
+        "keepalive": 5,
+        "preload_app": False,  # each worker imports and builds its own app after the fork
+        "control_socket_disable": True,  # no shared ~/.gunicorn socket between deployments
+        "proc_name": "gridsight",
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "post_worker_init": _post_worker_init,
+        "worker_exit": _worker_exit,
+    }
+
+
+def _worker_ctx(worker):
+    server = getattr(worker, "wsgi", None)  # None in the master (a worker that never booted)
+    return getattr(server, "config", {}).get("GRIDSIGHT") if server is not None else None
+
+
+def _post_worker_init(worker) -> None:
+    """End a worker's open event streams as soon as it is told to stop (graceful SIGTERM).
+
+    gunicorn then waits up to ``graceful_timeout`` for requests in flight; an SSE stream
+    never finishes by itself, so its generator is woken to return at once.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame) -> None:
+        ctx = _worker_ctx(worker)
+        bus = ctx.services.get("events") if ctx is not None else None
+        if bus is not None:
+            bus.end_streams()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _worker_exit(_arbiter, worker) -> None:
+    ctx = _worker_ctx(worker)
+    if ctx is not None:
+        shutdown_services(ctx)
+
+
+def prepare_once(settings: Settings) -> None:
+    """Migrate, seed on first start and create the first admin, in this (master) process.
+
+    Workers repeat these steps under the startup lock and find nothing left to do; doing the
+    slow first seed here keeps it out of gunicorn's worker boot timeout.
+    """
+    from dashboard.app import prepare_database
+    from dashboard.auth import bootstrap_first_admin
+    from dashboard.context import AppContext
+    from layers.db import Database
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    try:
+        ctx = AppContext(settings=settings, db=db)
+        prepare_database(ctx)
+        bootstrap_first_admin(ctx)
+    finally:
+        db.dispose()  # no connection may cross the fork into the workers
+
+
+def serve_waitress(settings: Settings) -> None:
+    """Serve the app with waitress in this process until interrupted."""
+    from waitress import serve
+
+    from dashboard.app import create_app
+
+    app = create_app(settings)
+    log.info("GridSight on http://%s:%s/ (database %s)", settings.host, settings.port,
+             settings.db_url.split("@")[-1])  # fmt: skip
+    # SIGTERM (systemd, docker stop) ends like Ctrl-C: the services stop, the leader lease
+    # is given up and queued events are flushed, instead of the process just vanishing
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    try:
+        serve(app.server, host=settings.host, port=settings.port, threads=settings.threads,
+              channel_timeout=120, ident="GridSight")  # fmt: skip
+    finally:
+        shutdown_services(app.server.config["GRIDSIGHT"])
+
+
+def _exit_on_term(_signum, _frame) -> None:
+    raise SystemExit(0)
+
+
+def serve_gunicorn(settings: Settings) -> None:
+    """Serve the app with gunicorn: ``settings.workers`` gthread workers, until stopped."""
+    from gunicorn.app.base import BaseApplication
+
+    class GridSightApplication(BaseApplication):
+        """gunicorn application whose workers each build the app with ``create_app``."""
+
+        def __init__(self, options: dict[str, Any]) -> None:
+            self.options = options
+            super().__init__()
+
+        def load_config(self) -> None:
+            for key, value in self.options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            from dashboard.app import create_app
+
+            return create_app(settings).server
+
+    prepare_once(settings)
+    log.info("GridSight on http://%s:%s/ with %s gunicorn workers x %s threads "
+             "(database %s, events via Redis stream %s)", settings.host, settings.port,
+             settings.workers, settings.threads, settings.db_url.split("@")[-1],
+             settings.redis_stream)  # fmt: skip
+    GridSightApplication(gunicorn_options(settings)).run()
+
+
+def serve(settings: Settings) -> None:
+    """Serve GridSight with the server ``settings.workers`` asks for."""
+    if settings.workers > 1:
+        serve_gunicorn(settings)
+    else:
+        serve_waitress(settings)
