@@ -6,15 +6,18 @@ pages, routes and streams never create engines or write SQL themselves.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
-import threading
+import os
+import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -23,7 +26,16 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_DB_URL = "sqlite:///data/gridsight.sqlite"
 
 
-_local_locks: dict[tuple[int, str], threading.Lock] = {}
+def advisory_key(name: str) -> int:
+    """Return the signed 64-bit PostgreSQL advisory-lock key of the GridSight lock ``name``."""
+    digest = hashlib.sha256(f"gridsight:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def holder_text() -> str:
+    """Return "pid=… host=… since=…", what a lock file says about the process holding it."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return f"pid={os.getpid()} host={socket.gethostname()} since={now}\n"
 
 
 class DatabaseError(RuntimeError):
@@ -113,39 +125,77 @@ class Database:
         finally:
             s.close()
 
-    @contextmanager
-    def exclusive(self, name: str) -> Iterator[None]:
-        """Hold a lock named ``name`` across every process using this database while the block runs.
+    @property
+    def sessionmaker(self) -> sessionmaker:
+        """Return the one session factory of this Database (for session event listeners)."""
+        return self._factory
 
-        PostgreSQL: a session-level advisory lock on its own connection (every machine sees
-        it; released if the process dies). SQLite: ``fcntl.flock`` on a lock file beside the
-        database file (SQLite is one machine anyway). In-memory SQLite: a process-local lock.
+    def lock_path(self, name: str) -> Path | None:
+        """Return ``<database file>.<name>.lock`` for a SQLite file (None: in memory, or PG)."""
+        if self.dialect != "sqlite":
+            return None
+        url = self.engine.url
+        path = url.database
+        if not path or path == ":memory:" or url.query.get("mode") == "memory":
+            return None
+        return Path(path).expanduser().resolve().with_name(Path(path).name + f".{name}.lock")
+
+    @contextmanager
+    def exclusive(self, name: str, timeout_s: float = 600.0) -> Iterator[None]:
+        """Hold the deployment-wide lock ``name`` while the block runs (blocks until free).
+
+        PostgreSQL: a session-level ``pg_advisory_lock`` on a dedicated connection (every
+        machine sees it; the server releases it if the process dies), ``lock_timeout`` =
+        ``timeout_s``. SQLite file: ``fcntl.flock`` on ``lock_path(name)``, which also holds
+        the holder's pid and host for operators to read. In-memory SQLite belongs to one
+        process: nothing to serialise.
+
+        Raises
+        ------
+        DatabaseError
+            If the PostgreSQL lock is not granted within ``timeout_s``, or the backend is
+            neither SQLite nor PostgreSQL.
         """
         if self.dialect == "postgresql":
-            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-                conn.commit()
+            key = advisory_key(name)
+            conn = self.engine.connect()
+            try:
+                try:
+                    conn.execute(text(f"SET lock_timeout = {int(timeout_s * 1000)}"))
+                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                    conn.commit()
+                except SQLAlchemyError as exc:
+                    raise DatabaseError(
+                        f"lock {name!r}: not granted within {timeout_s:.0f} s ({exc}); another "
+                        "GridSight process holds it (migrating or seeding), or hung doing so"
+                    ) from exc
                 try:
                     yield
                 finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
+                    with suppress(SQLAlchemyError):
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
+            finally:
+                conn.invalidate()  # never back to the pool with a lock or a lock_timeout
+                conn.close()
             return
-        path = self.engine.url.database if self.dialect == "sqlite" else None
-        if not path or path == ":memory:":
-            with _local_locks.setdefault((id(self.engine), name), threading.Lock()):
-                yield
+        if self.dialect != "sqlite":
+            raise DatabaseError(f"lock {name!r}: backend {self.dialect!r} is not supported")
+        path = self.lock_path(name)
+        if path is None:
+            yield
             return
         import fcntl
 
-        lock_path = Path(path).expanduser().resolve().with_name(f"{Path(path).name}.{name}.lock")
-        with open(lock_path, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks: the first worker works, the others wait
+            os.ftruncate(fd, 0)
+            os.write(fd, holder_text().encode())
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor drops the flock
 
     def new_session(self) -> Session:
         """Return an unmanaged session (caller commits and closes); prefer ``session()``."""

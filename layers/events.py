@@ -120,7 +120,7 @@ def attach(db: Database, publish: Publisher) -> Callable[[], None]:
     Every session ``db`` hands out (``db.session()``, ``db.new_session()``) then passes its
     committed events to ``publish`` once per outermost commit, in emit order.
     """
-    factory = db._factory  # the one sessionmaker of this Database (layers/db.py)
+    factory = db.sessionmaker
     handlers = _Listeners(publish)
     hooks = (
         ("after_commit", handlers.after_commit),

@@ -23,22 +23,19 @@ The SQLite lock files hold the holder's pid and host, for operators (and tests) 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
-import hashlib
 import logging
 import os
-import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from layers.db import Database
+from layers.db import Database, advisory_key, holder_text
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +47,9 @@ class LeaseError(RuntimeError):
     """A lock cannot be used on this database (e.g. an unsupported backend)."""
 
 
-def advisory_key(name: str) -> int:
-    """Return the signed 64-bit PostgreSQL advisory-lock key of the GridSight lock ``name``."""
-    digest = hashlib.sha256(f"gridsight:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 def sqlite_lock_path(db: Database, name: str) -> Path | None:
     """Return ``<database file>.<name>.lock`` for a SQLite file database (None: in memory)."""
-    url = make_url(db.url) if isinstance(db.url, str) else db.engine.url
-    path = url.database
-    if not path or path == ":memory:" or url.query.get("mode") == "memory":
-        return None
-    return Path(path).expanduser().resolve().with_name(Path(path).name + f".{name}.lock")
-
-
-def _holder_text() -> str:
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return f"pid={os.getpid()} host={socket.gethostname()} since={now}\n"
+    return db.lock_path(name)
 
 
 def read_holder(path: Path) -> dict[str, str]:
@@ -195,65 +177,18 @@ class LeaderLease:
             os.close(fd)
             return False
         os.ftruncate(fd, 0)
-        os.write(fd, _holder_text().encode())
+        os.write(fd, holder_text().encode())
         self._fd = fd
         return True
 
 
-@contextlib.contextmanager
-def startup_lock(db: Database, timeout_s: float = 600.0) -> Iterator[None]:
-    """Hold the deployment's startup lock for the block (migrate, seed on first start).
+def startup_lock(db: Database, timeout_s: float = 600.0):
+    """Return the deployment's startup lock (migrate, seed on first start) as a context manager.
 
-    Blocks until the lock is free. PostgreSQL: ``pg_advisory_lock`` on a dedicated
-    connection (``lock_timeout`` = ``timeout_s``); SQLite file: ``flock`` on
-    ``<database>.startup.lock``; in-memory SQLite: nothing to serialise.
-
-    Raises
-    ------
-    LeaseError
-        If the lock is not granted within ``timeout_s`` (PostgreSQL) or the backend is
-        neither SQLite nor PostgreSQL.
+    ``Database.exclusive("startup")``: blocks until free; raises ``DatabaseError`` when not
+    granted within ``timeout_s`` on PostgreSQL.
     """
-    backend = db.dialect
-    if backend == "postgresql":
-        conn = db.engine.connect()
-        try:
-            try:
-                conn.execute(text(f"SET lock_timeout = {int(timeout_s * 1000)}"))
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": advisory_key(STARTUP)})
-                conn.commit()
-            except SQLAlchemyError as exc:
-                raise LeaseError(
-                    f"startup lock: not granted within {timeout_s:.0f} s ({exc}); another "
-                    "GridSight process is migrating or seeding, or hung doing so"
-                ) from exc
-            try:
-                yield
-            finally:
-                with contextlib.suppress(SQLAlchemyError):
-                    conn.execute(
-                        text("SELECT pg_advisory_unlock(:k)"), {"k": advisory_key(STARTUP)}
-                    )
-                    conn.commit()
-        finally:
-            conn.invalidate()
-            conn.close()
-        return
-    if backend != "sqlite":
-        raise LeaseError(f"startup lock: backend {backend!r} is not supported")
-    path = sqlite_lock_path(db, STARTUP)
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks: the first worker migrates, the others wait
-        os.ftruncate(fd, 0)
-        os.write(fd, _holder_text().encode())
-        yield
-    finally:
-        os.close(fd)
+    return db.exclusive(STARTUP, timeout_s)
 
 
 Service = Any  # anything with stop() (and optionally a running property)
