@@ -93,6 +93,8 @@ class FrameSource(Protocol):
     display_url: str
     #: Seconds between frames the source is expected to deliver (for staleness).
     expected_interval: float
+    #: Optional (default False): True = read the next frame only once the last one was taken.
+    #: paced_by_consumer: bool
 
     def open(self) -> None: ...
 
@@ -128,6 +130,8 @@ class FileSourceConfig(StrictModel):
     type: Literal["file"] = "file"
     path: str
     loop: bool = True
+    #: False: no pacing; a ``CameraStream`` then reads the next frame only when the previous
+    #: one was taken for redaction (measures redaction capacity; nothing decoded is skipped).
     realtime: bool = True
     #: Used when the container reports no frame rate.
     fallback_fps: float = Field(10.0, gt=0, le=240)
@@ -246,6 +250,7 @@ class FileSource(_CaptureSource):
         self.config = config
         self.display_url = Path(config.path).name
         self._next_t = 0.0
+        self.paced_by_consumer = not config.realtime
 
     def open(self) -> None:
         if not Path(self.config.path).is_file():
