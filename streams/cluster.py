@@ -57,6 +57,8 @@ WORKER_NAME = "gridsight-redactor-{index}"
 POLL_S = 1.0
 #: Extra time a call may take (worker start-up, transfer) before the relay fails it closed.
 CALL_GRACE_S = 5.0
+#: How long a feed waits for the Ray connection before showing the placeholder (and retrying).
+CONNECT_WAIT_S = 2.0
 #: A (camera, watermark) not polled by any web process for this long is no longer watched.
 LEASE_S = 3.0
 #: A relay feed with no local viewer keeps polling this long (snapshot after snapshot).
@@ -101,7 +103,7 @@ def connect(address: str, *, num_cpus: int | None = None) -> None:
     # Before Ray is imported: no usage reporting (offline), and a local instance stays on
     # the loopback interface (Ray otherwise binds the node's first routable address).
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address == "local":
+    if _is_loopback(address):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
@@ -124,6 +126,14 @@ def connect(address: str, *, num_cpus: int | None = None) -> None:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ClusterError(f"cannot connect to the Ray cluster at {address}: {exc}") from exc
+
+
+def _is_loopback(address: str) -> bool:
+    """Return True for ``local`` and addresses on the loopback interface (one-machine setups)."""
+    if address == "local":
+        return True
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def worker_index(camera_id: int, workers: int) -> int:
@@ -443,7 +453,7 @@ class RedactionCluster:
             Not connected; ``ClusterConfigError`` if the worker of that name belongs to
             another deployment or pool size. ``ray.exceptions.RayError`` if it does not answer.
         """
-        self.wait_connected(timeout)
+        self.wait_connected(min(timeout, CONNECT_WAIT_S))
         import ray
 
         index = worker_index(camera_id, self.workers)
@@ -647,9 +657,7 @@ class _RelayFeed:
         self.ended = False
         self.last_error = ""
         self.counters: Counter[str] = Counter()
-        self._thread = threading.Thread(
-            target=self._run, name=f"relay-cam{camera_id}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"relay-cam{camera_id}", daemon=True)
 
     # -- viewers ------------------------------------------------------------------------
     def start(self) -> None:

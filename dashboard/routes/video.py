@@ -74,7 +74,9 @@ def build_hub(ctx: Any) -> StreamHub | RayStreamRelay:
     hub_settings = getattr(ctx, "services", {}).get("hub_settings") or HubSettings()
     address = getattr(settings, "ray_address", None)
     if not address:
-        return StreamHub.from_bindings(video_service.hub_bindings(ctx.db, sample_video), hub_settings)
+        return StreamHub.from_bindings(
+            video_service.hub_bindings(ctx.db, sample_video), hub_settings
+        )
     db_url = video_service.portable_db_url(ctx.db.url)
     video_path = str(Path(sample_video).resolve()) if sample_video else None
     cluster = RedactionCluster(
