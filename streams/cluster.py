@@ -759,6 +759,8 @@ class _RelayFeed:
                         self.size = jpeg_size(jpeg)
                     self._publish(jpeg, placeholder=False)
                 continue
+            if self.relay.closed:
+                break  # the worker was stopped along with this process's relay
             failures += 1
             self.counters["relay_errors"] += 1
             self.last_error = scrub_text(reason.splitlines()[0][:300])
