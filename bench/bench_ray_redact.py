@@ -158,10 +158,10 @@ def run_in_process(clip: str, cameras: list[int], warmup: float, seconds: float)
             return sum(s.counters["served"] for s in hub.streams().values())
 
         s0, v0, c0, t0 = served(), viewers.total(), time.process_time(), time.perf_counter()
-        load0 = os.getloadavg()
+        m0, load0 = machine_cpu_s(), os.getloadavg()
         time.sleep(seconds)
         s1, v1, c1, t1 = served(), viewers.total(), time.process_time(), time.perf_counter()
-        load1 = os.getloadavg()
+        m1, load1 = machine_cpu_s(), os.getloadavg()
     finally:
         viewers.stop()
         hub.close()
@@ -174,9 +174,42 @@ def run_in_process(clip: str, cameras: list[int], warmup: float, seconds: float)
         "web_cpu_ms": 0.0,
         "cpu_ms_total": 1000 * (c1 - c0) / frames,
         "cores_busy": (c1 - c0) / (t1 - t0),
+        "ray_system_cores": 0.0,
+        "other_cores": ((m1 - m0) - (c1 - c0)) / (t1 - t0),
         "rss_mb": [_rss_mb()],
         "load": [load0[0], load1[0]],
     }
+
+
+def machine_cpu_s() -> float:
+    """Return CPU seconds used by every process on the machine so far (/proc/stat)."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_s() -> float:
+    """Return CPU seconds of this process and all its descendants (Ray's own processes too)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                rest = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command: state ppid ... utime (12th) stime (13th)
+        stats[int(entry)] = (int(rest[1]), int(rest[11]) + int(rest[12]))
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _) in stats.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb() -> float:
@@ -215,19 +248,23 @@ def run_ray(clip: str, cameras: list[int], workers: int, warmup: float, seconds:
             )
 
         s0, w0, v0, c0, t0 = snap()
-        load0 = os.getloadavg()
+        m0, r0, load0 = machine_cpu_s(), tree_cpu_s(), os.getloadavg()
         time.sleep(seconds)
         s1, w1, v1, c1, t1 = snap()
-        load1 = os.getloadavg()
+        m1, r1, load1 = machine_cpu_s(), tree_cpu_s(), os.getloadavg()
         stats = pool.process_stats()
         # the hop: fetch an already-made frame from the worker, many times, while all run
         handle = pool.worker(cameras[0])
         rtts, sizes = [], []
+        small = []
         for _ in range(60):
             t = time.perf_counter()
             _token, _seq, jpeg = ray.get(handle.wait_frame.remote(cameras[0], 0, 0.0))
             rtts.append(1000 * (time.perf_counter() - t))
             sizes.append(len(jpeg or b""))
+            t = time.perf_counter()
+            ray.get(handle.identity.remote())
+            small.append(1000 * (time.perf_counter() - t))
     finally:
         viewers.stop()
         relay.close()
@@ -242,10 +279,14 @@ def run_ray(clip: str, cameras: list[int], workers: int, warmup: float, seconds:
         "web_cpu_ms": 1000 * (c1 - c0) / max(delivered, 1),
         "cpu_ms_total": 1000 * ((w1 - w0) + (c1 - c0)) / frames,
         "cores_busy": ((w1 - w0) + (c1 - c0)) / (t1 - t0),
+        # raylet, GCS and other Ray processes (everything of ours but the workers and us)
+        "ray_system_cores": ((r1 - r0) - (w1 - w0) - (c1 - c0)) / (t1 - t0),
+        "other_cores": ((m1 - m0) - (r1 - r0)) / (t1 - t0),
         "rss_mb": [s["rss_bytes"] / 2**20 for s in stats],
         "streams_per_worker": [s["streams"] for s in stats],
         "hop_rtt_ms_median": statistics.median(rtts),
         "hop_rtt_ms_p90": sorted(rtts)[int(0.9 * len(rtts))],
+        "hop_small_ms_median": statistics.median(small),
         "jpeg_kb": statistics.mean(sizes) / 1024,
         "load": [load0[0], load1[0]],
     }
@@ -288,19 +329,22 @@ def main() -> None:
     print(f"{a.streams} streams {a.size}, default rules (faces+plates, k=3, 640 px), "
           f"{a.seconds:.0f} s each")  # fmt: skip
     print("| config | redacted fps (total) | delivered fps | CPU ms/frame worker | CPU ms/frame "
-          "web (relay) | cores busy | RSS MB per process | load avg (start, end) |")  # fmt: skip
+          "web (relay) | cores: pipeline+relay / Ray system / other jobs | RSS MB per process "
+          "| load avg (start, end) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for r in res.values():
         print(f"| {r['config']} | {r['fps']:.1f} | {r['delivered_fps']:.1f} | "
-              f"{r['worker_cpu_ms']:.1f} | {r['web_cpu_ms']:.1f} | {r['cores_busy']:.2f} | "
+              f"{r['worker_cpu_ms']:.1f} | {r['web_cpu_ms']:.1f} | {r['cores_busy']:.2f} / "
+              f"{r['ray_system_cores']:.2f} / {r['other_cores']:.2f} | "
               f"{', '.join(f'{m:.0f}' for m in r['rss_mb'])} | "
               f"{r['load'][0]:.1f}, {r['load'][1]:.1f} |")  # fmt: skip
     one, two, inproc = res.get("ray1"), res.get("ray2"), res.get("inproc")
     if one and two:
         print(f"\nray 2 workers / 1 worker: {two['fps'] / one['fps']:.2f}x (goal >= 1.7x)")
     if one:
-        print(f"Ray hop: wait_frame round trip for a ready {one['jpeg_kb']:.0f} KB frame: median "
-              f"{one['hop_rtt_ms_median']:.2f} ms, p90 {one['hop_rtt_ms_p90']:.2f} ms")  # fmt: skip
+        print(f"Ray hop (1 worker, under full load): wait_frame round trip for a ready "
+              f"{one['jpeg_kb']:.0f} KB frame: median {one['hop_rtt_ms_median']:.2f} ms, p90 "
+              f"{one['hop_rtt_ms_p90']:.2f} ms; an empty call {one['hop_small_ms_median']:.2f} ms")  # fmt: skip
     if one and inproc:
         extra = one["cpu_ms_total"] - inproc["cpu_ms_total"]
         print(f"CPU per frame, ray 1 worker (worker + relay) vs in-process: "

@@ -264,6 +264,20 @@ class RedactionWorker:
             return lease.token, int(after_seq), None
         return lease.token, got[0], got[1]
 
+    def release(self, camera_id: int, watermark: str | None = None) -> bool:
+        """Return True if the lease of (camera, watermark) was held and is now dropped.
+
+        A web process calls this when its last viewer of an unmask watermark left, so lifted
+        frames stop at once rather than after ``lease_s``; another web process still watching
+        re-acquires the lease with its next poll.
+        """
+        with self._lock:
+            lease = self._leases.pop((int(camera_id), watermark), None)
+        if lease is None:
+            return False
+        lease.stack.close()
+        return True
+
     def notify_rules_changed(self, camera_id: int | None = None) -> None:
         """Make this worker's running streams (one or all) reload their rules now."""
         self.hub.notify_rules_changed(camera_id)
@@ -716,8 +730,11 @@ class _RelayFeed:
             self._cond.notify_all()
 
     def _should_end(self) -> bool:
+        # an unmask watermark's feed ends with its last viewer: lifted frames are made only
+        # while someone may see them (the grant ended or the viewer left)
+        linger = 0.0 if self.watermark is not None else self.relay.linger_s
         with self._cond:
-            idle = self.viewers <= 0 and time.monotonic() - self.last_detach > self.relay.linger_s
+            idle = self.viewers <= 0 and time.monotonic() - self.last_detach >= linger
         return self.relay.closed or (idle and self.relay._end_feed(self))
 
     def _run(self) -> None:
@@ -773,6 +790,11 @@ class _RelayFeed:
                 self._publish(placeholder_jpeg(w, h), placeholder=True)
                 next_placeholder = now + PLACEHOLDER_EVERY_S
             self.relay.wait_closed(min(0.1 * failures, 1.0))
+        if self.watermark is not None and token is not None:
+            try:
+                cluster.worker(self.camera_id).release.remote(self.camera_id, self.watermark)
+            except (ClusterError, *ray_errors) as exc:
+                log.debug("camera %s: lease not released (%s); it expires", self.camera_id, exc)
 
 
 class RayStreamRelay:

@@ -489,10 +489,10 @@ def test_unmask_watermark_is_made_only_for_the_requested_grant(relay, pool, city
     with relay.subscribe(6, watermark=mark) as wait:
         assert wait(0, 10) is not None
         assert pool.streams_info()[6][1]["watermarks"] == [mark]
-    # once nobody watches it (relay linger + lease), no lifted frames are made any more
+    # once nobody watches it, the relay releases it: no lifted frames are made any more
     wait_for(
         lambda: pool.streams_info().get(6, (0, {"watermarks": []}))[1]["watermarks"] == [],
-        6,
+        LEASE_S + 3,
         "lifted frames stop after the grant's viewer left",
     )
 
