@@ -217,7 +217,18 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_ray(clip: str, cameras: list[int], workers: int, warmup: float, seconds: float) -> dict:
+def pin_process(pid: int, cpu: int) -> None:
+    """Pin every thread of process ``pid`` to CPU ``cpu`` (Linux affinity is per thread)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except OSError:
+            continue  # the thread ended meanwhile
+
+
+def run_ray(
+    clip: str, cameras: list[int], workers: int, warmup: float, seconds: float, pin: bool
+) -> dict:
     """Return fps, CPU per frame, RSS and the hop round trip with ``workers`` Ray workers."""
     import ray
 
@@ -235,6 +246,9 @@ def run_ray(clip: str, cameras: list[int], workers: int, warmup: float, seconds:
     viewers = Viewers(relay, cameras)
     try:
         viewers.wait_all_flowing(180)
+        if pin:  # worker k on CPU k: one core per worker process, nothing more
+            for st in pool.process_stats():
+                pin_process(st["pid"], st["index"] % os.cpu_count())
         time.sleep(warmup)
 
         def snap():
@@ -272,7 +286,8 @@ def run_ray(clip: str, cameras: list[int], workers: int, warmup: float, seconds:
     frames = s1 - s0
     delivered = v1 - v0
     return {
-        "config": f"ray, {workers} worker process{'es' if workers > 1 else ''}",
+        "config": f"ray, {workers} worker process{'es' if workers > 1 else ''}"
+        + (" (pinned, 1 core each)" if pin else ""),
         "fps": frames / (t1 - t0),
         "delivered_fps": delivered / (t1 - t0),
         "worker_cpu_ms": 1000 * (w1 - w0) / frames,
@@ -301,6 +316,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100, help="frames in the looping clip")
     ap.add_argument("--codec", choices=["h264", "mp4v"], default="h264")
     ap.add_argument("--only", default="", help="comma list of: inproc,ray1,ray2")
+    ap.add_argument("--pin", action="store_true", help="pin Ray worker k to CPU k")
     a = ap.parse_args()
     width, height = map(int, a.size.split("x"))
     cameras = list(range(1, a.streams + 1))
@@ -321,7 +337,9 @@ def main() -> None:
             connect("local", num_cpus=2)
         for workers in (1, 2):
             if f"ray{workers}" in only:
-                res[f"ray{workers}"] = run_ray(str(clip), cameras, workers, a.warmup, a.seconds)
+                res[f"ray{workers}"] = run_ray(
+                    str(clip), cameras, workers, a.warmup, a.seconds, a.pin
+                )
                 print(json.dumps(res[f"ray{workers}"]), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -764,11 +764,13 @@ class _RelayFeed:
                 if isinstance(exc, died_error):
                     cluster.forget(self.camera_id)
             except Exception as exc:  # noqa: BLE001 - a relay bug must fail closed, not stall
-                log.exception("camera %s: relay error", self.camera_id)
+                if not failures:
+                    log.exception("camera %s: relay error", self.camera_id)
                 reason = f"{type(exc).__name__}: {exc}"
             else:
                 if failures:
                     log.info("camera %s: worker reachable again", self.camera_id)
+                    self.last_error = ""
                 failures = 0
                 after = seq
                 if jpeg is not None:
@@ -782,7 +784,9 @@ class _RelayFeed:
             self.counters["relay_errors"] += 1
             self.last_error = scrub_text(reason.splitlines()[0][:300])
             if failures == 1:
-                log.warning("camera %s: redaction worker unavailable: %s", self.camera_id, reason)
+                log.warning(
+                    "camera %s: redaction worker unavailable: %s", self.camera_id, self.last_error
+                )
                 token, after = None, 0
             now = time.monotonic()
             if now >= next_placeholder:
