@@ -347,18 +347,23 @@ def main() -> None:
     print(f"{a.streams} streams {a.size}, default rules (faces+plates, k=3, 640 px), "
           f"{a.seconds:.0f} s each")  # fmt: skip
     print("| config | redacted fps (total) | delivered fps | CPU ms/frame worker | CPU ms/frame "
-          "web (relay) | cores: pipeline+relay / Ray system / other jobs | RSS MB per process "
-          "| load avg (start, end) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "web (relay) | cores: pipeline+relay / Ray system / other jobs | fps per core used "
+          "| RSS MB per process | load avg (start, end) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in res.values():
+        per_core = r["fps"] / (r["cores_busy"] + r["ray_system_cores"])
         print(f"| {r['config']} | {r['fps']:.1f} | {r['delivered_fps']:.1f} | "
               f"{r['worker_cpu_ms']:.1f} | {r['web_cpu_ms']:.1f} | {r['cores_busy']:.2f} / "
-              f"{r['ray_system_cores']:.2f} / {r['other_cores']:.2f} | "
+              f"{r['ray_system_cores']:.2f} / {r['other_cores']:.2f} | {per_core:.1f} | "
               f"{', '.join(f'{m:.0f}' for m in r['rss_mb'])} | "
               f"{r['load'][0]:.1f}, {r['load'][1]:.1f} |")  # fmt: skip
     one, two, inproc = res.get("ray1"), res.get("ray2"), res.get("inproc")
     if one and two:
         print(f"\nray 2 workers / 1 worker: {two['fps'] / one['fps']:.2f}x (goal >= 1.7x)")
+    busy = [r["config"] for r in res.values() if r["other_cores"] > 0.2]
+    if busy:
+        print(f"WARNING: other jobs used > 0.2 cores during: {'; '.join(busy)} (shared box: "
+              "compare 'fps per core used', or run again when the box is quiet)")  # fmt: skip
     if one:
         print(f"Ray hop (1 worker, under full load): wait_frame round trip for a ready "
               f"{one['jpeg_kb']:.0f} KB frame: median {one['hop_rtt_ms_median']:.2f} ms, p90 "
