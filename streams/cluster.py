@@ -477,7 +477,16 @@ class RedactionCluster:
                 handle = self._create(index)
                 self._handles[index] = handle
         if index not in self._verified:
-            ident = ray.get(handle.identity.remote(), timeout=timeout)
+            from ray.exceptions import GetTimeoutError
+
+            try:
+                ident = ray.get(handle.identity.remote(), timeout=timeout)
+            except GetTimeoutError as exc:
+                raise ClusterError(
+                    f"redaction worker {self.worker_name(index)!r} not up within {timeout:.0f} s "
+                    "(still starting, or the Ray cluster has fewer free CPUs than "
+                    "GRIDSIGHT_RAY_WORKERS)"
+                ) from exc
             if ident["deployment_key"] != self.deployment_key or ident["workers"] != self.workers:
                 raise ClusterConfigError(
                     f"Ray actor {self.worker_name(index)!r} in namespace {self.namespace!r} "

@@ -567,3 +567,27 @@ def test_unreachable_cluster_fails_closed():
     assert report["waited"] < 10 and report["grey"] > 0.9  # a placeholder, soon
     assert report["snapshot"] is False
     assert "Ray" in report["last_error"]
+
+
+def test_worker_that_cannot_be_scheduled_fails_closed(ray_address, city_db):
+    """More workers than the cluster has CPUs for: placeholder and an actionable error."""
+    db_url = video_service.portable_db_url(city_db.url)
+    pool = cluster.RedactionCluster(
+        ray_address,
+        functools.partial(video_service.hub_bindings_for_url, db_url, None),
+        deployment_key=cluster.deployment_key(db_url, None),
+        workers=1,
+        namespace=f"test-{uuid.uuid4().hex[:8]}",
+        num_cpus=3,  # the cluster has 2: the worker can never start
+    )
+    relay = cluster.RayStreamRelay(pool)
+    try:
+        with relay.subscribe(1) as wait:
+            got = wait(0, 15)
+            assert got is not None and is_placeholder(decode(got[1]))
+            assert wait.stream.latest_jpeg() is None  # nothing real to snapshot
+            assert "fewer free CPUs than GRIDSIGHT_RAY_WORKERS" in relay.streams()[1].last_error
+        assert relay.snapshot(1, timeout=1) is None
+    finally:
+        relay.close()
+        pool.kill_workers()
