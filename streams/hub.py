@@ -34,6 +34,21 @@ log = logging.getLogger(__name__)
 StatusCallback = Callable[[int, str, dt.datetime | None], None]
 
 
+@dataclass(frozen=True)
+class HubBindings:
+    """The callables a ``StreamHub`` reads cameras and rules through and reports status to.
+
+    ``layers.services.video.hub_bindings`` builds them on the layer services; the in-process
+    hub and every redaction worker of ``streams.cluster`` use the same function, so both read
+    sources and rules and write status the same way.
+    """
+
+    source_for: Callable[[int], object]
+    rules_for: Callable[[int], RedactionRules]
+    on_status: StatusCallback | None = None
+    rules_revision: Callable[[], Hashable] | None = None
+
+
 class HubSettings(StrictModel):
     """Tuning of live streams (all times in seconds)."""
 
@@ -104,6 +119,7 @@ class CameraStream:
         self._raw: np.ndarray | None = None  # newest captured frame: never leaves this object
         self._raw_seq = 0
         self._raw_at = 0.0
+        self._taken_seq = 0  # newest raw frame the process thread has taken
         self._connected = False
         self._expected_interval = 0.1
         self._redacted = _Slot()
@@ -203,6 +219,11 @@ class CameraStream:
                 if self._redacted.viewers <= 0 and not self._lifted:
                     self.last_viewer_left = time.monotonic()
 
+    def watermarks(self) -> list[str]:
+        """Return the unmask watermarks that currently have viewers (lifted frames are made)."""
+        with self._cond:
+            return sorted(k for k, s in self._lifted.items() if s.viewers > 0)
+
     @property
     def viewers(self) -> int:
         """Return how many viewers are attached."""
@@ -236,6 +257,7 @@ class CameraStream:
             self.counters["connects"] += 1
             self._connected = True
             self._expected_interval = max(0.0, float(getattr(source, "expected_interval", 0.1)))
+            paced_by_consumer = bool(getattr(source, "paced_by_consumer", False))
             log.info("camera %s: connected to %s", self.camera_id, source.display_url)
             bad = 0
             try:
@@ -256,6 +278,11 @@ class CameraStream:
                         self._raw_seq += 1
                         self._raw_at = time.monotonic()
                         self._cond.notify_all()
+                        if paced_by_consumer:
+                            # a file read as fast as we redact: wait until this frame is taken
+                            # instead of decoding frames that would only be skipped
+                            while self._taken_seq < self._raw_seq and not self._stop.is_set():
+                                self._cond.wait(0.25)
                     backoff = st.backoff_initial_s
             except SourceError as exc:
                 self._disconnected(str(exc))
@@ -294,6 +321,9 @@ class CameraStream:
                 if self._raw_seq <= done_seq:
                     self._cond.wait(min(0.25, st.rules_poll_s))
                 frame, seq, at = self._raw, self._raw_seq, self._raw_at
+                if seq > self._taken_seq:
+                    self._taken_seq = seq
+                    self._cond.notify_all()  # a consumer-paced source may read the next one
             now = time.monotonic()
             if self._rules_dirty.is_set() or (self._poll_rules and now >= next_rules_poll):
                 self._rules_dirty.clear()
@@ -401,11 +431,24 @@ class StreamHub:
         self._on_status = on_status
         self._rules_revision = rules_revision
         self._streams: dict[int, CameraStream] = {}
+        #: how many ``CameraStream``s were started per camera (one per run, not per viewer)
+        self.started: Counter[int] = Counter()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._last_revision: Hashable = None
         # started with the first stream, so an app that never serves video runs no thread
         self._monitor: threading.Thread | None = None
+
+    @classmethod
+    def from_bindings(cls, bindings: HubBindings, settings: HubSettings | None = None) -> StreamHub:
+        """Return a hub reading cameras and rules through ``bindings``."""
+        return cls(
+            bindings.source_for,
+            bindings.rules_for,
+            on_status=bindings.on_status,
+            rules_revision=bindings.rules_revision,
+            settings=settings,
+        )
 
     def stream(self, camera_id: int) -> CameraStream:
         """Return the running stream of ``camera_id``, starting it if needed."""
@@ -432,6 +475,7 @@ class StreamHub:
                 poll_rules=self._rules_revision is None,
             )
             self._streams[camera_id] = s
+            self.started[camera_id] += 1
             s.start()
         return s
 

@@ -93,6 +93,8 @@ class FrameSource(Protocol):
     display_url: str
     #: Seconds between frames the source is expected to deliver (for staleness).
     expected_interval: float
+    #: Optional (default False): True = read the next frame only once the last one was taken.
+    #: paced_by_consumer: bool
 
     def open(self) -> None: ...
 
@@ -128,6 +130,8 @@ class FileSourceConfig(StrictModel):
     type: Literal["file"] = "file"
     path: str
     loop: bool = True
+    #: False: no pacing; a ``CameraStream`` then reads the next frame only when the previous
+    #: one was taken for redaction (measures redaction capacity; nothing decoded is skipped).
     realtime: bool = True
     #: Used when the container reports no frame rate.
     fallback_fps: float = Field(10.0, gt=0, le=240)
@@ -179,6 +183,22 @@ def create_source(config: StrictModel | dict | str) -> FrameSource:
 _FFMPEG_ENV_LOCK = threading.Lock()
 
 
+#: FFmpeg decoder threads per capture; 0 = FFmpeg's default (one per core). Set through
+#: ``streams.configure_threads`` (a redaction worker decodes on one thread per stream: its
+#: streams already run in parallel, and one thread costs less CPU per frame).
+_decode_threads = 0
+
+
+def set_decode_threads(n: int) -> None:
+    """Use ``n`` FFmpeg decoder threads for captures opened from now on (0 = FFmpeg default)."""
+    global _decode_threads
+    _decode_threads = max(0, int(n))
+
+
+def _thread_params() -> list[int]:
+    return [cv2.CAP_PROP_N_THREADS, _decode_threads] if _decode_threads else []
+
+
 class _CaptureSource:
     display_url = ""
     expected_interval = 0.1
@@ -215,6 +235,7 @@ class RtspSource(_CaptureSource):
             int(c.open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             int(c.read_timeout_s * 1000),
+            *_thread_params(),
         ]
         with _FFMPEG_ENV_LOCK:
             old = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
@@ -246,11 +267,12 @@ class FileSource(_CaptureSource):
         self.config = config
         self.display_url = Path(config.path).name
         self._next_t = 0.0
+        self.paced_by_consumer = not config.realtime
 
     def open(self) -> None:
         if not Path(self.config.path).is_file():
             raise SourceError(f"video file {self.display_url} does not exist")
-        cap = cv2.VideoCapture(self.config.path)
+        cap = cv2.VideoCapture(self.config.path, cv2.CAP_ANY, _thread_params())
         if not cap.isOpened():
             raise SourceError(f"cannot decode video file {self.display_url}")
         fps = cap.get(cv2.CAP_PROP_FPS)

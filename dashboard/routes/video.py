@@ -12,7 +12,10 @@ Routes
 
 Every frame served here went through ``streams.pipeline.RedactionPipeline`` inside the one
 ``StreamHub`` of the app (``ctx.services["stream_hub"]``): one reader per camera, however many
-viewers. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.services``:
+viewers. With ``GRIDSIGHT_RAY_ADDRESS`` set that hub is a ``streams.cluster.RayStreamRelay``
+(same interface): each camera then runs once in the Ray cluster, whichever web process the
+viewer reached, and only its redacted JPEGs (or a "stream restarting" placeholder) arrive
+here. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.services``:
 
 - ``authorize_video(request, camera_id) -> bool``: False -> 403. Absent -> 403 as well:
   access control fails closed, a missing hook never opens video to everyone.
@@ -29,8 +32,10 @@ viewers. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.se
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -39,9 +44,11 @@ from pydantic import ValidationError
 from layers.services import NotFoundError
 from layers.services import cameras as camera_service
 from layers.services import rules as rule_service
+from layers.services import video as video_service
+from streams.cluster import RayStreamRelay, RedactionCluster, deployment_key
 from streams.hub import HubSettings, StreamHub
 from streams.rules import RuleScope
-from streams.sources import FileSourceConfig, SourceError, redact_url, scrub_text
+from streams.sources import redact_url, scrub_text
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +64,32 @@ def _hook(ctx: Any, name: str):
     return hook
 
 
-def build_hub(ctx: Any) -> StreamHub:
-    """Return the app's ``StreamHub`` wired to the cameras and rules layer services."""
-    db = ctx.db
-    sample_video = getattr(ctx.settings, "sample_video", None)
+def build_hub(ctx: Any) -> StreamHub | RayStreamRelay:
+    """Return the app's video hub: in-process ``StreamHub``, or the Ray relay in cluster mode.
 
-    def source_for(camera_id: int):
-        camera = camera_service.get_camera(db, camera_id)
-        if camera.stream_url:
-            return camera.stream_url
-        if sample_video:
-            return FileSourceConfig(path=str(sample_video))
-        raise SourceError(f"camera {camera_id} has no stream_url")
-
-    def on_status(camera_id: int, status: str, last_frame):
-        camera_service.set_status(db, camera_id, status, last_frame)
-
+    Both read cameras and rules and write status through ``layers.services.video.hub_bindings``
+    (in cluster mode inside the redaction workers, on their own database connection).
+    """
+    settings = ctx.settings
+    sample_video = getattr(settings, "sample_video", None)
     hub_settings = getattr(ctx, "services", {}).get("hub_settings") or HubSettings()
-    return StreamHub(
-        source_for,
-        lambda camera_id: rule_service.rules_for_camera(db, camera_id),
-        on_status=on_status,
-        rules_revision=lambda: rule_service.revision(db),
-        settings=hub_settings,
+    address = getattr(settings, "ray_address", None)
+    if not address:
+        return StreamHub.from_bindings(
+            video_service.hub_bindings(ctx.db, sample_video), hub_settings
+        )
+    db_url = video_service.portable_db_url(ctx.db.url)
+    video_path = str(Path(sample_video).resolve()) if sample_video else None
+    cluster = RedactionCluster(
+        address,
+        functools.partial(video_service.hub_bindings_for_url, db_url, video_path),
+        deployment_key=deployment_key(db_url, video_path),
+        workers=settings.ray_workers,
+        namespace=settings.ray_namespace,
+        hub_settings=hub_settings.model_copy(update={"idle_stop_s": settings.ray_idle_s}),
     )
+    log.info("video: cluster mode, %d redaction workers", settings.ray_workers)
+    return RayStreamRelay(cluster)
 
 
 def _user_name() -> str:
