@@ -292,14 +292,54 @@ def grid_counts(
 
 @_sessioned
 def last_event_id(session: Session) -> int:
-    """Return the id of the newest workflow event (0 if none): the map's change cursor."""
-    return int(session.scalar(select(func.max(IncidentEvent.id))) or 0)
+    """Return the map's change cursor: the newest workflow event id (0 if none).
+
+    Not past an id gap a transaction in flight may still fill (``_before_open_gap``): the
+    newest ``LAST_EVENTS_LOOKBACK`` events are checked.
+    """
+    rows = session.execute(
+        select(IncidentEvent.id, IncidentEvent.ts)
+        .order_by(IncidentEvent.id.desc())
+        .limit(LAST_EVENTS_LOOKBACK)
+    ).all()
+    if not rows:
+        return 0
+    rows.reverse()
+    kept = _before_open_gap(rows[1:], int(rows[0].id))
+    return int(kept[-1].id) if kept else int(rows[0].id)
+
+
+#: how many of the newest events ``last_event_id`` checks for gaps
+LAST_EVENTS_LOOKBACK = 500
 
 
 @_sessioned
 def last_incident_id(session: Session) -> int:
     """Return the id of the newest incident (0 if none)."""
     return int(session.scalar(select(func.max(Incident.id))) or 0)
+
+
+#: how long an id gap in the workflow log may be a transaction still in flight (see below)
+GAP_GRACE_S = 5.0
+
+
+def _before_open_gap(rows: list, after_event_id: int, now: dt.datetime | None = None) -> list:
+    """Return the rows up to the first id gap that a transaction in flight may still fill.
+
+    Several writers (web workers, machines) draw event ids from one sequence but commit in
+    their own order: id 105 can be visible while 104 is not yet. A cursor moved past 105
+    would never see 104, so it stops before such a gap; a gap older than GAP_GRACE_S (the
+    event after it was logged that long ago) is a rolled-back transaction, and is passed.
+    """
+    if not rows:
+        return rows
+    horizon = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=GAP_GRACE_S)
+    prev = int(after_event_id)
+    for k, r in enumerate(rows):
+        if prev and int(r.id) != prev + 1 and r.ts is not None and r.ts > horizon:
+            return rows[:k]
+        prev = int(r.id)
+    return rows
 
 
 @_sessioned
@@ -312,13 +352,13 @@ def changes_since(session: Session, after_event_id: int, limit: int = 5000) -> d
     """
     rows = session.execute(
         select(IncidentEvent.id, IncidentEvent.incident_id, IncidentEvent.from_status,
-               IncidentEvent.to_status)
+               IncidentEvent.to_status, IncidentEvent.ts)
         .where(IncidentEvent.id > after_event_id)
         .order_by(IncidentEvent.id)
         .limit(limit + 1)
     ).all()  # fmt: skip
     overflow = len(rows) > limit
-    rows = rows[:limit]
+    rows = _before_open_gap(rows[:limit], after_event_id)
     if not rows:
         return {"cursor": after_event_id, "incidents": [], "grids": [], "overflow": False,
                 "transitions": []}  # fmt: skip

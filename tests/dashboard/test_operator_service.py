@@ -146,6 +146,38 @@ def test_changes_since_catches_new_and_closed(fresh_city):
     assert ch2["incidents"] == [ids["incidents"][1]] and ch2["grids"] == [grid]
 
 
+def test_cursor_waits_at_an_id_gap_a_transaction_may_still_fill(fresh_city):
+    """Writers commit out of id order (PostgreSQL, several workers): no event is skipped."""
+    from layers.models import IncidentEvent
+
+    db, ids = fresh_city
+    cursor = mapdata.last_event_id(db)
+    inc_a, inc_b = ids["incidents"][1], ids["incidents"][2]
+    now = dt.datetime.now(dt.UTC)
+    with db.session() as s:  # id cursor+2 commits first; cursor+1 is "in flight"
+        s.add(IncidentEvent(id=cursor + 2, incident_id=inc_b, from_status="collected",
+                            to_status="registered", action="register", actor="t",
+                            role="dispatcher", ts=now))  # fmt: skip
+    ch = mapdata.changes_since(db, cursor)
+    assert ch["incidents"] == [] and ch["cursor"] == cursor
+    assert mapdata.last_event_id(db) == cursor  # a fresh map starts before the gap too
+    with db.session() as s:  # the slow transaction commits: both are seen, in order
+        s.add(IncidentEvent(id=cursor + 1, incident_id=inc_a, from_status="collected",
+                            to_status="registered", action="register", actor="t",
+                            role="dispatcher", ts=now))  # fmt: skip
+    ch = mapdata.changes_since(db, cursor)
+    assert ch["incidents"] == sorted([inc_a, inc_b]) and ch["cursor"] == cursor + 2
+    # a gap older than the grace period was a rollback: the cursor passes it
+    old = now - dt.timedelta(seconds=mapdata.GAP_GRACE_S + 1)
+    with db.session() as s:
+        s.add(IncidentEvent(id=cursor + 4, incident_id=inc_a, from_status="registered",
+                            to_status="dispatched", action="dispatch", actor="t",
+                            role="dispatcher", ts=old))  # fmt: skip
+    ch = mapdata.changes_since(db, cursor + 2)
+    assert ch["incidents"] == [inc_a] and ch["cursor"] == cursor + 4
+    assert mapdata.last_event_id(db) == cursor + 4
+
+
 def test_new_incidents_after_id_respect_filter(fresh_city):
     db, ids = fresh_city
     last = mapdata.last_incident_id(db)
