@@ -948,7 +948,7 @@ def live_refresh(
     hide = Patch()
     mx = cursor.get("max", 1)
     if live:
-        counts = mapdata.grid_counts(db, f, grid_ids=changes["grids"])
+        counts = mapdata.grid_counts_changed(db, f, changes)
         for g, n in counts.items():
             hide["counts"][str(g)] = n
         if counts and max(counts.values()) > mx:

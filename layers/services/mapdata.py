@@ -17,6 +17,7 @@ import io
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import wraps
@@ -290,6 +291,62 @@ def grid_counts(
     return out
 
 
+@dataclass
+class _SharedCounts:
+    """Open counts per grid that one session computed and the others of this process reuse.
+
+    ``entries[(database, filter key)][grid] = (count, as_of, monotonic time)``: ``count`` is
+    exact for every workflow event up to ``as_of`` (the computing session's gap-safe cursor).
+    """
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    entries: dict[tuple[str, str], dict[int, tuple[int, int, float]]] = field(default_factory=dict)
+
+
+_shared_counts = _SharedCounts()
+SHARED_COUNTS_MAX_AGE_S = 5.0  # windows slide: a count is recomputed after this long anyway
+SHARED_COUNTS_FILTERS = 64  # filters remembered per process
+
+
+@_sessioned
+def grid_counts_changed(
+    session: Session, f: MapFilter, changes: dict, now: dt.datetime | None = None
+) -> dict[int, int]:
+    """Return ``grid_counts`` of the grids in ``changes`` (from ``changes_since``), shared.
+
+    Every open map of a process asks, once a second, for the grids the newest workflow
+    events touched: the same grids, the same counts. A count another session computed after
+    the grid's newest event (``changes["grid_events"]``), less than SHARED_COUNTS_MAX_AGE_S
+    ago, is reused; the rest are counted in one query. Results equal ``grid_counts``.
+    """
+    wanted = changes.get("grid_events") or {}
+    if not wanted:
+        return {}
+    key = (str(session.get_bind().url), f.key())
+    clock = time.monotonic()
+    out: dict[int, int] = {}
+    with _shared_counts.lock:
+        table = _shared_counts.entries.get(key, {})
+        for g, last in wanted.items():
+            hit = table.get(g)
+            if hit is not None and hit[1] >= last and clock - hit[2] < SHARED_COUNTS_MAX_AGE_S:
+                out[g] = hit[0]
+    missing = [g for g in wanted if g not in out]
+    if missing:
+        fresh = grid_counts(session, f, now, grid_ids=missing)
+        as_of = int(changes["cursor"])
+        with _shared_counts.lock:
+            table = _shared_counts.entries.setdefault(key, {})
+            for g in missing:
+                prev = table.get(g)
+                if prev is None or prev[1] <= as_of:
+                    table[g] = (fresh[g], as_of, clock)
+            while len(_shared_counts.entries) > SHARED_COUNTS_FILTERS:
+                _shared_counts.entries.pop(next(iter(_shared_counts.entries)))
+        out.update(fresh)
+    return out
+
+
 @_sessioned
 def last_event_id(session: Session) -> int:
     """Return the map's change cursor: the newest workflow event id (0 if none).
@@ -360,21 +417,29 @@ def changes_since(session: Session, after_event_id: int, limit: int = 5000) -> d
     overflow = len(rows) > limit
     rows = _before_open_gap(rows[:limit], after_event_id)
     if not rows:
-        return {"cursor": after_event_id, "incidents": [], "grids": [], "overflow": False,
-                "transitions": []}  # fmt: skip
+        return {"cursor": after_event_id, "incidents": [], "grids": [], "grid_events": {},
+                "overflow": False, "transitions": []}  # fmt: skip
     inc_ids = sorted({int(r.incident_id) for r in rows})
-    grids: set[int] = set()
+    grid_of: dict[int, int] = {}
     for chunk in range(0, len(inc_ids), 900):
         part = inc_ids[chunk : chunk + 900]
-        grids.update(
-            int(g)
-            for g in session.scalars(
-                select(Incident.grid_id).where(Incident.id.in_(part), Incident.grid_id.is_not(None))
+        grid_of.update(
+            (int(i), int(g))
+            for i, g in session.execute(
+                select(Incident.id, Incident.grid_id).where(
+                    Incident.id.in_(part), Incident.grid_id.is_not(None)
+                )
             )
         )
+    grid_events: dict[int, int] = {}  # grid -> newest event that touched it
+    for r in rows:
+        g = grid_of.get(int(r.incident_id))
+        if g is not None:
+            grid_events[g] = int(r.id)
     transitions = [(int(r.incident_id), r.from_status, r.to_status) for r in rows]
-    return {"cursor": int(rows[-1].id), "incidents": inc_ids, "grids": sorted(grids),
-            "overflow": overflow, "transitions": transitions}  # fmt: skip
+    return {"cursor": int(rows[-1].id), "incidents": inc_ids, "grids": sorted(grid_events),
+            "grid_events": grid_events, "overflow": overflow,
+            "transitions": transitions}  # fmt: skip
 
 
 def _filter_conditions(session: Session, f: MapFilter, *, use_index: bool = False) -> list:

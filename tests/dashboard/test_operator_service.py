@@ -178,6 +178,41 @@ def test_cursor_waits_at_an_id_gap_a_transaction_may_still_fill(fresh_city):
     assert mapdata.last_event_id(db) == cursor + 4
 
 
+def test_shared_grid_counts_equal_a_fresh_count_and_are_reused(fresh_city):
+    from sqlalchemy import event
+
+    from layers.models import IncidentEvent
+
+    db, ids = fresh_city
+    f = mapdata.parse_filter({"window": "24h"})
+    cursor = mapdata.last_event_id(db)
+    lon, lat = cell_center(2, 2)
+    with db.session() as s:
+        new_id = create_incident(s, {"lon": lon, "lat": lat, "category": "ENV"}).id
+    ch = mapdata.changes_since(db, cursor)
+    first = mapdata.grid_counts_changed(db, f, ch)
+    assert first == mapdata.grid_counts(db, f, grid_ids=ch["grids"]) and first
+    counted = []
+    listen = lambda *a: counted.append(a[2])  # noqa: E731 - statement text of each query
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:  # a second open map asking the same: answered from the shared counts
+        assert mapdata.grid_counts_changed(db, f, ch) == first
+        assert not [q for q in counted if "count(" in q.lower()]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    # a newer event on that grid: counted again, and right
+    grid = ch["grids"][0]
+    with db.session() as s:
+        row = s.get(Incident, new_id)
+        row.status, row.closed_at = "closed", dt.datetime.now(dt.UTC)
+        s.add(IncidentEvent(incident_id=row.id, from_status="collected", to_status="closed",
+                            action="close", actor="t", role="dispatcher"))  # fmt: skip
+    ch2 = mapdata.changes_since(db, cursor)
+    again = mapdata.grid_counts_changed(db, f, ch2)
+    assert again == mapdata.grid_counts(db, f, grid_ids=ch2["grids"])
+    assert again[grid] == first[grid] - 1
+
+
 def test_new_incidents_after_id_respect_filter(fresh_city):
     db, ids = fresh_city
     last = mapdata.last_incident_id(db)
