@@ -156,6 +156,19 @@ def refresh_body(outputs: list[str], cursor, n: int) -> dict:
     }
 
 
+def machine_busy_s() -> float:
+    """Return the CPU seconds all cores of the machine have been busy (from /proc/stat)."""
+    fields = open("/proc/stat").readline().split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    """Return the CPU seconds this (load generator) process has used."""
+    t = os.times()
+    return t.user + t.system
+
+
 def pct(values: list[float], q: float) -> float:
     """Return the q-quantile (0..1) of ``values`` in milliseconds (nan if empty)."""
     if not values:
@@ -262,8 +275,12 @@ def run_phase(label: str, base: str, logins, token: str, city: dict, args) -> di
         res["acked"].clear()
         res["late_starts"] = 0
     load0 = os.getloadavg()[0]
+    busy0, own0 = machine_busy_s(), own_cpu_s()
     n_posts = int(args.rate * args.seconds)
     wall = pour(n_posts, f"load-{tag}")
+    # server side = the whole machine minus this generator (web workers, PostgreSQL, Redis)
+    res["server_cores"] = ((machine_busy_s() - busy0) - (own_cpu_s() - own0)) / wall
+    res["generator_cores"] = (own_cpu_s() - own0) / wall
     pool.shutdown(wait=True)
     stop.set()
     for t in threads:
@@ -308,6 +325,8 @@ def report(res: dict) -> None:
     print(f"  incident POST: {len(p):6,} of {res['sent']:,} acknowledged "
           f"({len(p) / res['wall']:.1f}/s), p50 {pct(p, .5):7.1f} ms, p95 {pct(p, .95):7.1f} ms,"
           f" p99 {pct(p, .99):7.1f} ms")  # fmt: skip
+    print(f"  CPU: server side (workers + database + Redis) {res['server_cores']:.2f} cores, "
+          f"load generator {res['generator_cores']:.2f} cores")  # fmt: skip
     print(f"  errors: {len(res['errors'])}  late starts (>50 ms behind schedule): "
           f"{res['late_starts']}  lost acknowledged incidents: {len(res['lost'])}")  # fmt: skip
     for e in sorted(set(res["errors"]))[:5]:
