@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
@@ -507,9 +508,11 @@ class IntakeWriter:
     incidents are retried one per transaction so one bad row cannot sink the others.
     """
 
-    def __init__(self, db: Database, *, max_batch: int = 256) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 256, linger_s: float = 0.004) -> None:
+        """``linger_s``: how long a batch waits for more incidents before it is written."""
         self.db = db
         self.max_batch = int(max_batch)
+        self.linger_s = float(linger_s)
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="gridsight-intake", daemon=True)
         self._started = False
@@ -669,9 +672,14 @@ class IntakeWriter:
             if job is None:
                 return
             batch = [job]
+            # group commit: wait a few ms for company (PostgreSQL's commit_delay idea); each
+            # batch pays the grid-version check, the route and key look-ups and the COMMIT
+            # once, which at 100 posts/s cut the database's CPU per incident
+            linger_until = time.monotonic() + self.linger_s
             while len(batch) < self.max_batch:
                 try:
-                    nxt = self._queue.get_nowait()
+                    wait = linger_until - time.monotonic()
+                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:

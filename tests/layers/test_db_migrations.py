@@ -107,3 +107,25 @@ def test_the_database_url_alone_selects_postgis():
     db.migrate()
     assert db.current_revision() is not None and db.ping()
     db.dispose()
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced(monkeypatch):
+    """PostgreSQL restarted or a firewall cut an idle connection: the next session works."""
+    from sqlalchemy import text
+
+    import layers.db
+    from tests.dbs import _admin, new_pg_database
+
+    db = Database(new_pg_database())
+    with db.session() as s:
+        assert s.execute(text("SELECT 1")).scalar() == 1
+    name = db.engine.url.database
+    with _admin().connect() as conn:  # the server ends every connection to that database
+        conn.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+            {"d": name},
+        )
+    monkeypatch.setattr(layers.db, "PING_IF_IDLE_S", 0.0)  # "idle long enough" to be pinged
+    with db.session() as s:
+        assert s.execute(text("SELECT 2")).scalar() == 2
+    db.dispose()
