@@ -12,6 +12,7 @@ instant) it is the incident's current status.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import io
 import logging
@@ -399,26 +400,39 @@ def _before_open_gap(rows: list, after_event_id: int, now: dt.datetime | None = 
     return rows
 
 
-@_sessioned
-def changes_since(session: Session, after_event_id: int, limit: int = 5000) -> dict:
-    """Return what changed after a workflow-event id: new cursor, incident and grid ids.
+@dataclass
+class _EventTail:
+    """The newest workflow events of one database, shared by every open map of the process.
 
-    Every create and every status transition logs an ``IncidentEvent``, so this one cursor
-    catches new incidents and closures alike. ``overflow`` is True when more than ``limit``
-    events arrived (the caller should then resynchronise in full).
+    ``rows`` hold every event with ``start < id <= end`` as (id, incident id, from status,
+    to status, grid id); ids below ``end`` are settled (``_before_open_gap``), and events
+    never change, so any cursor in the range is answered from memory.
     """
+
+    start: int
+    end: int
+    rows: list[tuple[int, int, str | None, str, int | None]]
+    fetched_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_tails: dict[str, _EventTail] = {}
+_tails_lock = threading.Lock()
+TAIL_MAX_EVENTS = 20_000  # newest events kept per database
+TAIL_FRESH_S = 0.2  # the tail asks the database for newer events at most this often
+
+
+def _fetch_events(session: Session, after: int, limit: int) -> tuple[list, bool]:
+    """Return (settled event rows after ``after`` with their grid ids, more than ``limit``)."""
     rows = session.execute(
         select(IncidentEvent.id, IncidentEvent.incident_id, IncidentEvent.from_status,
                IncidentEvent.to_status, IncidentEvent.ts)
-        .where(IncidentEvent.id > after_event_id)
+        .where(IncidentEvent.id > after)
         .order_by(IncidentEvent.id)
         .limit(limit + 1)
     ).all()  # fmt: skip
     overflow = len(rows) > limit
-    rows = _before_open_gap(rows[:limit], after_event_id)
-    if not rows:
-        return {"cursor": after_event_id, "incidents": [], "grids": [], "grid_events": {},
-                "overflow": False, "transitions": []}  # fmt: skip
+    rows = _before_open_gap(rows[:limit], after)
     inc_ids = sorted({int(r.incident_id) for r in rows})
     grid_of: dict[int, int] = {}
     for chunk in range(0, len(inc_ids), 900):
@@ -431,13 +445,74 @@ def changes_since(session: Session, after_event_id: int, limit: int = 5000) -> d
                 )
             )
         )
+    out = [(int(r.id), int(r.incident_id), r.from_status, r.to_status,
+            grid_of.get(int(r.incident_id))) for r in rows]  # fmt: skip
+    return out, overflow
+
+
+def _events_after(session: Session, after: int, limit: int) -> tuple[list, bool]:
+    """Return (event rows after ``after``, overflow), from the process's shared tail if it can.
+
+    Twenty open maps asking once a second for "what happened since my cursor" read the same
+    few hundred events: the first asks the database, the others get them from memory.
+    """
+    key = str(session.get_bind().url)
+    with _tails_lock:
+        tail = _tails.get(key)
+    if tail is None or after < tail.start:
+        rows, overflow = _fetch_events(session, after, limit)
+        if tail is None and not overflow:
+            with _tails_lock:
+                end = rows[-1][0] if rows else after
+                _tails.setdefault(key, _EventTail(after, end, rows, time.monotonic()))
+        return rows, overflow
+    with tail.lock:
+        if after >= tail.end or time.monotonic() - tail.fetched_at > TAIL_FRESH_S:
+            new, more = _fetch_events(session, tail.end, 5000)
+            if more:  # a flood: the tail starts again where the flood stands now
+                tail.rows = []
+                tail.start = tail.end = new[-1][0]
+            else:
+                tail.rows.extend(new)
+                if new:
+                    tail.end = new[-1][0]
+            tail.fetched_at = time.monotonic()
+            if len(tail.rows) > TAIL_MAX_EVENTS:
+                drop = len(tail.rows) - TAIL_MAX_EVENTS
+                tail.start = tail.rows[drop - 1][0]
+                del tail.rows[:drop]
+        if after < tail.start or after > tail.end:
+            covered = False
+        else:
+            covered = True
+            ids = [r[0] for r in tail.rows]
+            pos = bisect.bisect_right(ids, after)
+            picked = tail.rows[pos : pos + limit + 1]
+    if not covered:
+        return _fetch_events(session, after, limit)
+    return picked[:limit], len(picked) > limit
+
+
+@_sessioned
+def changes_since(session: Session, after_event_id: int, limit: int = 5000) -> dict:
+    """Return what changed after a workflow-event id: new cursor, incident and grid ids.
+
+    Every create and every status transition logs an ``IncidentEvent``, so this one cursor
+    catches new incidents and closures alike. ``overflow`` is True when more than ``limit``
+    events arrived (the caller should then resynchronise in full). The events come from the
+    process's shared tail of the log where it covers the cursor (``_events_after``).
+    """
+    rows, overflow = _events_after(session, int(after_event_id), limit)
+    if not rows:
+        return {"cursor": after_event_id, "incidents": [], "grids": [], "grid_events": {},
+                "overflow": overflow, "transitions": []}  # fmt: skip
     grid_events: dict[int, int] = {}  # grid -> newest event that touched it
-    for r in rows:
-        g = grid_of.get(int(r.incident_id))
+    for ev_id, _inc, _a, _b, g in rows:
         if g is not None:
-            grid_events[g] = int(r.id)
-    transitions = [(int(r.incident_id), r.from_status, r.to_status) for r in rows]
-    return {"cursor": int(rows[-1].id), "incidents": inc_ids, "grids": sorted(grid_events),
+            grid_events[g] = ev_id
+    inc_ids = sorted({r[1] for r in rows})
+    transitions = [(inc, a, b) for _ev, inc, a, b, _g in rows]
+    return {"cursor": rows[-1][0], "incidents": inc_ids, "grids": sorted(grid_events),
             "grid_events": grid_events, "overflow": overflow,
             "transitions": transitions}  # fmt: skip
 

@@ -178,9 +178,10 @@ def test_cursor_waits_at_an_id_gap_a_transaction_may_still_fill(fresh_city):
     assert mapdata.last_event_id(db) == cursor + 4
 
 
-def test_shared_grid_counts_equal_a_fresh_count_and_are_reused(fresh_city):
+def test_shared_grid_counts_equal_a_fresh_count_and_are_reused(fresh_city, monkeypatch):
     from sqlalchemy import event
 
+    monkeypatch.setattr(mapdata, "TAIL_FRESH_S", 0.0)  # every call sees the newest events
     from layers.models import IncidentEvent
 
     db, ids = fresh_city
@@ -211,6 +212,42 @@ def test_shared_grid_counts_equal_a_fresh_count_and_are_reused(fresh_city):
     again = mapdata.grid_counts_changed(db, f, ch2)
     assert again == mapdata.grid_counts(db, f, grid_ids=ch2["grids"])
     assert again[grid] == first[grid] - 1
+
+
+def test_shared_event_tail_answers_like_the_database(fresh_city, monkeypatch):
+    """Open maps at different cursors get, from the shared tail, what the log itself says."""
+    db, _ids = fresh_city
+    monkeypatch.setattr(mapdata, "TAIL_FRESH_S", 1e9)  # refresh only when a map is at its end
+    start = mapdata.last_event_id(db)
+    mapdata.changes_since(db, start)  # the first map: the tail starts here
+    made = []
+    for k in range(12):
+        lon, lat = cell_center(k % 8, k % 4)
+        with db.session() as s:
+            made.append(create_incident(s, {"lon": lon, "lat": lat, "category": "ENV"}).id)
+    counted = []
+    from sqlalchemy import event
+
+    listen = lambda *a: counted.append(a[2])  # noqa: E731 - statement text of each query
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        first = mapdata.changes_since(db, start)  # catches up: one read of the log
+        reads = len(counted)
+        for cursor in range(start, first["cursor"]):  # maps at every cursor behind the newest
+            got = mapdata.changes_since(db, cursor)
+            with db.session() as s:
+                rows, _ = mapdata._fetch_events(s, cursor, 5000)
+            want_incidents = sorted({r[1] for r in rows})
+            assert got["incidents"] == want_incidents and got["cursor"] == (
+                rows[-1][0] if rows else cursor
+            )
+            assert got["transitions"] == [(r[1], r[2], r[3]) for r in rows]
+        assert set(first["incidents"]) == set(made) and reads > 0
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    # the maps behind the newest event read nothing: the only reads are the oracle's own
+    tail_reads = [q for q in counted[reads:] if "incident_events" in q]
+    assert len(tail_reads) == first["cursor"] - start
 
 
 def test_new_incidents_after_id_respect_filter(fresh_city):
