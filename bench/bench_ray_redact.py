@@ -217,17 +217,8 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def pin_process(pid: int, cpu: int) -> None:
-    """Pin every thread of process ``pid`` to CPU ``cpu`` (Linux affinity is per thread)."""
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(tid), {cpu})
-        except OSError:
-            continue  # the thread ended meanwhile
-
-
 def run_ray(
-    clip: str, cameras: list[int], workers: int, warmup: float, seconds: float, pin: bool
+    clip: str, cameras: list[int], workers: int, warmup: float, seconds: float, bind: bool
 ) -> dict:
     """Return fps, CPU per frame, RSS and the hop round trip with ``workers`` Ray workers."""
     import ray
@@ -241,14 +232,12 @@ def run_ray(
         workers=workers,
         namespace=f"bench-{uuid.uuid4().hex[:8]}",
         hub_settings=SETTINGS,
+        bind_cpus=bind,
     )
     relay = RayStreamRelay(pool)
     viewers = Viewers(relay, cameras)
     try:
         viewers.wait_all_flowing(180)
-        if pin:  # worker k on CPU k: one core per worker process, nothing more
-            for st in pool.process_stats():
-                pin_process(st["pid"], st["index"] % os.cpu_count())
         time.sleep(warmup)
 
         def snap():
@@ -287,7 +276,11 @@ def run_ray(
     delivered = v1 - v0
     return {
         "config": f"ray, {workers} worker process{'es' if workers > 1 else ''}"
-        + (" (pinned, 1 core each)" if pin else ""),
+        + (
+            " (each held to its core: " + ", ".join(str(s["cpus"]) for s in stats) + ")"
+            if bind
+            else " (unbound)"
+        ),
         "fps": frames / (t1 - t0),
         "delivered_fps": delivered / (t1 - t0),
         "worker_cpu_ms": 1000 * (w1 - w0) / frames,
@@ -316,7 +309,11 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=100, help="frames in the looping clip")
     ap.add_argument("--codec", choices=["h264", "mp4v"], default="h264")
     ap.add_argument("--only", default="", help="comma list of: inproc,ray1,ray2")
-    ap.add_argument("--pin", action="store_true", help="pin Ray worker k to CPU k")
+    ap.add_argument(
+        "--unbound",
+        action="store_true",
+        help="let worker threads float over all cores (GRIDSIGHT_RAY_BIND_CPUS=false)",
+    )
     a = ap.parse_args()
     width, height = map(int, a.size.split("x"))
     cameras = list(range(1, a.streams + 1))
@@ -338,7 +335,7 @@ def main() -> None:
         for workers in (1, 2):
             if f"ray{workers}" in only:
                 res[f"ray{workers}"] = run_ray(
-                    str(clip), cameras, workers, a.warmup, a.seconds, a.pin
+                    str(clip), cameras, workers, a.warmup, a.seconds, not a.unbound
                 )
                 print(json.dumps(res[f"ray{workers}"]), flush=True)
     finally:

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         le=1024,
         description="Redaction worker processes in the Ray cluster; camera c runs in worker c mod N.",
     )
+    ray_bind_cpus: bool = Field(
+        True,
+        description="Cluster mode: hold each redaction worker to the one core Ray reserves for "
+        "it, so N workers use N cores; false lets a worker's threads spread over all cores.",
+    )
     ray_idle_s: float = Field(
         30.0,
         ge=0,

@@ -5,7 +5,9 @@ Three parts (Ray is imported lazily, here only, so the embedded in-process mode 
 - ``RedactionWorker``: a Ray actor hosting a ``StreamHub``, i.e. the very ``CameraStream``
   code of the in-process mode (capture -> detect -> track -> redact -> encode, fail-closed).
   A fixed pool of ``workers`` such actors, named ``gridsight-redactor-<k>`` in the namespace,
-  is the unit of capacity: one worker process each (``num_cpus=1``, one OpenCV/OpenMP thread).
+  is the unit of capacity: one worker process each (``num_cpus=1``, one OpenCV/OpenMP thread),
+  held to as many of its machine's cores as Ray reserved for it (``claim_cpus``), so W
+  workers use W cores and adding one adds one core's worth of frames.
   Camera ``c`` runs in worker ``c % workers``: every web process of every machine computes the
   same index and reaches the same actor by name, with no coordinator. Raw frames exist only
   inside that process; ``wait_frame`` returns redacted JPEG bytes (or, for a watermark of an
@@ -27,11 +29,15 @@ Lifted (unmasked) frames are made only while a lease for that watermark is held.
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
 import functools
 import hashlib
 import itertools
 import logging
+import math
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -68,6 +74,8 @@ MAX_CONCURRENCY = 256
 #: OpenCV/OpenMP threads per worker process: processes, not threads, are the unit of capacity.
 WORKER_THREADS = 1
 PLACEHOLDER_TEXT = "stream restarting"
+#: Node-local lock files by which the worker processes of one machine share out its cores.
+CPU_LOCK_DIR = Path(tempfile.gettempdir()) / "gridsight-ray-cpus"
 #: How often a failing feed re-sends its placeholder.
 PLACEHOLDER_EVERY_S = 1.0
 
@@ -165,6 +173,70 @@ def _worker_env() -> dict[str, str]:
     }
 
 
+@dataclass
+class CpuClaim:
+    """The cores one worker process holds; each lock is released when the process ends."""
+
+    cpus: frozenset[int]
+    _fds: list[int] = field(default_factory=list, repr=False)
+
+    def release(self) -> None:
+        """Give the cores back (the process ending does the same)."""
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+        self.cpus = frozenset()
+
+
+def claim_cpus(count: int, lock_dir: Path = CPU_LOCK_DIR) -> CpuClaim:
+    """Return up to ``count`` of this process's allowed cores that no other worker holds.
+
+    Ray reserves CPUs for an actor (``num_cpus``) but does not confine it to them: a worker
+    whose threads spend their time in C code that releases the GIL (decode, cascade, JPEG)
+    would spread over every core of its machine and crowd out the workers Ray placed beside
+    it. Each core has a lock file in ``lock_dir`` (node-local); a worker takes the first free
+    ones with a non-blocking ``flock``, which the kernel drops when the process dies, so a
+    restarted worker takes its cores anew. The claim is empty when every core is taken (more
+    workers than cores on this machine): the caller then lets the worker float.
+    """
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    taken: list[int] = []
+    fds: list[int] = []
+    for cpu in sorted(os.sched_getaffinity(0)):
+        if len(taken) >= count:
+            break
+        fd = os.open(lock_dir / f"cpu-{cpu}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                continue  # another worker holds this core
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        taken.append(cpu)
+        fds.append(fd)
+    return CpuClaim(frozenset(taken), fds)
+
+
+def hold_to_cpus(cpus: frozenset[int] | set[int]) -> int:
+    """Confine every thread of this process to ``cpus``; return how many threads were moved.
+
+    Linux affinity belongs to a thread and is inherited by the threads it starts, so this is
+    applied to all threads at start and again before a new stream starts its threads (Ray's
+    executor threads that serve calls may be younger than the first pass).
+    """
+    moved = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+            moved += 1
+        except OSError:
+            continue  # the thread ended meanwhile
+    return moved
+
+
 def _rss_bytes() -> int:
     """Return this process's resident memory in bytes (Linux /proc; 0 where unavailable)."""
     try:
@@ -201,6 +273,9 @@ class RedactionWorker:
         ``HubSettings`` fields (``idle_stop_s`` is the grace after the last lease).
     lease_s : float
         A (camera, watermark) not polled for this long is no longer watched.
+    bind_cpus : int
+        Cores to hold this process to (``claim_cpus``; the CPUs Ray reserved for it); 0 lets
+        its threads float over every core of the machine.
     """
 
     def __init__(
@@ -212,15 +287,31 @@ class RedactionWorker:
         workers: int,
         hub_settings: dict | None = None,
         lease_s: float = LEASE_S,
+        bind_cpus: int = 0,
     ) -> None:
         configure_threads(WORKER_THREADS)
         self.incarnation = uuid.uuid4().hex[:12]
+        self._cpus = CpuClaim(frozenset())
+        if bind_cpus > 0:
+            try:
+                self._cpus = claim_cpus(bind_cpus)
+            except OSError as exc:  # lock directory not writable: run, but say so
+                log.warning("redaction worker %d: cannot claim cores (%s); unbound", index, exc)
+            if self._cpus.cpus:
+                hold_to_cpus(self._cpus.cpus)
+            elif bind_cpus > 0:
+                log.warning(
+                    "redaction worker %d: every core of this machine is held by another "
+                    "worker (more GRIDSIGHT_RAY_WORKERS than cores here); running unbound",
+                    index,
+                )
         self._identity = {
             "deployment_key": deployment_key,
             "index": index,
             "workers": workers,
             "incarnation": self.incarnation,
             "pid": os.getpid(),
+            "cpus": sorted(self._cpus.cpus),
         }
         settings = HubSettings(**hub_settings) if hub_settings else HubSettings()
         self.hub = StreamHub.from_bindings(bindings_factory(), settings)
@@ -333,6 +424,8 @@ class RedactionWorker:
                 lease.stack.close()
                 lease = None
             if lease is None:
+                if self._cpus.cpus:  # the stream's threads inherit this thread's affinity
+                    hold_to_cpus(self._cpus.cpus)
                 stack = ExitStack()
                 wait = stack.enter_context(self.hub.subscribe(camera_id, watermark))
                 token = f"{self.incarnation}:{next(self._serial)}"
@@ -389,6 +482,9 @@ class RedactionCluster:
         See ``RedactionWorker``.
     num_cpus : float
         Ray CPUs reserved per worker (1 = one worker per core).
+    bind_cpus : bool
+        Hold each worker to ``ceil(num_cpus)`` cores of its machine (``claim_cpus``), so a
+        worker uses what Ray reserved for it and no more; False lets workers float.
     """
 
     def __init__(
@@ -402,6 +498,7 @@ class RedactionCluster:
         hub_settings: HubSettings | None = None,
         lease_s: float = LEASE_S,
         num_cpus: float = 1.0,
+        bind_cpus: bool = True,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -413,6 +510,7 @@ class RedactionCluster:
         self._hub_settings = (hub_settings or HubSettings()).model_dump()
         self._lease_s = lease_s
         self._num_cpus = num_cpus
+        self._bind_cpus = max(1, math.ceil(num_cpus)) if bind_cpus else 0
         self._handles: dict[int, Any] = {}
         self._verified: set[int] = set()
         self._lock = threading.Lock()
@@ -518,6 +616,7 @@ class RedactionCluster:
                 workers=self.workers,
                 hub_settings=self._hub_settings,
                 lease_s=self._lease_s,
+                bind_cpus=self._bind_cpus,
             )
         )
 

@@ -267,6 +267,72 @@ def test_deployment_key_tells_databases_apart():
     assert video_service.portable_db_url("sqlite:///data/x.sqlite").startswith("sqlite:////")
 
 
+CLAIM_SCRIPT = """
+import json, sys, threading, time
+from pathlib import Path
+from streams import cluster
+claim = cluster.claim_cpus(int(sys.argv[2]), Path(sys.argv[1]))
+threading.Thread(target=time.sleep, args=(30,), daemon=True).start()  # a thread from before
+cluster.hold_to_cpus(claim.cpus) if claim.cpus else None
+late = threading.Thread(target=time.sleep, args=(30,), daemon=True)  # started after: inherits
+late.start()
+print(json.dumps(sorted(claim.cpus)), flush=True)
+sys.stdin.read()  # hold the claim until the test closes our stdin
+"""
+
+
+def allowed_cpus(pid: int) -> dict[int, set[int]]:
+    """Return the allowed CPUs of every thread of process ``pid`` (from /proc)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        except OSError:
+            continue
+        line = next(ln for ln in status.splitlines() if ln.startswith("Cpus_allowed_list:"))
+        cpus: set[int] = set()
+        for part in line.split(":", 1)[1].strip().split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+        out[int(tid)] = cpus
+    return out
+
+
+def test_workers_of_one_machine_claim_disjoint_cores_and_hold_every_thread_to_them(tmp_path):
+    """Each claim takes free cores only; a dead holder's cores are free again; threads stay."""
+    cores = sorted(os.sched_getaffinity(0))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = []
+
+    def start(count: int):
+        p = subprocess.Popen(
+            [sys.executable, "-c", CLAIM_SCRIPT, str(tmp_path), str(count)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=str(REPO),
+        )  # fmt: skip
+        procs.append(p)
+        return p, set(json.loads(p.stdout.readline()))
+
+    try:
+        holders = [start(1) for _ in cores]
+        claimed = [c for _, c in holders]
+        assert all(len(c) == 1 for c in claimed)
+        assert set().union(*claimed) == set(cores)  # disjoint, every core once
+        for p, mine in holders:
+            threads = allowed_cpus(p.pid)
+            assert len(threads) >= 3 and all(t == mine for t in threads.values()), threads
+        _, none_left = start(1)
+        assert none_left == set()  # more workers than cores: the caller runs unbound
+        first, first_cpus = holders[0]
+        first.stdin.close()
+        first.wait(10)  # the kernel drops a dead process's locks
+        _, again = start(1)
+        assert again == first_cpus
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 # -- on the Ray cluster ----------------------------------------------------------------------
 
 
@@ -293,6 +359,20 @@ def test_relay_serves_only_redacted_frames_and_status_is_written_back(
         info = relay.streams()[1]
     assert info.worker == cluster.worker_index(1, 2) and info.counters["served"] > 0
     assert info.viewers == 1 and info.counters["relay_frames"] >= 1
+
+
+def test_each_worker_is_held_to_its_own_core(relay, pool):
+    """The pool's 2 workers hold different cores; every thread (the streams' too) stays on it."""
+    with relay.subscribe(3) as w3, relay.subscribe(4) as w4:  # one stream in each worker
+        assert w3(0, 30) is not None and w4(0, 30) is not None
+        stats = pool.process_stats()
+    assert len(stats) == 2
+    held = [set(s["cpus"]) for s in stats]
+    assert all(len(h) == 1 for h in held) and held[0] != held[1], held
+    for st, mine in zip(stats, held, strict=True):
+        threads = allowed_cpus(st["pid"])
+        assert all(t == mine for t in threads.values()), (st["index"], threads)
+        assert st["streams"] >= 1
 
 
 @pytest.mark.slow
