@@ -231,12 +231,19 @@ def _resolve_principal() -> Principal | None:
     scheme, _, credentials = header.partition(" ")
     scheme = scheme.lower()
     if scheme == "bearer":
+        plaintext = credentials.strip()
+        key = ("token", user_service.token_digest(plaintext))
+        cached = _recent_principal(ctx, key)
+        if cached is not None:
+            return cached
+        epoch = user_service.auth_epoch()  # before the read: a change after it invalidates
         with ctx.db.session() as s:
-            row = user_service.find_token(s, credentials.strip())
+            row = user_service.find_token(s, plaintext)
             if row is None:
                 flask.g.auth_error = "invalid or revoked API token"
                 return None
-            return Principal(name=row.name, role=row.role, kind="token", via="bearer")
+            principal = Principal(name=row.name, role=row.role, kind="token", via="bearer")
+        return _remember_principal(ctx, key, principal, epoch)
     if scheme == "basic" and not req.path.startswith(BASIC_PREFIXES):
         # Browsers resend Basic credentials cached for /ogc to other paths of the site: ignore
         # them there (they never authenticate) and fall through to the session cookie.
@@ -273,18 +280,54 @@ def _resolve_principal() -> Principal | None:
         _end_session(reason="expired")
         flask.g.session_expired = True
         return None
-    with ctx.db.session() as s:
-        user = s.get(User, uid)
-        if (
-            user is None
-            or not user.active
-            or sess.get("pwv") != _pw_fingerprint(user.password_hash)
-        ):
-            _end_session(reason="revoked")
-            return None
-        principal = _principal_from_user(user, "session")
+    key = ("session", uid, sess.get("pwv"))
+    principal = _recent_principal(ctx, key)
+    if principal is None:
+        epoch = user_service.auth_epoch()
+        with ctx.db.session() as s:
+            user = s.get(User, uid)
+            if (
+                user is None
+                or not user.active
+                or sess.get("pwv") != _pw_fingerprint(user.password_hash)
+            ):
+                _end_session(reason="revoked")
+                return None
+            principal = _principal_from_user(user, "session")
+            _remember_principal(ctx, key, principal, epoch)
     if now - float(sess.get("last", 0)) > 30:  # refresh the idle clock, not on every request
         sess["last"] = now
+    return principal
+
+
+#: How long a resolved session user or API token is trusted without asking the database
+#: again. A change made through this process (disable, new password, role, revoke) is seen at
+#: once (``users.auth_epoch``); one made in another process or machine within this long. At
+#: 100 requests/s the lookup was ~15 % of the web tier's CPU (bench/RESULTS.md, Load).
+PRINCIPAL_RECHECK_S = 5.0
+PRINCIPAL_CACHE_MAX = 10_000
+
+
+def _principal_cache(ctx: AppContext) -> dict:
+    return ctx.services.setdefault("principal_cache", {})
+
+
+def _recent_principal(ctx: AppContext, key: tuple) -> Principal | None:
+    hit = _principal_cache(ctx).get(key)
+    if hit is None:
+        return None
+    expires, epoch, principal = hit
+    if expires < time.monotonic() or epoch != user_service.auth_epoch():
+        return None
+    return principal
+
+
+def _remember_principal(ctx: AppContext, key: tuple, principal: Principal, epoch: int) -> Principal:
+    """Cache ``principal`` under the epoch read before its lookup (a change since: a miss)."""
+    cache = _principal_cache(ctx)
+    if len(cache) >= PRINCIPAL_CACHE_MAX:
+        cache.clear()  # bounded; the next requests simply ask the database again
+    cache[key] = (time.monotonic() + PRINCIPAL_RECHECK_S, epoch, principal)
     return principal
 
 

@@ -43,6 +43,12 @@ CHUNK_IDS = 10_000
 #: tables whose rows the migrations themselves write (the audit chain's head row): they are
 #: not "data" when checking that the target is empty, and are copied as upserts
 MIGRATION_ROWS = frozenset({"audit_checkpoint"})
+#: tables each database keeps for itself (its triggers write them): never copied or compared
+DERIVED_TABLES = frozenset({"layer_versions"})
+
+
+def _data_tables() -> list[Table]:
+    return [t for t in Base.metadata.sorted_tables if t.name not in DERIVED_TABLES]
 
 
 class MigrateDbError(RuntimeError):
@@ -279,7 +285,7 @@ def _target_is_empty(dst: Database) -> list[str]:
     with dst.engine.connect() as conn:
         return [
             t.name
-            for t in Base.metadata.sorted_tables
+            for t in _data_tables()
             if t.name not in MIGRATION_ROWS
             and conn.execute(select(func.count()).select_from(t)).scalar()
         ]
@@ -333,7 +339,7 @@ def copy_database(
                 f"the target already holds data (tables {', '.join(busy)}); copy into an empty "
                 "database, or pass --sync to bring this copy up to date"
             )
-    tables = list(Base.metadata.sorted_tables)
+    tables = _data_tables()
     report = CopyReport()
     with _snapshot(source) as src, target.engine.connect() as dst:
         src_chunks = {t.name: _chunks(src, t) for t in tables}

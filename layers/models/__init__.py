@@ -5,10 +5,12 @@ from layers.models.geo_layers import (
     ADMIN_LEVELS,
     CAMERA_STATUSES,
     CENTER_LEVELS,
+    VERSIONED_COLUMNS,
     AdminArea,
     Camera,
     Center,
     Grid,
+    LayerVersion,
     Responder,
 )
 from layers.models.incidents import (
@@ -36,6 +38,7 @@ __all__ = [
     "INCIDENT_STATUSES",
     "ROLES",
     "SOURCES",
+    "VERSIONED_COLUMNS",
     "AdminArea",
     "ApiToken",
     "AuditCheckpoint",
@@ -48,6 +51,7 @@ __all__ = [
     "IdempotencyKey",
     "Incident",
     "IncidentEvent",
+    "LayerVersion",
     "PolygonMixin",
     "RedactionRule",
     "Responder",

@@ -33,6 +33,31 @@ class AdminArea(PolygonMixin, Base):
     parent: Mapped[AdminArea | None] = relationship(remote_side=[id])
 
 
+class LayerVersion(Base):
+    """A version stamp of one layer that process caches are built from (grids, centers, areas).
+
+    Database triggers (migration 0006) bump ``serial`` and draw a new random ``token`` in the
+    same transaction as every insert, delete, or update of the columns the grid locator reads
+    (``VERSIONED_COLUMNS``), whoever writes: the ORM, a bulk import, the seed, another
+    process, plain SQL. A cache checks this 3-row table instead of aggregating the layers; the
+    token tells apart a database recreated at the same URL whose serials happen to match.
+    """
+
+    __tablename__ = "layer_versions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    serial: Mapped[int] = mapped_column(Integer, default=0)
+    token: Mapped[str] = mapped_column(String(32))
+
+
+#: The layers ``LayerVersion`` follows and the columns whose updates bump it.
+VERSIONED_COLUMNS = {
+    "admin_areas": ("id", "parent_id", "level"),
+    "grids": ("id", "community_id", "geom_wkb"),
+    "centers": ("id", "area_id", "level"),
+}
+
+
 class Grid(PolygonMixin, Base):
     """A responsibility grid (网格): 14-digit unit-grid code, polygon, parent community."""
 

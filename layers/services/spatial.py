@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geo.assign import GridIndex
 from layers.db import Database
-from layers.models import AdminArea, Center, Grid
+from layers.models import AdminArea, Center, Grid, LayerVersion
 
 LEVEL_OF_CENTER = {"village": "community", "township": "street", "county": "district",
                    "city": "city"}  # fmt: skip
@@ -77,16 +77,17 @@ _cache: dict[str, GridLocator] = {}
 _lock = threading.Lock()
 
 
+#: One read of the trigger-kept stamps of the layers the locator is built from (migration 0006).
+_VERSION_QUERY = select(LayerVersion.name, LayerVersion.serial, LayerVersion.token).order_by(
+    LayerVersion.name
+)
+
+
 def _grid_version(s: Session) -> tuple:
-    # count + max id alone miss a reseed that recreates the same ids; the bbox sums change
-    # whenever any grid geometry does.
-    g = s.execute(
-        select(func.count(), func.max(Grid.id), func.sum(Grid.minx + Grid.maxy * 3.0))
-    ).one()
-    c = s.execute(
-        select(func.count(), func.max(Center.id), func.sum(Center.lon + Center.lat * 3.0))
-    ).one()
-    return (tuple(g), tuple(c))
+    # The database bumps a layer's row on every write to it (whoever writes, any process), and
+    # draws a new token each time, so a database recreated at the same URL is not mistaken
+    # for the one cached.
+    return tuple(tuple(row) for row in s.execute(_VERSION_QUERY))
 
 
 @contextmanager

@@ -14,11 +14,12 @@ import json
 import logging
 import re
 import secrets
+import threading
 from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from layers.models import ROLES, ApiToken, User
@@ -46,6 +47,32 @@ class UserError(ValueError):
 
 
 # -- validation -------------------------------------------------------------------------------
+_epoch = [0]
+_epoch_lock = threading.Lock()
+
+
+def auth_epoch() -> int:
+    """Return this process's count of changes to who may do what (accounts, roles, tokens).
+
+    Caches of resolved principals (``dashboard.auth``) compare it on every hit, so a change
+    made through this process invalidates them at once; other processes re-read the database
+    when their short cache lifetime ends.
+    """
+    return _epoch[0]
+
+
+def _auth_changed(session: Session) -> None:
+    """Bump the epoch now and again when ``session`` commits (a request in between may have
+    cached the old state)."""
+
+    def bump(*_args) -> None:
+        with _epoch_lock:
+            _epoch[0] += 1
+
+    bump()
+    event.listen(session, "after_commit", bump, once=True)
+
+
 def validate_username(name: object, field_name: str = "username") -> str:
     """Return the username if it is 2-64 letters, digits, ``_ . -``; else raise UserError."""
     if not isinstance(name, str) or not _USERNAME.match(name.strip()):
@@ -213,6 +240,7 @@ def set_active(
     """Return the user after enabling or disabling the account (audited)."""
     user = _require_user(session, username)
     user.active = bool(active)
+    _auth_changed(session)
     if active:
         user.failed_logins, user.locked_until = 0, None
     audit.record(
@@ -241,6 +269,7 @@ def set_password(
         raise UserError("the new password must differ from the current one")
     user.password_hash = hash_password(new_password)
     user.must_change_password = must_change
+    _auth_changed(session)
     user.failed_logins, user.locked_until = 0, None
     audit.record(session, actor=actor, role=actor_role, action="user.password", target=username)
     return user
@@ -266,6 +295,7 @@ def set_role_and_scopes(
         detail["scopes"] = [parse_scopes(user.scopes), clean]
         user.scopes = json.dumps(clean, sort_keys=True)
     if detail:
+        _auth_changed(session)
         audit.record(
             session,
             actor=actor,
@@ -428,6 +458,7 @@ def revoke_token(
         raise UserError(f"no token called {name!r}; see `python -m layers tokens list`")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        _auth_changed(session)
         audit.record(session, actor=actor, role=actor_role, action="token.revoke", target=name)
     return row
 

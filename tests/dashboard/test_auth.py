@@ -324,3 +324,51 @@ def test_basic_auth_is_cached_briefly_and_follows_password_changes(app, client):
     with _db(app).session() as s:
         user_service.set_password(s, name, "a changed password", actor="admin")
     assert client.get("/ogc", headers=good).status_code == 401  # the old pair stops at once
+
+
+def test_changes_made_elsewhere_are_seen_within_the_recheck_time(app, client, monkeypatch):
+    """A token revoked or an account disabled by another process (plain SQL here: nothing in
+    this process knows) stops working once the principal cache's short lifetime ends."""
+    from sqlalchemy import text
+
+    from dashboard import auth
+
+    monkeypatch.setattr(auth, "PRINCIPAL_RECHECK_S", 0.5)
+    headers = bearer(app, "gis", name="qgis2")
+    name = login(client, app, "operator")
+    token_client = app.server.test_client()
+    assert token_client.get("/ogc", headers=headers).status_code not in (401, 403)
+    assert client.get("/_dash-layout").status_code == 200
+    with _db(app).session() as s:
+        s.execute(text("UPDATE api_tokens SET revoked_at = CURRENT_TIMESTAMP WHERE name = 'qgis2'"))
+        s.execute(text("UPDATE users SET active = false WHERE username = :n"), {"n": name})
+    # inside the recheck time the cached answer stands (that is the trade: one database read
+    # per user or token per 0.5 s here, per 5 s by default, instead of one per request) ...
+    assert token_client.get("/ogc", headers=headers).status_code not in (401, 403)
+    time.sleep(0.6)
+    # ... after it, the database is asked again and says no
+    r = token_client.get("/ogc", headers=headers)
+    assert r.status_code == 401 and "revoked" in r.get_json()["error"]
+    assert client.get("/_dash-layout").status_code == 401
+
+
+def test_a_change_through_this_process_is_seen_at_once_despite_the_cache(app, client):
+    """set_active / set_role_and_scopes / revoke_token bump the epoch the cache checks."""
+    headers = bearer(app, "gis", name="qgis3")
+    token_client = app.server.test_client()
+    name = login(client, app, "operator")
+    for _ in range(3):  # warm the cache
+        assert token_client.get("/ogc", headers=headers).status_code not in (401, 403)
+        assert client.get("/_dash-layout").status_code == 200
+    with _db(app).session() as s:
+        user_service.set_role_and_scopes(s, name, role="dispatcher", actor="admin")
+    page = client.get("/_dash-layout")
+    assert page.status_code == 200
+    from dashboard.auth import _principal_cache
+
+    cached = [p for _e, _ep, p in _principal_cache(app.server.config["GRIDSIGHT"]).values()]
+    assert any(p.name == name and p.role == "dispatcher" for p in cached)
+    assert not any(p.name == name and p.role == "operator" for p in cached)
+    with _db(app).session() as s:
+        user_service.revoke_token(s, "qgis3", actor="admin")
+    assert token_client.get("/ogc", headers=headers).status_code == 401

@@ -70,3 +70,68 @@ def test_locator_rebuilds_after_reseed_with_same_ids(db_backend, tmp_path):
     loc = locator(db)
     assert loc.grid_at([102.705], [25.005])[0] == -1
     assert loc.grid_at([102.805], [25.005])[0] > 0
+
+
+def _versions(db: Database) -> dict[str, tuple[int, str]]:
+    from layers.models import LayerVersion
+
+    with db.session() as s:
+        return {r.name: (r.serial, r.token) for r in s.query(LayerVersion)}
+
+
+def test_every_write_to_a_layer_bumps_its_version_whoever_writes(db_backend, tmp_path):
+    """Triggers (migration 0006) stamp ORM writes, plain SQL and bulk deletes alike."""
+    from sqlalchemy import text
+
+    db = Database(db_url(tmp_path / "l.sqlite", db_backend))
+    db.migrate()
+    v0 = _versions(db)
+    assert set(v0) == {"admin_areas", "grids", "centers"}
+    _city(db, x0=102.70)
+    v1 = _versions(db)
+    assert all(v1[k][0] > v0[k][0] and v1[k][1] != v0[k][1] for k in v0)  # ORM inserts
+    loc = locator(db)
+    assert locator(db) is loc  # nothing changed: the cached one
+    with db.session() as s:  # not a column the locator reads: same version, same locator
+        s.execute(text("UPDATE grids SET name = 'renamed'"))
+        s.execute(text("UPDATE centers SET name = 'renamed', lon = lon + 0.0001"))
+    assert _versions(db) == v1 and locator(db) is loc
+    moved = shapely.box(102.90, 25.0, 102.91, 25.01)
+    with db.session() as s:  # plain SQL moving a grid's geometry
+        s.execute(
+            text("UPDATE grids SET geom_wkb = :g WHERE id = (SELECT MIN(id) FROM grids)"),
+            {"g": shapely.to_wkb(moved)},
+        )
+    v2 = _versions(db)
+    assert v2["grids"] != v1["grids"] and v2["centers"] == v1["centers"]
+    loc2 = locator(db)
+    assert loc2 is not loc and loc2.grid_at([102.905], [25.005])[0] > 0
+    with db.session() as s:
+        s.execute(text("DELETE FROM centers WHERE level = 'village'"))
+    assert _versions(db)["centers"] != v2["centers"]
+    loc3 = locator(db)
+    assert loc3 is not loc2
+    gid = int(loc3.grid_at([102.905], [25.005])[0])
+    with db.session() as s:
+        names = {c.id: c.name for c in s.query(Center)}
+    assert names[loc3.center_for(gid, "grid")] != "社区中心"  # the deleted one is gone
+
+
+def test_a_database_recreated_at_the_same_path_is_not_mistaken_for_the_cached_one(tmp_path):
+    """Same file, same writes in the same order (equal serials): a new token, a new locator."""
+    path = tmp_path / "again.sqlite"
+    db = Database(db_url(path, "sqlite"))
+    db.migrate()
+    _city(db, x0=102.70)
+    first = _versions(db)
+    assert locator(db).grid_at([102.705], [25.005])[0] > 0
+    db.dispose()
+    path.unlink()
+    db = Database(db_url(path, "sqlite"))
+    db.migrate()
+    _city(db, x0=102.80)
+    again = _versions(db)
+    assert {k: v[0] for k, v in again.items()} == {k: v[0] for k, v in first.items()}
+    loc = locator(db)
+    assert loc.grid_at([102.705], [25.005])[0] == -1
+    assert loc.grid_at([102.805], [25.005])[0] > 0
