@@ -316,6 +316,46 @@ def lost(db_url: str, acked: dict[str, int]) -> list[str]:
     return [k for k, i in acked.items() if found.get(k) != i]
 
 
+#: Idempotency-Key prefixes of the incidents this generator posts (warm-up and measured).
+KEY_PREFIXES = ("warm-", "load-")
+
+
+def remove_posted(db_url: str) -> int:
+    """Delete the incidents this generator posted (any run), with their events and keys.
+
+    Each run adds ``rate x (warmup + seconds)`` incidents; left in place they pile up in the
+    map's 24-hour window and the "today" counts, so every later phase would count and draw
+    more than the last and runs would not compare. Called before the first phase and after
+    each (after the lost-incident check), so every phase starts from the seeded city.
+    Audit entries (escalations of posted incidents) stay: the audit log is append-only.
+    """
+    from sqlalchemy import text
+
+    from layers.db import Database
+
+    db = Database(db_url)
+    like = " OR ".join(f"key LIKE '{p}%'" for p in KEY_PREFIXES)
+    with db.session() as s:
+        ids = f"SELECT incident_id FROM idempotency_keys WHERE {like}"
+        n = s.execute(text(f"SELECT count(*) FROM ({ids}) AS posted")).scalar() or 0
+        if n:
+            s.execute(
+                text(f"UPDATE incidents SET duplicate_of = NULL WHERE duplicate_of IN ({ids})")
+            )
+            s.execute(text(f"DELETE FROM incident_events WHERE incident_id IN ({ids})"))
+            s.execute(text(f"CREATE TEMPORARY TABLE posted_ids AS {ids}"))
+            s.execute(text(f"DELETE FROM idempotency_keys WHERE {like}"))
+            s.execute(
+                text("DELETE FROM incidents WHERE id IN (SELECT incident_id FROM posted_ids)")
+            )
+            s.execute(text("DROP TABLE posted_ids"))
+    if n and db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE incidents, incident_events, idempotency_keys"))
+    db.dispose()
+    return int(n)
+
+
 def report(res: dict) -> None:
     """Print one phase's numbers."""
     r, p = res["refresh"], res["post"]
@@ -345,6 +385,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of load not counted")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--out", default="/tmp/gridsight-load", help="server logs")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the posted incidents (default: removed after each phase)")  # fmt: skip
     args = ap.parse_args()
     if not args.db:
         ap.error("--db is required (a seeded city; PostgreSQL for several workers)")
@@ -352,6 +394,10 @@ def main() -> int:
         ap.error("--redis is required for several workers")
     out = Path(args.out)
     (out / "data").mkdir(parents=True, exist_ok=True)
+    if not args.keep:
+        gone = remove_posted(args.db)
+        if gone:
+            print(f"removed {gone:,} incidents left by earlier runs of this generator")
     logins, token, city = accounts(args.db, args.sessions)
     print(f"load: {args.sessions} operator sessions x 1 refresh/s + {args.rate:g} incident "
           f"POST/s for {args.seconds:g} s; database {args.db.split('@')[-1]}")  # fmt: skip
@@ -366,6 +412,8 @@ def main() -> int:
         finally:
             stop_server(proc)
         res["lost"] = lost(args.db, res["acked"])
+        if not args.keep:
+            res["removed"] = remove_posted(args.db)
         report(res)
         phases.append(res)
     if len(phases) == 2:
