@@ -87,10 +87,18 @@ class Settings(BaseSettings):
         le=1024,
         description="Redaction worker processes in the Ray cluster; camera c runs in worker c mod N.",
     )
+    ray_worker_cpus: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Cluster mode: CPUs Ray reserves for each redaction worker (and cores it is "
+        "held to); 2-4 for workers hosting several 25 fps 1080p feeds.",
+    )
     ray_bind_cpus: bool = Field(
         True,
-        description="Cluster mode: hold each redaction worker to the one core Ray reserves for "
-        "it, so N workers use N cores; false lets a worker's threads spread over all cores.",
+        description="Cluster mode: hold each redaction worker to the cores Ray reserves for "
+        "it, so N workers use N x GRIDSIGHT_RAY_WORKER_CPUS cores; false lets its threads "
+        "spread over all cores.",
     )
     ray_idle_s: float = Field(
         30.0,

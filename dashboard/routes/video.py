@@ -87,6 +87,7 @@ def build_hub(ctx: Any) -> StreamHub | RayStreamRelay:
         workers=settings.ray_workers,
         namespace=settings.ray_namespace,
         hub_settings=hub_settings.model_copy(update={"idle_stop_s": settings.ray_idle_s}),
+        num_cpus=settings.ray_worker_cpus,
         bind_cpus=settings.ray_bind_cpus,
     )
     log.info("video: cluster mode, %d redaction workers", settings.ray_workers)

@@ -78,6 +78,22 @@ def use_session(db_or_session: Database | Session) -> Iterator[Session]:
 #: bigger id cannot exist, so lookups answer "not found" instead of a database error.
 MAX_ROW_ID = 2**31 - 1
 
+#: Databases whose per-process caches (grid locator, event tail) a process keeps at once. A
+#: deployment has one; a test run opens hundreds, whose caches would otherwise all stay.
+CACHED_DATABASES = 8
+
+
+def keep_recent(cache: dict, key: Any, value: Any, limit: int = CACHED_DATABASES) -> Any:
+    """Store ``cache[key] = value`` as the newest entry and drop the oldest beyond ``limit``.
+
+    The caller holds the cache's lock. Insertion order is use order when hits re-store.
+    """
+    cache.pop(key, None)
+    cache[key] = value
+    while len(cache) > limit:
+        cache.pop(next(iter(cache)))
+    return value
+
 
 def get_row(session: Session, model: Any, ident: Any, **kwargs: Any) -> Any:
     """Return ``session.get(model, ident)``, or None when ``ident`` cannot be a stored id.

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, aliased
 
 from layers.db import Database
 from layers.models import AdminArea, Camera, Category, Grid, Incident, IncidentEvent
+from layers.services import keep_recent
 from layers.services.incidents import OPEN_STATUSES, default_categories
 
 log = logging.getLogger(__name__)
@@ -459,12 +460,15 @@ def _events_after(session: Session, after: int, limit: int) -> tuple[list, bool]
     key = str(session.get_bind().url)
     with _tails_lock:
         tail = _tails.get(key)
+        if tail is not None:
+            keep_recent(_tails, key, tail)
     if tail is None or after < tail.start:
         rows, overflow = _fetch_events(session, after, limit)
         if tail is None and not overflow:
             with _tails_lock:
-                end = rows[-1][0] if rows else after
-                _tails.setdefault(key, _EventTail(after, end, rows, time.monotonic()))
+                if key not in _tails:
+                    end = rows[-1][0] if rows else after
+                    keep_recent(_tails, key, _EventTail(after, end, rows, time.monotonic()))
         return rows, overflow
     with tail.lock:
         if after >= tail.end or time.monotonic() - tail.fetched_at > TAIL_FRESH_S:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from geo.assign import GridIndex
 from layers.db import Database
 from layers.models import AdminArea, Center, Grid, LayerVersion
+from layers.services import keep_recent
 
 LEVEL_OF_CENTER = {"village": "community", "township": "street", "county": "district",
                    "city": "city"}  # fmt: skip
@@ -125,7 +126,7 @@ def locator(db_or_session: Database | Session) -> GridLocator:
     with _lock:
         cached = _cache.get(key)
         if cached is not None and cached.version == version:
-            return cached
+            return keep_recent(_cache, key, cached)
     with _session_of(db_or_session) as s:
         grids = s.execute(select(Grid.id, Grid.community_id, Grid.geom_wkb).order_by(Grid.id)).all()
         areas = s.execute(select(AdminArea.id, AdminArea.parent_id, AdminArea.level)).all()
@@ -152,5 +153,5 @@ def locator(db_or_session: Database | Session) -> GridLocator:
         city_center=city_center,
     )
     with _lock:
-        _cache[key] = loc
+        keep_recent(_cache, key, loc)
     return loc

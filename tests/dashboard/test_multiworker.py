@@ -1,5 +1,6 @@
 """Several web workers for real: ``python -m dashboard`` with ``GRIDSIGHT_WORKERS=3`` (gunicorn,
-gthread) on a SQLite file, live events through a private redis-server on a free port.
+gthread) on a SQLite file and on PostgreSQL (``db_backend``), live events through a private
+redis-server on a free port.
 
 Requests are pinned to a worker by keeping their HTTP connection open (``/healthz`` says which
 process answered), so each check runs on every worker: a session cookie made by one worker
@@ -32,6 +33,7 @@ from sqlalchemy import func, select
 from layers.db import Database
 from layers.leader import read_holder, sqlite_lock_path
 from layers.models import Incident, IncidentEvent
+from tests import dbs
 from tests.dashboard.operator_city import build_city, cell_center
 from tests.redis_server import RedisServer, free_port
 
@@ -170,12 +172,12 @@ def wait_for(pred, timeout: float = 20.0, step: float = 0.1):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, db_backend):
     from layers.services import users
 
     tmp = tmp_path_factory.mktemp("cluster")
     redis_server = RedisServer(tmp / "redis", persistent=False).start()
-    db_url = f"sqlite:///{tmp / 'gs.sqlite'}"
+    db_url = dbs.db_url(tmp / "gs.sqlite", db_backend)
     db = Database(db_url)
     db.migrate()
     ids = build_city(db, incidents=5)
@@ -409,6 +411,21 @@ def _last_event(db: Database) -> int:
         return int(s.scalar(select(func.max(IncidentEvent.id))) or 0)
 
 
+def _advisory_holders(db: Database, name: str) -> int:
+    """Return how many sessions hold GridSight's PostgreSQL advisory lock ``name``."""
+    from sqlalchemy import text
+
+    from layers.db import advisory_key
+
+    key = advisory_key(name) & 0xFFFFFFFFFFFFFFFF  # a bigint key: classid high, objid low
+    with db.engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND classid::bigint = :hi AND objid::bigint = :lo AND objsubid = 1"),
+            {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar())  # fmt: skip
+
+
 def _leaders(port: int) -> tuple[list[int], dict] | None:
     try:
         workers = each_worker(port, tries=300)
@@ -430,7 +447,10 @@ def test_background_services_run_in_exactly_one_worker_and_move_when_it_dies(clu
     assert docs[leader]["simulator"] == "running"
     assert all(d["simulator"] == "standby" for p, d in docs.items() if p != leader)
     lock = sqlite_lock_path(db, "leader")
-    assert read_holder(lock)["pid"] == str(leader)
+    if lock is not None:  # SQLite: the flock file names its holder
+        assert read_holder(lock)["pid"] == str(leader)
+    else:  # PostgreSQL: exactly one session holds the advisory lock
+        assert _advisory_holders(db, "leader") == 1
     # one simulator at 0.5 s, not three: count the incidents it adds over a window
     mark = _last_event(db)
     window = 6.0
@@ -442,7 +462,11 @@ def test_background_services_run_in_exactly_one_worker_and_move_when_it_dies(clu
     t0 = time.monotonic()
 
     def new_holder():
-        pid = read_holder(lock).get("pid")
+        if lock is not None:
+            pid = read_holder(lock).get("pid")
+        else:
+            found = _leaders(port)
+            pid = str(found[0][0]) if found is not None and len(found[0]) == 1 else None
         return pid if pid not in (None, str(leader)) else None
 
     holder = wait_for(new_holder, timeout=20)

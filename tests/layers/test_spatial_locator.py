@@ -135,3 +135,29 @@ def test_a_database_recreated_at_the_same_path_is_not_mistaken_for_the_cached_on
     loc = locator(db)
     assert loc.grid_at([102.705], [25.005])[0] == -1
     assert loc.grid_at([102.805], [25.005])[0] > 0
+
+
+def test_keep_recent_drops_the_least_recently_used():
+    from layers.services import keep_recent
+
+    cache: dict = {}
+    for k in "abc":
+        keep_recent(cache, k, k.upper(), limit=3)
+    keep_recent(cache, "a", "A", limit=3)  # a hit re-stores: now the newest
+    keep_recent(cache, "d", "D", limit=3)
+    assert list(cache) == ["c", "a", "d"]
+
+
+def test_a_process_keeps_locators_of_a_few_databases_only(tmp_path):
+    from layers.services import CACHED_DATABASES, spatial
+
+    first = None
+    for i in range(CACHED_DATABASES + 2):
+        db = Database(db_url(tmp_path / f"d{i}.sqlite", "sqlite"))
+        db.migrate()
+        _city(db)
+        locator(db)
+        first = first or str(db.engine.url)
+        db.dispose()
+    assert len(spatial._cache) <= CACHED_DATABASES
+    assert first not in spatial._cache
