@@ -32,48 +32,28 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    """Return a free TCP port on 127.0.0.1."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.dashboard.operator_city import refresh_body  # noqa: E402 - after the path
+from tests.incident_city import free_port  # noqa: E402
 
 
 def start_server(db_url: str, port: int, workers: int, redis_url: str | None, log: Path):
-    """Return the server process once /healthz answers."""
-    env = {**os.environ, "GRIDSIGHT_DB_URL": db_url, "GRIDSIGHT_PORT": str(port),
-           "GRIDSIGHT_HOST": "127.0.0.1", "GRIDSIGHT_SEED_ON_START": "false",
-           "GRIDSIGHT_SIMULATOR": "false", "GRIDSIGHT_WORKERS": str(workers),
-           "GRIDSIGHT_DATA_DIR": str(log.parent / "data")}  # fmt: skip
+    """Return the server process (its own process group) once /healthz answers."""
+    from tests.incident_city import start_server as start_dashboard
+
+    env = {"GRIDSIGHT_WORKERS": str(workers)}
     if redis_url and workers > 1:
         env["GRIDSIGHT_REDIS_URL"] = redis_url
         env["GRIDSIGHT_REDIS_STREAM"] = f"gridsight-bench:{secrets.token_hex(4)}"
-    out = open(log, "ab")  # noqa: SIM115 - the process writes to it until it ends
-    proc = subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=ROOT, env=env,
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if r.status == 200:
-                    time.sleep(2.0 if workers > 1 else 0.5)  # every worker up, not just one
-                    return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"server did not answer within 300 s; see {log}")
+    proc = start_dashboard(db_url, log.parent / "data", port, log_path=log, extra_env=env,
+                           new_session=True, timeout_s=300)  # fmt: skip
+    time.sleep(2.0 if workers > 1 else 0.5)  # every worker up, not just the first
+    return proc
 
 
 def stop_server(proc) -> None:
@@ -139,21 +119,6 @@ def refresh_spec(session, base: str) -> list[str]:
         if ("operator-tick", "n_intervals") in ins and "operator-cursor.data" in d["output"]:
             return d["output"].strip(".").split("...")
     raise RuntimeError("no operator-tick refresh callback in /_dash-dependencies")
-
-
-def refresh_body(outputs: list[str], cursor, n: int) -> dict:
-    """Return the JSON body of one refresh request, as the browser sends it."""
-    return {
-        "output": ".." + "...".join(outputs) + "..",
-        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in outputs],
-        "inputs": [
-            {"id": "operator-tick", "property": "n_intervals", "value": n},
-            {"id": "operator-filter", "property": "data", "value": {"window": "24h"}},
-            {"id": "app-lang", "property": "data", "value": "zh"},
-        ],
-        "state": [{"id": "operator-cursor", "property": "data", "value": cursor}],
-        "changedPropIds": ["operator-tick.n_intervals"],
-    }
 
 
 def machine_busy_s() -> float:

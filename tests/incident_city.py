@@ -135,10 +135,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(db_path, data_dir, port: int, *, log_path=None, extra_env=None):
+def start_server(
+    db_path, data_dir, port: int, *, log_path=None, extra_env=None, new_session=False,
+    timeout_s: float = 60.0,
+):  # fmt: skip
     """Return a ``python -m dashboard`` process serving ``db_path`` on 127.0.0.1:``port``.
 
     ``db_path`` is a SQLite file path or a database URL (``tests.dbs.db_url``).
+    ``new_session`` starts it in a process group of its own (stop gunicorn and its workers
+    with ``os.killpg``).
 
     Seeding and the simulator are off; the call returns once /healthz answers (or raises).
     """
@@ -157,8 +162,8 @@ def start_server(db_path, data_dir, port: int, *, log_path=None, extra_env=None)
     out = open(log_path or Path(data_dir) / f"server-{port}.log", "ab")  # noqa: SIM115
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=repo, env=env, stdout=out,
-                            stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 60
+                            stderr=subprocess.STDOUT, start_new_session=new_session)  # fmt: skip
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}; see {out.name}")
@@ -169,4 +174,4 @@ def start_server(db_path, data_dir, port: int, *, log_path=None, extra_env=None)
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError(f"server did not answer /healthz within 60 s; see {out.name}")
+    raise RuntimeError(f"server did not answer /healthz within {timeout_s:.0f} s; see {out.name}")

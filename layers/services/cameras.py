@@ -151,10 +151,7 @@ def read_gdf(
 def _lookup(session: Session, camera_id: int | str) -> Camera | None:
     if isinstance(camera_id, str) and len(camera_id) == 20:
         return session.scalar(select(Camera).where(Camera.gb_id == camera_id))
-    try:
-        return get_row(session, Camera, camera_id)
-    except (TypeError, ValueError):
-        return None
+    return get_row(session, Camera, camera_id)  # anything not an id: None
 
 
 def get_camera(db: Database | Session, camera_id: int | str) -> Camera:

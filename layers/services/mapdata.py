@@ -343,8 +343,7 @@ def grid_counts_changed(
                 prev = table.get(g)
                 if prev is None or prev[1] <= as_of:
                     table[g] = (fresh[g], as_of, clock)
-            while len(_shared_counts.entries) > SHARED_COUNTS_FILTERS:
-                _shared_counts.entries.pop(next(iter(_shared_counts.entries)))
+            keep_recent(_shared_counts.entries, key, table, limit=SHARED_COUNTS_FILTERS)
         out.update(fresh)
     return out
 
@@ -451,6 +450,10 @@ def _fetch_events(session: Session, after: int, limit: int) -> tuple[list, bool]
     return out, overflow
 
 
+def _event_id(row: tuple) -> int:
+    return row[0]
+
+
 def _events_after(session: Session, after: int, limit: int) -> tuple[list, bool]:
     """Return (event rows after ``after``, overflow), from the process's shared tail if it can.
 
@@ -489,8 +492,7 @@ def _events_after(session: Session, after: int, limit: int) -> tuple[list, bool]
             covered = False
         else:
             covered = True
-            ids = [r[0] for r in tail.rows]
-            pos = bisect.bisect_right(ids, after)
+            pos = bisect.bisect_right(tail.rows, after, key=_event_id)  # rows are in id order
             picked = tail.rows[pos : pos + limit + 1]
     if not covered:
         return _fetch_events(session, after, limit)

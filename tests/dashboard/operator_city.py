@@ -145,3 +145,21 @@ def open_grid_counts(db: Database, since: dt.datetime) -> dict[int, int]:
             if inc.created_at >= since and inc.status != "closed" and inc.grid_id is not None:
                 out[inc.grid_id] = out.get(inc.grid_id, 0) + 1
     return out
+
+
+def refresh_body(outputs: list[str], cursor, n: int, window: str = "24h") -> dict:
+    """Return the JSON body of one operator-map live refresh, as the browser sends it.
+
+    ``outputs`` are the refresh callback's outputs ("id.property"), in its order.
+    """
+    return {
+        "output": ".." + "...".join(outputs) + "..",
+        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in outputs],
+        "inputs": [
+            {"id": "operator-tick", "property": "n_intervals", "value": n},
+            {"id": "operator-filter", "property": "data", "value": {"window": window}},
+            {"id": "app-lang", "property": "data", "value": "zh"},
+        ],
+        "state": [{"id": "operator-cursor", "property": "data", "value": cursor}],
+        "changedPropIds": ["operator-tick.n_intervals"],
+    }

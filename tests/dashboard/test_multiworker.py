@@ -34,7 +34,7 @@ from layers.db import Database
 from layers.leader import read_holder, sqlite_lock_path
 from layers.models import Incident, IncidentEvent
 from tests import dbs
-from tests.dashboard.operator_city import build_city, cell_center
+from tests.dashboard.operator_city import build_city, cell_center, refresh_body
 from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -253,18 +253,7 @@ def _refresh_outputs() -> list[str]:
 
 
 def refresh(w: Worker, cursor: dict | None, n: int = 1) -> dict:
-    outputs = _refresh_outputs()
-    body = {
-        "output": ".." + "...".join(outputs) + "..",
-        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in outputs],
-        "inputs": [
-            {"id": "operator-tick", "property": "n_intervals", "value": n},
-            {"id": "operator-filter", "property": "data", "value": {"window": "24h"}},
-            {"id": "app-lang", "property": "data", "value": "zh"},
-        ],
-        "state": [{"id": "operator-cursor", "property": "data", "value": cursor}],
-        "changedPropIds": ["operator-tick.n_intervals"],
-    }
+    body = refresh_body(_refresh_outputs(), cursor, n)
     status, _h, data = w.request("POST", "/_dash-update-component", body, {
         "Content-Type": "application/json", "X-CSRFToken": w.jar["_csrf_token"]})  # fmt: skip
     assert status == 200, data[:300]
