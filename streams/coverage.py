@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+#: When more of the frame than this is new, check whether the camera panned (~1 ms).
+PAN_CHECK_FRACTION = 0.08
 #: Connected new cells fewer than this are specks (a min_face_px face covers 16 cells).
 SPECK_CELLS = 4
 
@@ -145,7 +147,7 @@ class Coverage:
         new = self._new_cells(ref, grid)
         fraction = float(new.mean())
         shift = (0.0, 0.0)
-        if fraction > self.burst_fraction:
+        if fraction > PAN_CHECK_FRACTION:
             moved = self._follow_pan(ref, grid)
             if moved is not None:
                 new_after = self._new_cells(moved[0], grid)
