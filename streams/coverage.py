@@ -23,6 +23,8 @@ import numpy as np
 
 #: When more of the frame than this is new, check whether the camera panned (~1 ms).
 PAN_CHECK_FRACTION = 0.08
+#: Side (cells) of the pieces a sparse component is cut into.
+SPLIT_CELLS = 16
 #: Connected new cells fewer than this are specks (a min_face_px face covers 16 cells).
 SPECK_CELLS = 4
 
@@ -66,13 +68,21 @@ class Rect:
 
 @dataclass
 class Changes:
-    """This frame's new regions (source px), the grid it was measured on, and the pan shift."""
+    """Which cells of a frame are new (never seen, or changed since seen) and the pan shift."""
 
     grid: np.ndarray
-    rects: list[Rect]
+    new: np.ndarray
     new_fraction: float
     shift: tuple[float, float] = (0.0, 0.0)
-    whole_frame: bool = False
+    everything: bool = False
+
+
+@dataclass
+class Regions:
+    """Where the region detectors must look on this frame, and what is obscured instead."""
+
+    rects: list[Rect]
+    whole_frame: bool
     #: New specks too small to hold a face (fewer than 4 cells): obscured, not detected.
     specks: list[Rect] = field(default_factory=list)
 
@@ -81,8 +91,8 @@ def merge_rects(rects: list[Rect], slack: float = 1.25) -> list[Rect]:
     """Return ``rects`` with overlapping pairs merged where the union costs little more.
 
     Two overlapping rectangles become their union when its area is at most ``slack`` times
-    the sum of theirs; otherwise both stay (a detector looks at the overlap twice rather than
-    at a large empty union).
+    the area they cover together; otherwise both stay (a detector looks at the overlap twice
+    rather than at a large empty union).
     """
     out = list(rects)
     merged = True
@@ -94,7 +104,9 @@ def merge_rects(rects: list[Rect], slack: float = 1.25) -> list[Rect]:
                 if not a.intersects(b.x1, b.y1, b.x2, b.y2):
                     continue
                 u = a.union(b)
-                if u.area <= slack * (a.area + b.area):
+                ix = min(a.x2, b.x2) - max(a.x1, b.x1)
+                iy = min(a.y2, b.y2) - max(a.y1, b.y1)
+                if u.area <= slack * (a.area + b.area - ix * iy):
                     out[i] = u
                     del out[j]
                     merged = True
@@ -126,45 +138,53 @@ class Coverage:
         gw, gh = max(1, -(-w // self.cell)), max(1, -(-h // self.cell))
         return cv2.resize(gray, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32)
 
-    def changes(
-        self,
-        frame: np.ndarray,
-        margin_px: int,
-        covered: list[tuple[float, float, float, float]] = (),
-    ) -> Changes:
-        """Return the new regions of ``frame`` (each grown by ``margin_px``) versus the reference.
-
-        Cells wholly inside a ``covered`` box (x1, y1, x2, y2 px; obscured in this frame
-        whatever is found there) need no detection and are left out of the regions; they
-        stay new until a detection sees them.
-        """
+    def changes(self, frame: np.ndarray) -> Changes:
+        """Return which cells of ``frame`` are new versus the reference (following a pan)."""
         h, w = frame.shape[:2]
         grid = self.grid_of(frame)
-        whole = [Rect(0, 0, w, h)]
         ref = self.reference
         if ref is None or ref.shape != grid.shape or self._frame_size != (w, h):
-            return Changes(grid, whole, 1.0, whole_frame=True)
+            return Changes(grid, np.ones(grid.shape, bool), 1.0, everything=True)
         new = self._new_cells(ref, grid)
         fraction = float(new.mean())
         shift = (0.0, 0.0)
         if fraction > PAN_CHECK_FRACTION:
             moved = self._follow_pan(ref, grid)
             if moved is not None:
-                new_after = self._new_cells(moved[0], grid)
+                new_after = self._new_cells(moved[0], grid, subcell=True)
                 if float(new_after.mean()) < fraction:
                     self.reference, new, shift = moved[0], new_after, moved[1]
                     fraction = float(new.mean())
+        return Changes(grid, new, fraction, shift)
+
+    def regions(
+        self,
+        changes: Changes,
+        margin_px: int,
+        width: int,
+        height: int,
+        covered: list[tuple[float, float, float, float]] = (),
+    ) -> Regions:
+        """Return the rectangles to detect (new cells grown by ``margin_px``) and the specks.
+
+        Cells wholly inside a ``covered`` box (x1, y1, x2, y2 px; obscured in this frame
+        whatever is found there) need no detection and are left out; they stay new until a
+        detection sees them. More than ``burst_fraction`` new: the whole frame.
+        """
+        whole = Regions([Rect(0, 0, width, height)], True)
+        if changes.everything:
+            return whole
+        new = changes.new.copy()
         c = self.cell
         for x1, y1, x2, y2 in covered:
             gx1, gy1 = max(0, -(-int(x1) // c)), max(0, -(-int(y1) // c))
             gx2, gy2 = int(x2) // c, int(y2) // c
             if gx2 > gx1 and gy2 > gy1:
                 new[gy1:gy2, gx1:gx2] = False
-        uncovered = float(new.mean())
-        if uncovered > self.burst_fraction:
-            return Changes(grid, whole, fraction, shift, whole_frame=True)
-        rects, specks = self._rects(new, margin_px, w, h)
-        return Changes(grid, rects, fraction, shift, specks=specks)
+        if float(new.mean()) > self.burst_fraction:
+            return whole
+        rects, specks = self._rects(new, margin_px, width, height)
+        return Regions(rects, False, specks)
 
     def mark_seen(
         self, grid: np.ndarray, rects: list[Rect], margin_px: int, width: int, height: int
@@ -190,9 +210,23 @@ class Coverage:
             if gx2 > gx1 and gy2 > gy1:
                 self.reference[gy1:gy2, gx1:gx2] = grid[gy1:gy2, gx1:gx2]
 
-    def _new_cells(self, ref: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    def _new_cells(self, ref: np.ndarray, grid: np.ndarray, subcell: bool = False) -> np.ndarray:
+        """Return the cells whose value moved more than the threshold (NaN: never seen: new).
+
+        ``subcell``: after a pan the shift is known to a fraction of a cell, and the shifted
+        reference mixes neighbouring cells; a cell then counts as new only when its value is
+        outside the range of the 3x3 reference cells around it, widened by the threshold.
+        """
         with np.errstate(invalid="ignore"):
-            return ~(np.abs(grid - ref) <= self.threshold)  # NaN (never seen) counts as new
+            new = ~(np.abs(grid - ref) <= self.threshold)
+        if not subcell:
+            return new
+        unseen = ~np.isfinite(ref)
+        kernel = np.ones((3, 3), np.uint8)
+        lo = cv2.erode(np.where(unseen, 1e6, ref).astype(np.float32), kernel)
+        hi = cv2.dilate(np.where(unseen, -1e6, ref).astype(np.float32), kernel)
+        outside = (grid < lo - self.threshold) | (grid > hi + self.threshold)
+        return unseen | (new & outside)
 
     def _follow_pan(
         self, ref: np.ndarray, grid: np.ndarray
@@ -207,32 +241,60 @@ class Coverage:
             return None
         if abs(dx) > gw / 3 or abs(dy) > gh / 3:
             return None
+        # a near-zero component would smear the NaN border into a whole edge row or column
+        dx = 0.0 if abs(dx) < 0.25 else dx
+        dy = 0.0 if abs(dy) < 0.25 else dy
         m = np.float32([[1, 0, dx], [0, 1, dy]])
+        # replicate at the border (a NaN border leaks into the last row through a 0 weight),
+        # then mark unseen what came from outside or from unseen cells
         moved = cv2.warpAffine(
-            np.where(seen, ref, np.nan).astype(np.float32),
+            filled, m, (gw, gh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        unseen = cv2.warpAffine(
+            (~seen).astype(np.float32),
             m,
             (gw, gh),
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_CONSTANT,
-            borderValue=float("nan"),
+            borderValue=1.0,
         )
+        moved[unseen > 0.01] = np.nan
         return moved, (dx * self.cell, dy * self.cell)
 
     def _rects(
         self, new: np.ndarray, margin_px: int, width: int, height: int
     ) -> tuple[list[Rect], list[Rect]]:
-        """Return (regions to detect, specks to obscure) for the new cells."""
+        """Return (regions to detect, specks to obscure) for the new cells.
+
+        A sparse component (an L-shaped strip after a diagonal pan, a ring) is cut into
+        pieces of ``SPLIT_CELLS`` squares so its bounding box does not take in the whole
+        frame; adjacent compact pieces are merged again by ``merge_rects``.
+        """
         if not new.any():
             return [], []
         c = self.cell
-        n, _, stats, _ = cv2.connectedComponentsWithStats(new.astype(np.uint8), connectivity=8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(new.astype(np.uint8), connectivity=8)
         rects, specks = [], []
-        for x, y, bw, bh, area in stats[1:n]:
-            r = Rect(int(x * c), int(y * c), int((x + bw) * c), int((y + bh) * c))
+        for i in range(1, n):
+            x, y, bw, bh, area = (int(v) for v in stats[i])
             if area < SPECK_CELLS:
                 # a face of min_face_px covers 16 cells: a speck cannot hold one, only reveal
                 # a sliver; it is obscured (and stays new) rather than sent to the detectors
-                specks.append(r.grown(c, width, height))
-            else:
+                specks.append(
+                    Rect(x * c, y * c, (x + bw) * c, (y + bh) * c).grown(c, width, height)
+                )
+                continue
+            pieces = [(x, y, bw, bh)]
+            if area < 0.35 * bw * bh and max(bw, bh) > SPLIT_CELLS:
+                pieces = []
+                for ty in range(y, y + bh, SPLIT_CELLS):
+                    for tx in range(x, x + bw, SPLIT_CELLS):
+                        tile = labels[ty : ty + SPLIT_CELLS, tx : tx + SPLIT_CELLS] == i
+                        if tile.any():
+                            ys, xs = np.nonzero(tile)
+                            pieces.append((tx + xs.min(), ty + ys.min(), xs.max() - xs.min() + 1,
+                                           ys.max() - ys.min() + 1))  # fmt: skip
+            for px, py, pw, ph in pieces:
+                r = Rect(int(px * c), int(py * c), int((px + pw) * c), int((py + ph) * c))
                 rects.append(r.grown(margin_px, width, height))
         return merge_rects(rects), specks

@@ -47,7 +47,7 @@ import numpy as np
 
 from streams.coverage import Coverage, Rect, merge_rects
 from streams.detectors import DETECTORS, Box, Detector, DetectorError
-from streams.redact import fail_closed_frame, redact_frame
+from streams.redact import apply_masks, fail_closed_frame, redact_frame
 from streams.rules import RedactionRules
 from streams.track import BoxTracker
 
@@ -215,32 +215,43 @@ class RedactionPipeline:
             every = self._detect_every_frame(frame)
         except Exception as exc:  # noqa: BLE001 - every detector failure fails closed
             return self._detector_failure(frame, exc)
+        if any(not getattr(d, "ready", True) for d in self.detectors.values()):
+            return self._fail("warmup", frame)  # before the costly region detection
         t1 = self._clock()
-        covered = [(b.x1, b.y1, b.x2, b.y2) for b in every]
-        changes = self.coverage.changes(frame, margin, covered)
+        changes = self.coverage.changes(frame)
         self._since_full += 1
         if changes.shift != (0.0, 0.0):
             self.tracker.shift(*changes.shift)
             self.stats["pans_followed"] += 1
-        whole = changes.whole_frame or self._since_full >= rules.refresh_every
-        rects = [Rect(0, 0, w, h)] if whole else self._with_tracks(changes.rects, margin, w, h)
+        # obscured in this frame whatever a detector would say: the whole-frame detectors'
+        # boxes and the tracked boxes (a face moving inside its box needs no new detection)
+        covered = [(b.x1, b.y1, b.x2, b.y2) for b in every + self.tracker.boxes()]
+        regions = self.coverage.regions(changes, margin, w, h, covered)
+        whole = regions.whole_frame or self._since_full >= rules.refresh_every
+        rects = [Rect(0, 0, w, h)] if whole else self._with_tracks(regions.rects, margin, w, h)
         t2 = self._clock()
         try:
             found = every + self._detect_regions(frame, rects, rules, t0)
         except Exception as exc:  # noqa: BLE001 - every detector failure fails closed
             return self._detector_failure(frame, exc)
-        if any(not getattr(d, "ready", True) for d in self.detectors.values()):
-            return self._fail("warmup", frame)
         t3 = self._clock()
         boxes = self.tracker.update(found, None if whole else rects)
         self.coverage.mark_seen(changes.grid, rects, margin, w, h)
+        elapsed_ms = (t3 - t0) * 1000.0
+        if elapsed_ms > rules.detector_timeout_ms:
+            # too late to serve, but what the detectors saw is valid: keep it, so the next
+            # frame needs only its changes detected (no timeout spiral on a loaded machine)
+            exc = DetectionTimeout(
+                f"detection took {elapsed_ms:.0f} ms > {rules.detector_timeout_ms} ms"
+            )
+            return self._fail("detector_timeout", frame, exc)
         if whole:
             self._since_full = 0
             self.stats["whole_frame_detections"] += 1
         if rects:
             self.stats["region_detections"] += 1
         if not whole:
-            boxes = boxes + [Box(r.x1, r.y1, r.x2, r.y2, 1.0, "unseen") for r in changes.specks]
+            boxes = boxes + [Box(r.x1, r.y1, r.x2, r.y2, 1.0, "unseen") for r in regions.specks]
         t4 = self._clock()
         try:
             out = redact_frame(frame, boxes, rules)
@@ -256,7 +267,7 @@ class RedactionPipeline:
         }
         self.stats["redacted"] += 1
         applied = frozenset(self.detectors) | ({"masks"} if rules.masks else frozenset())
-        return FrameResult(out, boxes, None, bool(rects) or bool(covered), applied, rects)
+        return FrameResult(out, boxes, None, bool(rects) or bool(every), applied, rects)
 
     def _with_tracks(self, rects: list[Rect], margin: int, w: int, h: int) -> list[Rect]:
         """Return ``rects`` grown to hold every tracked box they touch (so it is seen whole).
@@ -294,7 +305,7 @@ class RedactionPipeline:
     def _detect_regions(
         self, frame: np.ndarray, rects: list[Rect], rules: RedactionRules, t0: float
     ) -> list[Box]:
-        """Return the region detectors' boxes in ``rects``; raise on timeout or bad output."""
+        """Return the region detectors' boxes in ``rects``; raise on bad output."""
         found: list[Box] = []
         for target, det in self.detectors.items():
             if getattr(det, "sees_every_frame", False):
@@ -310,11 +321,6 @@ class RedactionPipeline:
                 if r not in small:
                     found.extend(self._detect_region(det, frame, r, scale, target))
             self.target_ms[target] = (self._clock() - ts) * 1e3
-        elapsed_ms = (self._clock() - t0) * 1000.0
-        if elapsed_ms > rules.detector_timeout_ms:
-            raise DetectionTimeout(
-                f"detection took {elapsed_ms:.0f} ms > {rules.detector_timeout_ms} ms"
-            )
         return found
 
     @staticmethod
@@ -374,7 +380,9 @@ class RedactionPipeline:
             self.stats["withheld"] += 1
             return FrameResult(None, [], reason, applied=failed)
         try:
-            return FrameResult(fail_closed_frame(frame), [], reason, applied=failed)
+            out = fail_closed_frame(frame)
+            apply_masks(out, self.rules.masks, self.rules)  # a mask never lapses, not even here
+            return FrameResult(out, [], reason, applied=failed)
         except Exception:  # noqa: BLE001 - last resort: withhold
             self.stats["withheld"] += 1
             return FrameResult(None, [], reason, applied=failed)

@@ -229,3 +229,23 @@ def test_box_partly_outside_the_frame_is_clipped_not_a_failure():
     r = p.process(_frame())
     assert r.failed is None
     assert {(b.x1, b.y1, b.x2, b.y2) for b in r.boxes} == {(0, 0, 40, 40), (300, 200, 320, 240)}
+
+
+def test_a_late_detection_fails_its_frame_but_is_kept_so_the_stream_recovers():
+    """On a loaded machine a whole-frame detection may be late: its frame fails closed, but
+    what it saw stays seen, so the next frame needs only its changes (no timeout spiral)."""
+    now = {"t": 0.0}
+
+    class Slow(ScriptedDetector):
+        def detect(self, frame):
+            now["t"] += 5.0  # every call takes 5 s
+            return super().detect(frame)
+
+    det = Slow([Box(100, 100, 140, 140, label="face")])
+    p, _ = make(
+        RedactionRules(targets={"faces"}, detector_timeout_ms=1000), det, clock=lambda: now["t"]
+    )
+    still = _frame()
+    assert p.process(still).failed == "detector_timeout"
+    r = p.process(still)
+    assert r.failed is None and det.calls == 1 and r.boxes
