@@ -48,6 +48,7 @@ from skimage import data  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
 from streams.pipeline import RedactionPipeline  # noqa: E402
+from streams.redact import expand_box  # noqa: E402
 from streams.rules import RedactionRules  # noqa: E402
 
 FPS = 25
@@ -232,6 +233,8 @@ def make_clip(kind: str, size, seconds: int, heads, rng):
 
 
 def _damage(frames, truth, rng):
+    """Return frames with packet-loss damage; a face a damage block covers >= 30 % is dropped
+    from the truth (the raw frame no longer shows that face)."""
     out_f, out_t = [], []
     for i, (f, t) in enumerate(zip(frames, truth, strict=True)):
         if rng.random() < 0.05 and out_f:  # repeated frame
@@ -241,6 +244,7 @@ def _damage(frames, truth, rng):
         if rng.random() < 0.10:
             f = f.copy()
             h, w = f.shape[:2]
+            hit = np.zeros((h, w), bool)
             for _ in range(int(rng.integers(1, 5))):
                 bw, bh = int(rng.integers(32, 160)), int(rng.integers(16, 96))
                 x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
@@ -248,6 +252,8 @@ def _damage(frames, truth, rng):
                     f[y : y + bh, x : x + bw] = frames[i - 5][y : y + bh, x : x + bw]
                 else:
                     f[y : y + bh, x : x + bw] = 128
+                hit[y : y + bh, x : x + bw] = True
+            t = [(b, s) for b, s in t if hit[b[1] : b[3], b[0] : b[2]].mean() < 0.3]
         out_f.append(f)
         out_t.append(t)
     return out_f, out_t
@@ -266,6 +272,18 @@ def _gray64(img, box):
     x1, y1, x2, y2 = (int(v) for v in box)
     g = cv2.cvtColor(img[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)
     return cv2.resize(g, (64, 64), interpolation=cv2.INTER_AREA)
+
+
+def _obscured_fraction(result, rules: RedactionRules, shape) -> float:
+    """Return the fraction of the frame obscured (boxes with margin; 1 when failed closed)."""
+    if result.failed is not None:
+        return 1.0
+    h, w = shape[:2]
+    mask = np.zeros((h // 4 + 1, w // 4 + 1), bool)
+    for b in result.boxes:
+        x1, y1, x2, y2 = expand_box(b, rules.margin, w, h)
+        mask[y1 // 4 : -(-y2 // 4), x1 // 4 : -(-x2 // 4)] = True
+    return float(mask.mean())
 
 
 def scan(path: Path, truth, rules: RedactionRules, name: str) -> dict:
@@ -293,6 +311,7 @@ def scan(path: Path, truth, rules: RedactionRules, name: str) -> dict:
             st[k] += v / 1000.0
         res["frames"] += 1
         res["failed_closed"] += result.failed is not None
+        res["obscured"] += _obscured_fraction(result, rules, raw.shape)
         if result.frame is None:
             res["face_frames"] += len(faces)
             continue
@@ -328,8 +347,8 @@ def main() -> None:
     names = list(CONFIGS)
     chosen = [names[int(i)] for i in args.configs.split(",")]
     print("| config | size | clips | frames | face frames >= 16 px | leaked | control recognisable "
-          "| failed closed | fps (1 core) | ms/frame decode / detect / track / mask / encode |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| failed closed | obscured | fps (1 core) | ms/frame decode / detect / track / mask / encode |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         clips = []
         for size in sizes:
@@ -357,6 +376,7 @@ def main() -> None:
                 ms = [tot["s_decode"], det, tot["s_track"], tot["s_mask"], tot["s_encode"]]
                 print(f"| {cfg} | {size[0]}x{size[1]} | {len(detail)} | {n} | {tot['face_frames']} "
                       f"| {tot['leaked']} | {tot['control_recognisable']} | {tot['failed_closed']} "
+                      f"| {100 * tot['obscured'] / n:.0f} % "
                       f"| {n / cpu:.1f} | {' / '.join(f'{1000 * v / n:.1f}' for v in ms)} |",
                       flush=True)  # fmt: skip
                 for kind, leaked, faces, by_size in detail:

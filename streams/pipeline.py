@@ -47,7 +47,7 @@ import numpy as np
 
 from streams.coverage import Coverage, Rect, merge_rects
 from streams.detectors import DETECTORS, Box, Detector, DetectorError
-from streams.redact import apply_masks, fail_closed_frame, redact_frame
+from streams.redact import apply_masks, expand_box, fail_closed_frame, redact_frame
 from streams.rules import RedactionRules
 from streams.track import BoxTracker
 
@@ -208,7 +208,7 @@ class RedactionPipeline:
             self.coverage.reset()
         h, w = frame.shape[:2]
         t0 = self._clock()
-        margin = max(rules.min_face_px + rules.min_face_px // 2, 24)
+        margin = max(rules.min_face_px, 16)
         try:
             # whole-frame detectors first: what they box is obscured anyway, so the region
             # detectors need not look there (it stays new until one does)
@@ -224,8 +224,9 @@ class RedactionPipeline:
             self.tracker.shift(*changes.shift)
             self.stats["pans_followed"] += 1
         # obscured in this frame whatever a detector would say: the whole-frame detectors'
-        # boxes and the tracked boxes (a face moving inside its box needs no new detection)
-        covered = [(b.x1, b.y1, b.x2, b.y2) for b in every + self.tracker.boxes()]
+        # boxes and the tracked boxes, with the margin ``redact_frame`` obscures around them
+        # (a face moving inside its obscured area needs no new detection)
+        covered = [expand_box(b, rules.margin, w, h) for b in every + self.tracker.boxes()]
         regions = self.coverage.regions(changes, margin, w, h, covered)
         whole = regions.whole_frame or self._since_full >= rules.refresh_every
         rects = [Rect(0, 0, w, h)] if whole else self._with_tracks(regions.rects, margin, w, h)
