@@ -87,6 +87,19 @@ class FrameResult:
     regions: list[Rect] = field(default_factory=list)
 
 
+def rules_for_still(rules: RedactionRules) -> RedactionRules:
+    """Return ``rules`` for one still image: motion-based person detection, which needs a
+    video to learn a background from, is replaced by OpenCV's HOG people detector."""
+    if "persons" not in rules.targets:
+        return rules
+    det = DETECTORS.create(rules.detector_config("persons"))
+    if not getattr(det, "sees_every_frame", False):
+        return rules
+    data = rules.model_dump(mode="json")
+    data["detectors"]["persons"] = {"type": "hog"}
+    return RedactionRules.model_validate(data)
+
+
 def check_boxes(found: object, width: int, height: int, where: str) -> list[Box]:
     """Return ``found`` as boxes clipped to a ``width`` x ``height`` frame; raise if malformed.
 

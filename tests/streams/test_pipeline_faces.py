@@ -144,3 +144,15 @@ def test_default_face_detector_memory_is_flat_over_1000_calls(vtest_frames):
         det.detect(frames[i % len(frames)])
     grown = _rss_mb() - before
     assert grown <= 50.0, f"RSS grew {grown:.1f} MB over 1,000 calls"
+
+
+def test_still_image_with_default_rules_is_redacted_not_failed(astronaut_bgr):
+    """Motion-based person detection cannot warm up on one image: stills use HOG instead."""
+    from streams.pipeline import rules_for_still
+    from tests.streams.conftest import ASTRONAUT_FACE
+
+    rules = rules_for_still(RedactionRules())
+    assert rules.detector_config("persons").type == "hog"
+    r = RedactionPipeline(rules).process(astronaut_bgr)
+    assert r.failed is None and r.applied == {"faces", "plates", "persons"}
+    assert not face_recognisable(r.frame, astronaut_bgr, ASTRONAUT_FACE)
