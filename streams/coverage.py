@@ -23,6 +23,8 @@ import numpy as np
 
 #: When more of the frame than this is new, check whether the camera panned (~1 ms).
 PAN_CHECK_FRACTION = 0.08
+#: Faces up to this many times ``min_face_px`` entering with a pan are seen whole at least once.
+EDGE_FACES = 4
 #: Side (cells) of the pieces a sparse component is cut into.
 SPLIT_CELLS = 16
 #: Connected new cells fewer than this are specks (a min_face_px face covers 16 cells).
@@ -121,6 +123,7 @@ class Coverage:
 
     def __init__(self, min_face_px: int, threshold: float, burst_fraction: float) -> None:
         self.cell = max(2, min_face_px // 4)
+        self.edge_px = EDGE_FACES * min_face_px
         self.threshold = threshold
         self.burst_fraction = burst_fraction
         self.reference: np.ndarray | None = None
@@ -259,7 +262,21 @@ class Coverage:
             borderValue=1.0,
         )
         moved[unseen > 0.01] = np.nan
-        return moved, (dx * self.cell, dy * self.cell)
+        # cells that were near the edge the picture enters from were seen with only part of
+        # their surroundings (a face cut by the frame edge): seen again, with what now joins
+        # them, until they are EDGE_FACES face sizes inside the view
+        c = self.cell
+        bx = -(-int(abs(dx) * c + self.edge_px) // c) if dx else 0
+        by = -(-int(abs(dy) * c + self.edge_px) // c) if dy else 0
+        if dx > 0:
+            moved[:, :bx] = np.nan
+        elif dx < 0:
+            moved[:, gw - bx :] = np.nan
+        if dy > 0:
+            moved[:by, :] = np.nan
+        elif dy < 0:
+            moved[gh - by :, :] = np.nan
+        return moved, (dx * c, dy * c)
 
     def _rects(
         self, new: np.ndarray, margin_px: int, width: int, height: int

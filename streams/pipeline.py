@@ -221,7 +221,7 @@ class RedactionPipeline:
             self.coverage.reset()
         h, w = frame.shape[:2]
         t0 = self._clock()
-        margin = max(rules.min_face_px, 16)
+        margin = max(2 * rules.min_face_px, 24)
         try:
             # whole-frame detectors first: what they box is obscured anyway, so the region
             # detectors need not look there (it stays new until one does)

@@ -33,7 +33,7 @@ class CenterFaceConfig(StrictModel):
     type: Literal["centerface"] = "centerface"
     #: Heatmap peak above which a face is reported. Lower finds more (a false positive only
     #: costs an extra pixelated patch); 0.5 is the upstream default, we prefer recall.
-    threshold: float = Field(0.35, gt=0.0, lt=1.0)
+    threshold: float = Field(0.3, gt=0.0, lt=1.0)
     #: Boxes overlapping more than this (IoU) are merged by non-maximum suppression.
     nms_iou: float = Field(0.3, gt=0.0, le=1.0)
 
