@@ -156,3 +156,27 @@ def test_still_image_with_default_rules_is_redacted_not_failed(astronaut_bgr):
     r = RedactionPipeline(rules).process(astronaut_bgr)
     assert r.failed is None and r.applied == {"faces", "plates", "persons"}
     assert not face_recognisable(r.frame, astronaut_bgr, ASTRONAUT_FACE)
+
+
+@pytest.mark.parametrize("flip", ["x", "y", "xy"])
+def test_inverted_box_around_a_real_face_fails_closed(astronaut_bgr, flip):
+    """An inverted box around the face used to pass the raw face through byte-identical."""
+    from streams.detectors import Box
+    from tests.streams.conftest import ASTRONAUT_FACE
+
+    x1, y1, x2, y2 = ASTRONAUT_FACE
+    if "x" in flip:
+        x1, x2 = x2, x1
+    if "y" in flip:
+        y1, y2 = y2, y1
+
+    class Inverted:
+        def detect(self, frame):
+            return [Box(x1, y1, x2, y2, 0.9, "face")]
+
+    pipeline = RedactionPipeline(FACES_ONLY, detector_factory=lambda cfg: Inverted())
+    r = pipeline.process(astronaut_bgr)
+    assert r.failed == "detector_output" and r.applied == {"fail_closed"}
+    fx1, fy1, fx2, fy2 = ASTRONAUT_FACE
+    assert not np.array_equal(r.frame[fy1:fy2, fx1:fx2], astronaut_bgr[fy1:fy2, fx1:fx2])
+    assert not face_recognisable(r.frame, astronaut_bgr, ASTRONAUT_FACE)
