@@ -8,10 +8,17 @@ detected on this frame before they are served. Changes accumulate against the re
 not against the previous frame, so a slow change (a face turning, light drifting) is caught
 once it adds up.
 
-A camera pan moves the whole picture: when most cells are new, the shift between the
-reference and the frame is estimated by phase correlation; if shifting the reference
-explains the change, the reference (and the tracked boxes, by the caller) move with it and
-only the strip that entered the picture is new.
+New cells are grouped into rectangles (grown by a context margin) for the detectors; a
+component of fewer than ``SPECK_CELLS`` cells cannot hold a face and is obscured instead;
+cells under a box that is obscured anyway need no detection (they stay new until seen).
+Only a rectangle's core, a margin in from its sides, counts as seen.
+
+A camera pan moves the whole picture: when more than ``PAN_CHECK_FRACTION`` of the cells
+are new, the shift between the reference and the frame is estimated by phase correlation;
+if shifting the reference explains the change (to within the range of the neighbouring
+cells, the shift being sub-cell), the reference (and the tracked boxes, by the caller) move
+with it, and only the strip that entered the picture, plus a band of ``EDGE_FACES`` face
+sizes that was seen cut by the frame edge, is new.
 """
 
 from __future__ import annotations
