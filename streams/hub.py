@@ -1,10 +1,16 @@
 """One reader per camera shared by every viewer, with reconnects, status and fail-closed output.
 
-A ``CameraStream`` runs two threads: a capture thread (open with backoff, read frames, keep
-only the newest) and a process thread (redaction pipeline, JPEG encode, rules reload, status
-watchdog). Raw frames exist only inside that object; what viewers get is always the output of
-``RedactionPipeline``. ``StreamHub`` starts a stream for the first viewer and stops it when it
-has been idle for ``idle_stop_s``.
+A ``CameraStream`` runs three threads: a capture thread (open with backoff, read frames, keep
+only the newest), a process thread (redaction pipeline, JPEG encode, rules reload) and a
+watchdog that never touches a frame: it writes the status (online / stale / stalled /
+offline) and, when no fresh redacted frame was published for a while, publishes a placeholder
+("画面中断 HH:MM:SS") at least every second, so a stall never looks live even when the
+process thread hangs inside a detector, and a viewer of a dead camera still gets bytes (a
+closed client is noticed). Raw frames exist only inside that object; what viewers get is
+always the output of ``RedactionPipeline`` (or a placeholder drawn from nothing), each with
+its truthful ``X-Redacted`` marker (``streams.frames``). Snapshots are taken only from frames
+whose detection ran on that very frame (or that failed closed). ``StreamHub`` starts a stream
+for the first viewer and stops it when it has been idle for ``idle_stop_s``.
 """
 
 from __future__ import annotations
@@ -17,12 +23,21 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cv2
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from streams.pipeline import RedactionPipeline
+from streams.frames import (
+    PLACEHOLDER,
+    ServedFrame,
+    cjk_font_path,
+    placeholder_jpeg,
+    placeholder_text,
+    redaction_marker,
+)
+from streams.pipeline import FrameResult, RedactionPipeline
 from streams.redact import redact_frame
 from streams.registry import StrictModel
 from streams.rules import RedactionRules
@@ -30,8 +45,13 @@ from streams.sources import FrameDecodeError, FrameSource, SourceError, create_s
 
 log = logging.getLogger(__name__)
 
-#: ``on_status(camera_id, status, last_frame_time_utc)``; status is online/stale/offline.
+#: ``on_status(camera_id, status, last_frame_time_utc)``; status is one of ``STATUSES``.
 StatusCallback = Callable[[int, str, dt.datetime | None], None]
+#: online: fresh redacted frames; stale: the source is slow; stalled: the source delivers but
+#: no redacted frame came out for ``stall_after_s`` (hung detector); offline: no source.
+STATUSES = ("online", "stale", "stalled", "offline", "unknown")
+#: How often the watchdog looks at a stream.
+WATCHDOG_TICK_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -63,14 +83,44 @@ class HubSettings(StrictModel):
     rules_poll_s: float = Field(0.5, gt=0, description="how often rule changes are looked for")
     status_heartbeat_s: float = Field(30.0, gt=0, description="re-report an unchanged status")
     max_decode_errors: int = Field(50, ge=1, description="consecutive bad frames before reconnect")
+    stall_after_s: float = Field(
+        5.0,
+        gt=0,
+        description="no fresh redacted frame this long: stalled (if the source still delivers) "
+        "and viewers get the placeholder instead of the last frame",
+    )
+    placeholder_every_s: float = Field(
+        1.0, gt=0, le=1.0, description="while nothing is fresh, a placeholder at least this often"
+    )
+    timezone: str = Field(
+        "Asia/Shanghai", description="time zone of the time shown on the stall placeholder"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {v!r}; use an IANA name such as Asia/Shanghai"
+            ) from exc
+        return v
 
 
 @dataclass
 class _Slot:
-    seq: int = 0
-    jpeg: bytes | None = None
-    at: float = 0.0
+    """The newest frame of one kind (redacted, snapshot, lifted for one watermark)."""
+
+    frame: ServedFrame | None = None
     viewers: int = 0
+
+    @property
+    def seq(self) -> int:
+        return self.frame.seq if self.frame is not None else 0
+
+    def publish(self, jpeg: bytes, marker: str, utc: dt.datetime | None, placeholder: bool) -> None:
+        self.frame = ServedFrame(self.seq + 1, jpeg, marker, utc, placeholder)
 
 
 @dataclass
@@ -119,11 +169,19 @@ class CameraStream:
         self._raw: np.ndarray | None = None  # newest captured frame: never leaves this object
         self._raw_seq = 0
         self._raw_at = 0.0
+        self._raw_utc: dt.datetime | None = None
+        self._first_raw_at = 0.0
         self._taken_seq = 0  # newest raw frame the process thread has taken
         self._connected = False
         self._expected_interval = 0.1
         self._redacted = _Slot()
+        self._snapshot = _Slot()  # only frames whose detection covered them (or failed closed)
         self._lifted: dict[str, _Slot] = {}
+        self._started_at = time.monotonic()
+        self._out_at = 0.0  # monotonic time the newest redacted frame was published
+        self._out_utc: dt.datetime | None = None  # capture time of that frame
+        self._placeholder_at = 0.0
+        self._size: tuple[int, int] | None = None  # (width, height) of the newest frame
         self.counters: Counter[str] = Counter()
         self._status = "unknown"
         self._status_reported_at = 0.0
@@ -136,16 +194,23 @@ class CameraStream:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the capture and process threads (idempotent)."""
+        """Start the capture, process and watchdog threads (idempotent)."""
         if self._threads:
             return
-        for name, target in (("capture", self._capture_loop), ("process", self._process_loop)):
+        self._started_at = time.monotonic()
+        loops = (
+            ("capture", self._capture_loop),
+            ("process", self._process_loop),
+            ("watchdog", self._watchdog_loop),
+        )
+        for name, target in loops:
             t = threading.Thread(target=target, name=f"cam{self.camera_id}-{name}", daemon=True)
             t.start()
             self._threads.append(t)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop both threads; a blocked read ends at its own read timeout."""
+        """Stop the threads; a blocked read ends at its own read timeout (a hung detector
+        call is left to finish in its daemon thread: nothing it returns is published)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
@@ -159,7 +224,7 @@ class CameraStream:
 
     @property
     def status(self) -> str:
-        """Return online / stale / offline / unknown."""
+        """Return online / stale / stalled / offline / unknown (``STATUSES``)."""
         return self._status
 
     @property
@@ -186,11 +251,11 @@ class CameraStream:
     @contextmanager
     def viewer(
         self, watermark: str | None = None
-    ) -> Iterator[Callable[[int, float], tuple[int, bytes] | None]]:
-        """Yield ``wait(after_seq, timeout) -> (seq, jpeg) | None`` for one viewer.
+    ) -> Iterator[Callable[[int, float], ServedFrame | None]]:
+        """Yield ``wait(after_seq, timeout) -> ServedFrame | None`` for one viewer.
 
-        ``watermark`` is the unmask-grant path (issue 8): frames with detections and liftable
-        masks lifted, permanent masks kept, and the text burned in. None = redacted (default).
+        ``watermark`` is the unmask-grant path: frames with detections and liftable masks
+        lifted, permanent masks kept, and the text burned in. None = redacted (default).
         """
         with self._cond:
             slot = (
@@ -198,15 +263,15 @@ class CameraStream:
             )
             slot.viewers += 1
 
-        def wait(after: int, timeout: float) -> tuple[int, bytes] | None:
+        def wait(after: int, timeout: float) -> ServedFrame | None:
             deadline = time.monotonic() + timeout
             with self._cond:
-                while slot.seq <= after or slot.jpeg is None:
+                while slot.frame is None or slot.frame.seq <= after:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self._stop.is_set():
                         return None
                     self._cond.wait(remaining)
-                return slot.seq, slot.jpeg
+                return slot.frame
 
         wait.stopped = self._stop.is_set  # type: ignore[attr-defined] - lets viewers end cleanly
         try:
@@ -230,11 +295,20 @@ class CameraStream:
         with self._cond:
             return self._redacted.viewers + sum(s.viewers for s in self._lifted.values())
 
-    def latest_jpeg(self) -> tuple[int, bytes, float] | None:
-        """Return (seq, redacted jpeg, monotonic time) of the newest frame, or None."""
+    def wait_snapshot(self, timeout: float) -> ServedFrame | None:
+        """Return the newest snapshot frame, waiting up to ``timeout`` for the first one.
+
+        A snapshot is a frame whose detection ran on that frame itself (or that failed closed,
+        fully obscured), or the placeholder: never a frame redacted from tracked boxes alone.
+        """
+        deadline = time.monotonic() + timeout
         with self._cond:
-            s = self._redacted
-            return (s.seq, s.jpeg, s.at) if s.jpeg is not None else None
+            while self._snapshot.frame is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    return None
+                self._cond.wait(remaining)
+            return self._snapshot.frame
 
     # -- threads ----------------------------------------------------------------------------
     def _capture_loop(self) -> None:
@@ -277,6 +351,9 @@ class CameraStream:
                         self._raw = frame
                         self._raw_seq += 1
                         self._raw_at = time.monotonic()
+                        self._raw_utc = dt.datetime.now(dt.UTC)
+                        if not self._first_raw_at:
+                            self._first_raw_at = self._raw_at
                         self._cond.notify_all()
                         if paced_by_consumer:
                             # a file read as fast as we redact: wait until this frame is taken
@@ -320,7 +397,7 @@ class CameraStream:
             with self._cond:
                 if self._raw_seq <= done_seq:
                     self._cond.wait(min(0.25, st.rules_poll_s))
-                frame, seq, at = self._raw, self._raw_seq, self._raw_at
+                frame, seq, utc = self._raw, self._raw_seq, self._raw_utc
                 if seq > self._taken_seq:
                     self._taken_seq = seq
                     self._cond.notify_all()  # a consumer-paced source may read the next one
@@ -344,11 +421,10 @@ class CameraStream:
                             self.counters["dropped"],
                         )
                 done_seq = seq
-                self._last_frame_utc = dt.datetime.now(dt.UTC)
-                self._handle_frame(frame, at)
-            self._update_status()
+                self._last_frame_utc = utc
+                self._handle_frame(frame, utc)
 
-    def _handle_frame(self, frame: np.ndarray, captured_at: float) -> None:
+    def _handle_frame(self, frame: np.ndarray, captured_utc: dt.datetime | None) -> None:
         result = self.pipeline.process(frame)
         self.counters["processed"] += 1
         if result.frame is None:
@@ -359,49 +435,107 @@ class CameraStream:
         if not ok:
             self.counters["encode_errors"] += 1
             return
-        lifted: dict[str, bytes] = {}
+        rules = self.pipeline.rules
+        failed = result.failed is not None
+        marker = redaction_marker(result.applied, failed=failed, masks=bool(rules.masks))
+        lifted = self._lifted_frames(frame, result, params)
+        jpeg = buf.tobytes()
         with self._cond:
-            marks = [k for k, s in self._lifted.items() if s.viewers > 0]
-        if marks and result.failed is None:
-            base = redact_frame(frame, result.boxes, self.pipeline.rules, lift=True)
-            for mark in marks:
-                img = base.copy()
-                _watermark(img, mark)
-                ok2, b2 = cv2.imencode(".jpg", img, params)
-                if ok2:
-                    lifted[mark] = b2.tobytes()
-        with self._cond:
-            self._publish(self._redacted, buf.tobytes(), captured_at)
-            for mark, data in lifted.items():
+            if self._stop.is_set():
+                return  # stopped while this frame was processed: publish nothing more
+            self._redacted.publish(jpeg, marker, captured_utc, False)
+            # a snapshot is a frame that detection itself saw (or with nothing to detect), never
+            # one redacted from boxes tracked since an earlier frame
+            if failed or result.detected or not result.applied:
+                self._snapshot.publish(jpeg, marker, captured_utc, False)
+            for mark, (data, lifted_marker) in lifted.items():
                 if mark in self._lifted:
-                    self._publish(self._lifted[mark], data, captured_at)
+                    self._lifted[mark].publish(data, lifted_marker, captured_utc, False)
+            self._out_at = time.monotonic()
+            self._out_utc = captured_utc
+            self._size = (frame.shape[1], frame.shape[0])
             self._cond.notify_all()
         self.counters["served"] += 1
 
-    @staticmethod
-    def _publish(slot: _Slot, data: bytes, at: float) -> None:
-        slot.seq += 1
-        slot.jpeg = data
-        slot.at = at
+    def _lifted_frames(
+        self, frame: np.ndarray, result: FrameResult, params: list[int]
+    ) -> dict[str, tuple[bytes, str]]:
+        """Return {watermark: (jpeg, marker)} of the unmasked variants viewers hold grants for."""
+        with self._cond:
+            marks = [k for k, s in self._lifted.items() if s.viewers > 0]
+        if not marks or result.failed is not None:
+            return {}
+        rules = self.pipeline.rules
+        permanent = any(m.permanent for m in rules.masks)
+        base = redact_frame(frame, result.boxes, rules, lift=True)
+        out = {}
+        for mark in marks:
+            img = base.copy()
+            _watermark(img, mark)
+            ok, buf = cv2.imencode(".jpg", img, params)
+            if ok:
+                out[mark] = (
+                    buf.tobytes(),
+                    redaction_marker(frozenset(), masks=permanent, grant=mark),
+                )
+        return out
 
-    def _update_status(self) -> None:
+    # -- watchdog ---------------------------------------------------------------------------
+    def _watchdog_loop(self) -> None:
+        while not self._stop.wait(WATCHDOG_TICK_S):
+            try:
+                self._placeholder_if_idle()
+                self._update_status()
+            except Exception:  # noqa: BLE001 - the watchdog must outlive any single error
+                self.counters["watchdog_errors"] += 1
+                log.exception("camera %s: watchdog error", self.camera_id)
+
+    def _stale_after(self) -> float:
+        return max(self.settings.stale_after_s, 3 * self._expected_interval)
+
+    def _placeholder_if_idle(self) -> None:
+        """Publish the placeholder to every viewer slot when nothing fresh came for a while."""
         st = self.settings
         now = time.monotonic()
-        stale_after = max(st.stale_after_s, 3 * self._expected_interval)
-        offline_after = max(st.offline_after_s, stale_after + 1.0)
-        age = now - self._raw_at if self._raw_seq else float("inf")
-        if age < stale_after:
-            status = "online"
-        elif age < offline_after and self._connected:
-            status = "stale"
-        elif self._raw_seq == 0 and (self._connected or not self.counters["disconnects"]):
-            status = self._status  # first connection still opening, or first frame not here
+        if self._out_at:
+            idle = now - self._out_at >= max(st.stall_after_s, self._stale_after())
         else:
-            status = "offline"
+            idle = now - self._started_at >= st.placeholder_every_s
+        if not idle or now - self._placeholder_at < st.placeholder_every_s:
+            return
+        width, height = self._size or (1280, 720)
+        text = placeholder_text(self._out_utc, st.timezone, cjk=cjk_font_path() is not None)
+        jpeg = placeholder_jpeg(width, height, text)
+        with self._cond:
+            for slot in (self._redacted, self._snapshot, *self._lifted.values()):
+                slot.publish(jpeg, PLACEHOLDER, self._out_utc, True)
+            self._cond.notify_all()
+        self._placeholder_at = now
+        self.counters["placeholders"] += 1
+
+    def _current_status(self, now: float) -> str:
+        stale_after = self._stale_after()
+        offline_after = max(self.settings.offline_after_s, stale_after + 1.0)
+        raw_age = now - self._raw_at if self._raw_seq else float("inf")
+        if raw_age < stale_after:  # the source delivers: is redacted video coming out?
+            since = self._out_at or self._first_raw_at
+            if now - since < max(self.settings.stall_after_s, stale_after):
+                return "online" if self._out_at else self._status
+            return "stalled"
+        if raw_age < offline_after and self._connected:
+            return "stale"
+        if self._raw_seq == 0 and (self._connected or not self.counters["disconnects"]):
+            return self._status  # first connection still opening, or first frame not here
+        return "offline"
+
+    def _update_status(self) -> None:
+        now = time.monotonic()
+        status = self._current_status(now)
         changed = status != self._status
-        if changed or (now - self._status_reported_at >= st.status_heartbeat_s):
+        if changed or (now - self._status_reported_at >= self.settings.status_heartbeat_s):
             if changed:
                 log.info("camera %s: %s -> %s", self.camera_id, self._status, status)
+                self.counters[f"became_{status}"] += 1
             self._status = status
             self._status_reported_at = now
             if self._on_status is not None:
@@ -491,14 +625,10 @@ class StreamHub:
             wait.stream = stream  # type: ignore[attr-defined]
             yield wait
 
-    def snapshot(self, camera_id: int, timeout: float = 5.0) -> bytes | None:
-        """Return the newest redacted JPEG of ``camera_id``, waiting up to ``timeout`` for one."""
+    def snapshot(self, camera_id: int, timeout: float = 5.0) -> ServedFrame | None:
+        """Return the newest snapshot of ``camera_id`` (``CameraStream.wait_snapshot``)."""
         with self.subscribe(camera_id) as wait:
-            latest = wait.stream.latest_jpeg()
-            if latest is not None:
-                return latest[1]
-            got = wait(0, timeout)
-            return got[1] if got else None
+            return wait.stream.wait_snapshot(timeout)
 
     def notify_rules_changed(self, camera_id: int | None = None) -> None:
         """Make running streams (one or all) reload their rules now."""

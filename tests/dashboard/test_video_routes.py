@@ -60,11 +60,21 @@ def _decode(data: bytes) -> np.ndarray:
     return img
 
 
+def _part(chunk: bytes) -> tuple[dict[str, str], np.ndarray]:
+    """Return (headers, image) of one multipart MJPEG part."""
+    head, body = chunk.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "--" + video.BOUNDARY
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert int(headers["Content-Length"]) == len(body) - 2
+    return headers, _decode(body[:-2])
+
+
 def test_snapshot_is_redacted_jpeg_and_status_written_back(app):
     server, ctx = app
     r = server.test_client().get("/video/1.jpg")
     assert r.status_code == 200 and r.mimetype == "image/jpeg"
-    assert r.headers["X-Redacted"] == "true" and r.headers["Cache-Control"] == "no-store"
+    assert r.headers["X-Redacted"] == "faces,plates" and r.headers["Cache-Control"] == "no-store"
     assert _decode(r.data).shape == (576, 768, 3)
     deadline = time.monotonic() + 3  # the status is written right after the frame is published
     while camera_service.get_camera(ctx.db, 1).status != "online":
@@ -79,11 +89,10 @@ def test_mjpeg_stream_serves_parts_and_releases_viewer(app):
     assert r.status_code == 200
     assert r.mimetype == "multipart/x-mixed-replace"
     chunks = iter(r.response)
-    parts = [next(chunks) for _ in range(3)]
-    for part in parts:
-        head, body = part.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"--" + video.BOUNDARY.encode())
-        assert _decode(body[:-2]).shape == (576, 768, 3)
+    parts = [_part(next(chunks)) for _ in range(3)]
+    for headers, img in parts:
+        assert img.shape == (576, 768, 3)
+        assert headers["X-Redacted"] == "faces,plates" and float(headers["X-Timestamp"]) > 0
     hub = ctx.services["stream_hub"]
     assert hub.streams()[2].viewers == 1
     r.close()
@@ -102,20 +111,22 @@ def test_unknown_camera_404_and_authorize_hook_403(app):
 def test_unmask_only_through_the_grant_hook(app):
     server, ctx = app
     client = server.test_client()
-    assert client.get("/video/1.jpg").headers["X-Redacted"] == "true"
+    assert client.get("/video/1.jpg").headers["X-Redacted"] == "faces,plates"
     ctx.services["unmask_grant"] = lambda request, camera_id: "UNMASKED test-user grant#1"
     r = client.get("/video/1.jpg")
-    assert r.status_code == 200 and r.headers["X-Redacted"] == "false"
+    assert r.status_code == 200 and r.headers["X-Redacted"] == "none; grant=1"
 
 
 def test_source_errors_never_show_credentials(app):
     server, _ = app
     client = server.test_client()
-    r = client.get("/video/4.jpg?wait=2")
-    assert r.status_code == 503 and r.headers["Retry-After"]
-    assert SECRET not in r.get_data(as_text=True)
-    r = client.get("/video/3.jpg?wait=1")
-    assert r.status_code == 503
+    # a camera that never delivered a frame: its snapshot is the placeholder, drawn from nothing
+    r = client.get("/video/4.jpg?wait=3")
+    assert r.status_code == 200 and r.headers["X-Redacted"] == "placeholder"
+    assert SECRET.encode() not in r.data
+    r = client.get("/video/3.jpg?wait=3")
+    assert r.headers["X-Redacted"] == "placeholder"
+    assert client.get("/video/3.jpg?wait=0").status_code in (200, 503)
     streams = client.get("/api/v1/video/streams").get_data(as_text=True)
     assert SECRET not in streams and "***@127.0.0.1" in streams
 
@@ -251,18 +262,19 @@ def test_unredacted_view_falls_back_to_redacted_when_grant_ends(app, monkeypatch
         "UNMASKED tester grant#7" if grant["valid"] else None
     )
     r = client.get("/video/2.mjpg", buffered=False)
-    assert r.headers["X-Redacted"] == "false"
     chunks = iter(r.response)
-
-    def next_image():
-        head, body = next(chunks).split(b"\r\n\r\n", 1)
-        return _decode(body[:-2])
-
-    assert next_image().mean() > 40  # lifted: the liftable mask is off, video visible
+    headers, img = _part(next(chunks))
+    assert img.mean() > 40  # lifted: the liftable mask is off, video visible
+    assert headers["X-Redacted"] == "none; grant=7"  # and the part says so
     grant["valid"] = False
     deadline = time.monotonic() + 5
-    while next_image().mean() > 5:  # back to redacted: the liftable mask is burned in again
+    while True:  # back to redacted: the liftable mask is burned in again
+        headers, img = _part(next(chunks))
+        if img.mean() <= 5:
+            break
+        assert "grant=7" in headers["X-Redacted"]
         assert time.monotonic() < deadline, "the view stayed unredacted after the grant ended"
+    assert headers["X-Redacted"] == "faces,plates,masks"
     r.close()
 
 
