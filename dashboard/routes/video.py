@@ -116,15 +116,37 @@ class StreamLimiter:
             return dict(self._open)
 
 
+def stream_cap(settings: Any) -> int:
+    """Return the cap on open MJPEG views of one web process.
+
+    One worker (waitress) serves streams from a pool of their own, sized above the cap. With
+    several gunicorn workers, streams share a worker's ``threads``: at most half of them may
+    be streams, so pages and ``/healthz`` keep the other half.
+    """
+    cap = getattr(settings, "video_max_streams", MAX_STREAMS)
+    if getattr(settings, "workers", 1) > 1:
+        cap = min(cap, max(1, settings.threads // 2))
+    return cap
+
+
 def mjpeg_part(frame: ServedFrame) -> bytes:
-    """Return one multipart MJPEG part with the frame's ``X-Redacted`` and ``X-Timestamp``."""
+    """Return one multipart MJPEG part with the frame's ``X-Redacted`` and ``X-Timestamp``.
+
+    The CRLF that ends the part is sent on its own (``PART_END``) before the next one.
+    """
     head = (
         f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
         f"X-Redacted: {frame.marker}\r\n"
     )
     if frame.captured_utc is not None:
         head += f"X-Timestamp: {frame.captured_utc.timestamp():.3f}\r\n"
-    return head.encode() + b"\r\n" + frame.jpeg + b"\r\n"
+    return head.encode() + b"\r\n" + frame.jpeg
+
+
+#: The CRLF between a part's JPEG and the next boundary, yielded on its own: the server
+#: blocks on it until the previous frame has left its buffers, and only then is the next
+#: (newest) frame picked, so a slow viewer skips frames instead of receiving old ones.
+PART_END = b"\r\n"
 
 
 def _waiting_placeholder(tz: str) -> ServedFrame:
@@ -148,7 +170,10 @@ def build_hub(ctx: Any) -> StreamHub | RayStreamRelay:
     """
     settings = ctx.settings
     sample_video = getattr(settings, "sample_video", None)
-    hub_settings = getattr(ctx, "services", {}).get("hub_settings") or HubSettings()
+    hub_settings = getattr(ctx, "services", {}).get("hub_settings") or HubSettings(
+        stall_after_s=getattr(settings, "video_stall_after_s", 5.0),
+        timezone=getattr(settings, "timezone", "Asia/Shanghai"),
+    )
     address = getattr(settings, "ray_address", None)
     if not address:
         return StreamHub.from_bindings(
@@ -193,7 +218,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
         if services is not None:
             services["stream_hub"] = hub
     limiter = StreamLimiter(
-        getattr(ctx.settings, "video_max_streams", MAX_STREAMS),
+        stream_cap(ctx.settings),
         getattr(ctx.settings, "video_max_streams_per_user", MAX_STREAMS_PER_USER),
     )
     if services is not None:
@@ -277,6 +302,8 @@ def register(server: flask.Flask, ctx: Any) -> None:
                                     audit("video.unmask.end", user=user, camera_id=camera_id)
                                     current = still
                                     break  # re-subscribe to the stream this viewer may see
+                            if last is not None:
+                                yield PART_END  # returns once the previous part has gone out
                             # only the newest frame is ever sent: a slow viewer skips frames
                             got = wait(seq, PART_EVERY_S)
                             if got is not None:
