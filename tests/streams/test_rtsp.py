@@ -108,6 +108,8 @@ class Recorder:
 
     def __init__(self, hub: StreamHub, camera_id: int) -> None:
         self.frames: list[tuple[float, np.ndarray]] = []
+        self.placeholders: list[float] = []  # when a placeholder (no camera pixel) came
+        self.markers: set[str] = set()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, args=(hub, camera_id), daemon=True)
         self._t.start()
@@ -119,6 +121,10 @@ class Recorder:
                 got = wait(seq, 0.5)
                 if got:
                     seq = got[0]
+                    if got.placeholder:
+                        self.placeholders.append(time.monotonic())
+                        continue
+                    self.markers.add(got.marker)
                     img = cv2.imdecode(np.frombuffer(got[1], np.uint8), cv2.IMREAD_COLOR)
                     self.frames.append((time.monotonic(), img))
 
@@ -184,8 +190,10 @@ def test_killed_server_goes_offline_and_recovers_at_new_resolution(
         t_kill = time.monotonic()
         t_off = wait_for(lambda: statuses[-1][1] == "offline", 10, "offline after kill")
         offline_after = t_off - t_kill
-        # responsive while the source is down: the last redacted frame is still served
-        assert hub.snapshot(1, timeout=1) is not None
+        # while the camera is down viewers get the placeholder, not the last frame repeated
+        wait_for(lambda: any(t > t_kill for t in rec.placeholders), 10, "the placeholder")
+        snap = hub.snapshot(1, timeout=1)
+        assert snap is not None and snap.placeholder
 
         n_before = len(rec.frames)
         servers(vtest_path, port, "--size", "320x240")
@@ -198,6 +206,7 @@ def test_killed_server_goes_offline_and_recovers_at_new_resolution(
         hub.close()
     print(f"offline {offline_after:.1f} s after the kill; counters {stream.stats()}")
     assert_never_raw(rec.frames, source_thumbs)
+    assert rec.markers == {"faces,masks"}
     assert stream.counters["connects"] >= 2
     assert PASSWORD not in caplog.text
     assert PASSWORD not in stream.last_error and PASSWORD not in stream.display_url
