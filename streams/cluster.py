@@ -989,14 +989,17 @@ class RayStreamRelay:
         """
         import ray
 
-        try:
-            handle = self.cluster.worker(camera_id)
-            got = ray.get(
-                handle.snapshot.remote(int(camera_id), timeout), timeout=timeout + CALL_GRACE_S
-            )
-        except (ClusterError, *_ray_errors()) as exc:
-            log.warning("camera %s: no snapshot from the redaction worker: %s", camera_id, exc)
-            return None
+        # the subscription keeps this camera's feed (and its last error) alive meanwhile
+        with self.subscribe(camera_id):
+            try:
+                handle = self.cluster.worker(camera_id)
+                got = ray.get(
+                    handle.snapshot.remote(int(camera_id), timeout),
+                    timeout=timeout + CALL_GRACE_S,
+                )
+            except (ClusterError, *_ray_errors()) as exc:
+                log.warning("camera %s: no snapshot from the redaction worker: %s", camera_id, exc)
+                return None
         return ServedFrame(1, got[0], got[1], None, got[1] == PLACEHOLDER) if got else None
 
     def notify_rules_changed(self, camera_id: int | None = None) -> None:
