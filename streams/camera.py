@@ -323,6 +323,7 @@ class CameraStream:
                             raise SourceError(f"{bad} undecodable frames in a row") from exc
                         continue
                     bad = 0
+                    self._note_size(frame)
                     with self._cond:
                         self._raw = frame
                         self._raw_seq += 1
@@ -348,6 +349,14 @@ class CameraStream:
                     log.debug("camera %s: close failed", self.camera_id)
             self._stop.wait(backoff)
             backoff = min(backoff * 2, st.backoff_max_s)
+
+    def _note_size(self, frame: np.ndarray) -> None:
+        """Count a change of picture size (the pipeline re-detects; the aspect is the new one)."""
+        shape = frame.shape[:2]
+        if self._raw is not None and self._raw.shape[:2] != shape:
+            self.counters["resolution_changes"] += 1
+            log.info("camera %s: resolution %sx%s -> %sx%s", self.camera_id,
+                     self._raw.shape[1], self._raw.shape[0], shape[1], shape[0])  # fmt: skip
 
     def _disconnected(self, reason: str) -> None:
         self._connected = False

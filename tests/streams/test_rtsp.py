@@ -213,11 +213,12 @@ def test_killed_server_goes_offline_and_recovers_at_new_resolution(
 
 
 def test_resolution_change_mid_stream_and_slow_source(servers, vtest_path, source_thumbs):
+    """4:3 then 16:9 in one RTSP session: served at 16:9 (not squashed), counted as an event."""
     port = free_port()
     url = f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/cam"
     # 0.25 s per frame: 4 fps delivered while the stream is timed for 10 fps
     servers(vtest_path, port, "--size", "640x480", "--switch-after", "3", "--switch-size",
-            "320x240", "--slow", "250000")  # fmt: skip
+            "640x360", "--slow", "250000")  # fmt: skip
     statuses: list[tuple[float, str]] = []
     hub = StreamHub(
         lambda cid: RtspSourceConfig(url=url, transport="udp", open_timeout_s=8, read_timeout_s=4),
@@ -228,14 +229,19 @@ def test_resolution_change_mid_stream_and_slow_source(servers, vtest_path, sourc
     rec = Recorder(hub, 2)
     try:
         wait_for(lambda: len(rec.frames) >= 25, 40, "25 frames from the slow source")
+        wait_for(lambda: rec.frames[-1][1].shape[:2] == (360, 640), 30, "16:9 frames")
     finally:
         rec.stop()
         stream = hub.streams()[2]
         hub.close()
     assert_never_raw(rec.frames, source_thumbs)
     assert "offline" not in [s for _, s in statuses]
-    print(f"statuses {[s for _, s in statuses]}; shapes {sorted({f.shape for _, f in rec.frames})}")
+    shapes = [f.shape[:2] for _, f in rec.frames]
+    print(f"statuses {[s for _, s in statuses]}; shapes {sorted(set(shapes))}")
     assert stream.counters["processed"] >= 25
+    # the 4:3 frames first, then 16:9 ones at their own size: never 640x360 squashed to 480
+    assert shapes[0] == (480, 640) and shapes[-1] == (360, 640)
+    assert stream.counters["resolution_changes"] >= 1
 
 
 def test_garbage_speaking_server_stays_offline_without_frames(vtest_path):
