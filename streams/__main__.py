@@ -5,7 +5,8 @@ scaled to fit with its aspect kept, black bars around, and counted); audio is no
 (the summary says so). Every output frame went through the redaction pipeline: a frame that
 fails detection is written fully pixelated, never as it came in. Default rules obscure faces
 and plates. ``.mp4``/``.m4v``/``.mov`` are written as H.264 when the installed OpenCV can
-encode it, otherwise as MPEG-4 part 2; the summary names the codec used.
+encode it (PyAV's bundled libx264 first, then OpenCV's ``avc1``), otherwise as MPEG-4 part 2;
+the summary names the codec used.
 
 Exit codes: 0 done; 2 a bad input, output or rules file (one line on stderr naming it,
 nothing written); 3 the input is damaged or truncated (fewer frames decoded than the file
@@ -29,11 +30,13 @@ from streams.sources import IMAGE_SUFFIXES
 log = logging.getLogger("streams")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 2, 3
-#: Codecs tried per output type, best first: (fourcc, name in the summary).
+#: Codecs tried per output type, best first: (encoder, name in the summary); an encoder is
+#: "pyav:<FFmpeg encoder>" or an OpenCV fourcc.
+_H264 = (("pyav:libx264", "h264"), ("avc1", "h264"), ("mp4v", "mpeg4-part2"))
 CODECS_BY_SUFFIX = {
-    ".mp4": (("avc1", "h264"), ("mp4v", "mpeg4-part2")),
-    ".m4v": (("avc1", "h264"), ("mp4v", "mpeg4-part2")),
-    ".mov": (("avc1", "h264"), ("mp4v", "mpeg4-part2")),
+    ".mp4": _H264,
+    ".m4v": _H264,
+    ".mov": _H264,
     ".avi": (("MJPG", "mjpeg"),),
     ".mkv": (("MJPG", "mjpeg"),),
 }
@@ -107,14 +110,66 @@ def open_writer(dst: Path, fps: float, size: tuple[int, int]):
             f"unsupported output type {dst.suffix or '(none)'}; use one of "
             f"{' '.join(sorted(CODECS_BY_SUFFIX))}"
         )
-    for fourcc, name in choices:
-        writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    for encoder, name in choices:
+        if encoder.startswith("pyav:"):
+            writer = PyAvWriter.open(dst, encoder.removeprefix("pyav:"), fps, size)
+            if writer is not None:
+                return writer, name
+            continue
+        writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*encoder), fps, size)
         if writer.isOpened():
             if name != choices[0][1]:
-                name += f" (no {choices[0][1]} encoder in this OpenCV build)"
+                name += f" (no {choices[0][1]} encoder installed)"
             return writer, name
         writer.release()
     raise CliError(f"cannot write video {dst}")
+
+
+class PyAvWriter:
+    """A video writer on PyAV (FFmpeg with libx264 in its wheel), with OpenCV's write/release."""
+
+    def __init__(self, container, stream) -> None:
+        self.container = container
+        self.stream = stream
+
+    @classmethod
+    def open(cls, dst: Path, encoder: str, fps: float, size: tuple[int, int]):
+        """Return a writer, or None when this encoder cannot write ``size`` here."""
+        from fractions import Fraction
+
+        import av
+
+        if size[0] % 2 or size[1] % 2:  # 4:2:0 needs even sizes: let another codec write it
+            return None
+        try:
+            container = av.open(str(dst), "w")
+        except (av.FFmpegError, OSError):
+            return None
+        try:
+            stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = size
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "20", "preset": "veryfast"}
+            stream.codec_context.open()
+        except (av.FFmpegError, ValueError, OSError):
+            container.close()
+            dst.unlink(missing_ok=True)
+            return None
+        return cls(container, stream)
+
+    def write(self, frame) -> None:
+        """Encode one BGR frame."""
+        import av
+
+        picture = av.VideoFrame.from_ndarray(frame, format="bgr24")
+        for packet in self.stream.encode(picture):
+            self.container.mux(packet)
+
+    def release(self) -> None:
+        """Flush the encoder and close the file."""
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
 
 
 def fit_frame(frame, width: int, height: int):
