@@ -296,3 +296,34 @@ def test_missing_access_hooks_fail_closed(app):
     r = client.put("/api/v1/rules/default", json={"targets": []})
     assert r.status_code == 403
     assert client.get("/api/v1/rules").status_code == 403
+
+
+def test_grant_frame_with_a_permanent_mask_says_masks_and_grant(app):
+    server, ctx = app
+    client = server.test_client()
+    permanent = dict(FULL_MASK, points=[[0, 0], [0.2, 0], [0.2, 0.2], [0, 0.2]], permanent=True)
+    assert client.put("/api/v1/rules/camera/1", json={"masks": [permanent]}).status_code == 201
+    assert client.get("/video/1.jpg").headers["X-Redacted"] == "faces,plates,masks"
+    ctx.services["unmask_grant"] = lambda request, camera_id: (
+        "UNMASKED ann 2026-12-02T10:00Z grant#42"
+    )
+    deadline = time.monotonic() + 10
+    while (marker := client.get("/video/1.jpg").headers["X-Redacted"]) != "masks; grant=42":
+        assert "faces" not in marker or "grant" not in marker  # never "redacted" with a grant
+        assert time.monotonic() < deadline, marker
+        time.sleep(0.1)
+
+
+def test_stream_cap_leaves_half_the_threads_to_pages_with_several_workers():
+    one = SimpleNamespace(video_max_streams=48, workers=1, threads=32)
+    many = SimpleNamespace(video_max_streams=48, workers=3, threads=32)
+    assert video.stream_cap(one) == 48 and video.stream_cap(many) == 16
+
+
+def test_stream_cap_must_leave_stream_threads_for_refusals():
+    from pydantic import ValidationError
+
+    from dashboard.settings import Settings
+
+    with pytest.raises(ValidationError, match="GRIDSIGHT_VIDEO_MAX_STREAMS=70 must be at most"):
+        Settings(stream_threads=64, video_max_streams=70)
