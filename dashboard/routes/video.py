@@ -289,6 +289,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
             started = time.monotonic()
             audit("video.view.start", user=user, camera_id=camera_id, redacted=mark is None)
             current = mark
+            sent = False  # every part after the first is preceded by PART_END
             try:
                 while True:
                     seq, last = 0, None
@@ -302,7 +303,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
                                     audit("video.unmask.end", user=user, camera_id=camera_id)
                                     current = still
                                     break  # re-subscribe to the stream this viewer may see
-                            if last is not None:
+                            if sent:
                                 yield PART_END  # returns once the previous part has gone out
                             # only the newest frame is ever sent: a slow viewer skips frames
                             got = wait(seq, PART_EVERY_S)
@@ -316,6 +317,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
                             # frame that is no longer fresh by its placeholder): bytes flow at
                             # least every second, so a viewer who has gone is noticed.
                             yield mjpeg_part(last)
+                            sent = True
             finally:
                 release()
                 audit(

@@ -70,11 +70,21 @@ def _part(chunk: bytes) -> tuple[dict[str, str], np.ndarray]:
     return headers, _decode(body)
 
 
-def _parts(chunks):
+def _parts(chunks, raw: list | None = None):
     """Yield (headers, image) of each MJPEG part of a streamed response's chunks."""
     for chunk in chunks:
+        if raw is not None:
+            raw.append(chunk)
         if chunk != video.PART_END:
             yield _part(chunk)
+
+
+def _assert_multipart_wire_format(raw: list[bytes]) -> None:
+    """Every boundary after the first is preceded by CRLF, as multipart requires."""
+    wire = b"".join(raw)
+    boundary = b"--" + video.BOUNDARY.encode()
+    assert wire.startswith(boundary)
+    assert wire.count(boundary) - 1 == wire.count(b"\r\n" + boundary)
 
 
 def test_snapshot_is_redacted_jpeg_and_status_written_back(app):
@@ -247,7 +257,7 @@ def test_mjpeg_response_ends_when_the_hub_closes(app):
     chunks = iter(r.response)
     next(chunks)
     ctx.services["stream_hub"].close()
-    rest = list(chunks)  # must terminate, not spin
+    rest = [c for c in chunks if c != video.PART_END]  # must terminate, not spin
     assert len(rest) <= 2
     r.close()
 
@@ -269,7 +279,8 @@ def test_unredacted_view_falls_back_to_redacted_when_grant_ends(app, monkeypatch
         "UNMASKED tester grant#7" if grant["valid"] else None
     )
     r = client.get("/video/2.mjpg", buffered=False)
-    chunks = _parts(iter(r.response))
+    raw: list[bytes] = []
+    chunks = _parts(iter(r.response), raw)
     headers, img = next(chunks)
     assert img.mean() > 40  # lifted: the liftable mask is off, video visible
     assert headers["X-Redacted"] == "none; grant=7"  # and the part says so
@@ -282,7 +293,9 @@ def test_unredacted_view_falls_back_to_redacted_when_grant_ends(app, monkeypatch
         assert "grant=7" in headers["X-Redacted"]
         assert time.monotonic() < deadline, "the view stayed unredacted after the grant ended"
     assert headers["X-Redacted"] == "faces,plates,masks"
+    next(chunks)
     r.close()
+    _assert_multipart_wire_format(raw)  # also across the switch back to the redacted stream
 
 
 def test_missing_access_hooks_fail_closed(app):
