@@ -74,7 +74,35 @@ class Settings(BaseSettings):
     threads: int = Field(
         32,
         ge=4,
-        description="Web server threads per worker process (each live MJPEG or event stream holds one).",
+        description="Web server threads per worker process for pages, API, login and /healthz "
+        "(with several workers, gunicorn's threads serve streams too).",
+    )
+    stream_threads: int = Field(
+        64,
+        ge=4,
+        le=1024,
+        description="One worker (waitress): threads of the separate pool that serves video, "
+        "snapshots and event streams, so streams never take the page threads.",
+    )
+    video_max_streams: int = Field(
+        48,
+        ge=1,
+        description="Open MJPEG views per web process; one more answers 429 (with several "
+        "workers at most half of GRIDSIGHT_THREADS).",
+    )
+    video_max_streams_per_user: int = Field(
+        6, ge=1, description="Open MJPEG views per user and web process; one more answers 429."
+    )
+    video_stall_after_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Seconds without a fresh redacted frame after which a camera is 'stalled' "
+        "(or stale/offline) and viewers see the placeholder instead of the last frame.",
+    )
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="City time zone (IANA name) of times drawn on video, e.g. the stall placeholder.",
     )
     ray_address: str | None = Field(
         None,
@@ -131,6 +159,31 @@ class Settings(BaseSettings):
         le=300,
         description="Seconds between a worker's attempts to take over the background services.",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"GRIDSIGHT_TIMEZONE: unknown time zone {v!r}; use an IANA name such as "
+                "Asia/Shanghai"
+            ) from exc
+        return v
+
+    @field_validator("video_max_streams")
+    @classmethod
+    def _streams_below_pool(cls, v: int, info: ValidationInfo) -> int:
+        pool = info.data.get("stream_threads")
+        if pool is not None and v > pool - 4:
+            raise ValueError(
+                f"GRIDSIGHT_VIDEO_MAX_STREAMS={v} must be at most GRIDSIGHT_STREAM_THREADS - 4 "
+                f"({pool - 4}): refusals (429), snapshots and event streams need threads too"
+            )
+        return v
 
     @field_validator("redis_url")
     @classmethod

@@ -37,6 +37,8 @@ class FrameResult:
     boxes: list[Box] = field(default_factory=list)
     failed: str | None = None
     detected: bool = False
+    #: targets whose redaction was applied to this frame (empty when it failed closed)
+    applied: frozenset[str] = frozenset()
 
 
 class RedactionPipeline:
@@ -135,7 +137,7 @@ class RedactionPipeline:
         except Exception as exc:  # noqa: BLE001 - a redaction bug must not leak the frame
             return self._fail("redact_error", frame, exc)
         self.stats["redacted"] += 1
-        return FrameResult(out, boxes, None, detected)
+        return FrameResult(out, boxes, None, detected, frozenset(self.detectors))
 
     def _detect(self, frame: np.ndarray, rules: RedactionRules) -> list[Box]:
         h, w = frame.shape[:2]

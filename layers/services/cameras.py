@@ -188,7 +188,7 @@ def set_status(
     camera_id : int or str
         Database id or 20-digit GB/T 28181 ID.
     status : str
-        One of CAMERA_STATUSES ("online", "offline", "stale", "unknown").
+        One of CAMERA_STATUSES ("online", "offline", "stale", "stalled", "unknown").
     last_seen : datetime, optional
         Timezone-aware time of the last frame; None keeps the stored value.
 

@@ -60,11 +60,38 @@ def _decode(data: bytes) -> np.ndarray:
     return img
 
 
+def _part(chunk: bytes) -> tuple[dict[str, str], np.ndarray]:
+    """Return (headers, image) of one multipart MJPEG part."""
+    head, body = chunk.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "--" + video.BOUNDARY
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert int(headers["Content-Length"]) == len(body)
+    return headers, _decode(body)
+
+
+def _parts(chunks, raw: list | None = None):
+    """Yield (headers, image) of each MJPEG part of a streamed response's chunks."""
+    for chunk in chunks:
+        if raw is not None:
+            raw.append(chunk)
+        if chunk != video.PART_END:
+            yield _part(chunk)
+
+
+def _assert_multipart_wire_format(raw: list[bytes]) -> None:
+    """Every boundary after the first is preceded by CRLF, as multipart requires."""
+    wire = b"".join(raw)
+    boundary = b"--" + video.BOUNDARY.encode()
+    assert wire.startswith(boundary)
+    assert wire.count(boundary) - 1 == wire.count(b"\r\n" + boundary)
+
+
 def test_snapshot_is_redacted_jpeg_and_status_written_back(app):
     server, ctx = app
     r = server.test_client().get("/video/1.jpg")
     assert r.status_code == 200 and r.mimetype == "image/jpeg"
-    assert r.headers["X-Redacted"] == "true" and r.headers["Cache-Control"] == "no-store"
+    assert r.headers["X-Redacted"] == "faces,plates" and r.headers["Cache-Control"] == "no-store"
     assert _decode(r.data).shape == (576, 768, 3)
     deadline = time.monotonic() + 3  # the status is written right after the frame is published
     while camera_service.get_camera(ctx.db, 1).status != "online":
@@ -78,12 +105,11 @@ def test_mjpeg_stream_serves_parts_and_releases_viewer(app):
     r = server.test_client().get("/video/2.mjpg", buffered=False)
     assert r.status_code == 200
     assert r.mimetype == "multipart/x-mixed-replace"
-    chunks = iter(r.response)
+    chunks = _parts(iter(r.response))
     parts = [next(chunks) for _ in range(3)]
-    for part in parts:
-        head, body = part.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"--" + video.BOUNDARY.encode())
-        assert _decode(body[:-2]).shape == (576, 768, 3)
+    for headers, img in parts:
+        assert img.shape == (576, 768, 3)
+        assert headers["X-Redacted"] == "faces,plates" and float(headers["X-Timestamp"]) > 0
     hub = ctx.services["stream_hub"]
     assert hub.streams()[2].viewers == 1
     r.close()
@@ -102,20 +128,22 @@ def test_unknown_camera_404_and_authorize_hook_403(app):
 def test_unmask_only_through_the_grant_hook(app):
     server, ctx = app
     client = server.test_client()
-    assert client.get("/video/1.jpg").headers["X-Redacted"] == "true"
+    assert client.get("/video/1.jpg").headers["X-Redacted"] == "faces,plates"
     ctx.services["unmask_grant"] = lambda request, camera_id: "UNMASKED test-user grant#1"
     r = client.get("/video/1.jpg")
-    assert r.status_code == 200 and r.headers["X-Redacted"] == "false"
+    assert r.status_code == 200 and r.headers["X-Redacted"] == "none; grant=1"
 
 
 def test_source_errors_never_show_credentials(app):
     server, _ = app
     client = server.test_client()
-    r = client.get("/video/4.jpg?wait=2")
-    assert r.status_code == 503 and r.headers["Retry-After"]
-    assert SECRET not in r.get_data(as_text=True)
-    r = client.get("/video/3.jpg?wait=1")
-    assert r.status_code == 503
+    # a camera that never delivered a frame: its snapshot is the placeholder, drawn from nothing
+    r = client.get("/video/4.jpg?wait=3")
+    assert r.status_code == 200 and r.headers["X-Redacted"] == "placeholder"
+    assert SECRET.encode() not in r.data
+    r = client.get("/video/3.jpg?wait=3")
+    assert r.headers["X-Redacted"] == "placeholder"
+    assert client.get("/video/3.jpg?wait=0").status_code in (200, 503)
     streams = client.get("/api/v1/video/streams").get_data(as_text=True)
     assert SECRET not in streams and "***@127.0.0.1" in streams
 
@@ -229,7 +257,7 @@ def test_mjpeg_response_ends_when_the_hub_closes(app):
     chunks = iter(r.response)
     next(chunks)
     ctx.services["stream_hub"].close()
-    rest = list(chunks)  # must terminate, not spin
+    rest = [c for c in chunks if c != video.PART_END]  # must terminate, not spin
     assert len(rest) <= 2
     r.close()
 
@@ -251,19 +279,23 @@ def test_unredacted_view_falls_back_to_redacted_when_grant_ends(app, monkeypatch
         "UNMASKED tester grant#7" if grant["valid"] else None
     )
     r = client.get("/video/2.mjpg", buffered=False)
-    assert r.headers["X-Redacted"] == "false"
-    chunks = iter(r.response)
-
-    def next_image():
-        head, body = next(chunks).split(b"\r\n\r\n", 1)
-        return _decode(body[:-2])
-
-    assert next_image().mean() > 40  # lifted: the liftable mask is off, video visible
+    raw: list[bytes] = []
+    chunks = _parts(iter(r.response), raw)
+    headers, img = next(chunks)
+    assert img.mean() > 40  # lifted: the liftable mask is off, video visible
+    assert headers["X-Redacted"] == "none; grant=7"  # and the part says so
     grant["valid"] = False
     deadline = time.monotonic() + 5
-    while next_image().mean() > 5:  # back to redacted: the liftable mask is burned in again
+    while True:  # back to redacted: the liftable mask is burned in again
+        headers, img = next(chunks)
+        if img.mean() <= 5:
+            break
+        assert "grant=7" in headers["X-Redacted"]
         assert time.monotonic() < deadline, "the view stayed unredacted after the grant ended"
+    assert headers["X-Redacted"] == "faces,plates,masks"
+    next(chunks)
     r.close()
+    _assert_multipart_wire_format(raw)  # also across the switch back to the redacted stream
 
 
 def test_missing_access_hooks_fail_closed(app):
@@ -277,3 +309,34 @@ def test_missing_access_hooks_fail_closed(app):
     r = client.put("/api/v1/rules/default", json={"targets": []})
     assert r.status_code == 403
     assert client.get("/api/v1/rules").status_code == 403
+
+
+def test_grant_frame_with_a_permanent_mask_says_masks_and_grant(app):
+    server, ctx = app
+    client = server.test_client()
+    permanent = dict(FULL_MASK, points=[[0, 0], [0.2, 0], [0.2, 0.2], [0, 0.2]], permanent=True)
+    assert client.put("/api/v1/rules/camera/1", json={"masks": [permanent]}).status_code == 201
+    assert client.get("/video/1.jpg").headers["X-Redacted"] == "faces,plates,masks"
+    ctx.services["unmask_grant"] = lambda request, camera_id: (
+        "UNMASKED ann 2026-12-02T10:00Z grant#42"
+    )
+    deadline = time.monotonic() + 10
+    while (marker := client.get("/video/1.jpg").headers["X-Redacted"]) != "masks; grant=42":
+        assert "faces" not in marker or "grant" not in marker  # never "redacted" with a grant
+        assert time.monotonic() < deadline, marker
+        time.sleep(0.1)
+
+
+def test_stream_cap_leaves_half_the_threads_to_pages_with_several_workers():
+    one = SimpleNamespace(video_max_streams=48, workers=1, threads=32)
+    many = SimpleNamespace(video_max_streams=48, workers=3, threads=32)
+    assert video.stream_cap(one) == 48 and video.stream_cap(many) == 16
+
+
+def test_stream_cap_must_leave_stream_threads_for_refusals():
+    from pydantic import ValidationError
+
+    from dashboard.settings import Settings
+
+    with pytest.raises(ValidationError, match="GRIDSIGHT_VIDEO_MAX_STREAMS=70 must be at most"):
+        Settings(stream_threads=64, video_max_streams=70)

@@ -192,7 +192,7 @@ def test_cameras_filters_and_counts(db):
     assert [c["grid_code"] for c in cameras.list_cameras(db, grid_id=g2.id)] == [g2.code]
     assert cameras.counts(db) == {
         "by_class": {1: 1, 2: 1, 3: 1},
-        "by_status": {"online": 1, "offline": 1, "stale": 0, "unknown": 1},
+        "by_status": {"online": 1, "offline": 1, "stale": 0, "stalled": 0, "unknown": 1},
         "total": 3,
     }
     assert cameras.counts_by_class_status(db)[(3, "unknown")] == 1
