@@ -87,6 +87,7 @@ from layers.services import cameras as cameras_service
 from layers.services import centers as centers_service
 from layers.services import grids as grids_service
 from layers.services import make_gdf
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -827,7 +828,7 @@ def _bounds_xy(geom: shapely.Geometry) -> tuple[list[float], list[float]]:
 
 def _read_areas(level: str):
     def read(db: Database) -> gpd.GeoDataFrame:
-        gdf = areas_service.read_gdf(db, level=level)
+        gdf = areas_service.read_gdf(db, scope=Scope.ALL, level=level)
         out = gdf[["code", "name", "parent_code", "area_m2", "geometry"]]
         return out.rename(columns={"parent_code": "parent"})
 
@@ -855,7 +856,7 @@ def _validate_grid(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
 
 
 def _read_grids(db: Database) -> gpd.GeoDataFrame:
-    gdf = grids_service.read_gdf(db)
+    gdf = grids_service.read_gdf(db, scope=Scope.ALL)
     return gdf[["code", "name", "community_code", "area_m2", "geometry"]].rename(
         columns={"community_code": "community"}
     )
@@ -889,7 +890,7 @@ def _validate_center(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
 
 
 def _read_centers(db: Database) -> gpd.GeoDataFrame:
-    gdf = centers_service.read_gdf(db)
+    gdf = centers_service.read_gdf(db, scope=Scope.ALL)
     return gdf[["level", "name", "area_code", "services", "hours", "phone", "geometry"]]
 
 
@@ -940,7 +941,7 @@ def _validate_camera(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
 
 
 def _read_cameras(db: Database) -> gpd.GeoDataFrame:
-    gdf = cameras_service.read_gdf(db)
+    gdf = cameras_service.read_gdf(db, scope=Scope.ALL)
     gdf = gdf[
         ["gb_id", "name", "cls", "ptz_type", "use_type", "azimuth", "fov", "range_m",
          "stream_url", "owner", "status", "last_seen", "grid_code", "geometry"]

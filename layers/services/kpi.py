@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from layers.models import AdminArea, Category, Grid, Incident, IncidentEvent
 from layers.services import ServiceError
 from layers.services import sla as sla_service
+from layers.services.scope import Scope
 from layers.services.spatial import locator
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ def compute_kpis(
     start: dt.datetime,
     end: dt.datetime,
     *,
+    scope: Scope,
     group_by: str = "city",
     period: str | None = None,
     register_limit_hours: float = 1.0,
@@ -127,6 +129,8 @@ def compute_kpis(
 
     Parameters
     ----------
+    scope : layers.services.scope.Scope
+        Only the cases the reader may see (a district scope: the cases in its grids).
     start, end : aware datetime
         The reporting window.
     group_by : "city", "district", "street", "grid" or "category"
@@ -164,6 +168,7 @@ def compute_kpis(
             Incident.duplicate_of.is_(None),
             or_(and_(Incident.due_at >= start, Incident.due_at < end),
                 and_(Incident.created_at >= start, Incident.created_at < end)),
+            *scope.incidents(session),
         )
     ).all()  # fmt: skip
     for r in rows:
@@ -191,7 +196,7 @@ def compute_kpis(
         select(IncidentEvent.ts, Incident.grid_id, Incident.category_code)
         .join(Incident, Incident.id == IncidentEvent.incident_id)
         .where(IncidentEvent.action == "rework", IncidentEvent.ts >= start, IncidentEvent.ts < end,
-               Incident.duplicate_of.is_(None))
+               Incident.duplicate_of.is_(None), *scope.incidents(session))
     ).all()  # fmt: skip
     for ts, grid_id, category in reworks:
         key, name = namer(grid_id, category)
