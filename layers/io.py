@@ -31,7 +31,6 @@ Field names: each canonical field accepts the English and Chinese variants liste
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import math
 import re
@@ -72,6 +71,7 @@ from layers.codes import (
     validate_street_code,
 )
 from layers.db import Database, DatabaseError
+from layers.exportsafe import csv_writer, safe_frame
 from layers.models import (
     CAMERA_STATUSES,
     CENTER_LEVELS,
@@ -83,10 +83,10 @@ from layers.models import (
     geometry_columns,
 )
 from layers.services import areas as areas_service
+from layers.services import audit, make_gdf
 from layers.services import cameras as cameras_service
 from layers.services import centers as centers_service
 from layers.services import grids as grids_service
-from layers.services import make_gdf
 from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ class ImportReport:
     def write_csv(self, path: str | Path) -> None:
         """Write the per-row issues as CSV (row, code, name, status, reason), UTF-8 with BOM."""
         with open(path, "w", newline="", encoding="utf-8-sig") as fh:
-            writer = csv.writer(fh)
+            writer = csv_writer(fh)  # names and reasons come from the imported file
             writer.writerow(["row", "code", "name", "status", "reason"])
             for i in sorted(self.issues, key=lambda i: i.row):
                 writer.writerow([i.row, i.code, i.name, i.status, i.reason])
@@ -1390,8 +1390,20 @@ def read_layer_gdf(db: Database, layer: str) -> gpd.GeoDataFrame:
     return _layer(layer).read(db)
 
 
-def export_layer(db: Database, layer: str, path: str | Path, *, crs: str | None = None) -> int:
+def export_layer(
+    db: Database,
+    layer: str,
+    path: str | Path,
+    *,
+    crs: str | None = None,
+    actor: str | None = None,
+    role: str = "cli",
+) -> int:
     """Return the number of features written after exporting a layer to a GIS file.
+
+    Every export is written to the audit log (``layer.export``: who, layer, file, count);
+    ``actor`` defaults to ``cli:<os user>``. Text cells of CSV files cannot run as formulas
+    (``layers.exportsafe``).
 
     The format follows the extension (see FORMATS). ``crs`` (default WGS-84) converts the
     coordinates for the receiver: gcj02/bd09 files carry no CRS tag (they have no EPSG code).
@@ -1429,7 +1441,20 @@ def export_layer(db: Database, layer: str, path: str | Path, *, crs: str | None 
     except OSError as exc:
         raise UsageError(f"FILE {str(path)!r}: cannot write it ({exc})") from exc
     log.info("exported %s %s features to %s (%s)", len(out), spec.name, path, _crs_label(dst))
+    with db.session() as s:
+        audit.record(s, actor=actor or _cli_actor(), role=role, action="layer.export",
+                     target=spec.name, detail={"file": str(path), "features": len(out),
+                                               "crs": _crs_label(dst)})  # fmt: skip
     return len(out)
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):
+        return "cli:unknown"
 
 
 def _write_vector(gdf: gpd.GeoDataFrame, path: Path, kind: str, spec: LayerSpec) -> None:
@@ -1466,7 +1491,7 @@ def _write_csv(gdf: gpd.GeoDataFrame, path: Path, spec: LayerSpec) -> None:
         frame.insert(0, "lat", shapely.get_y(inside) if len(geoms) else [])
         frame.insert(0, "lon", shapely.get_x(inside) if len(geoms) else [])
         frame["wkt"] = shapely.to_wkt(geoms, rounding_precision=-1) if len(geoms) else []
-    frame.to_csv(path, index=False, encoding="utf-8-sig", float_format="%.10g")
+    safe_frame(frame).to_csv(path, index=False, encoding="utf-8-sig", float_format="%.10g")
 
 
 # --------------------------------------------------------------------------------------

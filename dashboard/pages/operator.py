@@ -40,6 +40,7 @@ from dashboard.context import get_ctx
 from dashboard.i18n import t
 from dashboard.scoping import request_scope
 from layers.services import NotFoundError, mapdata
+from layers.services.scope import Scope
 from streams.events import is_event_id
 
 log = logging.getLogger(__name__)
@@ -874,16 +875,20 @@ def camera_hideout(db, scope) -> dict:
     return {"base": base, "st": {str(k): v for k, v in statuses.items() if v != base}}
 
 
-def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str):
+def refresh_payload(
+    fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str, scope: Scope
+):
     """Return (grid hideout, live layer, feed, cursor, KPI values): ``live_refresh`` without
     the camera-status output (for the benchmark and older tests)."""
-    return tuple(live_refresh(fdict, cursor, trigger, lang))[:5]
+    return tuple(live_refresh(fdict, cursor, trigger, lang, scope))[:5]
 
 
 def live_refresh(
-    fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str
+    fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str, scope: Scope
 ) -> Refresh:
     """Return one refresh's outputs: grid counts, live markers, feed, cursor, KPIs, cameras.
+
+    Everything is limited to ``scope`` (the viewer's districts and cameras).
 
     A plain function of the filter, the client's cursor, the worker's event bus and the
     database, so the benchmark and the tests call it without a browser. Full resync when
@@ -900,7 +905,7 @@ def live_refresh(
     ctx_ = get_ctx()
     db = ctx_.db
     bus = ctx_.services.get("events")
-    f = mapdata.parse_filter(fdict, request_scope())
+    f = mapdata.parse_filter(fdict, scope)
     fkey = f.key()
     live = f.instant(dt.datetime.now(dt.UTC)) is None
     cursor = dict(cursor or {})
@@ -922,7 +927,9 @@ def live_refresh(
         if events is not None and cursor.get("cams"):
             cams = _camera_status_patch(events, f.scope)  # the overlay is in step: events suffice
         else:
-            cams = camera_hideout(db, f.scope)  # first tick, or the bus could not vouch: from the db
+            cams = camera_hideout(
+                db, f.scope
+            )  # first tick, or the bus could not vouch: from the db
         new_cursor["cams"] = events is not None or (bus is not None and bus.complete)
         lc = mapdata.live_counts(db, f)
         new_cursor.update(open=lc["open"], today=lc["new_today"], day=lc["day"])
@@ -943,7 +950,7 @@ def live_refresh(
         cursor["cams"] = False  # camera events may have been missed: resend at the next resync
     changes = mapdata.changes_since(db, int(cursor.get("ev", 0)))
     if changes["overflow"] or cursor.get("day") != today:
-        return live_refresh(fdict, {**cursor, "n": RESYNC_TICKS}, "operator-tick", lang)
+        return live_refresh(fdict, {**cursor, "n": RESYNC_TICKS}, "operator-tick", lang, scope)
     if not changes["incidents"]:
         cursor["n"] = cursor.get("n", 0) + 1
         return Refresh(no_update, no_update, no_update, {**cursor, **bus_pos},
@@ -1007,7 +1014,7 @@ def refresh(_n, fdict, lang, cursor):
     trig = ctx.triggered_id
     if trig == "app-lang":
         cursor = {**(cursor or {}), "fkey": None}
-    out = live_refresh(fdict, cursor, trig, lang or "zh")
+    out = live_refresh(fdict, cursor, trig, lang or "zh", request_scope())
     return (out.grids, out.live, out.feed, out.cursor, *out.kpis, out.cameras)
 
 

@@ -18,7 +18,6 @@ and 737/972 gives 75.82, never a float artefact.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import logging
@@ -29,6 +28,7 @@ from fractions import Fraction
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from layers.exportsafe import csv_writer, xlsx_row
 from layers.models import AdminArea, Category, Grid, Incident, IncidentEvent
 from layers.services import ServiceError
 from layers.services import sla as sla_service
@@ -226,7 +226,7 @@ def _header(lang: str) -> list[str]:
 def to_csv(rows: list[dict], lang: str = "zh") -> bytes:
     """Return the KPI rows as CSV (UTF-8 with BOM so spreadsheet programs read Chinese)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
+    writer = csv_writer(buf, lineterminator="\r\n")  # area/grid names are data: no formulas
     writer.writerow(_header(lang))
     for r in rows:
         writer.writerow(["" if r[k] is None else r[k] for k, _, _ in COLUMNS])
@@ -240,9 +240,9 @@ def to_xlsx(rows: list[dict], lang: str = "zh") -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "KPI"
-    ws.append(_header(lang))
+    xlsx_row(ws, _header(lang))
     for r in rows:
-        ws.append([r[k] for k, _, _ in COLUMNS])
+        xlsx_row(ws, [r[k] for k, _, _ in COLUMNS])  # text cells are strings, never formulas
     ws.freeze_panes = "A2"
     buf = io.BytesIO()
     wb.save(buf)
