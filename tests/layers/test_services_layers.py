@@ -167,7 +167,7 @@ def test_grids_read_and_get(db):
 
 def test_grid_card_masks_worker_phones_and_counts(db):
     g = grids.get_grid(db, "53010200100101")
-    card = grids.grid_card(db, g.id, scope=Scope.ALL)
+    card = grids.grid_card(db, g.id)
     assert card["code"] == "53010200100101"
     assert card["community"] == {"code": "530102001001", "name": "翠湖社区"}
     assert card["street"]["code"] == "530102001" and card["district"]["name"] == "五华区"
