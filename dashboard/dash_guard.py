@@ -8,6 +8,7 @@ a traceback in the log). ``install(app)`` checks both before Dash sees them:
   callback, ``outputs``, ``inputs`` and ``state`` lists of ``{id, property[, value]}`` of the
   callback's declared lengths, ``changedPropIds`` a list of text; else 400 naming the field;
 - an unknown package or file under ``/_dash-component-suites/`` is a 404 JSON;
+- a JSON body (any route) nested more than ``MAX_JSON_DEPTH`` levels is a 400;
 - a filter or service value a callback cannot use (``MapFilterError``, ``ServiceError``)
   answers 400 with the field its message names; an object the user may not see, 404.
 
@@ -29,7 +30,8 @@ from layers.services.mapdata import MapFilterError
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 4 << 20  # the operator refresh with every grid's count is well under 1 MB
+MAX_BODY_BYTES = 4 << 20
+_TOO_DEEP = object()  # the operator refresh with every grid's count is well under 1 MB
 
 
 def _error(status: int, field: str, message: str) -> tuple[flask.Response, int]:
@@ -75,6 +77,27 @@ def install(app: Dash) -> None:
     """Add the Dash request checks and the typed error answers to ``app.server``."""
     server = app.server
     update_path = app.config.requests_pathname_prefix + "_dash-update-component"
+
+    @server.before_request
+    def _check_json_depth():
+        # any JSON body, on any route: Python's parser gives up (RecursionError) near 1,000
+        # levels, and deep bodies cost every later walk over them; no GridSight body nests
+        # more than a few levels
+        req = flask.request
+        if req.method not in ("POST", "PUT", "PATCH") or not req.is_json:
+            return None
+        try:
+            body = req.get_json(silent=True)
+        except RecursionError:
+            body = _TOO_DEEP
+        if body is _TOO_DEEP or json_depth(body) > MAX_JSON_DEPTH:
+            return _error(400, "body", f"JSON nested more than {MAX_JSON_DEPTH} levels; "
+                          "send a flat object")  # fmt: skip
+        return None
+
+    # first of all hooks: Dash's own hook reads the body before any hook registered later
+    hooks = server.before_request_funcs.setdefault(None, [])
+    hooks.insert(0, hooks.pop(hooks.index(_check_json_depth)))
 
     @server.before_request
     def _check_callback_body():
