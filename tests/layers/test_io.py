@@ -176,7 +176,7 @@ def test_every_layer_roundtrips_through_each_format(db_backend, tmp_path, city_d
         assert report.imported == n
     for reader, key in [
         (lambda d: areas.read_gdf(d, scope=Scope.ALL), "code"),
-        (grids.read_gdf, "code"),
+        (lambda d: grids.read_gdf(d, scope=Scope.ALL), "code"),
     ]:
         a = reader(city_db).set_index(key).sort_index()
         b = reader(target).set_index(key).sort_index()
