@@ -16,6 +16,7 @@ from pathlib import Path
 import dash
 from dash import Dash, Input, Output, State, dcc, html
 
+from dashboard import dash_guard
 from dashboard.context import AppContext
 from dashboard.i18n import t
 from dashboard.settings import Settings
@@ -152,6 +153,7 @@ def create_app(
             log.debug("route module %s not present yet", module_name)
             continue
         module.register(server, ctx)
+    dash_guard.install(app)  # 4xx for malformed Dash requests, before Dash reads them
 
     if start_background:
         _start_leader_election(ctx)

@@ -28,6 +28,7 @@ from dashboard.auth import (
     require_roles,
 )
 from dashboard.context import get_ctx
+from dashboard.scoping import request_scope
 from layers.services import NotFoundError, ServiceError
 from layers.services import audit as audit_service
 from layers.services import cameras as camera_service
@@ -188,7 +189,7 @@ def canvas_figure(camera_id: int | None, shapes: list[dict]) -> dict:
 # -- layout ---------------------------------------------------------------------------------
 def camera_options() -> list[dict]:
     """Return dropdown options for the cameras (id, name, GB/T 28181 id)."""
-    cams = camera_service.list_cameras(get_ctx().db)[:MAX_CAMERAS]
+    cams = camera_service.list_cameras(get_ctx().db, scope=request_scope())[:MAX_CAMERAS]
     return [{"label": f"{c['id']} · {c['name']} · {c['gb_id']}", "value": c["id"]} for c in cams]
 
 

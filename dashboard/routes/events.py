@@ -73,14 +73,15 @@ class _Viewer:
 
     def __init__(self, ctx: AppContext) -> None:
         from dashboard.auth import current_principal
-        from dashboard.routes.api import scope_grid_ids
+        from dashboard.scoping import request_scope
         from layers.models import User
 
         self.ctx = ctx
         self.principal = current_principal()
+        self.scope = request_scope()
         self.fingerprint = ""
         with ctx.db.session() as s:
-            self.grid_ids = scope_grid_ids(s)
+            self.grid_ids = self.scope.grid_ids(s)
             p = self.principal
             if p is not None and p.kind == "user" and p.user_id is not None:
                 user = s.get(User, p.user_id)
@@ -88,12 +89,10 @@ class _Viewer:
 
     def may_see(self, event: Event) -> bool:
         """Return True if the viewer's scopes include the event's incident or camera."""
-        from dashboard.auth import camera_allowed
-
         if event.kind.startswith("incident."):
             return self.grid_ids is None or event.data.get("grid_id") in self.grid_ids
         if event.kind == "camera.status":
-            return camera_allowed(self.principal, event.data.get("gb_id", ""), event.data.get("id"))
+            return self.scope.allows_camera(event.data.get("gb_id", ""), event.data.get("id"))
         return False
 
     def still_allowed(self) -> bool:

@@ -432,7 +432,7 @@ def write_csv(entries: Iterable[AuditEntry], out: IO[str]) -> int:
         row = entry_row(e)
         # a cell starting with = + - @ would run as a formula in a spreadsheet
         for k in ("actor", "target", "detail", "action", "role"):
-            if str(row[k]).startswith(("=", "+", "-", "@")):
+            if str(row[k]).startswith(("=", "+", "-", "@", "\t", "\r")):
                 row[k] = "'" + str(row[k])
         writer.writerow(row)
         n += 1
