@@ -19,9 +19,12 @@ and video requests get ``401`` JSON; signed-in principals without the role get `
 API tokens only ever open the machine paths (``/api/``, ``/ogc``, ``/open311``) and only where a
 policy names their role explicitly.
 
-Sessions expire after ``settings.session_minutes`` without a request; changing a password or
-disabling an account ends its sessions at the next request (the session remembers a
-fingerprint of the password hash and the account is re-read every request).
+Sessions live on the server (``layers.services.sessions``): the signed cookie carries a random
+session id, the ``user_sessions`` table its digest. A session ends at logout, after
+``settings.session_minutes`` without a request, and when its account is disabled or its
+password, role or scopes change; a request with an ended session is refused at once in this
+process and within ``PRINCIPAL_RECHECK_S`` in any other. Long-lived responses (MJPEG, SSE)
+call ``principal_still_valid`` every few seconds and end when it says no.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import functools
 import hashlib
 import hmac
 import html
+import ipaddress
 import json
 import logging
 import secrets
@@ -42,11 +46,15 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import flask
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy.exc import IntegrityError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from dashboard import throttle
 from dashboard.context import AppContext, get_ctx
 from layers.models import ROLES, User
 from layers.services import audit
+from layers.services import sessions as session_service
 from layers.services import users as user_service
 
 log = logging.getLogger(__name__)
@@ -114,7 +122,11 @@ LABELS = {
     "password": ("密码", "Password"),
     "submit": ("登录", "Sign in"),
     "bad": ("用户名或密码错误", "Wrong username or password"),
-    "locked": ("账户已锁定，请于 {t} 后重试", "Account locked; try again after {t}"),
+    "throttled": (
+        "登录尝试过多，请于 {m} 分钟后重试",
+        "Too many sign-in attempts; try again in {m} min",
+    ),
+    "busy": ("登录繁忙，请稍后重试", "Sign-in is busy; try again in a few seconds"),
     "disabled": ("账户已停用", "Account disabled"),
     "expired": ("会话已过期，请重新登录", "Your session expired; please sign in again"),
     "logged_out": ("已退出登录", "You are signed out"),
@@ -159,6 +171,7 @@ class Principal:
     scopes: dict = field(default_factory=lambda: {"districts": [], "cameras": []})
     user_id: int | None = None
     must_change_password: bool = False
+    session_id: str | None = None  # digest of the server-side session (via == "session")
 
     @property
     def actor(self) -> str:
@@ -212,7 +225,7 @@ def _pw_fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
-def _principal_from_user(user: User, via: str) -> Principal:
+def _principal_from_user(user: User, via: str, session_id: str | None = None) -> Principal:
     return Principal(
         name=user.username,
         role=user.role,
@@ -221,6 +234,7 @@ def _principal_from_user(user: User, via: str) -> Principal:
         scopes=user_service.parse_scopes(user.scopes),
         user_id=user.id,
         must_change_password=bool(user.must_change_password),
+        session_id=session_id,
     )
 
 
@@ -258,46 +272,92 @@ def _resolve_principal() -> Principal | None:
         cached = _basic_cache_lookup(ctx, username, password)
         if cached is not None:
             return cached
+        result, refusal = _verify(username[:64], password, "basic")
+        if refusal is not None:
+            flask.g.auth_error = f"too many sign-in attempts; retry in {refusal.retry_after_s} s"
+            flask.g.auth_retry_after = refusal.retry_after_s
+            return None
+        if not result.ok:
+            flask.g.auth_error = "wrong credentials"
+            return None
+        if result.user.must_change_password:
+            flask.g.auth_error = "change the one-time password at /login first"
+            return None
         with ctx.db.session() as s:
-            result = user_service.authenticate(
-                s, username, password, channel="basic", client=req.remote_addr or ""
-            )
-            if not result.ok:
-                flask.g.auth_error = "wrong credentials" if result.reason != "locked" else "locked"
-                return None
-            if result.user.must_change_password:
-                flask.g.auth_error = "change the one-time password at /login first"
-                return None
-            _basic_cache_store(ctx, username, password, result.user)
-            return _principal_from_user(result.user, "basic")
+            user = s.get(User, result.user.id)
+            _basic_cache_store(ctx, username, password, user)
+        return flask.g.pop("new_principal")
+    return _session_principal(ctx)
+
+
+def _session_principal(ctx: AppContext) -> Principal | None:
+    """Return the principal of the request's server-side session, or None (ended, absent)."""
     sess = flask.session
-    uid = sess.get("uid")
-    if uid is None:
+    sid = sess.get("sid")
+    if not sid:
+        if sess.get("uid") is not None:  # a cookie from before server-side sessions
+            _end_session(reason="no server-side session")
         return None
+    digest = session_service.session_digest(str(sid))
     now = time.time()
     idle_limit = ctx.settings.session_minutes * 60
     if now - float(sess.get("last", 0)) > idle_limit:
         _end_session(reason="expired")
         flask.g.session_expired = True
         return None
-    key = ("session", uid, sess.get("pwv"))
+    key = ("session", digest)
     principal = _recent_principal(ctx, key)
     if principal is None:
         epoch = user_service.auth_epoch()
         with ctx.db.session() as s:
-            user = s.get(User, uid)
-            if (
-                user is None
-                or not user.active
-                or sess.get("pwv") != _pw_fingerprint(user.password_hash)
-            ):
+            live = session_service.live_session(s, digest, idle_limit)
+            if live is None:
                 _end_session(reason="revoked")
                 return None
-            principal = _principal_from_user(user, "session")
-            _remember_principal(ctx, key, principal, epoch)
-    if now - float(sess.get("last", 0)) > 30:  # refresh the idle clock, not on every request
+            principal = _principal_from_user(live[1], "session", digest)
+        _remember_principal(ctx, key, principal, epoch)
+    if now - float(sess.get("last", 0)) > SESSION_TOUCH_S:  # the idle clocks, not every request
         sess["last"] = now
+        with ctx.db.session() as s:
+            session_service.touch_session(s, digest)
     return principal
+
+
+#: Seconds between two refreshes of a session's idle clock (cookie and database row).
+SESSION_TOUCH_S = 30
+
+
+def principal_still_valid(principal: Principal | None, ctx: AppContext) -> bool:
+    """Return True if ``principal`` may still act: asked of the database, never of a cache.
+
+    For long-lived responses (MJPEG, SSE) that call it every few seconds outside a request
+    context: a session must be live (not logged out, expired or revoked), its account active
+    with the same role and scopes; a token unrevoked with the same role; an HTTP Basic user
+    active with the same role and scopes.
+    """
+    if principal is None:
+        return False
+    try:
+        with ctx.db.session() as s:
+            if principal.kind == "token":
+                row = user_service.find_token_by_name(s, principal.name)
+                return row is not None and row.revoked_at is None and row.role == principal.role
+            if principal.session_id is not None:
+                live = session_service.live_session(
+                    s, principal.session_id, ctx.settings.session_minutes * 60
+                )
+                user = live[1] if live is not None else None
+            else:
+                user = s.get(User, principal.user_id) if principal.user_id is not None else None
+            return (
+                user is not None
+                and user.active
+                and user.role == principal.role
+                and user_service.parse_scopes(user.scopes) == principal.scopes
+            )
+    except Exception:  # noqa: BLE001 - cannot tell: the stream ends (fails closed)
+        log.exception("re-checking %s failed; ending its stream", principal.actor)
+        return False
 
 
 #: How long a resolved session user or API token is trusted without asking the database
@@ -622,6 +682,9 @@ def _deny(principal: Principal | None) -> flask.Response:
             return flask.redirect(url, code=302)
         message = flask.g.get("auth_error") or "login required"
         headers = {}
+        retry = flask.g.get("auth_retry_after")
+        if retry is not None:
+            return _json_error(429, message, **{"Retry-After": str(retry)})
         if req.path.startswith(BASIC_PREFIXES):
             headers["WWW-Authenticate"] = 'Basic realm="GridSight OGC", charset="UTF-8"'
         elif req.path.startswith(MACHINE_PREFIXES):
@@ -725,19 +788,20 @@ def _safe_next(url: str | None) -> str:
     return url
 
 
-def _start_session(user: User) -> None:
+def _start_session(s, user: User) -> str:
+    """Return the digest of a new server-side session for ``user``, set in the cookie."""
+    sid = session_service.start_session(s, user, flask.request.remote_addr or "")
     flask.session.clear()  # a fresh session id and CSRF token: no fixation across login
     flask.session.permanent = True
-    flask.session["uid"] = user.id
-    flask.session["pwv"] = _pw_fingerprint(user.password_hash)
+    flask.session["sid"] = sid
     flask.session["last"] = time.time()
     flask.session["csrf"] = secrets.token_urlsafe(32)
     flask.g.pop("principal", None)
+    return session_service.session_digest(sid)
 
 
 # -- views ------------------------------------------------------------------------------------
 def _login_view():
-    ctx = get_ctx()
     req = flask.request
     if req.method == "GET":
         p = current_principal()
@@ -747,29 +811,70 @@ def _login_view():
         kind = "info" if msg in ("logged_out", "changed") else "err"
         text = _bi(msg) if msg in ("expired", "logged_out", "changed") else ""
         return _login_html(text, kind, _safe_next(req.args.get("next")))
-    username = (req.form.get("username") or "").strip()
+    username = (req.form.get("username") or "").strip()[:64]
     password = req.form.get("password") or ""
     next_url = _safe_next(req.form.get("next"))
-    with ctx.db.session() as s:
-        result = user_service.authenticate(
-            s, username, password, channel="form", client=req.remote_addr or ""
+    result, refusal = _verify(username, password, "form")
+    if refusal is not None:
+        key = "busy" if refusal.reason == "busy" else "throttled"
+        resp = flask.Response(
+            _login_html(_bi(key, m=str(refusal.minutes)), "err", next_url, username),
+            status=503 if key == "busy" else 429,
         )
-        if result.ok:
-            user = result.user
-            _start_session(user)
-            principal = _principal_from_user(user, "session")
+        resp.headers["Retry-After"] = str(refusal.retry_after_s)
+        return resp
     if not result.ok:
-        if result.reason == "locked" and result.locked_until is not None:
-            until = result.locked_until.astimezone().strftime("%H:%M")
-            text = _bi("locked", t=until)
-        elif result.reason == "disabled":
-            text = _bi("bad")  # do not tell an attacker the password was right
-        else:
-            text = _bi("bad")
-        return flask.Response(_login_html(text, "err", next_url, username), status=401)
+        # unknown name, wrong password, disabled account: one answer, so none is revealed
+        return flask.Response(_login_html(_bi("bad"), "err", next_url, username), status=401)
+    principal = flask.g.pop("new_principal")
     if principal.must_change_password:
-        return flask.redirect("/account/password")
-    return flask.redirect(next_url or home_for(principal))
+        resp = flask.redirect("/account/password")
+    else:
+        resp = flask.redirect(next_url or home_for(principal))
+    _throttle().remember_device(resp, username, cookie_secure_now())
+    return resp
+
+
+def _throttle() -> throttle.LoginThrottle:
+    return get_ctx().services["login_throttle"]
+
+
+def _verify(
+    username: str, password: str, channel: str
+) -> tuple[user_service.LoginResult | None, throttle.Refusal | None]:
+    """Return (login result, None) after a throttled password check, or (None, refusal).
+
+    A form sign-in that succeeds also starts its server-side session (``flask.g``).
+    """
+    ctx = get_ctx()
+    gate = _throttle()
+    address = flask.request.remote_addr or ""
+    device = gate.device_for(username)
+    refusal = gate.check(username, address, device)
+    if refusal is not None:
+        log.info("sign-in for %r from %s refused (%s limit)", username, address, refusal.reason)
+        return None, refusal
+    with gate.slots.hold() as got_slot:
+        if not got_slot:
+            return None, throttle.Refusal(BUSY_RETRY_S, "busy")
+        with ctx.db.session() as s:
+            result = user_service.authenticate(
+                s, username, password, channel=channel, client=address
+            )
+            if result.ok and channel == "form":
+                digest = _start_session(s, result.user)
+                flask.g.new_principal = _principal_from_user(result.user, "session", digest)
+            elif result.ok:
+                flask.g.new_principal = _principal_from_user(result.user, "basic")
+    if result.ok:
+        gate.succeeded(username, address, device)
+    else:
+        gate.failed(username, address, device)
+    return result, None
+
+
+#: Seconds a sign-in told "busy" (every verification slot taken) is asked to wait.
+BUSY_RETRY_S = 2
 
 
 def _logout_view():
@@ -781,6 +886,8 @@ def _logout_view():
         return _logout_html()
     if p is not None and p.kind == "user":
         with ctx.db.session() as s:
+            if p.session_id is not None:
+                session_service.revoke_session(s, p.session_id, "logout")
             audit.record(s, actor=p.name, role=p.role, action="logout")
     flask.session.clear()
     flask.g.pop("principal", None)
@@ -807,7 +914,7 @@ def _password_view():
         except user_service.UserError as exc:
             return flask.Response(_password_html(html.escape(str(exc))), status=400)
         s.flush()
-        _start_session(user)
+        _start_session(s, user)  # every other session of the account has just ended
     return flask.redirect(home_for(p))
 
 
@@ -889,7 +996,7 @@ def _set_csrf_cookie(resp: flask.Response) -> flask.Response:
             token,
             samesite="Lax",
             httponly=False,  # Dash's renderer reads it to send the X-CSRFToken header
-            secure=flask.current_app.config.get("SESSION_COOKIE_SECURE", False),
+            secure=cookie_secure_now(),
         )
     if flask.request.path.startswith(("/login", "/account/", "/logout")):
         resp.headers["Cache-Control"] = "no-store"
@@ -921,6 +1028,55 @@ def bootstrap_first_admin(ctx: AppContext, out: Callable[[str], None] = print) -
     return password
 
 
+# -- cookies and proxies ----------------------------------------------------------------------
+def cookie_secure_now() -> bool:
+    """Return True if cookies set on the current response get the ``Secure`` flag.
+
+    ``cookie_secure``: "always", "never", or "auto" (the default): when the request came over
+    HTTPS, directly or through a trusted proxy's ``X-Forwarded-Proto``.
+    """
+    mode = flask.current_app.config.get("GRIDSIGHT_COOKIE_SECURE", "auto")
+    if mode != "auto":
+        return mode == "always"
+    return flask.has_request_context() and flask.request.is_secure
+
+
+class _SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed-cookie session whose ``Secure`` flag follows ``cookie_secure_now``."""
+
+    def get_cookie_secure(self, app: flask.Flask) -> bool:
+        """Return the Secure flag for the session cookie of the current response."""
+        return cookie_secure_now()
+
+
+class TrustedProxyFix:
+    """werkzeug's ProxyFix for requests from ``trusted_proxies`` only; others pass unchanged.
+
+    ProxyFix alone believes ``X-Forwarded-*`` from any peer, so anyone could claim HTTPS or
+    another client address (and so another sign-in budget). One proxy hop is trusted.
+    """
+
+    def __init__(self, app: Callable, networks: str) -> None:
+        self.app = app
+        self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_port=1)
+        self.networks = [
+            ipaddress.ip_network(n.strip(), strict=False) for n in networks.split(",") if n.strip()
+        ]
+
+    def trusted(self, peer: str) -> bool:
+        """Return True if ``peer`` (the TCP peer address) is one of the trusted proxies."""
+        try:
+            addr = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.networks)
+
+    def __call__(self, environ: dict, start_response: Callable):
+        if self.networks and self.trusted(environ.get("REMOTE_ADDR", "")):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
+
+
 def register(server: flask.Flask, ctx: AppContext) -> None:
     """Install the access guard, CSRF cookie, the matrix and /login, /logout, password routes."""
     server.config.update(
@@ -928,7 +1084,12 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="gridsight_session",
         PERMANENT_SESSION_LIFETIME=ctx.settings.session_minutes * 60,
+        GRIDSIGHT_COOKIE_SECURE=ctx.settings.cookie_secure,
     )
+    server.session_interface = _SessionCookies()
+    if ctx.settings.trusted_proxies.strip():
+        server.wsgi_app = TrustedProxyFix(server.wsgi_app, ctx.settings.trusted_proxies)
+    ctx.services["login_throttle"] = throttle.LoginThrottle(server, ctx.settings)
     for prefix, methods, roles in ACCESS_MATRIX:
         declare_policy(server, prefix, roles, methods)
     server.before_request(_guard)
@@ -949,8 +1110,9 @@ def install_video_hooks(ctx: AppContext) -> None:
     ``authorize_video`` (role + camera scope), ``authorize_rules`` (read: privacy officer,
     auditor; write: privacy officer), ``unmask_grant`` (watermark text of an active grant, else
     None: redacted), ``unmask_grant_for(username, camera_id)`` (the same without a request
-    context, for re-checking a running stream) and ``audit`` (every view, snapshot and rule
-    change into the audit log).
+    context, for re-checking a running stream), ``viewer_still_allowed(principal, camera_id)``
+    (False once the viewer's session, account or scope is gone: a running stream then ends)
+    and ``audit`` (every view, snapshot and rule change into the audit log).
     """
     from layers.services import cameras as camera_service
     from layers.services import grants as grant_service
@@ -993,6 +1155,22 @@ def install_video_hooks(ctx: AppContext) -> None:
             grant = grant_service.active_grant(s, username, camera_id, require_approval=two_person)
             return grant_service.watermark_text(grant) if grant is not None else None
 
+    def viewer_still_allowed(user: Principal | str | None, camera_id: int) -> bool:
+        # for running streams: the viewer's session/account still live, camera still in scope
+        if isinstance(user, str) or user is None:
+            with ctx.db.session() as s:
+                row = user_service.get_user(s, user) if user else None
+                user = _principal_from_user(row, "basic") if row is not None else None
+        if user is None or user.kind != "user" or user.role not in VIDEO_ROLES:
+            return False
+        if not principal_still_valid(user, ctx):
+            return False
+        try:
+            camera = camera_service.get_camera(ctx.db, camera_id)
+        except LookupError:
+            return False
+        return camera_allowed(user, camera.gb_id, camera.id)
+
     def audit_hook(event: str, **fields: Any) -> None:
         p = current_principal()
         actor = str(fields.pop("user", None) or (p.actor if p else "unknown"))
@@ -1012,6 +1190,7 @@ def install_video_hooks(ctx: AppContext) -> None:
         authorize_rules=authorize_rules,
         unmask_grant=unmask_grant,
         unmask_grant_for=unmask_grant_for,
+        viewer_still_allowed=viewer_still_allowed,
         audit=audit_hook,
     )
 
