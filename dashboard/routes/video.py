@@ -27,6 +27,9 @@ here. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.servi
   A string (e.g. "UNMASKED alice 2026-11-23T17:00Z grant#12") is burned into every frame as a
   watermark, detections and liftable masks are lifted, permanent masks stay. None (default,
   also when the hook is absent) -> redacted.
+- ``viewer_still_allowed(viewer, camera_id) -> bool``: a running MJPEG view asks it every
+  ``VIEWER_RECHECK_S`` (``viewer`` is the request's principal) and ends when it says False
+  (logged out, account disabled, role or scope changed). Absent -> the view ends as well.
 - ``audit(event, **fields)``: called for every video view (start and end, redacted or not).
 """
 
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 BOUNDARY = "gridsightframe"
 KEEPALIVE_S = 5.0
 GRANT_RECHECK_S = 5.0
+VIEWER_RECHECK_S = 2.5  # + one KEEPALIVE_S wait at most: a gone viewer is seen within 5 s
 
 
 def _hook(ctx: Any, name: str):
@@ -145,6 +149,18 @@ def register(server: flask.Flask, ctx: Any) -> None:
             log.exception("re-checking the unmask grant of %s on camera %s failed", user, camera_id)
             return None
 
+    def viewer_still_allowed(viewer: Any, camera_id: int) -> bool:
+        # The viewer's session or account may end while the stream runs: no hook or a
+        # failing one ends the view (fail closed), as a missing authorize hook refuses it.
+        hook = _hook(ctx, "viewer_still_allowed")
+        if hook is None:
+            return False
+        try:
+            return bool(hook(viewer, camera_id))
+        except Exception:  # noqa: BLE001 - cannot verify the viewer: end the view
+            log.exception("re-checking the viewer of camera %s failed", camera_id)
+            return False
+
     def audit(event: str, **fields) -> None:
         hook = _hook(ctx, "audit")
         if hook is not None:
@@ -160,6 +176,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
             return denied
         mark = watermark_for(camera_id)
         user = _user_name()
+        viewer = flask.g.get("principal") or user  # re-checked by viewer_still_allowed
 
         def frames():
             # The subscription is taken inside the generator so that a response that is never
@@ -169,12 +186,19 @@ def register(server: flask.Flask, ctx: Any) -> None:
             started = time.monotonic()
             audit("video.view.start", user=user, camera_id=camera_id, redacted=mark is None)
             current = mark
+            viewer_at = time.monotonic() + VIEWER_RECHECK_S
             try:
                 while True:
                     seq, last = 0, None
                     recheck_at = time.monotonic() + GRANT_RECHECK_S
                     with hub.subscribe(camera_id, watermark=current) as wait:
                         while True:
+                            # -- viewer re-check (session, account, scope): one separate step
+                            if time.monotonic() >= viewer_at:
+                                viewer_at = time.monotonic() + VIEWER_RECHECK_S
+                                if not viewer_still_allowed(viewer, camera_id):
+                                    audit("video.view.revoked", user=user, camera_id=camera_id)
+                                    return
                             if current is not None and time.monotonic() >= recheck_at:
                                 recheck_at = time.monotonic() + GRANT_RECHECK_S
                                 still = grant_still_valid(user, camera_id)
