@@ -105,7 +105,7 @@ def prepare_once(settings: Settings) -> None:
     from dashboard.context import AppContext
     from layers.db import Database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     db = Database(settings.db_url)
     try:
         ctx = AppContext(settings=settings, db=db)
