@@ -38,6 +38,14 @@ def shutdown_services(ctx) -> None:
                 break
 
 
+def proxy_networks(trusted_proxies: str) -> str:
+    """Return the trusted proxies as gunicorn wants them: comma-separated canonical networks."""
+    import ipaddress
+
+    parts = (p.strip() for p in trusted_proxies.split(","))
+    return ",".join(str(ipaddress.ip_network(p, strict=False)) for p in parts if p)
+
+
 def bind_address(host: str, port: int) -> str:
     """Return gunicorn's ``bind`` string for ``host`` and ``port`` (IPv6 in brackets)."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
@@ -56,6 +64,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "preload_app": False,  # each worker imports and builds its own app after the fork
         "control_socket_disable": True,  # no shared ~/.gunicorn socket between deployments
         "proc_name": "gridsight",
+        # X-Forwarded-* only from GRIDSIGHT_TRUSTED_PROXIES (gunicorn trusts 127.0.0.1 itself
+        # by default); dashboard.auth.TrustedProxyFix applies the same list to the app
+        "forwarded_allow_ips": proxy_networks(settings.trusted_proxies),
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
@@ -128,8 +139,11 @@ def serve_waitress(settings: Settings) -> None:
     # is given up and queued events are flushed, instead of the process just vanishing
     signal.signal(signal.SIGTERM, _exit_on_term)
     try:
+        # waitress drops X-Forwarded-* unless told otherwise; with trusted proxies they pass
+        # and dashboard.auth.TrustedProxyFix believes them from those peers only
         serve(app.server, host=settings.host, port=settings.port, threads=settings.threads,
-              channel_timeout=120, ident="GridSight")  # fmt: skip
+              channel_timeout=120, ident="GridSight",
+              clear_untrusted_proxy_headers=not settings.trusted_proxies.strip())  # fmt: skip
     finally:
         shutdown_services(app.server.config["GRIDSIGHT"])
 
