@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import functools
 import hashlib
 import hmac
@@ -53,6 +54,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from dashboard import throttle
 from dashboard.context import AppContext, get_ctx
 from layers.models import ROLES, User
+from layers.models.base import utcnow
 from layers.services import audit
 from layers.services import sessions as session_service
 from layers.services import users as user_service
@@ -325,6 +327,8 @@ def _session_principal(ctx: AppContext) -> Principal | None:
 
 #: Seconds between two refreshes of a session's idle clock (cookie and database row).
 SESSION_TOUCH_S = 30
+#: How long a session row outlives its idle limit before a later sign-in deletes it.
+SESSION_ROWS_KEPT_S = 86_400
 
 
 def principal_still_valid(principal: Principal | None, ctx: AppContext) -> bool:
@@ -791,6 +795,8 @@ def _safe_next(url: str | None) -> str:
 def _start_session(s, user: User) -> str:
     """Return the digest of a new server-side session for ``user``, set in the cookie."""
     sid = session_service.start_session(s, user, flask.request.remote_addr or "")
+    idle = get_ctx().settings.session_minutes * 60 + SESSION_ROWS_KEPT_S
+    session_service.purge_sessions(s, utcnow() - dt.timedelta(seconds=idle))
     flask.session.clear()  # a fresh session id and CSRF token: no fixation across login
     flask.session.permanent = True
     flask.session["sid"] = sid

@@ -269,3 +269,14 @@ def test_an_mjpeg_view_ends_when_its_viewer_is_gone(video_city, how):
     with _db(app).session() as s:
         actions = [e.action for e in audit.search(s, actor=name)]
     assert "video.view.revoked" in actions
+
+
+def test_old_session_rows_are_deleted_at_a_later_sign_in(city):
+    app, _ = city
+    name, pw = make_user(app, "operator")
+    login_as(app.server.test_client(), name, pw)
+    with _db(app).session() as s:
+        s.execute(text("UPDATE user_sessions SET last_seen_at = '2000-01-01 00:00:00'"))
+    login_as(app.server.test_client(), name, pw)
+    with _db(app).session() as s:
+        assert len(list(s.scalars(select(UserSession.id)))) == 1  # only the new one
