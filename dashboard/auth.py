@@ -36,23 +36,52 @@ import functools
 import hashlib
 import hmac
 import html
-import ipaddress
 import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import flask
-from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy.exc import IntegrityError
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from dashboard import throttle
+from dashboard import auth_forms, throttle
+from dashboard.auth_forms import LABELS
+from dashboard.components.console import (  # noqa: F401 - re-exported for the console pages
+    CONSOLE_STYLE,
+    ROW_STYLE,
+    TABLE_STYLE,
+    user_badge,
+)
 from dashboard.context import AppContext, get_ctx
+from dashboard.policy import (  # noqa: F401 - the access API, imported from here too
+    ACCESS_MATRIX,
+    AUTHENTICATED,
+    BASIC_PREFIXES,
+    GET,
+    GET_POST,
+    HOME_BY_ROLE,
+    MACHINE_PREFIXES,
+    MAP_ROLES,
+    PERSONAL_DATA_ROLES,
+    PUBLIC,
+    VIDEO_ROLES,
+    Policy,
+    PolicyError,
+    Principal,
+    allowed_paths,
+    camera_allowed,
+    declare_policy,
+    district_allowed,
+    home_for,
+    is_allowed,
+    may_see_personal_data,
+    policies,
+    resolve_policy,
+)
+from dashboard.proxies import SessionCookies, TrustedProxyFix, cookie_secure_now
 from layers.models import ROLES, User
 from layers.models.base import utcnow
 from layers.services import audit
@@ -61,173 +90,18 @@ from layers.services import users as user_service
 
 log = logging.getLogger(__name__)
 
-PUBLIC = "public"
-AUTHENTICATED = "authenticated"
-MACHINE_PREFIXES = ("/api/", "/ogc", "/open311")
-BASIC_PREFIXES = ("/ogc",)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_COOKIE = "_csrf_token"
 CSRF_HEADER = "X-CSRFToken"
-CSRF_FIELD = "csrf_token"
-
-GET: tuple[str, ...] = ("GET",)
-GET_POST: tuple[str, ...] = ("GET", "POST")
-MAP_ROLES = frozenset({"operator", "dispatcher", "privacy_officer", "admin"})
-VIDEO_ROLES = frozenset({"operator", "dispatcher", "privacy_officer"})
-
-# The access matrix: (path prefix, methods or None for all, roles | "public" | "authenticated").
-# "/" alone means the root page only. Other route modules add their own rows through
-# declare_policy(); a path no row covers is denied. README.md "Access control" mirrors this.
-ACCESS_MATRIX: list[tuple[str, tuple[str, ...] | None, frozenset[str] | str]] = [
-    # public: liveness, the login form, static CSS/JS (code, no data)
-    ("/healthz", GET, PUBLIC),
-    ("/login", GET_POST, PUBLIC),
-    ("/logout", GET_POST, PUBLIC),
-    ("/assets/", GET, PUBLIC),
-    ("/_favicon.ico", GET, PUBLIC),
-    ("/favicon.ico", GET, PUBLIC),  # browsers ask for it before login; 404, not a redirect
-    # any signed-in person: Dash plumbing (pages and callbacks check roles themselves)
-    ("/account/password", GET_POST, AUTHENTICATED),
-    ("/_dash-component-suites/", GET, AUTHENTICATED),
-    ("/_dash-layout", GET, AUTHENTICATED),
-    ("/_dash-dependencies", GET, AUTHENTICATED),
-    ("/_dash-update-component", ("POST",), AUTHENTICATED),
-    ("/_reload-hash", GET, AUTHENTICATED),
-    ("/static/", GET, AUTHENTICATED),
-    # pages
-    ("/", GET, MAP_ROLES),
-    ("/dispatch", GET, frozenset({"dispatcher", "admin"})),
-    ("/privacy", GET, frozenset({"privacy_officer"})),
-    ("/audit", GET, frozenset({"auditor"})),
-    ("/admin", GET, frozenset({"admin"})),
-    # data behind the map, video (+ camera scopes checked by the video route's hook)
-    ("/layers/", GET, MAP_ROLES),
-    ("/tiles/", GET, MAP_ROLES),
-    ("/video/", GET, VIDEO_ROLES),
-    # redaction rules and stream status (dashboard/routes/video.py; its hooks check again)
-    ("/api/v1/rules", GET, frozenset({"privacy_officer", "auditor"})),
-    ("/api/v1/rules", ("PUT", "DELETE"), frozenset({"privacy_officer"})),
-    ("/api/v1/cameras/", GET, frozenset({"privacy_officer", "auditor"})),
-    ("/api/v1/video/streams", GET, frozenset({"privacy_officer", "operator", "admin"})),
-    # machine API (dashboard/routes/api.py and ogc.py declare the same rows)
-    ("/api/v1/incidents", ("POST",), frozenset({"dispatcher", "admin", "intake"})),
-    ("/api/v1/incidents", GET, frozenset({"operator", "dispatcher", "admin"})),
-    ("/ogc", GET, frozenset({"operator", "dispatcher", "admin", "gis"})),
-]
-
-# Where a signed-in role lands after login (first match).
-HOME_BY_ROLE = {"auditor": "/audit"}
-
-LABELS = {
-    "title": ("登录", "Sign in"),
-    "username": ("用户名", "Username"),
-    "password": ("密码", "Password"),
-    "submit": ("登录", "Sign in"),
-    "bad": ("用户名或密码错误", "Wrong username or password"),
-    "throttled": (
-        "登录尝试过多，请于 {m} 分钟后重试",
-        "Too many sign-in attempts; try again in {m} min",
-    ),
-    "busy": ("登录繁忙，请稍后重试", "Sign-in is busy; try again in a few seconds"),
-    "disabled": ("账户已停用", "Account disabled"),
-    "expired": ("会话已过期，请重新登录", "Your session expired; please sign in again"),
-    "logged_out": ("已退出登录", "You are signed out"),
-    "csrf": ("表单已失效，请重试", "The form expired; please try again"),
-    "changed": ("密码已修改", "Password changed"),
-    "change_title": ("修改密码", "Change password"),
-    "change_required": (
-        "首次登录须修改密码",
-        "You must change your password before continuing",
-    ),
-    "current": ("当前密码", "Current password"),
-    "new": ("新密码（至少10位）", "New password (at least 10 characters)"),
-    "confirm": ("确认新密码", "Confirm new password"),
-    "mismatch": ("两次输入的新密码不一致", "The new passwords do not match"),
-    "wrong_current": ("当前密码错误", "The current password is wrong"),
-    "logout": ("退出登录", "Sign out"),
-    "logout_q": ("确定退出登录？", "Sign out now?"),
-    "forbidden": ("无权访问此页面", "You may not open this page"),
-    "home": ("返回首页", "Back to start"),
-    "app": ("GridSight 市域社会治理指挥中心", "GridSight command center"),
-}
-
-
-class PolicyError(ValueError):
-    """Raised for an invalid policy declaration; the message names the bad part."""
-
-
-# -- principals -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Principal:
-    """Return-type of ``current_principal``: who is making the request.
-
-    ``kind`` is "user" (session or HTTP Basic) or "token" (API token); ``via`` is "session",
-    "basic" or "bearer"; ``scopes`` is {"districts": [...], "cameras": [...]} (empty lists:
-    unrestricted).
-    """
-
-    name: str
-    role: str
-    kind: str = "user"
-    via: str = "session"
-    scopes: dict = field(default_factory=lambda: {"districts": [], "cameras": []})
-    user_id: int | None = None
-    must_change_password: bool = False
-    session_id: str | None = None  # digest of the server-side session (via == "session")
-
-    @property
-    def actor(self) -> str:
-        """Return the audit actor name (``token:NAME`` for API tokens)."""
-        return f"token:{self.name}" if self.kind == "token" else self.name
-
-
-def camera_allowed(principal: Principal | None, gb_id: str, camera_pk: int | None = None) -> bool:
-    """Return True if ``principal``'s scopes include the camera (by GB/T 28181 id or row id).
-
-    A camera is in scope when the principal has no scopes at all, when its id is listed in
-    ``scopes["cameras"]``, or when its district (the first 6 digits of the 20-digit id) is in
-    ``scopes["districts"]``.
-    """
-    if principal is None:
-        return False
-    cams = principal.scopes.get("cameras") or []
-    districts = principal.scopes.get("districts") or []
-    if not cams and not districts:
-        return True
-    gb_id = str(gb_id or "")
-    if gb_id in cams or (camera_pk is not None and str(camera_pk) in cams):
-        return True
-    return bool(gb_id) and gb_id[:6] in districts
-
-
-def district_allowed(principal: Principal | None, code: str) -> bool:
-    """Return True if ``principal`` may see the district ``code`` (6-digit GB/T 2260)."""
-    if principal is None:
-        return False
-    districts = principal.scopes.get("districts") or []
-    cams = principal.scopes.get("cameras") or []
-    if not districts and not cams:
-        return True
-    return str(code)[:6] in districts
-
-
-# Roles that see reporters' names and phone numbers in clear (dispatchers call reporters back,
-# 一线回访); everybody else gets layers.codes.mask_name / mask_phone.
-PERSONAL_DATA_ROLES = frozenset({"dispatcher"})
-
-
-def may_see_personal_data(principal: Principal | None) -> bool:
-    """Return True if ``principal`` may see reporter names/phones unmasked (UI and exports)."""
-    return (
-        principal is not None and principal.kind == "user" and principal.role in PERSONAL_DATA_ROLES
-    )
+CSRF_FIELD = auth_forms.CSRF_FIELD
 
 
 def _pw_fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
-def _principal_from_user(user: User, via: str, session_id: str | None = None) -> Principal:
+def principal_from_user(user: User, via: str, session_id: str | None = None) -> Principal:
+    """Return the Principal of ``user`` signed in ``via`` "session" or "basic"."""
     return Principal(
         name=user.username,
         role=user.role,
@@ -316,7 +190,7 @@ def _session_principal(ctx: AppContext) -> Principal | None:
             if live is None:
                 _end_session(reason="revoked")
                 return None
-            principal = _principal_from_user(live[1], "session", digest)
+            principal = principal_from_user(live[1], "session", digest)
         _remember_principal(ctx, key, principal, epoch)
     if now - float(sess.get("last", 0)) > SESSION_TOUCH_S:  # the idle clocks, not every request
         sess["last"] = now
@@ -431,7 +305,7 @@ def _basic_cache_lookup(ctx: AppContext, username: str, password: str) -> Princi
             or _pw_fingerprint(user.password_hash) != fingerprint
         ):
             return None
-        return _principal_from_user(user, "basic")
+        return principal_from_user(user, "basic")
 
 
 def _basic_cache_store(ctx: AppContext, username: str, password: str, user: User) -> None:
@@ -464,123 +338,6 @@ def _end_session(reason: str) -> None:
     if keep_csrf:
         flask.session["csrf"] = keep_csrf
     log.debug("session ended (%s)", reason)
-
-
-# -- policies ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Policy:
-    """One row of the access matrix."""
-
-    prefix: str
-    methods: tuple[str, ...] | None
-    roles: frozenset[str] | str
-
-    def matches(self, path: str) -> bool:
-        """Return True if ``path`` falls under this policy's prefix."""
-        p = self.prefix
-        if p == "/":
-            return path == "/"
-        if p.endswith("/"):
-            return path.startswith(p) or path == p[:-1]
-        return path == p or path.startswith(p + "/")
-
-
-def _normalise_roles(roles: Iterable[str] | str) -> frozenset[str] | str:
-    if isinstance(roles, str):
-        if roles in (PUBLIC, AUTHENTICATED):
-            return roles
-        roles = {roles}
-    roles = frozenset(roles)
-    unknown = roles - set(user_service.TOKEN_ROLES)
-    if unknown or not roles:
-        raise PolicyError(
-            f"policy roles {sorted(unknown) or '(empty)'} are not valid; use roles from "
-            f"{', '.join(user_service.TOKEN_ROLES)} or 'public' / 'authenticated'"
-        )
-    return roles
-
-
-def declare_policy(
-    server: flask.Flask,
-    prefix: str,
-    roles: set[str] | frozenset[str] | str,
-    methods: Iterable[str] | None = None,
-) -> None:
-    """Declare who may call paths under ``prefix`` (optionally only for ``methods``).
-
-    ``roles`` is a set of role names, ``"public"`` (no login) or ``"authenticated"`` (any
-    signed-in person; not API tokens). Route modules call this inside their ``register``.
-    A later declaration of the same (prefix, methods) replaces the earlier one (logged).
-    """
-    if not isinstance(prefix, str) or not prefix.startswith("/"):
-        raise PolicyError(f"policy prefix {prefix!r} must be a path starting with '/'")
-    norm_methods = tuple(sorted({m.upper() for m in methods})) if methods else None
-    norm_roles = _normalise_roles(roles)
-    table: dict = server.config.setdefault("GRIDSIGHT_POLICIES", {})
-    key = (prefix, norm_methods)
-    old = table.get(key)
-    if old is not None and old.roles != norm_roles:
-        log.info(
-            "policy for %s %s changed from %s to %s", prefix, norm_methods, old.roles, norm_roles
-        )
-    table[key] = Policy(prefix, norm_methods, norm_roles)
-
-
-def policies(server: flask.Flask) -> list[Policy]:
-    """Return every declared policy of ``server`` (the matrix plus route modules' rows)."""
-    return list(server.config.get("GRIDSIGHT_POLICIES", {}).values())
-
-
-def resolve_policy(server: flask.Flask, path: str, method: str = "GET") -> Policy | None:
-    """Return the policy governing ``method path``, or None (undeclared: denied).
-
-    The longest matching prefix wins; at equal length a row naming the method beats a row
-    for all methods; HEAD and OPTIONS count as GET.
-    """
-    method = "GET" if method in ("HEAD", "OPTIONS") else method.upper()
-    if path in server.config.get("GRIDSIGHT_PUBLIC_PATHS", ()):
-        return Policy(path, None, PUBLIC)
-    best: Policy | None = None
-    best_key = (-1, -1)
-    for pol in policies(server):
-        if not pol.matches(path):
-            continue
-        if pol.methods is not None and method not in pol.methods:
-            continue
-        key = (len(pol.prefix), 1 if pol.methods else 0)
-        if key > best_key:
-            best, best_key = pol, key
-    return best
-
-
-def is_allowed(policy: Policy | None, principal: Principal | None, path: str) -> bool:
-    """Return True if ``principal`` may pass ``policy`` for ``path``."""
-    if policy is None:
-        return False
-    if policy.roles == PUBLIC:
-        return True
-    if principal is None:
-        return False
-    if principal.kind == "token":
-        return (
-            path.startswith(MACHINE_PREFIXES)
-            and isinstance(policy.roles, frozenset)
-            and principal.role in policy.roles
-        )
-    if policy.roles == AUTHENTICATED:
-        return True
-    return principal.role in policy.roles
-
-
-def allowed_paths(principal: Principal | None, paths: Iterable[str]) -> list[str]:
-    """Return the subset of page ``paths`` that ``principal`` may open (for the nav bar)."""
-    server = flask.current_app
-    return [p for p in paths if is_allowed(resolve_policy(server, p), principal, p)]
-
-
-def home_for(principal: Principal) -> str:
-    """Return the page a principal lands on after login."""
-    return HOME_BY_ROLE.get(principal.role, "/")
 
 
 # -- Dash page / callback guard ---------------------------------------------------------------
@@ -699,86 +456,29 @@ def _deny(principal: Principal | None) -> flask.Response:
     return _json_error(403, f"role {principal.role!r} may not {req.method} {req.path}")
 
 
-def _page(title: str, body: str) -> str:
-    return f"""<!DOCTYPE html>
-<html lang="zh-CN"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)} · GridSight</title>
-<style>
-body{{margin:0;font-family:"Noto Sans CJK SC","Microsoft YaHei",system-ui,sans-serif;
-background:#0f1c2e;color:#e8eef6;display:flex;min-height:100vh;align-items:center;
-justify-content:center}}
-.gs-auth{{background:#17283f;border:1px solid #2b4468;border-radius:8px;padding:28px 32px;
-width:340px;box-shadow:0 8px 30px rgba(0,0,0,.4)}}
-.gs-auth h1{{font-size:18px;margin:0 0 4px}} .gs-auth .sub{{color:#9fb3cc;font-size:13px;
-margin:0 0 18px}} label{{display:block;font-size:13px;margin:12px 0 4px;color:#c8d6e8}}
-input[type=text],input[type=password]{{width:100%;box-sizing:border-box;padding:8px 10px;
-border-radius:4px;border:1px solid #3a5a86;background:#0f1c2e;color:#fff;font-size:15px}}
-button{{margin-top:20px;width:100%;padding:9px;border:0;border-radius:4px;background:#2f7de1;
-color:#fff;font-size:15px;cursor:pointer}} .msg{{padding:8px 10px;border-radius:4px;
-font-size:13px;margin-bottom:8px}} .err{{background:#5b1f27;color:#ffd5da}}
-.info{{background:#1f4a33;color:#d5ffe6}} a{{color:#8cc2ff}}
-</style></head><body>{body}</body></html>"""
-
-
 def _bi(key: str, **fmt: str) -> str:
-    zh, en = LABELS[key]
-    return html.escape(f"{zh.format(**fmt)} / {en.format(**fmt)}")
-
-
-def _forbidden_html() -> str:
-    p = current_principal()
-    who = html.escape(f"{p.name} ({p.role})") if p else ""
-    body = (
-        f'<div class="gs-auth"><h1>{_bi("forbidden")}</h1><p class="sub">{who}</p>'
-        f'<p><a href="/">{_bi("home")}</a> · <a href="/logout">{_bi("logout")}</a></p></div>'
-    )
-    return _page("403", body)
+    return auth_forms.bi(key, **fmt)
 
 
 def _login_html(
     message: str = "", kind: str = "err", next_url: str = "", username: str = ""
 ) -> str:
-    msg = f'<div class="msg {kind}" id="login-message">{message}</div>' if message else ""
-    body = f"""<form class="gs-auth" method="post" action="/login" id="login-form">
-<h1>{_bi("app")}</h1><p class="sub">{_bi("title")}</p>{msg}
-<input type="hidden" name="{CSRF_FIELD}" value="{html.escape(csrf_token())}">
-<input type="hidden" name="next" value="{html.escape(next_url)}">
-<label for="login-username">{_bi("username")}</label>
-<input type="text" id="login-username" name="username" autocomplete="username"
- value="{html.escape(username)}" required autofocus>
-<label for="login-password">{_bi("password")}</label>
-<input type="password" id="login-password" name="password" autocomplete="current-password" required>
-<button type="submit" id="login-submit">{_bi("submit")}</button>
-</form>"""
-    return _page("登录 Sign in", body)
+    return auth_forms.login_html(csrf_token(), message, kind, next_url, username)
 
 
 def _password_html(message: str = "", kind: str = "err") -> str:
     p = current_principal()
-    notice = _bi("change_required") if p and p.must_change_password else ""
-    msg = f'<div class="msg {kind}" id="password-message">{message}</div>' if message else ""
-    body = f"""<form class="gs-auth" method="post" action="/account/password" id="password-form">
-<h1>{_bi("change_title")}</h1><p class="sub">{html.escape(p.name if p else "")} {notice}</p>{msg}
-<input type="hidden" name="{CSRF_FIELD}" value="{html.escape(csrf_token())}">
-<label for="password-current">{_bi("current")}</label>
-<input type="password" id="password-current" name="current" autocomplete="current-password" required>
-<label for="password-new">{_bi("new")}</label>
-<input type="password" id="password-new" name="new" autocomplete="new-password" required>
-<label for="password-confirm">{_bi("confirm")}</label>
-<input type="password" id="password-confirm" name="confirm" autocomplete="new-password" required>
-<button type="submit" id="password-submit">{_bi("change_title")}</button>
-</form>"""
-    return _page("修改密码 Change password", body)
+    name, must_change = (p.name, p.must_change_password) if p else ("", False)
+    return auth_forms.password_html(csrf_token(), name, must_change, message, kind)
 
 
 def _logout_html() -> str:
-    body = f"""<form class="gs-auth" method="post" action="/logout" id="logout-form">
-<h1>{_bi("logout_q")}</h1>
-<input type="hidden" name="{CSRF_FIELD}" value="{html.escape(csrf_token())}">
-<button type="submit" id="logout-submit">{_bi("logout")}</button>
-<p><a href="/">{_bi("home")}</a></p></form>"""
-    return _page("退出 Sign out", body)
+    return auth_forms.logout_html(csrf_token())
+
+
+def _forbidden_html() -> str:
+    p = current_principal()
+    return auth_forms.forbidden_html(f"{p.name} ({p.role})" if p else "")
 
 
 def _safe_next(url: str | None) -> str:
@@ -869,9 +569,9 @@ def _verify(
             )
             if result.ok and channel == "form":
                 digest = _start_session(s, result.user)
-                flask.g.new_principal = _principal_from_user(result.user, "session", digest)
+                flask.g.new_principal = principal_from_user(result.user, "session", digest)
             elif result.ok:
-                flask.g.new_principal = _principal_from_user(result.user, "basic")
+                flask.g.new_principal = principal_from_user(result.user, "basic")
     if result.ok:
         gate.succeeded(username, address, device)
     else:
@@ -1034,55 +734,6 @@ def bootstrap_first_admin(ctx: AppContext, out: Callable[[str], None] = print) -
     return password
 
 
-# -- cookies and proxies ----------------------------------------------------------------------
-def cookie_secure_now() -> bool:
-    """Return True if cookies set on the current response get the ``Secure`` flag.
-
-    ``cookie_secure``: "always", "never", or "auto" (the default): when the request came over
-    HTTPS, directly or through a trusted proxy's ``X-Forwarded-Proto``.
-    """
-    mode = flask.current_app.config.get("GRIDSIGHT_COOKIE_SECURE", "auto")
-    if mode != "auto":
-        return mode == "always"
-    return flask.has_request_context() and flask.request.is_secure
-
-
-class _SessionCookies(SecureCookieSessionInterface):
-    """Flask's signed-cookie session whose ``Secure`` flag follows ``cookie_secure_now``."""
-
-    def get_cookie_secure(self, app: flask.Flask) -> bool:
-        """Return the Secure flag for the session cookie of the current response."""
-        return cookie_secure_now()
-
-
-class TrustedProxyFix:
-    """werkzeug's ProxyFix for requests from ``trusted_proxies`` only; others pass unchanged.
-
-    ProxyFix alone believes ``X-Forwarded-*`` from any peer, so anyone could claim HTTPS or
-    another client address (and so another sign-in budget). One proxy hop is trusted.
-    """
-
-    def __init__(self, app: Callable, networks: str) -> None:
-        self.app = app
-        self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_port=1)
-        self.networks = [
-            ipaddress.ip_network(n.strip(), strict=False) for n in networks.split(",") if n.strip()
-        ]
-
-    def trusted(self, peer: str) -> bool:
-        """Return True if ``peer`` (the TCP peer address) is one of the trusted proxies."""
-        try:
-            addr = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(addr in net for net in self.networks)
-
-    def __call__(self, environ: dict, start_response: Callable):
-        if self.networks and self.trusted(environ.get("REMOTE_ADDR", "")):
-            return self.fixed(environ, start_response)
-        return self.app(environ, start_response)
-
-
 def register(server: flask.Flask, ctx: AppContext) -> None:
     """Install the access guard, CSRF cookie, the matrix and /login, /logout, password routes."""
     server.config.update(
@@ -1092,7 +743,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         PERMANENT_SESSION_LIFETIME=ctx.settings.session_minutes * 60,
         GRIDSIGHT_COOKIE_SECURE=ctx.settings.cookie_secure,
     )
-    server.session_interface = _SessionCookies()
+    server.session_interface = SessionCookies()
     if ctx.settings.trusted_proxies.strip():
         server.wsgi_app = TrustedProxyFix(server.wsgi_app, ctx.settings.trusted_proxies)
     ctx.services["login_throttle"] = throttle.LoginThrottle(server, ctx.settings)
@@ -1105,100 +756,10 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     server.add_url_rule(
         "/account/password", "auth_password", _password_view, methods=["GET", "POST"]
     )
+    from dashboard.access_hooks import install_video_hooks  # it builds on this module
+
     install_video_hooks(ctx)
     bootstrap_first_admin(ctx)
-
-
-# -- hooks used by dashboard/routes/video.py ---------------------------------------------------
-def install_video_hooks(ctx: AppContext) -> None:
-    """Put the access hooks the video routes look up into ``ctx.services``.
-
-    ``authorize_video`` (role + camera scope), ``authorize_rules`` (read: privacy officer,
-    auditor; write: privacy officer), ``unmask_grant`` (watermark text of an active grant, else
-    None: redacted), ``unmask_grant_for(username, camera_id)`` (the same without a request
-    context, for re-checking a running stream), ``viewer_still_allowed(principal, camera_id)``
-    (False once the viewer's session, account or scope is gone: a running stream then ends)
-    and ``audit`` (every view, snapshot and rule change into the audit log).
-    """
-    from layers.services import cameras as camera_service
-    from layers.services import grants as grant_service
-
-    two_person = ctx.settings.unmask_requires_second_approver
-
-    def authorize_video(_request, camera_id: int) -> bool:
-        p = current_principal()
-        if p is None or p.kind != "user" or p.role not in VIDEO_ROLES:
-            return False
-        try:
-            camera = camera_service.get_camera(ctx.db, camera_id)
-        except LookupError:  # layers.services.NotFoundError: the route answers 404
-            return True
-        return camera_allowed(p, camera.gb_id, camera.id)
-
-    def authorize_rules(_request, action: str) -> bool:
-        p = current_principal()
-        if p is None or p.kind != "user":
-            return False
-        if action == "read":
-            return p.role in ("privacy_officer", "auditor")
-        return p.role == "privacy_officer"
-
-    def unmask_grant(_request, camera_id: int) -> str | None:
-        p = current_principal()
-        if p is None or p.kind != "user" or p.role not in VIDEO_ROLES:
-            return None
-        with ctx.db.session() as s:
-            grant = grant_service.active_grant(s, p.name, camera_id, require_approval=two_person)
-            return grant_service.watermark_text(grant) if grant is not None else None
-
-    def unmask_grant_for(username: str, camera_id: int) -> str | None:
-        # context-free variant for long-running streams: re-check every few seconds so an
-        # unredacted view ends when its grant expires or is revoked
-        with ctx.db.session() as s:
-            user = user_service.get_user(s, username)
-            if user is None or not user.active or user.role not in VIDEO_ROLES:
-                return None
-            grant = grant_service.active_grant(s, username, camera_id, require_approval=two_person)
-            return grant_service.watermark_text(grant) if grant is not None else None
-
-    def viewer_still_allowed(user: Principal | str | None, camera_id: int) -> bool:
-        # for running streams: the viewer's session/account still live, camera still in scope
-        if isinstance(user, str) or user is None:
-            with ctx.db.session() as s:
-                row = user_service.get_user(s, user) if user else None
-                user = _principal_from_user(row, "basic") if row is not None else None
-        if user is None or user.kind != "user" or user.role not in VIDEO_ROLES:
-            return False
-        if not principal_still_valid(user, ctx):
-            return False
-        try:
-            camera = camera_service.get_camera(ctx.db, camera_id)
-        except LookupError:
-            return False
-        return camera_allowed(user, camera.gb_id, camera.id)
-
-    def audit_hook(event: str, **fields: Any) -> None:
-        p = current_principal()
-        actor = str(fields.pop("user", None) or (p.actor if p else "unknown"))
-        role = p.role if p is not None else ""
-        if not role:
-            with ctx.db.session() as s:
-                user = user_service.get_user(s, actor)
-                role = user.role if user is not None else ""
-        camera = fields.get("camera_id")
-        target = f"camera:{camera}" if camera is not None else ""
-        detail = json.loads(json.dumps(fields, default=str))
-        with ctx.db.session() as s:
-            audit.record(s, actor=actor, role=role, action=event[:48], target=target, detail=detail)
-
-    ctx.services.update(
-        authorize_video=authorize_video,
-        authorize_rules=authorize_rules,
-        unmask_grant=unmask_grant,
-        unmask_grant_for=unmask_grant_for,
-        viewer_still_allowed=viewer_still_allowed,
-        audit=audit_hook,
-    )
 
 
 def principal_json(p: Principal | None) -> str:
@@ -1206,65 +767,3 @@ def principal_json(p: Principal | None) -> str:
     if p is None:
         return "null"
     return json.dumps({"name": p.name, "role": p.role, "kind": p.kind, "via": p.via})
-
-
-ROLE_LABELS = {
-    "operator": "值班员 operator",
-    "dispatcher": "调度员 dispatcher",
-    "privacy_officer": "隐私官 privacy officer",
-    "auditor": "审计员 auditor",
-    "admin": "管理员 admin",
-}
-
-
-def user_badge(principal: Principal | None):
-    """Return the shell's user box: name, role and a sign-out link (or a sign-in link)."""
-    from dash import html as dhtml
-
-    if principal is None:
-        return dhtml.A(" / ".join(LABELS["title"]), href="/login", className="gs-user-login")
-    return [
-        dhtml.Span(principal.name, id="app-user-name", className="gs-user-name"),
-        dhtml.Span(
-            ROLE_LABELS.get(principal.role, principal.role),
-            className="gs-user-role",
-            style={"margin": "0 10px 0 6px", "opacity": 0.75},
-        ),
-        # a plain link: /logout shows a confirmation form that POSTs with the CSRF token
-        dhtml.A(
-            " / ".join(LABELS["logout"]), href="/logout", id="app-logout", className="gs-logout"
-        ),
-    ]
-
-
-# Inline styles of the access-control consoles (admin, audit, privacy): a scrolling block page
-# on the dark shell, with Dash 4's component colours set through its CSS variables.
-CONSOLE_STYLE = {
-    "display": "block",
-    "height": "100%",
-    "overflowY": "auto",
-    "boxSizing": "border-box",
-    "padding": "12px 24px 40px",
-    "color": "#e5edf5",
-    "--Dash-Text-Strong": "#e5edf5",
-    "--Dash-Text-Primary": "#e5edf5",
-    "--Dash-Text-Weak": "#8aa4bf",
-    "--Dash-Fill-Inverse-Strong": "#13233a",
-    "--Dash-Fill-Interactive-Strong": "#1f6feb",
-    "--Dash-Fill-Interactive-Weak": "#1d3250",
-    "--Dash-Stroke-Strong": "#2f5680",
-    "--Dash-Stroke-Weak": "#24405f",
-}
-ROW_STYLE = {
-    "display": "flex",
-    "gap": "12px",
-    "alignItems": "center",
-    "flexWrap": "wrap",
-    "margin": "8px 0",
-}
-TABLE_STYLE = {
-    "borderCollapse": "separate",
-    "borderSpacing": "14px 4px",
-    "fontSize": "13px",
-    "margin": "6px 0 16px",
-}

@@ -65,7 +65,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "control_socket_disable": True,  # no shared ~/.gunicorn socket between deployments
         "proc_name": "gridsight",
         # X-Forwarded-* only from GRIDSIGHT_TRUSTED_PROXIES (gunicorn trusts 127.0.0.1 itself
-        # by default); dashboard.auth.TrustedProxyFix applies the same list to the app
+        # by default); dashboard.proxies.TrustedProxyFix applies the same list to the app
         "forwarded_allow_ips": proxy_networks(settings.trusted_proxies),
         "accesslog": None,
         "errorlog": "-",
@@ -140,7 +140,7 @@ def serve_waitress(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, _exit_on_term)
     try:
         # waitress drops X-Forwarded-* unless told otherwise; with trusted proxies they pass
-        # and dashboard.auth.TrustedProxyFix believes them from those peers only
+        # and dashboard.proxies.TrustedProxyFix believes them from those peers only
         serve(app.server, host=settings.host, port=settings.port, threads=settings.threads,
               channel_timeout=120, ident="GridSight",
               clear_untrusted_proxy_headers=not settings.trusted_proxies.strip())  # fmt: skip

@@ -194,4 +194,3 @@ class LoginThrottle:
             samesite="Lax",
             secure=secure,
         )
-

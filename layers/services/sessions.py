@@ -135,8 +135,6 @@ def live_session_count(session: Session, user_id: int) -> int:
 def purge_sessions(session: Session, older_than: dt.datetime) -> int:
     """Return how many session rows last used before ``older_than`` were deleted."""
     return int(
-        session.execute(
-            delete(UserSession).where(UserSession.last_seen_at < older_than)
-        ).rowcount
+        session.execute(delete(UserSession).where(UserSession.last_seen_at < older_than)).rowcount
         or 0
     )
