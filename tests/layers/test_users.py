@@ -3,7 +3,6 @@ revocable, provisioning CLI prints secrets exactly once and never stores them in
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 from pathlib import Path
