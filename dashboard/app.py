@@ -56,7 +56,7 @@ def _secret_key(settings: Settings) -> str:
         return settings.secret_key
     path = Path(settings.data_dir) / "secret_key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -121,7 +121,7 @@ def create_app(
     one leader process of the deployment runs the incident simulator, the overdue
     escalation and the retention purge.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # key, db, snapshots
     db = db or Database(settings.db_url)
     ctx = AppContext(settings=settings, db=db)
     prepare_database(ctx)

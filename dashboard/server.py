@@ -108,6 +108,9 @@ def create_waitress_server(app, settings: Settings, **adjustments):
         "threads": settings.threads,
         "channel_timeout": 120,
         "ident": "GridSight",
+        # waitress drops X-Forwarded-* unless told otherwise; with trusted proxies they pass
+        # and dashboard.proxies.TrustedProxyFix believes them from those peers only
+        "clear_untrusted_proxy_headers": not settings.trusted_proxies.strip(),
         # every open stream is a connection: leave room for pages above all of them
         "connection_limit": 100 + 2 * (settings.threads + settings.stream_threads),
         **adjustments,
@@ -129,6 +132,14 @@ def shutdown_services(ctx) -> None:
                 break
 
 
+def proxy_networks(trusted_proxies: str) -> str:
+    """Return the trusted proxies as gunicorn wants them: comma-separated canonical networks."""
+    import ipaddress
+
+    parts = (p.strip() for p in trusted_proxies.split(","))
+    return ",".join(str(ipaddress.ip_network(p, strict=False)) for p in parts if p)
+
+
 def bind_address(host: str, port: int) -> str:
     """Return gunicorn's ``bind`` string for ``host`` and ``port`` (IPv6 in brackets)."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
@@ -147,6 +158,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "preload_app": False,  # each worker imports and builds its own app after the fork
         "control_socket_disable": True,  # no shared ~/.gunicorn socket between deployments
         "proc_name": "gridsight",
+        # X-Forwarded-* only from GRIDSIGHT_TRUSTED_PROXIES (gunicorn trusts 127.0.0.1 itself
+        # by default); dashboard.proxies.TrustedProxyFix applies the same list to the app
+        "forwarded_allow_ips": proxy_networks(settings.trusted_proxies),
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
@@ -196,7 +210,7 @@ def prepare_once(settings: Settings) -> None:
     from dashboard.context import AppContext
     from layers.db import Database
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     db = Database(settings.db_url)
     try:
         ctx = AppContext(settings=settings, db=db)

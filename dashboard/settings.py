@@ -49,6 +49,38 @@ class Settings(BaseSettings):
     session_minutes: int = Field(
         480, ge=5, description="Minutes of inactivity after which a login session expires."
     )
+    login_limit_per_address: str = Field(
+        "30/minute",
+        description="Sign-in attempts one client address may make (all attempts, form and "
+        "HTTP Basic), in limits notation such as 30/minute.",
+    )
+    login_limit_per_client: str = Field(
+        "5/15minutes",
+        description="Failed sign-ins per account name from one client (its browser, else its "
+        "address) before that pair waits; other clients are not affected.",
+    )
+    login_limit_per_account: str = Field(
+        "20/15minutes",
+        description="Failed sign-ins per account name from browsers that never signed in to it "
+        "(a browser that did is not held back by this limit).",
+    )
+    login_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Password (argon2) verifications run at once per worker process; more "
+        "wait briefly or are told to retry, so logins cannot take the API's threads.",
+    )
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Secure flag of the session cookies: auto = when the request came over "
+        "HTTPS (directly or via a trusted proxy's X-Forwarded-Proto).",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of reverse proxies whose "
+        "X-Forwarded-For/-Proto/-Host are believed; none by default.",
+    )
     basemap_url: str | None = Field(
         None,
         description="XYZ tile URL template of an intranet base map ({z}/{x}/{y}); none by default.",
@@ -183,6 +215,38 @@ class Settings(BaseSettings):
                 f"GRIDSIGHT_VIDEO_MAX_STREAMS={v} must be at most GRIDSIGHT_STREAM_THREADS - 4 "
                 f"({pool - 4}): refusals (429), snapshots and event streams need threads too"
             )
+        return v
+
+    @field_validator("login_limit_per_address", "login_limit_per_client",
+                     "login_limit_per_account")  # fmt: skip
+    @classmethod
+    def _rate_limit(cls, v: str, info: ValidationInfo) -> str:
+        import limits
+
+        try:
+            limits.parse(v)
+        except ValueError:
+            name = f"GRIDSIGHT_{info.field_name.upper()}"
+            raise ValueError(
+                f"{name}={v!r} is not a rate limit; write e.g. 30/minute or 5/15minutes"
+            ) from None
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, v: str) -> str:
+        import ipaddress
+
+        for part in (p.strip() for p in v.split(",")):
+            if not part:
+                continue
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"GRIDSIGHT_TRUSTED_PROXIES has {part!r}, which is not an address or "
+                    "network; write e.g. 127.0.0.1,10.0.0.0/8"
+                ) from None
         return v
 
     @field_validator("redis_url")

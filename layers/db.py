@@ -55,6 +55,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
+def _create_private_file(path: Path) -> None:
+    """Create an empty SQLite file readable by its owner only (0600), if there is none.
+
+    SQLite would create it with the umask's mode (often 0644: every local user could read
+    accounts and the audit log); its -wal and -shm files take the main file's mode.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def make_engine(url: str) -> Engine:
     """Return an Engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout."""
     try:
@@ -82,7 +94,8 @@ def make_engine(url: str) -> Engine:
         if db_path and db_path != ":memory:":
             folder = Path(db_path).expanduser().resolve().parent
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _create_private_file(Path(db_path).expanduser())
             except OSError as exc:
                 raise DatabaseError(
                     f"cannot create the folder {folder} for the SQLite database ({exc.strerror}); "

@@ -32,6 +32,9 @@ here. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.servi
   A string (e.g. "UNMASKED alice 2026-11-23T17:00Z grant#12") is burned into every frame as a
   watermark, detections and liftable masks are lifted, permanent masks stay. None (default,
   also when the hook is absent) -> redacted.
+- ``viewer_still_allowed(viewer, camera_id) -> bool``: a running MJPEG view asks it every
+  ``VIEWER_RECHECK_S`` (``viewer`` is the request's principal) and ends when it says False
+  (logged out, account disabled, role or scope changed). Absent -> the view ends as well.
 - ``audit(event, **fields)``: called for every video view (start and end, redacted or not).
 """
 
@@ -153,6 +156,7 @@ def _waiting_placeholder(tz: str) -> ServedFrame:
     """Return the placeholder a view sends before its stream published anything."""
     text = placeholder_text(None, tz, cjk=cjk_font_path() is not None)
     return ServedFrame(0, placeholder_jpeg(1280, 720, text), PLACEHOLDER, None, True)
+VIEWER_RECHECK_S = 2.5  # + one PART_EVERY_S wait at most: a revoked viewer is cut within 5 s
 
 
 def _hook(ctx: Any, name: str):
@@ -253,6 +257,18 @@ def register(server: flask.Flask, ctx: Any) -> None:
             log.exception("re-checking the unmask grant of %s on camera %s failed", user, camera_id)
             return None
 
+    def viewer_still_allowed(viewer: Any, camera_id: int) -> bool:
+        # The viewer's session or account may end while the stream runs: no hook or a
+        # failing one ends the view (fail closed), as a missing authorize hook refuses it.
+        hook = _hook(ctx, "viewer_still_allowed")
+        if hook is None:
+            return False
+        try:
+            return bool(hook(viewer, camera_id))
+        except Exception:  # noqa: BLE001 - cannot verify the viewer: end the view
+            log.exception("re-checking the viewer of camera %s failed", camera_id)
+            return False
+
     def audit(event: str, **fields) -> None:
         hook = _hook(ctx, "audit")
         if hook is not None:
@@ -274,6 +290,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
             resp.headers["Retry-After"] = "5"
             return resp, status
         released = threading.Event()
+        viewer = flask.g.get("principal") or user  # re-checked by viewer_still_allowed
 
         def release() -> None:
             # called when the server closes the response: also for one never iterated
@@ -290,12 +307,19 @@ def register(server: flask.Flask, ctx: Any) -> None:
             audit("video.view.start", user=user, camera_id=camera_id, redacted=mark is None)
             current = mark
             sent = False  # every part after the first is preceded by PART_END
+            viewer_at = time.monotonic() + VIEWER_RECHECK_S
             try:
                 while True:
                     seq, last = 0, None
                     recheck_at = time.monotonic() + GRANT_RECHECK_S
                     with hub.subscribe(camera_id, watermark=current) as wait:
                         while True:
+                            # -- viewer re-check (session, account, scope): one separate step
+                            if time.monotonic() >= viewer_at:
+                                viewer_at = time.monotonic() + VIEWER_RECHECK_S
+                                if not viewer_still_allowed(viewer, camera_id):
+                                    audit("video.view.revoked", user=user, camera_id=camera_id)
+                                    return
                             if current is not None and time.monotonic() >= recheck_at:
                                 recheck_at = time.monotonic() + GRANT_RECHECK_S
                                 still = grant_still_valid(user, camera_id)

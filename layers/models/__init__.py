@@ -1,5 +1,6 @@
 """SQLAlchemy models of every GridSight layer (one module per family, one metadata)."""
 
+from layers.models.access import SOD_ROLES, RoleRequest, UserSession
 from layers.models.base import Base, PolygonMixin, geometry_columns, utcnow
 from layers.models.geo_layers import (
     ADMIN_LEVELS,
@@ -37,6 +38,7 @@ __all__ = [
     "CENTER_LEVELS",
     "INCIDENT_STATUSES",
     "ROLES",
+    "SOD_ROLES",
     "SOURCES",
     "VERSIONED_COLUMNS",
     "AdminArea",
@@ -55,8 +57,10 @@ __all__ = [
     "PolygonMixin",
     "RedactionRule",
     "Responder",
+    "RoleRequest",
     "UnmaskGrant",
     "User",
+    "UserSession",
     "geometry_columns",
     "utcnow",
 ]

@@ -44,6 +44,7 @@ def app(tmp_path, shared_data):
             # the tests exercise the video path (test_missing_hooks_fail_closed drops them)
             "authorize_video": lambda request, camera_id: True,
             "authorize_rules": lambda request, action: True,
+            "viewer_still_allowed": lambda viewer, camera_id: True,
         },
     )
     server = flask.Flask("video-test")
