@@ -31,7 +31,7 @@ from werkzeug.exceptions import HTTPException
 
 from dashboard.context import AppContext
 from dashboard.scoping import request_scope
-from layers.services import NotFoundError, ServiceError, workflow
+from layers.services import MAX_ROW_ID, NotFoundError, ServiceError, workflow
 from layers.services import duplicates as duplicate_service
 from layers.services import incidents as incident_service
 from layers.services import kpi as kpi_service
@@ -40,7 +40,7 @@ from layers.services.incidents import IncidentIn, IncidentInputError
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-MAX_ID = 2**63 - 1
+MAX_ID = MAX_ROW_ID  # ids are INTEGER (32-bit on PostgreSQL): a larger one cannot exist
 MAX_BATCH = 1000
 MAX_LIMIT = 1000
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -539,7 +539,7 @@ def openapi_document() -> dict:
                    "403": _err("the role may not do this")}  # fmt: skip
     incident_ref = {"$ref": "#/components/schemas/Incident"}
     id_param = {"name": "incident_id", "in": "path", "required": True,
-                "schema": {"type": "integer", "minimum": 1}}  # fmt: skip
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}  # fmt: skip
     statuses = list(incident_service.OPEN_STATUSES) + ["closed", "evaluated", "open"]
     return {
         "openapi": "3.1.0",
@@ -605,7 +605,7 @@ def openapi_document() -> dict:
                         _q("end", "created before (ISO 8601 with zone)", {"type": "string", "format": "date-time"}),
                         _q("category", "comma-separated category codes (parents match children)", {"type": "string"}),
                         _q("status", "comma-separated: " + ", ".join(statuses), {"type": "string"}),
-                        _q("grid_id", "only this grid", {"type": "integer", "minimum": 1}),
+                        _q("grid_id", "only this grid", {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
                         _q("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
                         _q("offset", "items to skip", {"type": "integer", "minimum": 0}),
                     ],

@@ -80,7 +80,7 @@ class ApiKeyShim:
 
 def _is_request_id(text: str) -> bool:
     """Return True if ``text`` can be a request id (digits, at most MAX_ID; no huge ints)."""
-    return text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_ID
+    return text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_ID
 
 
 def _service_codes(value: str | None) -> list[str]:
