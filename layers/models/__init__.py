@@ -27,6 +27,7 @@ from layers.models.security import (
     AuditCheckpoint,
     AuditEntry,
     RedactionRule,
+    RuleChange,
     UnmaskGrant,
     User,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "PolygonMixin",
     "RedactionRule",
     "Responder",
+    "RuleChange",
     "UnmaskGrant",
     "User",
     "geometry_columns",
