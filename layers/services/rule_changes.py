@@ -45,7 +45,15 @@ class RuleChangeError(rule_service.RuleConfigError):
 
 
 class StaleChangeError(RuleChangeError):
-    """A pending change was proposed against a rule that has changed since."""
+    """A pending change was proposed against a rule that has changed since, or is decided."""
+
+
+class ChangeNotFoundError(RuleChangeError):
+    """There is no rule change with that id."""
+
+
+class NotAllowedError(RuleChangeError):
+    """The person may not do this: wrong role, or approving their own change."""
 
 
 @dataclass
@@ -151,7 +159,7 @@ def effect(
 # -- change, approve, reject ------------------------------------------------------------------
 def _check_role(role: str, what: str) -> None:
     if role not in CHANGER_ROLES:
-        raise RuleChangeError(
+        raise NotAllowedError(
             f"role {role!r} may not {what} redaction rules; a privacy officer can"
         )
 
@@ -302,9 +310,9 @@ def _propose(
 def _pending(session: Session, change_id: int) -> RuleChange:
     change = get_row(session, RuleChange, change_id)
     if change is None:
-        raise RuleChangeError(f"no rule change #{change_id}")
+        raise ChangeNotFoundError(f"no rule change #{change_id}")
     if change.status != "pending":
-        raise RuleChangeError(
+        raise StaleChangeError(
             f"rule change #{change_id} is already {change.status} (by {change.decided_by})"
         )
     return change
@@ -323,7 +331,7 @@ def approve_change(
     with use_session(db) as session:
         change = _pending(session, change_id)
         if approver == change.requested_by:
-            raise RuleChangeError(
+            raise NotAllowedError(
                 "the approver must be a different privacy officer than the one who asked "
                 f"({change.requested_by})"
             )
