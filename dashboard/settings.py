@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     )
     unmask_requires_second_approver: bool = Field(
         False,
-        description="Unmask grants take effect only after a second privacy officer approves.",
+        description="Unmask grants, and rule changes that lower protection, take effect only "
+        "after a second privacy officer approves.",
     )
     privacy_floor_targets: frozenset[FloorTarget] = Field(
         frozenset({"faces", "persons", "plates"}),
@@ -82,8 +83,8 @@ class Settings(BaseSettings):
     )
     audit_key_file: Path | None = Field(
         None,
-        description="HMAC key sealing the audit chain (made mode 0600 on first start); unset = "
-        "<data_dir>.audit-key beside the data folder, outside the database.",
+        description="HMAC key file sealing the audit chain (made mode 0600 on first start); "
+        "unset = beside the data folder, named after it (data -> data.audit-key).",
     )
     personal_data_retention_days: int = Field(
         180,
