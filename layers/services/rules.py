@@ -131,9 +131,12 @@ def _floored(eff: EffectiveRule, floor: PrivacyFloor, camera: Camera) -> Effecti
     rules, raised = floor.raise_rules(eff.rules)
     if not raised:
         return eff
+    # a stored row below the floor was written around save_rule (e.g. by SQL): worth a warning;
+    # the built-in default below a deployment's floor is configuration, not tampering
+    level = logging.WARNING if eff.rule_id else logging.INFO
     where = f"rule #{eff.rule_id}" if eff.rule_id else "the built-in default rule"
-    log.warning(
-        "camera %s: %s (%s/%s) is below the privacy floor (%s); serving it raised to %s",
+    log.log(
+        level, "camera %s: %s (%s/%s) is below the privacy floor (%s); serving it raised to %s",
         camera.id, where, eff.scope.kind, eff.scope.value, "; ".join(raised), floor.describe(),
     )  # fmt: skip
     return EffectiveRule(rules, eff.scope, eff.rule_id, eff.version, tuple(raised))

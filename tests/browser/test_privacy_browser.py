@@ -141,7 +141,8 @@ def test_draw_a_mask_and_see_it_on_the_live_view(server, browser):
 
     d, base = browser, server["url"]
     _sign_in(d, base, "po-browser", "privacy officer pw")
-    assert "privacy floor: faces" in d.find_element(By.ID, "privacy-floor").text
+    floor = _wait(lambda: d.find_element(By.ID, "privacy-floor").text, 30, "the floor note")
+    assert "privacy floor: faces" in floor
     _choose_camera(d)
     _wait(lambda: (d.find_element(By.ID, "privacy-live").get_attribute("src") or "").endswith(
         "/video/7.mjpg"), 30, "live view of camera 7")  # fmt: skip
