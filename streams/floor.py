@@ -199,6 +199,16 @@ def detector_at_least(old: Any, new: Any) -> bool:
     return leaf_configs(old) <= leaf_configs(new)
 
 
+def weaker(order: dict[str, int], old: str, new: str) -> bool:
+    """Return True if ``new`` ranks below ``old`` in ``order`` (a value it does not rank, when
+    they differ, counts as weaker: a new option must be placed in the order to count as safe)."""
+    if old == new:
+        return False
+    if old not in order or new not in order:
+        return True
+    return order[new] < order[old]
+
+
 def _mask_shape(mask: PrivacyMask):
     poly = shapely.Polygon(mask.points)
     return poly if poly.is_valid else shapely.make_valid(poly)
@@ -208,7 +218,7 @@ def _mask_covered(old: PrivacyMask, new_masks: Iterable[PrivacyMask]) -> bool:
     strong = [
         _mask_shape(m)
         for m in new_masks
-        if (m.permanent or not old.permanent) and METHOD_ORDER[m.method] >= METHOD_ORDER[old.method]
+        if (m.permanent or not old.permanent) and not weaker(METHOD_ORDER, old.method, m.method)
     ]
     shape = _mask_shape(old)
     if shape.area == 0:
@@ -225,13 +235,13 @@ def lowering_reasons(old: RedactionRules, new: RedactionRules) -> list[str]:
     dropped = sorted(set(old.targets) - set(new.targets))
     if dropped:
         out.append(f"targets removed: {', '.join(dropped)}")
-    if METHOD_ORDER[new.method] < METHOD_ORDER[old.method]:
+    if weaker(METHOD_ORDER, old.method, new.method):
         out.append(f"method {old.method} → {new.method} (fill > pixelate > blur)")
     for name, sign, label in NUMERIC_FIELDS:
         a, b = getattr(old, name), getattr(new, name)
         if (b - a) * sign < 0:
             out.append(f"{label} {a} → {b}")
-    if ON_FAILURE_ORDER[new.on_failure] < ON_FAILURE_ORDER[old.on_failure]:
+    if weaker(ON_FAILURE_ORDER, old.on_failure, new.on_failure):
         out.append(f"on_failure {old.on_failure} → {new.on_failure}")
     for target in sorted(set(old.targets) & set(new.targets)):
         if not detector_at_least(old.detector_config(target), new.detector_config(target)):

@@ -153,3 +153,11 @@ def test_settings_build_the_floor_from_the_environment(monkeypatch):
     monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"faces": ["yolo"]}')
     with pytest.raises(ValidationError, match="GRIDSIGHT_PRIVACY_FLOOR_DETECTORS"):
         Settings()
+
+
+def test_an_option_the_order_does_not_rank_counts_as_weaker():
+    from streams.floor import METHOD_ORDER, weaker
+
+    assert weaker(METHOD_ORDER, "fill", "blur") and not weaker(METHOD_ORDER, "blur", "fill")
+    assert weaker(METHOD_ORDER, "fill", "swirl") and weaker(METHOD_ORDER, "swirl", "fill")
+    assert not weaker(METHOD_ORDER, "swirl", "swirl")
