@@ -271,6 +271,7 @@ def versions_table(scope: RuleScope | None) -> html.Table:
                 html.Td(r["version"]),
                 html.Td("✔" if r["active"] else ""),
                 html.Td(r["created_by"]),
+                html.Td(r.get("approved_by") or "—"),
                 html.Td((r["created_at"] or "")[:19]),
                 html.Td(
                     ", ".join(sorted((r["config"] or {}).get("targets", [])))
@@ -286,6 +287,7 @@ def versions_table(scope: RuleScope | None) -> html.Table:
         "版本 version",
         "生效 active",
         "修改人 by",
+        "批准人 approved by",
         "时间 when (UTC)",
         "内容 rule",
     ]
