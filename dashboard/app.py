@@ -33,6 +33,7 @@ ROUTE_MODULES = [
     "dashboard.routes.health",
     "dashboard.routes.layers_geojson",
     "dashboard.routes.video",
+    "dashboard.routes.rules",
     "dashboard.routes.api",
     "dashboard.routes.events",
     "dashboard.routes.open311",
@@ -123,6 +124,7 @@ def create_app(
     """
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # key, db, snapshots
     db = db or Database(settings.db_url)
+    attach_audit_key(db, settings)
     ctx = AppContext(settings=settings, db=db)
     prepare_database(ctx)
     _start_event_bus(ctx)
@@ -160,6 +162,14 @@ def create_app(
     return app
 
 
+def attach_audit_key(db: Database, settings: Settings) -> None:
+    """Give ``db`` the deployment's audit key (``settings.audit_key_path()``) unless it has one."""
+    from layers.services.audit_key import AuditKey
+
+    if db.audit_key is None:
+        db.audit_key = AuditKey(settings.audit_key_path())
+
+
 def prepare_database(ctx: AppContext) -> None:
     """Migrate the database and seed the demo city on first start, once per deployment.
 
@@ -167,9 +177,11 @@ def prepare_database(ctx: AppContext) -> None:
     migrates and seeds, the others then find the schema current and the city present.
     """
     from layers.leader import startup_lock
+    from layers.services.audit import ensure_keyed
 
     with startup_lock(ctx.db):
         ctx.db.migrate()
+        ensure_keyed(ctx.db)  # creates the audit key on first start and seals the chain
         if ctx.settings.seed_on_start:
             _seed_if_empty(ctx)
 

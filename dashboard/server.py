@@ -205,13 +205,14 @@ def prepare_once(settings: Settings) -> None:
     Workers repeat these steps under the startup lock and find nothing left to do; doing the
     slow first seed here keeps it out of gunicorn's worker boot timeout.
     """
-    from dashboard.app import prepare_database
+    from dashboard.app import attach_audit_key, prepare_database
     from dashboard.auth import bootstrap_first_admin
     from dashboard.context import AppContext
     from layers.db import Database
 
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     db = Database(settings.db_url)
+    attach_audit_key(db, settings)
     try:
         ctx = AppContext(settings=settings, db=db)
         prepare_database(ctx)

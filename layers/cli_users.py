@@ -78,9 +78,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(url: str | None) -> Database:
-    from layers.__main__ import default_db_url
+    from layers.__main__ import cli_audit_key, default_db_url
 
-    db = Database(url or default_db_url())
+    db = Database(url or default_db_url(), audit_key=cli_audit_key())
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter hides the result
     db.migrate()
     return db

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -145,10 +146,28 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
 class Database:
     """Return sessions on one engine; owns migrations for that database."""
 
-    def __init__(self, url: str = DEFAULT_DB_URL, engine: Engine | None = None) -> None:
+    def __init__(
+        self, url: str = DEFAULT_DB_URL, engine: Engine | None = None, *, audit_key: Any = None
+    ) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
         self._factory = sessionmaker(self.engine, expire_on_commit=False, future=True)
+        self._audit_key = None
+        self.audit_key = audit_key
+
+    @property
+    def audit_key(self) -> Any:
+        """Return the key sealing this database's audit chain (``layers.services.audit_key``).
+
+        Every session of this Database carries it in ``session.info["audit_key"]``, where
+        ``layers.services.audit.record`` finds it; None: this process holds no key.
+        """
+        return self._audit_key
+
+    @audit_key.setter
+    def audit_key(self, key: Any) -> None:
+        self._audit_key = key
+        self._factory.configure(info={"audit_key": key})
 
     @property
     def dialect(self) -> str:

@@ -1,4 +1,4 @@
-"""Redacted live video and the redaction-rule JSON API.
+"""Redacted live video.
 
 Routes
 ------
@@ -10,10 +10,9 @@ Routes
                                  frame whose detection ran on it; ``X-Redacted`` says what was
                                  applied (format in ``streams.frames``)
 ``GET /api/v1/video/streams``    running streams: status, viewers, counters (no URLs with secrets)
-``GET /api/v1/rules``            every rule version (``?kind=&value=`` filters one scope)
-``PUT /api/v1/rules/<kind>[/<value>]``     save a new rule version (body: RedactionRules JSON)
-``DELETE /api/v1/rules/<kind>/<value>``    deactivate a scope (falls back to broader rules)
-``GET /api/v1/cameras/<camera_id>/rules``  the rule in force for a camera and its scope
+
+The redaction-rule API is ``dashboard/routes/rules.py``; the rules a stream gets are held to
+the deployment's privacy floor inside ``layers.services.video.hub_bindings``.
 
 Every frame served here went through ``streams.pipeline.RedactionPipeline`` inside the one
 ``StreamHub`` of the app (``ctx.services["stream_hub"]``): one reader per camera, however many
@@ -24,8 +23,6 @@ here. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.servi
 
 - ``authorize_video(request, camera_id) -> bool``: False -> 403. Absent -> 403 as well:
   access control fails closed, a missing hook never opens video to everyone.
-- ``authorize_rules(request, action) -> bool``: the same for the rules API ("read"/"write");
-  absent -> 403 (otherwise anyone could PUT ``targets: []`` and switch redaction off).
 - ``unmask_grant(request, camera_id) -> str | None``: the ONLY way to switch redaction off.
   ``unmask_grant_for(user_name, camera_id)`` re-checks a running unredacted MJPEG view every
   ``GRANT_RECHECK_S``; when it returns None (or is absent) the view falls back to redacted.
@@ -50,11 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import flask
-from pydantic import ValidationError
 
+from dashboard.settings import floor_of
 from layers.services import NotFoundError
 from layers.services import cameras as camera_service
-from layers.services import rules as rule_service
 from layers.services import video as video_service
 from streams.cluster import RayStreamRelay, RedactionCluster, deployment_key
 from streams.frames import (
@@ -65,7 +61,6 @@ from streams.frames import (
     placeholder_text,
 )
 from streams.hub import HubSettings, StreamHub
-from streams.rules import RuleScope
 from streams.sources import redact_url, scrub_text
 
 log = logging.getLogger(__name__)
@@ -179,16 +174,19 @@ def build_hub(ctx: Any) -> StreamHub | RayStreamRelay:
         timezone=getattr(settings, "timezone", "Asia/Shanghai"),
     )
     address = getattr(settings, "ray_address", None)
+    floor = floor_of(settings)
     if not address:
         return StreamHub.from_bindings(
-            video_service.hub_bindings(ctx.db, sample_video), hub_settings
+            video_service.hub_bindings(ctx.db, sample_video, floor), hub_settings
         )
     db_url = video_service.portable_db_url(ctx.db.url)
     video_path = str(Path(sample_video).resolve()) if sample_video else None
+    floor_data = floor.model_dump(mode="json")
     cluster = RedactionCluster(
         address,
-        functools.partial(video_service.hub_bindings_for_url, db_url, video_path),
-        deployment_key=deployment_key(db_url, video_path),
+        functools.partial(video_service.hub_bindings_for_url, db_url, video_path, floor_data),
+        # a worker made under another privacy floor is refused, never reused
+        deployment_key=deployment_key(db_url, video_path, floor.fingerprint()),
         workers=settings.ray_workers,
         namespace=settings.ray_namespace,
         hub_settings=hub_settings.model_copy(update={"idle_stop_s": settings.ray_idle_s}),
@@ -214,7 +212,7 @@ def _error(status: int, message: str):
 
 
 def register(server: flask.Flask, ctx: Any) -> None:
-    """Add the video routes and the rules API to ``server`` (the hub starts with the first stream)."""
+    """Add the video routes to ``server`` (the hub starts with the first stream)."""
     services = getattr(ctx, "services", None)
     hub = services.get("stream_hub") if services is not None else None
     if hub is None:
@@ -399,78 +397,3 @@ def register(server: flask.Flask, ctx: Any) -> None:
                 }
             )
         return flask.jsonify({"streams": out})
-
-    # -- rules API --------------------------------------------------------------------------
-    def rules_allowed(action: str):
-        hook = _hook(ctx, "authorize_rules")
-        if hook is None or not hook(flask.request, action):
-            return _error(403, f"not allowed to {action} redaction rules")
-        return None
-
-    def scope_of(kind: str, value: str | None) -> RuleScope:
-        return RuleScope(kind=kind, value=value)
-
-    @server.get("/api/v1/rules")
-    def rules_list():
-        denied = rules_allowed("read")
-        if denied is not None:
-            return denied
-        kind = flask.request.args.get("kind")
-        try:
-            scope = scope_of(kind, flask.request.args.get("value")) if kind else None
-        except ValidationError as exc:
-            return _error(400, str(exc))
-        return flask.jsonify({"rules": rule_service.list_versions(ctx.db, scope)})
-
-    @server.put("/api/v1/rules/<kind>")
-    @server.put("/api/v1/rules/<kind>/<value>")
-    def rules_put(kind: str, value: str | None = None):
-        denied = rules_allowed("write")
-        if denied is not None:
-            return denied
-        body = flask.request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return _error(400, "send the rule as a JSON object (Content-Type: application/json)")
-        try:
-            scope = scope_of(kind, value)
-            saved = rule_service.save_rule(ctx.db, scope, body, created_by=_user_name())
-        except (ValidationError, rule_service.RuleConfigError) as exc:
-            return _error(422, str(exc))
-        hub.notify_rules_changed()  # running streams switch within this request
-        audit("rules.save", user=_user_name(), scope=scope.model_dump(), version=saved["version"])
-        return flask.jsonify(saved), 201
-
-    @server.delete("/api/v1/rules/<kind>/<value>")
-    def rules_delete(kind: str, value: str):
-        denied = rules_allowed("write")
-        if denied is not None:
-            return denied
-        try:
-            scope = scope_of(kind, value)
-            n = rule_service.deactivate_scope(ctx.db, scope, by=_user_name())
-        except (ValidationError, rule_service.RuleConfigError) as exc:
-            return _error(422, str(exc))
-        hub.notify_rules_changed()
-        audit("rules.deactivate", user=_user_name(), scope=scope.model_dump(), versions=n)
-        return flask.jsonify({"deactivated": n})
-
-    @server.get("/api/v1/cameras/<int:camera_id>/rules")
-    def camera_rules(camera_id: int):
-        denied = rules_allowed("read")
-        if denied is not None:
-            return denied
-        try:
-            eff = rule_service.effective_rule(ctx.db, camera_id)
-        except NotFoundError:
-            return _error(404, f"no camera {camera_id}")
-        except rule_service.RuleConfigError as exc:
-            return _error(500, str(exc))
-        return flask.jsonify(
-            {
-                "camera_id": camera_id,
-                "scope": eff.scope.model_dump(),
-                "rule_id": eff.rule_id,
-                "version": eff.version,
-                "config": eff.rules.model_dump(mode="json"),
-            }
-        )

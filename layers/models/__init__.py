@@ -28,6 +28,7 @@ from layers.models.security import (
     AuditCheckpoint,
     AuditEntry,
     RedactionRule,
+    RuleChange,
     UnmaskGrant,
     User,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "RedactionRule",
     "Responder",
     "RoleRequest",
+    "RuleChange",
     "UnmaskGrant",
     "User",
     "UserSession",

@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from layers.db import Database
 from layers.leader import read_holder, sqlite_lock_path
 from layers.models import Incident, IncidentEvent
+from layers.services.audit_key import AuditKey, default_key_path
 from tests import dbs
 from tests.dashboard.operator_city import build_city, cell_center, refresh_body
 from tests.redis_server import RedisServer, free_port
@@ -178,7 +179,9 @@ def cluster(tmp_path_factory, db_backend):
     tmp = tmp_path_factory.mktemp("cluster")
     redis_server = RedisServer(tmp / "redis", persistent=False).start()
     db_url = dbs.db_url(tmp / "gs.sqlite", db_backend)
-    db = Database(db_url)
+    # the servers seal the audit log with the key beside their data folder; writes from here
+    # (users changed while they run) need it too
+    db = Database(db_url, audit_key=AuditKey(default_key_path(tmp)))
     db.migrate()
     ids = build_city(db, incidents=5)
     passwords = {"op": "operator-pw-1234", "gis": "gis-user-pw-1234"}
