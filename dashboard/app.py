@@ -16,6 +16,7 @@ from pathlib import Path
 import dash
 from dash import Dash, Input, Output, State, dcc, html
 
+from dashboard import dash_guard
 from dashboard.context import AppContext
 from dashboard.i18n import t
 from dashboard.settings import Settings
@@ -32,6 +33,7 @@ ROUTE_MODULES = [
     "dashboard.routes.health",
     "dashboard.routes.layers_geojson",
     "dashboard.routes.video",
+    "dashboard.routes.rules",
     "dashboard.routes.api",
     "dashboard.routes.events",
     "dashboard.routes.open311",
@@ -55,7 +57,7 @@ def _secret_key(settings: Settings) -> str:
         return settings.secret_key
     path = Path(settings.data_dir) / "secret_key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -120,8 +122,9 @@ def create_app(
     one leader process of the deployment runs the incident simulator, the overdue
     escalation and the retention purge.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # key, db, snapshots
     db = db or Database(settings.db_url)
+    attach_audit_key(db, settings)
     ctx = AppContext(settings=settings, db=db)
     prepare_database(ctx)
     _start_event_bus(ctx)
@@ -152,10 +155,19 @@ def create_app(
             log.debug("route module %s not present yet", module_name)
             continue
         module.register(server, ctx)
+    dash_guard.install(app)  # 4xx for malformed Dash requests, before Dash reads them
 
     if start_background:
         _start_leader_election(ctx)
     return app
+
+
+def attach_audit_key(db: Database, settings: Settings) -> None:
+    """Give ``db`` the deployment's audit key (``settings.audit_key_path()``) unless it has one."""
+    from layers.services.audit_key import AuditKey
+
+    if db.audit_key is None:
+        db.audit_key = AuditKey(settings.audit_key_path())
 
 
 def prepare_database(ctx: AppContext) -> None:
@@ -165,9 +177,11 @@ def prepare_database(ctx: AppContext) -> None:
     migrates and seeds, the others then find the schema current and the city present.
     """
     from layers.leader import startup_lock
+    from layers.services.audit import ensure_keyed
 
     with startup_lock(ctx.db):
         ctx.db.migrate()
+        ensure_keyed(ctx.db)  # creates the audit key on first start and seals the chain
         if ctx.settings.seed_on_start:
             _seed_if_empty(ctx)
 

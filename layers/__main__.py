@@ -14,6 +14,7 @@ import os
 import sys
 
 from layers.db import DEFAULT_DB_URL
+from layers.services.audit_key import AuditKey, default_key_path
 
 # command name -> module providing add_parser(subparsers) and run(args) -> int
 COMMANDS = {
@@ -31,6 +32,18 @@ COMMANDS = {
 def default_db_url() -> str:
     """Return the database URL from GRIDSIGHT_DB_URL, else the embedded SQLite default."""
     return os.environ.get("GRIDSIGHT_DB_URL", DEFAULT_DB_URL)
+
+
+def cli_audit_key(path: str | os.PathLike | None = None) -> AuditKey:
+    """Return the audit key the CLI writes and verifies with (never created by the CLI).
+
+    ``path``, else GRIDSIGHT_AUDIT_KEY_FILE, else the app's default beside
+    GRIDSIGHT_DATA_DIR (``data`` -> ``data.audit-key``): the same file the app uses.
+    """
+    env = os.environ.get("GRIDSIGHT_AUDIT_KEY_FILE")
+    if path or env:
+        return AuditKey(path or env)
+    return AuditKey(default_key_path(os.environ.get("GRIDSIGHT_DATA_DIR", "data")))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,11 +1,15 @@
 """``python -m layers audit ...``: verify, export, anchor the audit log; purge personal data.
 
 ```
-python -m layers audit verify [--anchor FILE]        exit 0 intact, 1 broken (first seq + why)
+python -m layers audit verify [--anchor FILE] [--key FILE]   exit 0 intact, 1 broken (seq + why)
 python -m layers audit export FILE [--actor A] [--action login.] [--since T] [--until T]
 python -m layers audit anchor FILE                   save the head (seq, hash) outside the DB
 python -m layers audit purge --days N [--snapshots DIR]   blank old reporter data, old snapshots
 ```
+
+``--key`` (every action) is the audit key file; default GRIDSIGHT_AUDIT_KEY_FILE, else the
+app's default beside GRIDSIGHT_DATA_DIR. The CLI never creates it: a log the app has sealed
+with it can only be verified and written with it.
 
 Times are ISO 8601 (``2026-11-01`` or ``2026-11-01T08:00+08:00``); without an offset they are
 the machine's local time. Exit codes: 0 ok, 1 broken log / refused input, 2 usage/database.
@@ -52,6 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     purge.add_argument("--snapshots", type=Path, default=None, help="snapshot folder to prune")
     for q in (p, *asub.choices.values()):
         q.add_argument("--db", default=None, help="database URL (default GRIDSIGHT_DB_URL)")
+        q.add_argument(
+            "--key", type=Path, default=None, help="audit key file (default: the app's key)"
+        )
     p.set_defaults(func=run)
 
 
@@ -69,10 +76,10 @@ def _time(value: str | None, name: str) -> dt.datetime | None:
 
 def run(args: argparse.Namespace) -> int:
     """Return the exit code of an ``audit`` command."""
-    from layers.__main__ import default_db_url
+    from layers.__main__ import cli_audit_key, default_db_url
 
     try:
-        db = Database(args.db or default_db_url())
+        db = Database(args.db or default_db_url(), audit_key=cli_audit_key(args.key))
         logging.getLogger("alembic").setLevel(logging.WARNING)
         db.migrate()
     except DatabaseError as exc:
@@ -84,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
             print(report.summary())
             for p in sorted(report.problems, key=lambda p: p.seq)[:20]:
                 print(f"  seq {p.seq}: {p.kind}: {p.message}")
+            for note in report.notes:
+                print(f"  note: {note}")
             return 0 if report.ok else 1
         if args.action == "export":
             filters = {
@@ -108,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{r.snapshots_deleted} snapshots deleted (before {r.cutoff:%Y-%m-%d %H:%M}Z)"
             )
             return 0
-    except audit.AuditError as exc:
+    except (audit.AuditError, audit.AuditKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -3,11 +3,14 @@
 ```
 python -m layers users add NAME --role ROLE [--password-stdin] [--scopes JSON] [--display-name T]
 python -m layers users list | disable NAME | enable NAME | reset NAME
+python -m layers users role NAME --role ROLE [--scopes JSON]
 python -m layers tokens create NAME --role ROLE | revoke NAME | list
 ```
 
 Without ``--password-stdin`` a random one-time password is generated and printed once (the
 user must change it at first login); tokens are printed once. Only hashes are stored.
+The shell on the server is the one place where one person alone may create, enable or give
+the role of an admin, auditor or privacy officer (in the app a second admin must approve).
 Exit codes: 0 done, 1 the request was refused (message names the field), 2 usage/database.
 """
 
@@ -53,6 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ):
         p = usub.add_parser(action, help=text)
         p.add_argument("name")
+    role = usub.add_parser("role", help="change a user's role and/or scopes (sessions end)")
+    role.add_argument("name")
+    role.add_argument("--role", default=None, choices=ROLES)
+    role.add_argument("--scopes", default=None, help='JSON, e.g. {"districts": ["530102"]}')
     for p in (users, *usub.choices.values()):
         p.add_argument("--db", default=None, help=db_help)
     users.set_defaults(func=run_users)
@@ -71,9 +78,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(url: str | None) -> Database:
-    from layers.__main__ import default_db_url
+    from layers.__main__ import cli_audit_key, default_db_url
 
-    db = Database(url or default_db_url())
+    db = Database(url or default_db_url(), audit_key=cli_audit_key())
     logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter hides the result
     db.migrate()
     return db
@@ -124,6 +131,14 @@ def run_users(args: argparse.Namespace) -> int:
             elif args.action in ("disable", "enable"):
                 user_service.set_active(s, args.name, args.action == "enable", actor=actor)
                 print(f"user {args.name} {args.action}d")
+            elif args.action == "role":
+                if args.role is None and args.scopes is None:
+                    print("error: give --role and/or --scopes", file=sys.stderr)
+                    return 1
+                user = user_service.set_role_and_scopes(
+                    s, args.name, role=args.role, scopes=args.scopes, actor=actor
+                )
+                print(f"user {user.username}: role {user.role}, scopes {user.scopes}")
             elif args.action == "reset":
                 new = user_service.generate_password()
                 user_service.set_password(s, args.name, new, actor=actor, must_change=True)

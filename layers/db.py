@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -55,6 +56,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
+def _create_private_file(path: Path) -> None:
+    """Create an empty SQLite file readable by its owner only (0600), if there is none.
+
+    SQLite would create it with the umask's mode (often 0644: every local user could read
+    accounts and the audit log); its -wal and -shm files take the main file's mode.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def make_engine(url: str) -> Engine:
     """Return an Engine for ``url``; SQLite files get WAL, foreign keys and a busy timeout."""
     try:
@@ -82,7 +95,8 @@ def make_engine(url: str) -> Engine:
         if db_path and db_path != ":memory:":
             folder = Path(db_path).expanduser().resolve().parent
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _create_private_file(Path(db_path).expanduser())
             except OSError as exc:
                 raise DatabaseError(
                     f"cannot create the folder {folder} for the SQLite database ({exc.strerror}); "
@@ -132,10 +146,28 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
 class Database:
     """Return sessions on one engine; owns migrations for that database."""
 
-    def __init__(self, url: str = DEFAULT_DB_URL, engine: Engine | None = None) -> None:
+    def __init__(
+        self, url: str = DEFAULT_DB_URL, engine: Engine | None = None, *, audit_key: Any = None
+    ) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
         self._factory = sessionmaker(self.engine, expire_on_commit=False, future=True)
+        self._audit_key = None
+        self.audit_key = audit_key
+
+    @property
+    def audit_key(self) -> Any:
+        """Return the key sealing this database's audit chain (``layers.services.audit_key``).
+
+        Every session of this Database carries it in ``session.info["audit_key"]``, where
+        ``layers.services.audit.record`` finds it; None: this process holds no key.
+        """
+        return self._audit_key
+
+    @audit_key.setter
+    def audit_key(self, key: Any) -> None:
+        self._audit_key = key
+        self._factory.configure(info={"audit_key": key})
 
     @property
     def dialect(self) -> str:

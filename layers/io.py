@@ -31,7 +31,6 @@ Field names: each canonical field accepts the English and Chinese variants liste
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import math
 import re
@@ -72,6 +71,7 @@ from layers.codes import (
     validate_street_code,
 )
 from layers.db import Database, DatabaseError
+from layers.exportsafe import csv_writer, safe_frame
 from layers.models import (
     CAMERA_STATUSES,
     CENTER_LEVELS,
@@ -83,10 +83,11 @@ from layers.models import (
     geometry_columns,
 )
 from layers.services import areas as areas_service
+from layers.services import audit, make_gdf
 from layers.services import cameras as cameras_service
 from layers.services import centers as centers_service
 from layers.services import grids as grids_service
-from layers.services import make_gdf
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ class ImportReport:
     def write_csv(self, path: str | Path) -> None:
         """Write the per-row issues as CSV (row, code, name, status, reason), UTF-8 with BOM."""
         with open(path, "w", newline="", encoding="utf-8-sig") as fh:
-            writer = csv.writer(fh)
+            writer = csv_writer(fh)  # names and reasons come from the imported file
             writer.writerow(["row", "code", "name", "status", "reason"])
             for i in sorted(self.issues, key=lambda i: i.row):
                 writer.writerow([i.row, i.code, i.name, i.status, i.reason])
@@ -401,14 +402,38 @@ def read_source(path: str | Path, *, source_layer: str | None = None) -> SourceT
                 )
             source_layer = names[0] if names else None
         encoding = _shapefile_encoding(path) if kind == ".shp" else None
-        gdf = gpd.read_file(path, engine="pyogrio", layer=source_layer, encoding=encoding)
+        with warnings.catch_warnings():
+            # a geometry GEOS cannot build (NaN coordinates, a ring that does not close) is
+            # read as None here and rejected with its reason below, not raised for the file
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gdf = gpd.read_file(path, engine="pyogrio", layer=source_layer, encoding=encoding,
+                                on_invalid="ignore")  # fmt: skip
+        errors = _unreadable_geometries(path, source_layer, encoding, gdf.geometry.values)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
         raise UsageError(f"FILE {str(path)!r}: cannot read it as {FORMATS[kind]} ({exc})") from exc
     except ValueError as exc:  # e.g. a malformed GeoJSON geometry
         raise UsageError(f"FILE {str(path)!r}: cannot read it as {FORMATS[kind]} ({exc})") from exc
     geoms = np.asarray(gdf.geometry.values, dtype=object)
     frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
-    return SourceTable(frame.reset_index(drop=True), geoms, _file_crs(gdf.crs), kind)
+    return SourceTable(frame.reset_index(drop=True), geoms, _file_crs(gdf.crs), kind, errors)
+
+
+def _unreadable_geometries(path: Path, layer: str | None, encoding: str | None, geoms) -> dict:
+    """Return {row: reason} for the rows whose stored geometry GEOS could not build.
+
+    A row with no geometry at all is not one of them (it is rejected later as missing).
+    """
+    missing = [i for i, g in enumerate(geoms) if g is None]
+    if not missing:
+        return {}
+    from pyogrio.raw import read as raw_read
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        wkb = raw_read(path, layer=layer, encoding=encoding, columns=[])[2]
+    reason = ("geometry: unreadable (a NaN or infinite coordinate, or a ring that does not "
+              "close); fix the coordinates of this feature")  # fmt: skip
+    return {i: reason for i in missing if wkb is not None and wkb[i] is not None}
 
 
 def _csv_table(frame: pd.DataFrame, path: Path) -> SourceTable:
@@ -827,7 +852,7 @@ def _bounds_xy(geom: shapely.Geometry) -> tuple[list[float], list[float]]:
 
 def _read_areas(level: str):
     def read(db: Database) -> gpd.GeoDataFrame:
-        gdf = areas_service.read_gdf(db, level=level)
+        gdf = areas_service.read_gdf(db, scope=Scope.ALL, level=level)
         out = gdf[["code", "name", "parent_code", "area_m2", "geometry"]]
         return out.rename(columns={"parent_code": "parent"})
 
@@ -855,7 +880,7 @@ def _validate_grid(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
 
 
 def _read_grids(db: Database) -> gpd.GeoDataFrame:
-    gdf = grids_service.read_gdf(db)
+    gdf = grids_service.read_gdf(db, scope=Scope.ALL)
     return gdf[["code", "name", "community_code", "area_m2", "geometry"]].rename(
         columns={"community_code": "community"}
     )
@@ -889,7 +914,7 @@ def _validate_center(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
 
 
 def _read_centers(db: Database) -> gpd.GeoDataFrame:
-    gdf = centers_service.read_gdf(db)
+    gdf = centers_service.read_gdf(db, scope=Scope.ALL)
     return gdf[["level", "name", "area_code", "services", "hours", "phone", "geometry"]]
 
 
@@ -940,7 +965,7 @@ def _validate_camera(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
 
 
 def _read_cameras(db: Database) -> gpd.GeoDataFrame:
-    gdf = cameras_service.read_gdf(db)
+    gdf = cameras_service.read_gdf(db, scope=Scope.ALL)
     gdf = gdf[
         ["gb_id", "name", "cls", "ptz_type", "use_type", "azimuth", "fov", "range_m",
          "stream_url", "owner", "status", "last_seen", "grid_code", "geometry"]
@@ -1389,8 +1414,20 @@ def read_layer_gdf(db: Database, layer: str) -> gpd.GeoDataFrame:
     return _layer(layer).read(db)
 
 
-def export_layer(db: Database, layer: str, path: str | Path, *, crs: str | None = None) -> int:
+def export_layer(
+    db: Database,
+    layer: str,
+    path: str | Path,
+    *,
+    crs: str | None = None,
+    actor: str | None = None,
+    role: str = "cli",
+) -> int:
     """Return the number of features written after exporting a layer to a GIS file.
+
+    Every export is written to the audit log (``layer.export``: who, layer, file, count);
+    ``actor`` defaults to ``cli:<os user>``. Text cells of CSV files cannot run as formulas
+    (``layers.exportsafe``).
 
     The format follows the extension (see FORMATS). ``crs`` (default WGS-84) converts the
     coordinates for the receiver: gcj02/bd09 files carry no CRS tag (they have no EPSG code).
@@ -1428,7 +1465,20 @@ def export_layer(db: Database, layer: str, path: str | Path, *, crs: str | None 
     except OSError as exc:
         raise UsageError(f"FILE {str(path)!r}: cannot write it ({exc})") from exc
     log.info("exported %s %s features to %s (%s)", len(out), spec.name, path, _crs_label(dst))
+    with db.session() as s:
+        audit.record(s, actor=actor or _cli_actor(), role=role, action="layer.export",
+                     target=spec.name, detail={"file": str(path), "features": len(out),
+                                               "crs": _crs_label(dst)})  # fmt: skip
     return len(out)
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:64]
+    except (KeyError, OSError):
+        return "cli:unknown"
 
 
 def _write_vector(gdf: gpd.GeoDataFrame, path: Path, kind: str, spec: LayerSpec) -> None:
@@ -1465,7 +1515,7 @@ def _write_csv(gdf: gpd.GeoDataFrame, path: Path, spec: LayerSpec) -> None:
         frame.insert(0, "lat", shapely.get_y(inside) if len(geoms) else [])
         frame.insert(0, "lon", shapely.get_x(inside) if len(geoms) else [])
         frame["wkt"] = shapely.to_wkt(geoms, rounding_precision=-1) if len(geoms) else []
-    frame.to_csv(path, index=False, encoding="utf-8-sig", float_format="%.10g")
+    safe_frame(frame).to_csv(path, index=False, encoding="utf-8-sig", float_format="%.10g")
 
 
 # --------------------------------------------------------------------------------------

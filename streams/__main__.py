@@ -1,8 +1,17 @@
 """``python -m streams redact INPUT OUTPUT [--rules FILE]``: redact an image or a video for release.
 
-Videos keep their size and frame rate; audio is dropped (OpenCV writes video only). Every
-output frame went through the redaction pipeline: a frame that fails detection is written
-fully pixelated, never as it came in. Default rules obscure faces and plates.
+Videos keep their frame rate and frame size (a frame of another size inside the input is
+scaled to fit with its aspect kept, black bars around, and counted); audio is not copied
+(the summary says so). Every output frame went through the redaction pipeline: a frame that
+fails detection is written fully pixelated, never as it came in. Default rules obscure faces
+and plates. ``.mp4``/``.m4v``/``.mov`` are written as H.264 when the installed OpenCV can
+encode it (PyAV's bundled libx264 first, then OpenCV's ``avc1``), otherwise as MPEG-4 part 2;
+the summary names the codec used.
+
+Exit codes: 0 done; 2 a bad input, output or rules file (one line on stderr naming it,
+nothing written); 3 the input is damaged or truncated (fewer frames decoded than the file
+declares): the output holds every frame that could be decoded, and stderr says how many of
+how many.
 """
 
 from __future__ import annotations
@@ -20,11 +29,26 @@ from streams.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger("streams")
 
-FOURCC_BY_SUFFIX = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INCOMPLETE = 0, 2, 3
+#: Codecs tried per output type, best first: (encoder, name in the summary); an encoder is
+#: "pyav:<FFmpeg encoder>" or an OpenCV fourcc.
+_H264 = (("pyav:libx264", "h264"), ("avc1", "h264"), ("mp4v", "mpeg4-part2"))
+CODECS_BY_SUFFIX = {
+    ".mp4": _H264,
+    ".m4v": _H264,
+    ".mov": _H264,
+    ".avi": (("MJPG", "mjpeg"),),
+    ".mkv": (("MJPG", "mjpeg"),),
+}
+AUDIO_NOTE = "not copied: the output holds video only"
 
 
 class CliError(Exception):
     """A problem the user can fix (missing input, bad rules file); printed without traceback."""
+
+
+class IncompleteInput(Exception):
+    """The input ended before the frames it declares: the output was written, but short."""
 
 
 def _load_rules(path: Path | None, detect_every: int | None):
@@ -34,12 +58,21 @@ def _load_rules(path: Path | None, detect_every: int | None):
         rules = parse_rules(path.read_text(encoding="utf-8") if path else None)
     except OSError as exc:
         raise CliError(f"cannot read rules file {path}: {exc.strerror}") from exc
-    except ValidationError as exc:
-        raise CliError(f"rules file {path} is invalid:\n{exc}") from exc
+    except (ValidationError, ValueError) as exc:
+        raise CliError(f"rules file {path} is invalid: {_first_error(exc)}") from exc
     updates = {"on_failure": "pixelate_frame"}  # an export keeps every frame slot
     if detect_every is not None:
         updates["detect_every"] = detect_every
     return rules.model_copy(update=updates)
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"{where}: {err['msg']}{more}"
+    return str(exc).splitlines()[0]
 
 
 def redact_image(src: Path, dst: Path, rules) -> dict:
@@ -48,19 +81,118 @@ def redact_image(src: Path, dst: Path, rules) -> dict:
 
     from streams.pipeline import RedactionPipeline, rules_for_still
 
+    if dst.suffix.lower() not in IMAGE_SUFFIXES:
+        raise CliError(
+            f"output {dst.name}: an image is written as one of {' '.join(sorted(IMAGE_SUFFIXES))}"
+        )
     frame = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if frame is None:
         raise CliError(f"{src} is not a readable image")
     pipeline = RedactionPipeline(rules_for_still(rules), name=src.name)
     result = pipeline.process(frame)
     out = result.frame if result.frame is not None else frame * 0
-    if not cv2.imwrite(str(dst), out):
-        raise CliError(f"cannot write {dst} (is the extension an image type?)")
+    try:
+        written = cv2.imwrite(str(dst), out)
+    except cv2.error as exc:
+        raise CliError(f"cannot write {dst}: {_first_error(exc)}") from exc
+    if not written:
+        raise CliError(f"cannot write {dst}")
     return dict(pipeline.stats)
 
 
+def open_writer(dst: Path, fps: float, size: tuple[int, int]):
+    """Return (an open ``cv2.VideoWriter``, codec name) for ``dst``, best codec first."""
+    import cv2
+
+    choices = CODECS_BY_SUFFIX.get(dst.suffix.lower())
+    if choices is None:
+        raise CliError(
+            f"unsupported output type {dst.suffix or '(none)'}; use one of "
+            f"{' '.join(sorted(CODECS_BY_SUFFIX))}"
+        )
+    for encoder, name in choices:
+        if encoder.startswith("pyav:"):
+            writer = PyAvWriter.open(dst, encoder.removeprefix("pyav:"), fps, size)
+            if writer is not None:
+                return writer, name
+            continue
+        writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*encoder), fps, size)
+        if writer.isOpened():
+            if name != choices[0][1]:
+                name += f" (no {choices[0][1]} encoder installed)"
+            return writer, name
+        writer.release()
+    raise CliError(f"cannot write video {dst}")
+
+
+class PyAvWriter:
+    """A video writer on PyAV (FFmpeg with libx264 in its wheel), with OpenCV's write/release."""
+
+    def __init__(self, container, stream) -> None:
+        self.container = container
+        self.stream = stream
+
+    @classmethod
+    def open(cls, dst: Path, encoder: str, fps: float, size: tuple[int, int]):
+        """Return a writer, or None when this encoder cannot write ``size`` here."""
+        from fractions import Fraction
+
+        import av
+
+        if size[0] % 2 or size[1] % 2:  # 4:2:0 needs even sizes: let another codec write it
+            return None
+        try:
+            container = av.open(str(dst), "w")
+        except (av.FFmpegError, OSError):
+            return None
+        try:
+            stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = size
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "20", "preset": "veryfast"}
+            stream.codec_context.open()
+        except (av.FFmpegError, ValueError, OSError):
+            container.close()
+            dst.unlink(missing_ok=True)
+            return None
+        return cls(container, stream)
+
+    def write(self, frame) -> None:
+        """Encode one BGR frame."""
+        import av
+
+        picture = av.VideoFrame.from_ndarray(frame, format="bgr24")
+        for packet in self.stream.encode(picture):
+            self.container.mux(packet)
+
+    def release(self) -> None:
+        """Flush the encoder and close the file."""
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+
+
+def fit_frame(frame, width: int, height: int):
+    """Return ``frame`` scaled to fit ``width`` x ``height`` with its aspect kept (black bars)."""
+    import cv2
+    import numpy as np
+
+    h, w = frame.shape[:2]
+    if (h, w) == (height, width):
+        return frame
+    scale = min(width / w, height / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    out = np.zeros((height, width, 3), np.uint8)
+    x0, y0 = (width - nw) // 2, (height - nh) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
 def redact_video(src: Path, dst: Path, rules, progress: bool = True) -> dict:
-    """Return pipeline counters after writing the redacted video ``src`` to ``dst``."""
+    """Return the summary (counters, codec, frames) after writing the redacted ``src`` to ``dst``.
+
+    Raises ``IncompleteInput`` (after writing) when fewer frames decode than the file declares.
+    """
     import cv2
     from tqdm import tqdm
 
@@ -73,15 +205,12 @@ def redact_video(src: Path, dst: Path, rules, progress: bool = True) -> dict:
     width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
     height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    fourcc = FOURCC_BY_SUFFIX.get(dst.suffix.lower())
-    if fourcc is None:
-        raise CliError(
-            f"unsupported output type {dst.suffix}; use one of {sorted(FOURCC_BY_SUFFIX)}"
-        )
-    writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-    if not writer.isOpened():
-        raise CliError(f"cannot write video {dst}")
+    if width <= 0 or height <= 0:
+        cap.release()
+        raise CliError(f"{src} is not a readable video (no frame size)")
+    writer, codec = open_writer(dst, fps, (width, height))
     pipeline = RedactionPipeline(rules, name=src.name)
+    written = resized = 0
     try:
         with tqdm(total=total, unit="frame", disable=not progress, desc=src.name) as bar:
             while True:
@@ -91,17 +220,39 @@ def redact_video(src: Path, dst: Path, rules, progress: bool = True) -> dict:
                 result = pipeline.process(frame)
                 out = result.frame if result.frame is not None else frame * 0
                 if out.shape[:2] != (height, width):
-                    out = cv2.resize(out, (width, height))
+                    resized += 1
+                out = fit_frame(out, width, height)
                 writer.write(out)
+                written += 1
                 bar.update(1)
     finally:
         cap.release()
         writer.release()
-    return dict(pipeline.stats)
+    summary = {"frames": written, "declared_frames": total, "codec": codec, "audio": AUDIO_NOTE,
+               "resized_frames": resized, **pipeline.stats}  # fmt: skip
+    if written == 0:
+        dst.unlink(missing_ok=True)
+        raise CliError(f"{src} has no decodable frame")
+    if total is not None and written < total:
+        raise IncompleteInput(summary)
+    return summary
+
+
+def _check_paths(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        raise CliError(f"input {src} is a directory; give one image or video file")
+    if not src.exists():
+        raise CliError(f"input {src} does not exist")
+    if dst.is_dir():
+        raise CliError(f"output {dst} is a directory; give a file name such as {dst / 'out.mp4'}")
+    if not dst.parent.is_dir():
+        raise CliError(f"output folder {dst.parent} does not exist")
+    if src.resolve() == dst.resolve():
+        raise CliError("output must differ from input (the original is kept)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the process exit code (0 ok, 2 usage or input error)."""
+    """Run the CLI; return the process exit code (0 ok, 2 bad input, 3 damaged input)."""
     parser = argparse.ArgumentParser(prog="python -m streams", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("redact", help="redact an image or a video file for release")
@@ -120,10 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     configure_threads(args.threads)
     try:
-        if not args.input.is_file():
-            raise CliError(f"input {args.input} does not exist")
-        if args.input.resolve() == args.output.resolve():
-            raise CliError("output must differ from input (the original is kept)")
+        _check_paths(args.input, args.output)
         rules = _load_rules(args.rules, args.detect_every)
         if args.input.suffix.lower() in IMAGE_SUFFIXES:
             stats = redact_image(args.input, args.output, rules)
@@ -131,9 +279,16 @@ def main(argv: list[str] | None = None) -> int:
             stats = redact_video(args.input, args.output, rules, progress=not args.quiet)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except IncompleteInput as exc:
+        stats = exc.args[0]
+        print(f"warning: {args.input} is damaged or truncated: decoded {stats['frames']} of "
+              f"{stats['declared_frames']} frames; {args.output} holds those "
+              f"(exit {EXIT_INCOMPLETE})", file=sys.stderr)  # fmt: skip
+        print(json.dumps({"output": str(args.output), "complete": False, **stats}))
+        return EXIT_INCOMPLETE
     print(json.dumps({"output": str(args.output), **stats}, ensure_ascii=False))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ import cv2
 import numpy as np
 
 from streams import configure_threads
+from streams.frames import PLACEHOLDER, ServedFrame
 from streams.hub import HubBindings, HubSettings, StreamHub
 from streams.sources import redact_url, scrub_text
 
@@ -335,8 +336,9 @@ class RedactionWorker:
         timeout: float,
         watermark: str | None = None,
         token: str | None = None,
-    ) -> tuple[str, int, bytes | None]:
-        """Return ``(token, seq, jpeg)``: the newest frame after ``after_seq``, or jpeg None.
+    ) -> tuple[str, int, bytes | None, str]:
+        """Return ``(token, seq, jpeg, marker)``: the newest frame after ``after_seq``, or jpeg
+        None; ``marker`` is its ``X-Redacted`` value (``streams.frames``).
 
         ``token`` names the stream run the caller's ``after_seq`` belongs to; when it is not
         the current one (worker restarted, stream restarted) the newest frame is returned at
@@ -352,8 +354,13 @@ class RedactionWorker:
                 lease.inflight -= 1
                 lease.last_poll = time.monotonic()
         if got is None:
-            return lease.token, int(after_seq), None
-        return lease.token, got[0], got[1]
+            return lease.token, int(after_seq), None, ""
+        return lease.token, got.seq, got.jpeg, got.marker
+
+    def snapshot(self, camera_id: int, timeout: float) -> tuple[bytes, str] | None:
+        """Return ``(jpeg, marker)`` of the camera's newest snapshot (``StreamHub.snapshot``)."""
+        got = self.hub.snapshot(int(camera_id), max(0.0, min(float(timeout), 15.0)))
+        return (got.jpeg, got.marker) if got is not None else None
 
     def release(self, camera_id: int, watermark: str | None = None) -> bool:
         """Return True if the lease of (camera, watermark) was held and is now dropped.
@@ -771,7 +778,7 @@ class _RelayFeed:
         self.watermark = watermark
         self._cond = threading.Condition()
         self.seq = 0
-        self.jpeg: bytes | None = None
+        self.frame: ServedFrame | None = None
         self.real: bytes | None = None  # newest worker frame since the last failure
         self.size: tuple[int, int] | None = None
         self.viewers = 0
@@ -797,16 +804,16 @@ class _RelayFeed:
             self.viewers -= 1
             self.last_detach = time.monotonic()
 
-    def wait(self, after: int, timeout: float) -> tuple[int, bytes] | None:
-        """Return (seq, jpeg) of the newest frame after ``after`` (maybe a placeholder)."""
+    def wait(self, after: int, timeout: float) -> ServedFrame | None:
+        """Return the newest frame after ``after`` (maybe a placeholder)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self.seq <= after or self.jpeg is None:
+            while self.frame is None or self.frame.seq <= after:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.relay.closed:
                     return None
                 self._cond.wait(min(remaining, 0.5))
-            return self.seq, self.jpeg
+            return self.frame
 
     def wait_real(self, timeout: float) -> bytes | None:
         """Return the newest frame from the worker (never a placeholder), waiting for one."""
@@ -825,10 +832,11 @@ class _RelayFeed:
             return (self.seq, self.real, time.monotonic()) if self.real is not None else None
 
     # -- the poll thread ----------------------------------------------------------------
-    def _publish(self, jpeg: bytes, *, placeholder: bool) -> None:
+    def _publish(self, jpeg: bytes, *, placeholder: bool, marker: str = PLACEHOLDER) -> None:
         with self._cond:
             self.seq += 1
-            self.jpeg = jpeg
+            self.frame = ServedFrame(self.seq, jpeg, PLACEHOLDER if placeholder else marker, None,
+                                     placeholder or marker == PLACEHOLDER)  # fmt: skip
             if placeholder:
                 self.real = None
                 self.counters["relay_placeholders"] += 1
@@ -866,7 +874,7 @@ class _RelayFeed:
                 ref = handle.wait_frame.remote(
                     self.camera_id, after, self.relay.poll_s, self.watermark, token
                 )
-                token, seq, jpeg = ray.get(ref, timeout=self.relay.poll_s + CALL_GRACE_S)
+                token, seq, jpeg, marker = ray.get(ref, timeout=self.relay.poll_s + CALL_GRACE_S)
             except (ClusterError, *ray_errors) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, died_error):
@@ -884,7 +892,7 @@ class _RelayFeed:
                 if jpeg is not None:
                     if self.size is None:
                         self.size = jpeg_size(jpeg)
-                    self._publish(jpeg, placeholder=False)
+                    self._publish(jpeg, placeholder=False, marker=marker)
                 continue
             if self.relay.closed:
                 break  # the worker was stopped along with this process's relay
@@ -973,10 +981,26 @@ class RayStreamRelay:
         finally:
             feed.detach()
 
-    def snapshot(self, camera_id: int, timeout: float = 5.0) -> bytes | None:
-        """Return the newest redacted JPEG of ``camera_id`` from its worker (never a placeholder)."""
-        with self.subscribe(camera_id) as wait:
-            return wait.stream.wait_real(timeout)
+    def snapshot(self, camera_id: int, timeout: float = 5.0) -> ServedFrame | None:
+        """Return the newest snapshot of ``camera_id`` from its worker (``StreamHub.snapshot``).
+
+        None when the worker cannot be reached in time: the route answers 503, it never
+        falls back to a frame that was not a snapshot.
+        """
+        import ray
+
+        # the subscription keeps this camera's feed (and its last error) alive meanwhile
+        with self.subscribe(camera_id):
+            try:
+                handle = self.cluster.worker(camera_id)
+                got = ray.get(
+                    handle.snapshot.remote(int(camera_id), timeout),
+                    timeout=timeout + CALL_GRACE_S,
+                )
+            except (ClusterError, *_ray_errors()) as exc:
+                log.warning("camera %s: no snapshot from the redaction worker: %s", camera_id, exc)
+                return None
+        return ServedFrame(1, got[0], got[1], None, got[1] == PLACEHOLDER) if got else None
 
     def notify_rules_changed(self, camera_id: int | None = None) -> None:
         """Make running streams (one or all) reload their rules now."""

@@ -80,11 +80,14 @@ class FrameResult:
     """One processed frame and what was applied to it.
 
     ``frame`` is redacted, fully pixelated (``failed`` names why) or None when withheld.
-    ``applied`` names what this frame really got, for truthful per-frame headers: the
-    targets whose detectors covered every pixel of it (``"faces"``, ``"plates"``,
-    ``"persons"``) plus ``"masks"`` when privacy masks were burned in; a fail-closed frame
-    has ``applied == frozenset({"fail_closed"})`` (obscured as a whole, nothing detected).
-    ``regions`` are the rectangles the region detectors ran on (the whole frame after a cut).
+    ``applied`` names the targets whose detection covered every pixel of this frame and
+    whose boxes were redacted (``"faces"``, ``"plates"``, ``"persons"``), for truthful
+    per-frame ``X-Redacted`` markers (``streams.frames``); empty when the frame failed closed
+    (it is obscured as a whole instead). Privacy masks are the rule's: burned into every
+    frame, failed-closed ones too. ``detected`` is True for every redacted frame: each of its
+    pixels was seen by a detection, on this frame or, unchanged, on an earlier one.
+    ``regions`` are the rectangles the region detectors ran on this frame (the whole frame
+    after a cut; none when nothing changed).
     """
 
     frame: np.ndarray | None
@@ -288,8 +291,9 @@ class RedactionPipeline:
             "mask": (t5 - t4) * 1e3,
         }
         self.stats["redacted"] += 1
-        applied = frozenset(self.detectors) | ({"masks"} if rules.masks else frozenset())
-        return FrameResult(out, boxes, None, bool(rects) or bool(every), applied, rects)
+        # every pixel was seen by a detection (this frame's or an earlier one of the same
+        # pixels), so the frame counts as detected: it may serve as a snapshot
+        return FrameResult(out, boxes, None, True, frozenset(self.detectors), rects)
 
     def _with_tracks(self, rects: list[Rect], margin: int, w: int, h: int) -> list[Rect]:
         """Return ``rects`` grown to hold every tracked box they touch (so it is seen whole).
@@ -397,17 +401,16 @@ class RedactionPipeline:
         n = self.stats[reason]
         if n <= 3 or n % 100 == 0:  # log the first few and then every 100th, not every frame
             log.warning("%s: frame failed closed (%s #%d): %s", self.name, reason, n, exc or "")
-        failed = frozenset({"fail_closed"})
         if frame is None or self.rules.on_failure == "withhold":
             self.stats["withheld"] += 1
-            return FrameResult(None, [], reason, applied=failed)
+            return FrameResult(None, [], reason)
         try:
             out = fail_closed_frame(frame)
             apply_masks(out, self.rules.masks, self.rules)  # a mask never lapses, not even here
-            return FrameResult(out, [], reason, applied=failed)
+            return FrameResult(out, [], reason)
         except Exception:  # noqa: BLE001 - last resort: withhold
             self.stats["withheld"] += 1
-            return FrameResult(None, [], reason, applied=failed)
+            return FrameResult(None, [], reason)
 
 
 def _scaled(img: np.ndarray, scale: float) -> np.ndarray:

@@ -107,13 +107,20 @@ class FrameSource(Protocol):
 
 
 class RtspSourceConfig(StrictModel):
-    """An RTSP camera or NVR channel read through OpenCV's FFmpeg backend."""
+    """An RTSP camera or NVR channel, decoded by PyAV (default) or OpenCV's FFmpeg backend.
+
+    PyAV hands over every picture at its own size, so a camera that changes resolution
+    inside one session (a 16:9 profile after a 4:3 one) is seen as it is; OpenCV's backend
+    scales every picture to the size the stream had when it was opened (16:9 squashed into
+    4:3, with no sign of it), so ``decoder="opencv"`` is kept only as a fallback.
+    """
 
     type: Literal["rtsp"] = "rtsp"
     url: str = Field(pattern=r"(?i)^rtsps?://", repr=False)  # may hold credentials
     transport: Literal["tcp", "udp"] = "tcp"
     open_timeout_s: float = Field(5.0, gt=0, le=60)
     read_timeout_s: float = Field(4.0, gt=0, le=60)
+    decoder: Literal["pyav", "opencv"] = "pyav"
 
 
 class MjpegSourceConfig(StrictModel):
@@ -221,14 +228,84 @@ class _CaptureSource:
 
 
 class RtspSource(_CaptureSource):
-    """Return frames from an RTSP URL over TCP or UDP, with open/read timeouts."""
+    """Return frames from an RTSP URL over TCP or UDP, with open/read timeouts.
+
+    ``resolution_changes`` counts pictures whose size differs from the one before.
+    """
 
     def __init__(self, config: RtspSourceConfig) -> None:
         super().__init__()
         self.config = config
         self.display_url = redact_url(config.url)
+        self.resolution_changes = 0
+        self._container = None
+        self._stream = None
+        self._frames = None
+        self._size: tuple[int, int] | None = None
 
     def open(self) -> None:
+        if self.config.decoder == "pyav":
+            self._open_pyav()
+        else:
+            self._open_opencv()
+
+    def close(self) -> None:
+        super().close()
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+                log.debug("closing %s failed", self.display_url)
+            self._container = self._stream = self._frames = None
+
+    def read(self) -> np.ndarray:
+        frame = self._read_pyav() if self.config.decoder == "pyav" else self._grab()
+        size = (frame.shape[1], frame.shape[0])
+        if self._size is not None and size != self._size:
+            self.resolution_changes += 1
+            log.info("%s: resolution changed %sx%s -> %sx%s", self.display_url, *self._size, *size)
+        self._size = size
+        return frame
+
+    def _open_pyav(self) -> None:
+        import av
+
+        c = self.config
+        try:
+            container = av.open(c.url, options={"rtsp_transport": c.transport},
+                                timeout=(c.open_timeout_s, c.read_timeout_s))  # fmt: skip
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(f"cannot open {self.display_url} over {c.transport}: {exc}") from exc
+        if not container.streams.video:
+            container.close()
+            raise SourceError(f"{self.display_url} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if _decode_threads:
+            stream.codec_context.thread_count = _decode_threads
+        rate = stream.average_rate or stream.guessed_rate
+        if rate and 0 < float(rate) < 240:
+            self.expected_interval = 1.0 / float(rate)
+        self._container, self._stream = container, stream
+        self._frames = container.decode(stream)
+
+    def _read_pyav(self) -> np.ndarray:
+        import av
+
+        if self._frames is None:
+            raise SourceError(f"{self.display_url} is not open")
+        try:
+            picture = next(self._frames)
+        except StopIteration as exc:
+            raise SourceError(f"{self.display_url} ended the stream") from exc
+        except av.InvalidDataError as exc:
+            self._frames = self._container.decode(self._stream)  # go on after the bad packet
+            raise FrameDecodeError(f"undecodable frame from {self.display_url}: {exc}") from exc
+        except (av.FFmpegError, OSError) as exc:
+            raise SourceError(f"no frame from {self.display_url}: {exc}") from exc
+        return picture.to_ndarray(format="bgr24")
+
+    def _open_opencv(self) -> None:
         c = self.config
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
@@ -254,9 +331,6 @@ class RtspSource(_CaptureSource):
         if fps and 0 < fps < 240:
             self.expected_interval = 1.0 / fps
         self._cap = cap
-
-    def read(self) -> np.ndarray:
-        return self._grab()
 
 
 class FileSource(_CaptureSource):

@@ -52,10 +52,19 @@
     return (context && context.pane) || fallback;
   }
 
+  // Data (names, ids) never becomes markup: labels are DOM nodes with textContent, and any
+  // value put into an HTML string goes through escapeHtml first.
+  var HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;"};
+  function escapeHtml(value) {
+    return String(value === undefined || value === null ? "" : value)
+      .replace(/[&<>"']/g, function (ch) { return HTML_ESCAPES[ch]; });
+  }
+
   window.gridsight = Object.assign(window.gridsight || {}, {
     cameraColors: {online: "#2ecc71", offline: "#e74c3c", stale: "#f39c12", unknown: "#95a5a6"},
     centerColors: {city: "#ff4d6d", county: "#ff9f1c", township: "#ffd166", village: "#06d6a0"},
     catColors: catColors,
+    escapeHtml: escapeHtml,
     ramp: ramp,
     covRamp: covRamp,
     wgs84ToGcj02: function (lon, lat) {
@@ -83,7 +92,8 @@
     cameraCluster: function (feature, latlng, index, context) {
       var n = feature.properties.point_count;
       var size = n < 50 ? 28 : n < 500 ? 34 : 42;
-      var icon = L.divIcon({html: "<div><span>" + feature.properties.point_count_abbreviated +
+      var icon = L.divIcon({html: "<div><span>" +
+                                  escapeHtml(feature.properties.point_count_abbreviated) +
                                   "</span></div>", className: "gs-cluster",
                             iconSize: L.point(size, size)});
       return L.marker(latlng, {icon: icon, pane: pane(context, "gs-cameras")});
@@ -106,17 +116,20 @@
     },
     liveMarker: function (feature, latlng, context) {
       var p = feature.properties || {};
-      var c = catColors[p.cat] || "#e5edf5";
-      var icon = L.divIcon({className: "gs-live", iconSize: L.point(18, 18),
-                            html: "<span class='gs-live-dot' data-id='" + p.id +
-                                  "' style='background:" + c + "'></span>"});
+      var dot = document.createElement("span");
+      dot.className = "gs-live-dot";
+      dot.setAttribute("data-id", String(p.id));
+      dot.style.background = catColors[p.cat] || "#e5edf5";
+      var icon = L.divIcon({className: "gs-live", iconSize: L.point(18, 18), html: dot});
       return L.marker(latlng, {icon: icon, interactive: false, keyboard: false,
                                pane: pane(context, "gs-live")});
     },
     areaLabel: function (feature, latlng, context) {
       var p = feature.properties || {};
-      var icon = L.divIcon({className: "gs-area-label", iconSize: null,
-                            html: "<span data-area='" + p.area + "'>" + p.name + " \u203a</span>"});
+      var label = document.createElement("span");
+      label.setAttribute("data-area", String(p.area));
+      label.textContent = String(p.name === undefined || p.name === null ? "" : p.name) + " \u203a";
+      var icon = L.divIcon({className: "gs-area-label", iconSize: null, html: label});
       return L.marker(latlng, {icon: icon, pane: pane(context, "gs-labels")});
     },
     gridStyle: function (feature, context) {

@@ -1,7 +1,12 @@
-"""Admin page: user accounts and API tokens (create, disable/enable, revoke). Admin role only.
+"""Admin page: user accounts and API tokens (create, disable/enable, re-role, revoke). Admin only.
 
 Generated passwords and tokens are shown once, in the callback's response, and never stored
 in the page state or the log. Every change is audited by the users service.
+
+Separation of duties: creating, enabling or giving the role of an admin, auditor or privacy
+officer files a request (``layers.services.role_requests``) that a second admin approves or
+rejects in the requests table here; the one-time password of an approved new account is
+shown to the approver. Tokens of those roles are made only with the shell CLI.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dashboard.auth import (
     require_roles,
 )
 from dashboard.context import get_ctx
-from layers.models import ROLES
+from layers.models import ROLES, SOD_ROLES
+from layers.services import role_requests
 from layers.services import users as user_service
 from layers.services.audit import AuditError
 
@@ -40,6 +46,11 @@ L = {
     "enable": "启用 Enable",
     "revoke": "吊销 Revoke",
     "token_name": "令牌名 Token name",
+    "change_role": "改角色 Change role",
+    "requests": "待批准 Requests awaiting a second admin",
+    "request_id": "申请号 Request #",
+    "approve": "批准 Approve",
+    "reject": "驳回 Reject",
 }
 
 
@@ -78,6 +89,24 @@ def users_table() -> html.Table:
         "范围 scopes",
     ]
     return _table(header, rows, "admin-users-table")
+
+
+def requests_table() -> html.Table:
+    """Return the pending two-person requests (who asked for what, when)."""
+    with get_ctx().db.session() as s:
+        rows = [
+            [
+                f"#{r.id}",
+                r.action,
+                r.username,
+                r.role,
+                r.requested_by,
+                r.requested_at.strftime("%Y-%m-%d %H:%M"),
+            ]
+            for r in role_requests.list_requests(s)
+        ]
+    header = ["申请 #", "操作 change", "用户 user", "角色 role", "申请人 by", "时间 at"]
+    return _table(header, rows, "admin-requests-table")
 
 
 def tokens_table() -> html.Table:
@@ -127,9 +156,24 @@ def layout(**_query) -> html.Div:
                     dcc.Input(id="admin-target-user", placeholder=L["name"], type="text"),
                     html.Button(L["disable"], id="admin-disable-user", n_clicks=0),
                     html.Button(L["enable"], id="admin-enable-user", n_clicks=0),
+                    dcc.Dropdown(
+                        id="admin-target-role", options=list(ROLES), value=None, clearable=True
+                    ),
+                    html.Button(L["change_role"], id="admin-change-role", n_clicks=0),
                 ],
             ),
             html.Div(id="admin-user-message", className="gs-message"),
+            html.H3(L["requests"]),
+            html.Div(id="admin-requests", children=requests_table()),
+            html.Div(
+                style=ROW_STYLE,
+                children=[
+                    dcc.Input(id="admin-request-id", placeholder=L["request_id"], type="text"),
+                    html.Button(L["approve"], id="admin-approve-request", n_clicks=0),
+                    html.Button(L["reject"], id="admin-reject-request", n_clicks=0),
+                ],
+            ),
+            html.Div(id="admin-request-message", className="gs-message"),
             html.H2(L["tokens"]),
             html.Div(id="admin-tokens", children=tokens_table()),
             html.Div(
@@ -155,11 +199,27 @@ def _split(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").replace("，", ",").split(",") if t.strip()]
 
 
+def _filed(row) -> str:
+    return (
+        f"已提交申请 request #{row.id} filed: {row.action} {row.username} ({row.role}); "
+        "须另一名管理员批准 a second admin must approve it"
+    )
+
+
 def create_user_action(name: str, role: str, districts: str, cameras: str) -> str:
-    """Return the message after creating a user (with its one-time password, shown once)."""
+    """Return the message after creating a user (with its one-time password, shown once).
+
+    A privileged role (admin, auditor, privacy officer) files a request instead.
+    """
     p = current_principal()
     scopes = {"districts": _split(districts), "cameras": _split(cameras)}
     with get_ctx().db.session() as s:
+        if user_service.needs_second_person(role):
+            row = role_requests.request_change(
+                s, "create", (name or "").strip(), role, scopes=scopes,
+                actor=p.name, actor_role=p.role,
+            )  # fmt: skip
+            return _filed(row)
         user, password = user_service.create_user(
             s, (name or "").strip(), role, None, scopes=scopes, actor=p.name, actor_role=p.role
         )
@@ -169,42 +229,100 @@ def create_user_action(name: str, role: str, districts: str, cameras: str) -> st
     )
 
 
+def _change_account(trigger: str, target: str, target_role: str | None) -> str:
+    """Return the message after disabling, enabling or re-roling ``target`` (or filing it)."""
+    p = current_principal()
+    who = {"actor": p.name, "actor_role": p.role}
+    with get_ctx().db.session() as s:
+        user = user_service.get_user(s, target)
+        if trigger == "admin-change-role":
+            if not target_role:
+                raise user_service.UserError("choose the new role in the role list first")
+            if user is not None and user_service.needs_second_person(target_role):
+                return _filed(role_requests.request_change(s, "role", target, target_role, **who))
+            user_service.set_role_and_scopes(s, target, role=target_role, **who)
+            return f"{target}: 角色 role -> {target_role}"
+        active = trigger == "admin-enable-user"
+        if active and user is not None and not user.active:
+            if user_service.needs_second_person(user.role):
+                return _filed(role_requests.request_change(s, "enable", target, user.role, **who))
+        user_service.set_active(s, target, active, **who)
+    return f"{target}: {'enabled 已启用' if active else 'disabled 已停用'}"
+
+
 @callback(
     Output("admin-user-message", "children"),
     Output("admin-users", "children"),
+    Output("admin-requests", "children"),
     Input("admin-create-user", "n_clicks"),
     Input("admin-disable-user", "n_clicks"),
     Input("admin-enable-user", "n_clicks"),
+    Input("admin-change-role", "n_clicks"),
     State("admin-new-name", "value"),
     State("admin-new-role", "value"),
     State("admin-new-districts", "value"),
     State("admin-new-cameras", "value"),
     State("admin-target-user", "value"),
+    State("admin-target-role", "value"),
     prevent_initial_call=True,
 )
 @require_roles("admin")
-def on_user_action(_c, _d, _e, name, role, districts, cameras, target):
-    """Return (message, refreshed users table) after the clicked user action."""
-    return user_action(dash.ctx.triggered_id, name, role, districts, cameras, target)
+def on_user_action(_c, _d, _e, _r, name, role, districts, cameras, target, target_role):
+    """Return (message, users table, requests table) after the clicked user action."""
+    message, users = user_action(
+        dash.ctx.triggered_id, name, role, districts, cameras, target, target_role
+    )
+    return message, users, requests_table()
 
 
 @require_roles("admin")
-def user_action(trigger: str, name, role, districts, cameras, target) -> tuple[str, html.Table]:
-    """Return (message, users table) after ``trigger`` (create / disable / enable button)."""
-    p = current_principal()
+def user_action(
+    trigger: str, name, role, districts, cameras, target, target_role=None
+) -> tuple[str, html.Table]:
+    """Return (message, users table) after ``trigger`` (create / disable / enable / role)."""
     try:
         if trigger == "admin-create-user":
             message = create_user_action(name, role, districts, cameras)
         else:
-            active = trigger == "admin-enable-user"
-            with get_ctx().db.session() as s:
-                user_service.set_active(
-                    s, (target or "").strip(), active, actor=p.name, actor_role=p.role
-                )
-            message = f"{target}: {'enabled 已启用' if active else 'disabled 已停用'}"
+            message = _change_account(trigger, (target or "").strip(), target_role)
     except (user_service.UserError, AuditError) as exc:
         message = f"错误 error: {exc}"
     return message, users_table()
+
+
+@callback(
+    Output("admin-request-message", "children"),
+    Output("admin-requests", "children", allow_duplicate=True),
+    Output("admin-users", "children", allow_duplicate=True),
+    Input("admin-approve-request", "n_clicks"),
+    Input("admin-reject-request", "n_clicks"),
+    State("admin-request-id", "value"),
+    prevent_initial_call=True,
+)
+@require_roles("admin")
+def on_request_action(_a, _r, request_id):
+    """Return (message, requests table, users table) after approving or rejecting."""
+    return request_action(dash.ctx.triggered_id, request_id)
+
+
+@require_roles("admin")
+def request_action(trigger: str, request_id) -> tuple[str, html.Table, html.Table]:
+    """Return (message, requests table, users table) after ``trigger`` (approve / reject)."""
+    p = current_principal()
+    rid = str(request_id or "").strip().lstrip("#")
+    try:
+        with get_ctx().db.session() as s:
+            if trigger == "admin-approve-request":
+                row, password = role_requests.approve(s, rid, approver=p.name, approver_role=p.role)
+                message = f"已批准 approved #{row.id}: {row.action} {row.username} ({row.role})"
+                if password:
+                    message += f". 一次性密码 one-time password (仅显示一次 shown once): {password}"
+            else:
+                row = role_requests.reject(s, rid, actor=p.name, actor_role=p.role)
+                message = f"#{row.id}: {row.state}"
+    except (user_service.UserError, AuditError) as exc:
+        message = f"错误 error: {exc}"
+    return message, requests_table(), users_table()
 
 
 @callback(
@@ -228,6 +346,11 @@ def token_action(trigger: str, name: str | None, role: str | None) -> tuple[str,
     p = current_principal()
     name = (name or "").strip()
     try:
+        if trigger == "admin-create-token" and role in SOD_ROLES:
+            raise user_service.UserError(
+                f"a token of role {role!r} is made only with `python -m layers tokens create` "
+                "on the server (tokens for people's roles bypass the second admin)"
+            )
         with get_ctx().db.session() as s:
             if trigger == "admin-create-token":
                 row, plaintext = user_service.create_token(

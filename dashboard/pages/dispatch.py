@@ -27,10 +27,12 @@ from sqlalchemy import func, select
 
 from dashboard.context import get_ctx
 from dashboard.i18n import t
+from dashboard.scoping import request_scope
 from layers.models import Category, Grid, Incident, Responder, utcnow
 from layers.services import NotFoundError, routing, workflow
 from layers.services import duplicates as duplicate_service
 from layers.services import incidents as incident_service
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +78,6 @@ def _guard(func):
     return require_roles(*ROLES)(func)
 
 
-def _scope(db) -> set[int] | None:
-    """Return the grid ids the signed-in user's district scope allows (None = all)."""
-    try:
-        from dashboard.auth import current_principal
-    except ImportError:  # pragma: no cover
-        return None
-    p = current_principal()
-    districts = (p.scopes.get("districts") or []) if p is not None else []
-    if not districts:
-        return None
-    with db.session() as s:
-        return incident_service.grid_ids_in_districts(s, districts)
-
-
 def _principal() -> tuple[str, str]:
     try:
         from dashboard.auth import current_principal
@@ -109,14 +97,10 @@ def _local(iso: str, fmt: str = "%m-%d %H:%M") -> str:
 
 
 def queue_rows(
-    db, now: dt.datetime | None = None, lang: str = "zh", grid_ids: set[int] | None = None
+    db, now: dt.datetime | None = None, lang: str = "zh", *, scope: Scope
 ) -> list[dict]:
-    """Return the open cases as AG Grid rows, most urgent first (with SLA hours left).
-
-    ``grid_ids`` limits the queue to a user's district scope (None = the whole city).
-    """
+    """Return the open cases in ``scope`` as AG Grid rows, most urgent first (SLA hours left)."""
     now = now or utcnow()
-    scope = [] if grid_ids is None else [Incident.grid_id.in_(sorted(grid_ids))]
     with db.session() as s:
         rows = s.execute(
             select(Incident, Grid.code, Responder.name, Category.name_zh, Category.name_en,
@@ -125,7 +109,7 @@ def queue_rows(
             .outerjoin(Responder, Incident.assignee_id == Responder.id)
             .outerjoin(Category, Category.code == Incident.category_code)
             .where(Incident.status.in_(workflow.OPEN_STATUSES), Incident.duplicate_of.is_(None),
-                   *scope)
+                   *scope.incidents(s))
             .order_by(Incident.due_at, Incident.id)
             .limit(QUEUE_LIMIT)
         ).all()  # fmt: skip
@@ -160,14 +144,12 @@ def queue_rows(
     return out
 
 
-def queue_totals(
-    db, now: dt.datetime | None = None, grid_ids: set[int] | None = None
-) -> dict[str, int]:
-    """Return whole-queue counts (open, overdue, escalated), not capped by QUEUE_LIMIT."""
+def queue_totals(db, now: dt.datetime | None = None, *, scope: Scope) -> dict[str, int]:
+    """Return ``scope``'s whole-queue counts (open, overdue, escalated), not capped."""
     now = now or utcnow()
-    scope = [] if grid_ids is None else [Incident.grid_id.in_(sorted(grid_ids))]
-    base = [Incident.status.in_(workflow.OPEN_STATUSES), Incident.duplicate_of.is_(None), *scope]
     with db.session() as s:
+        base = [Incident.status.in_(workflow.OPEN_STATUSES), Incident.duplicate_of.is_(None),
+                *scope.incidents(s)]  # fmt: skip
         n_open = s.scalar(select(func.count()).select_from(Incident).where(*base)) or 0
         n_overdue = (
             s.scalar(
@@ -264,9 +246,7 @@ def _camera_frame(s, cams: list[dict]):
     return pd.DataFrame([r._asdict() for r in rows])
 
 
-def detail_view(
-    db, incident_id: int, lang: str, role: str, grid_ids: set[int] | None = None
-) -> dict:
+def detail_view(db, incident_id: int, lang: str, role: str, *, scope: Scope) -> dict:
     """Return the detail panel parts of a case: header, body, map children/bounds, options.
 
     Keys: ``info`` (Dash children), ``map`` (dash-leaflet children), ``bounds``,
@@ -274,17 +254,15 @@ def detail_view(
     ``actions`` (allowed action names for ``role``).
     """
     with db.session() as s:
-        row = incident_service.get_incident(s, incident_id)
-        if grid_ids is not None and row.grid_id not in grid_ids:
-            raise NotFoundError(f"no incident with id {incident_id!r}")
+        row = incident_service.get_incident(s, incident_id, scope=scope)
         grid = s.get(Grid, row.grid_id) if row.grid_id else None
         history = workflow.history(s, row.id)
         near = routing.nearest_available(s, row.lon, row.lat, n=6)
         people = {r.id: r for r in s.scalars(select(Responder).where(
             Responder.id.in_([rid for rid, _ in near] + ([row.assignee_id] if row.assignee_id else []))))}  # fmt: skip
-        cams = routing.cameras_seeing_point(s, row.lon, row.lat)
+        cams = routing.cameras_seeing_point(s, row.lon, row.lat, scope=scope)
         frame = _camera_frame(s, cams)
-        dups = duplicate_service.candidates(s, row.id)
+        dups = duplicate_service.candidates(s, row.id, scope=scope)
         linked = duplicate_service.linked_reports(s, row.id)
         cat = s.scalar(select(Category).where(Category.code == row.category_code).limit(1))
         doc = incident_service.public_dict(row)
@@ -380,14 +358,12 @@ def perform_action(
     reason: str = "",
     lang: str = "zh",
     distinct: bool = False,
-    grid_ids: set[int] | None = None,
+    scope: Scope,
 ) -> tuple[bool, str]:
     """Return (ok, message) after applying a workflow action from the page."""
     try:
         with db.session() as s:
-            target = incident_service.get_incident(s, incident_id)
-            if grid_ids is not None and target.grid_id not in grid_ids:
-                raise NotFoundError(f"no incident with id {incident_id!r}")
+            incident_service.get_incident(s, incident_id, scope=scope)
             row = workflow.apply(
                 s, incident_id, action, actor=actor, role=role, reason=reason or "",
                 assignee_id=assignee_id if action in ("dispatch", "reassign") else None,
@@ -529,9 +505,9 @@ def refresh_queue(_n, _changed, lang):
     """Return the queue rows and summary tiles (polled: new cases appear without reload)."""
     lang = lang or "zh"
     db = get_ctx().db
-    scope = _scope(db)
-    rows = queue_rows(db, lang=lang, grid_ids=scope)
-    return rows, queue_summary(rows, lang, queue_totals(db, grid_ids=scope))
+    scope = request_scope()
+    rows = queue_rows(db, lang=lang, scope=scope)
+    return rows, queue_summary(rows, lang, queue_totals(db, scope=scope))
 
 
 @callback(
@@ -569,7 +545,7 @@ def show_detail(incident_id, _changed, lang):
                 [], *off)  # fmt: skip
     try:
         db = get_ctx().db
-        view = detail_view(db, int(incident_id), lang, _principal()[1], grid_ids=_scope(db))
+        view = detail_view(db, int(incident_id), lang, _principal()[1], scope=request_scope())
     except NotFoundError:
         return html.P(t("dispatch.gone", lang)), [], no_update, [], None, [], *off
     enabled = set(view["actions"])
@@ -606,7 +582,7 @@ def on_action(*args):
     db = get_ctx().db
     ok, message = perform_action(db, int(incident_id), action, actor=actor, role=role,
                                  assignee_id=assignee, into=into, reason=reason or "", lang=lang,
-                                 distinct="distinct" in (distinct or []), grid_ids=_scope(db))  # fmt: skip
+                                 distinct="distinct" in (distinct or []), scope=request_scope())  # fmt: skip
     return (html.Span(message, className="ok" if ok else "err", id="dispatch-message-text"),
             (changed or 0) + 1, "" if ok else no_update)  # fmt: skip
 
@@ -656,7 +632,8 @@ def refresh_kpi(_n, _changed, lang):
     lang = lang or "zh"
     start, end = month_window()
     with get_ctx().db.session() as s:
-        rows = kpi_service.compute_kpis(s, start, end, group_by="district", lang=lang)
+        rows = kpi_service.compute_kpis(s, start, end, scope=request_scope(), group_by="district",
+                                        lang=lang)  # fmt: skip
     q = {"start": start.isoformat(), "end": end.isoformat(), "group_by": "district",
          "lang": lang}  # fmt: skip
     title = t("dispatch.kpi.title", lang, month=start.strftime("%Y-%m"))

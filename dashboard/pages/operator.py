@@ -38,7 +38,9 @@ from dash.exceptions import PreventUpdate
 from dashboard.auth import require_roles
 from dashboard.context import get_ctx
 from dashboard.i18n import t
+from dashboard.scoping import request_scope
 from layers.services import NotFoundError, mapdata
+from layers.services.scope import Scope
 from streams.events import is_event_id
 
 log = logging.getLogger(__name__)
@@ -585,7 +587,7 @@ def build_filter(window, start, end, playback, cats, area, all_cats) -> dict:
         f["categories"] = cats
     if area:
         f["area_id"] = int(area)
-    mapdata.parse_filter(f)  # raises MapFilterError naming the field
+    mapdata.parse_filter(f, request_scope())  # raises MapFilterError naming the field
     return f
 
 
@@ -629,7 +631,7 @@ def default_categories(options, value):
 def playback_label(fdict, lang):
     """Return the playback instant shown next to the slider ("live" at the right end)."""
     lang = lang or "zh"
-    f = mapdata.parse_filter(fdict)
+    f = mapdata.parse_filter(fdict, request_scope())
     now = dt.datetime.now(dt.UTC)
     inst = f.instant(now)
     if inst is None:
@@ -699,7 +701,7 @@ def drill(label_click, _crumbs, _hot, city_bounds):
     elif isinstance(trig, dict) and trig.get("type") == "operator-hot":
         if not ctx.triggered[0]["value"]:
             raise PreventUpdate
-        b = mapdata.grid_bounds(db, int(trig["grid"]))
+        b = mapdata.grid_bounds(db, int(trig["grid"]), request_scope())
         if b is None:
             raise PreventUpdate
         # zoom to the hotspot grid, keep the drill-down as it is
@@ -708,7 +710,7 @@ def drill(label_click, _crumbs, _hot, city_bounds):
         raise PreventUpdate
     if area is None:
         return None, {"bounds": city_bounds, "transition": "flyToBounds"}
-    path = mapdata.area_path(db, area)
+    path = mapdata.area_path(db, area, request_scope())
     if not path:
         raise PreventUpdate
     return area, {"bounds": _display_bounds(path[-1]["bounds"]), "transition": "flyToBounds"}
@@ -728,7 +730,8 @@ def render_area(area, lang):
     """Return the breadcrumb, the next level's clickable labels and the outline filters."""
     lang = lang or "zh"
     db = get_ctx().db
-    path = mapdata.area_path(db, area) if area else []
+    scope = request_scope()
+    path = mapdata.area_path(db, area, scope) if area else []
     crumbs = [html.Button(t("operator.city", lang), id={"type": "operator-crumb", "area": 0},
                           className="gs-crumb")]  # fmt: skip
     for p in path:
@@ -738,7 +741,7 @@ def render_area(area, lang):
     by_level = {p["level"]: p["id"] for p in path}
     return (
         crumbs,
-        mapdata.area_labels(db, area),
+        mapdata.area_labels(db, area, scope),
         {"sel": by_level.get("district")},
         {"parent": by_level.get("district")},
         {"parent": by_level.get("street")},
@@ -769,14 +772,14 @@ clientside_callback(
 def _slow_kpi_values(db, f) -> list[str]:
     k = mapdata.kpis(db, f)
     return [f"{k['overdue']:,}", _pct(k["closure_rate"]), _pct(k["ontime_rate"]),
-            _camera_online(db)]  # fmt: skip
+            _camera_online(db, f.scope)]  # fmt: skip
 
 
-def _camera_online(db) -> str:
+def _camera_online(db, scope) -> str:
     from layers.services import cameras as camera_service
 
     try:
-        c = camera_service.counts(db)
+        c = camera_service.counts(db, scope)
     except Exception:  # noqa: BLE001 - the camera service is optional for the KPI row
         log.exception("camera counts failed")
         return "—"
@@ -850,9 +853,10 @@ def _bus_changes(bus, cursor: dict) -> tuple[list | None, dict]:
     return batch.events, {"bus": batch.cursor, "bep": bus.epoch, "bgen": batch.generation}
 
 
-def _camera_status_patch(events: list) -> object:
-    """Return a Patch of the camera layer's status overrides from camera.status events."""
-    cams = [e for e in events if e.kind == "camera.status" and "id" in e.data]
+def _camera_status_patch(events: list, scope) -> object:
+    """Return a Patch of the camera layer's status overrides from ``scope``'s camera events."""
+    cams = [e for e in events if e.kind == "camera.status" and "id" in e.data
+            and scope.allows_camera(e.data.get("gb_id"), e.data.get("id"))]  # fmt: skip
     if not cams:
         return no_update
     patch = Patch()
@@ -861,9 +865,9 @@ def _camera_status_patch(events: list) -> object:
     return patch
 
 
-def camera_hideout(db) -> dict:
-    """Return the camera layer's full status overrides from the database (compact)."""
-    statuses = mapdata.camera_statuses(db)
+def camera_hideout(db, scope) -> dict:
+    """Return the camera layer's full status overrides of ``scope`` from the database."""
+    statuses = mapdata.camera_statuses(db, scope)
     if not statuses:
         return {"base": None, "st": {}}
     values = list(statuses.values())
@@ -871,16 +875,20 @@ def camera_hideout(db) -> dict:
     return {"base": base, "st": {str(k): v for k, v in statuses.items() if v != base}}
 
 
-def refresh_payload(fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str):
+def refresh_payload(
+    fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str, scope: Scope
+):
     """Return (grid hideout, live layer, feed, cursor, KPI values): ``live_refresh`` without
     the camera-status output (for the benchmark and older tests)."""
-    return tuple(live_refresh(fdict, cursor, trigger, lang))[:5]
+    return tuple(live_refresh(fdict, cursor, trigger, lang, scope))[:5]
 
 
 def live_refresh(
-    fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str
+    fdict: dict | None, cursor: dict | None, trigger: str | None, lang: str, scope: Scope
 ) -> Refresh:
     """Return one refresh's outputs: grid counts, live markers, feed, cursor, KPIs, cameras.
+
+    Everything is limited to ``scope`` (the viewer's districts and cameras).
 
     A plain function of the filter, the client's cursor, the worker's event bus and the
     database, so the benchmark and the tests call it without a browser. Full resync when
@@ -897,7 +905,7 @@ def live_refresh(
     ctx_ = get_ctx()
     db = ctx_.db
     bus = ctx_.services.get("events")
-    f = mapdata.parse_filter(fdict)
+    f = mapdata.parse_filter(fdict, scope)
     fkey = f.key()
     live = f.instant(dt.datetime.now(dt.UTC)) is None
     cursor = dict(cursor or {})
@@ -917,9 +925,11 @@ def live_refresh(
                       "live": 0 if fresh_live else cursor.get("live", 0),
                       "max": mx, **bus_pos}  # fmt: skip
         if events is not None and cursor.get("cams"):
-            cams = _camera_status_patch(events)  # the overlay is in step: events suffice
+            cams = _camera_status_patch(events, f.scope)  # the overlay is in step: events suffice
         else:
-            cams = camera_hideout(db)  # first tick, or the bus could not vouch: from the db
+            cams = camera_hideout(
+                db, f.scope
+            )  # first tick, or the bus could not vouch: from the db
         new_cursor["cams"] = events is not None or (bus is not None and bus.complete)
         lc = mapdata.live_counts(db, f)
         new_cursor.update(open=lc["open"], today=lc["new_today"], day=lc["day"])
@@ -929,7 +939,7 @@ def live_refresh(
     today = dt.datetime.now(mapdata.CST).date().isoformat()
     cams = no_update
     if events is not None:
-        cams = _camera_status_patch(events)
+        cams = _camera_status_patch(events, f.scope)
         n = cursor.get("n", 0) + 1
         quiet = not any(e.kind.startswith("incident.") for e in events)
         if quiet and n % DB_PROBE_TICKS and cursor.get("day") == today:
@@ -940,7 +950,7 @@ def live_refresh(
         cursor["cams"] = False  # camera events may have been missed: resend at the next resync
     changes = mapdata.changes_since(db, int(cursor.get("ev", 0)))
     if changes["overflow"] or cursor.get("day") != today:
-        return live_refresh(fdict, {**cursor, "n": RESYNC_TICKS}, "operator-tick", lang)
+        return live_refresh(fdict, {**cursor, "n": RESYNC_TICKS}, "operator-tick", lang, scope)
     if not changes["incidents"]:
         cursor["n"] = cursor.get("n", 0) + 1
         return Refresh(no_update, no_update, no_update, {**cursor, **bus_pos},
@@ -1004,7 +1014,7 @@ def refresh(_n, fdict, lang, cursor):
     trig = ctx.triggered_id
     if trig == "app-lang":
         cursor = {**(cursor or {}), "fkey": None}
-    out = live_refresh(fdict, cursor, trig, lang or "zh")
+    out = live_refresh(fdict, cursor, trig, lang or "zh", request_scope())
     return (out.grids, out.live, out.feed, out.cursor, *out.kpis, out.cameras)
 
 
@@ -1052,7 +1062,7 @@ def refresh_slow(_n, late, fdict, lang, slow_cursor):
     """
     lang = lang or "zh"
     db = get_ctx().db
-    f = mapdata.parse_filter(fdict)
+    f = mapdata.parse_filter(fdict, request_scope())
     ev = mapdata.last_event_id(db)
     key = f"{f.key()}|{lang}"
     if ctx.triggered_id == "operator-slow" and slow_cursor == {"ev": ev, "key": key, "late": 1}:
@@ -1098,12 +1108,13 @@ def zoomed_layers(bounds, zoom, fdict, visible, points, cones):
     w, s = _unshift(w, s)
     e, n = _unshift(e, n)
     db = get_ctx().db
+    scope = request_scope()
     pts = empty
     if zoom >= POINTS_MIN_ZOOM and "incidents" in visible:
-        pts = mapdata.incident_points(db, mapdata.parse_filter(fdict), (w, s, e, n))
+        pts = mapdata.incident_points(db, mapdata.parse_filter(fdict, scope), (w, s, e, n))
     cns = empty
     if zoom >= CONES_MIN_ZOOM and "cameras" in visible:
-        cns = mapdata.camera_cones(db, (w, s, e, n))
+        cns = mapdata.camera_cones(db, (w, s, e, n), scope)
     same = lambda a, b: (a or empty)["features"] == [] and b["features"] == []  # noqa: E731
     heat = 0.6 if zoom < CONES_MIN_ZOOM else 0.25  # zoomed in, points tell more than heat
     return (no_update if same(points, pts) else pts, no_update if same(cones, cns) else cns,
@@ -1186,7 +1197,7 @@ def select_feature(click, _hot, zoom, visible):
         raise PreventUpdate
     lat, lon = click["latlng"]["lat"], click["latlng"]["lng"]
     lon, lat = _unshift(lon, lat)
-    hit = mapdata.locate_click(get_ctx().db, lon, lat, zoom or 12,
+    hit = mapdata.locate_click(get_ctx().db, lon, lat, zoom or 12, scope=request_scope(),
                                cameras="cameras" in (visible or []) and (zoom or 0) >= 15)  # fmt: skip
     if hit["camera"] is not None:
         return {"kind": "camera", "id": hit["camera"]}
@@ -1213,10 +1224,10 @@ def render_card(sel, lang):
     db = get_ctx().db
     try:
         if sel["kind"] == "camera":
-            card = mapdata.camera_card(db, sel["id"])
+            card = mapdata.camera_card(db, sel["id"], request_scope())
             hide["sel"] = None
             return camera_card_view(card, lang, _video_available()), hide
-        card = mapdata.grid_card(db, sel["id"], lang)
+        card = mapdata.grid_card(db, sel["id"], lang, scope=request_scope())
     except NotFoundError:
         return html.Div(t("operator.card.gone", lang), className="gs-muted"), no_update
     hide["sel"] = sel["id"]
@@ -1247,7 +1258,7 @@ def grid_mode(mode):
     hide = Patch()
     hide["mode"] = mode if mode in GRID_MODES else "incidents"
     if mode == "coverage":
-        cov = mapdata.grid_coverage(get_ctx().db)
+        cov = mapdata.grid_coverage(get_ctx().db, request_scope())
         hide["cov"] = {str(k): v for k, v in cov.items() if v is not None}
     return hide
 

@@ -1,9 +1,12 @@
 """Privacy officer's console: redaction rules per scope, privacy masks drawn on a camera's
-snapshot, rule versions, the live redacted view, and time-limited unmask grants.
+snapshot, rule versions, the live redacted view, rule changes awaiting a second officer, and
+time-limited unmask grants.
 
-Privacy officer only. Rules are stored through ``layers.services.rules`` (the video engineer's
-service; running streams pick a change up within a second through its revision token); grants
-through ``layers.services.grants``. Every save, grant, approval and revocation is audited.
+Privacy officer only. Rules change through ``layers.services.rule_changes`` (held to the
+deployment's privacy floor; a change that lowers protection waits for a second privacy officer
+when the two-person setting is on; running streams pick a change up within a second through
+the rules' revision token); grants through ``layers.services.grants``. Every save, pending
+change, approval, rejection, grant and revocation is audited, naming both people.
 Masks are image-space polygons in relative 0-1 frame coordinates (x right, y down), never map
 coordinates. The officer draws on the *redacted* snapshot: seeing unredacted video needs a
 grant like anybody else.
@@ -14,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 
 import dash
 from dash import Input, Output, State, callback, dcc, html
@@ -27,11 +29,23 @@ from dashboard.auth import (
     current_principal,
     require_roles,
 )
+from dashboard.components import rule_changes as changes_ui
+from dashboard.components.mask_canvas import (  # noqa: F401 - re-exported for the page's tests
+    canvas_figure,
+    masks_from_shapes,
+    path_to_points,
+    shape_to_points,
+    shapes_from_masks,
+    shapes_from_relayout,
+)
 from dashboard.context import get_ctx
+from dashboard.scoping import request_scope
+from dashboard.settings import floor_of
 from layers.services import NotFoundError, ServiceError
 from layers.services import audit as audit_service
 from layers.services import cameras as camera_service
 from layers.services import grants as grant_service
+from layers.services import rule_changes as change_service
 from layers.services import rules as rule_service
 from streams.rules import RedactionRules, RuleScope
 
@@ -48,102 +62,29 @@ SCOPE_KINDS = [
     {"label": "类别 camera class", "value": "camera_class"},
     {"label": "全局 default", "value": "default"},
 ]
-_NUM = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
-_POINT = re.compile(rf"({_NUM})\s*,\s*({_NUM})")
 
 
-# -- pure helpers (unit-tested) ------------------------------------------------------------
-def path_to_points(path: str) -> list[tuple[float, float]]:
-    """Return the vertices of a Plotly closed SVG path ("M x,y L x,y ... Z"), clipped to 0-1."""
-    pts = [(float(x), float(y)) for x, y in _POINT.findall(path or "")]
-    clipped = [(min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in pts]
-    out: list[tuple[float, float]] = []
-    for p in clipped:
-        if not out or p != out[-1]:
-            out.append(p)
-    if len(out) > 1 and out[0] == out[-1]:
-        out.pop()
-    return out
-
-
-def shape_to_points(shape: dict) -> list[tuple[float, float]]:
-    """Return the 0-1 polygon of a Plotly shape (``path`` or ``rect``); [] if unusable."""
-    if shape.get("type") == "rect":
-        x0, x1 = sorted((float(shape["x0"]), float(shape["x1"])))
-        y0, y1 = sorted((float(shape["y0"]), float(shape["y1"])))
-        pts = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-        return [(min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)) for x, y in pts]
-    if shape.get("type") == "path":
-        return path_to_points(shape.get("path", ""))
-    return []
-
-
-def shapes_from_relayout(relayout: dict | None, shapes: list[dict]) -> list[dict]:
-    """Return the figure's shapes after a ``relayoutData`` event (new list or edited items)."""
-    if not relayout:
-        return shapes
-    if "shapes" in relayout:
-        return list(relayout["shapes"] or [])
-    shapes = [dict(s) for s in shapes]
-    for key, value in relayout.items():
-        m = re.match(r"shapes\[(\d+)\]\.(\w+)$", key)
-        if m and int(m.group(1)) < len(shapes):
-            shapes[int(m.group(1))][m.group(2)] = value
-    return shapes
-
-
-def masks_from_shapes(shapes: list[dict], *, permanent: bool) -> list[dict]:
-    """Return ``PrivacyMask`` dicts (≥ 3 points each) for the drawn shapes."""
-    masks = []
-    for i, shape in enumerate(shapes):
-        pts = shape_to_points(shape)
-        if len(pts) >= 3:
-            masks.append(
-                {
-                    "name": f"mask {i + 1}",
-                    "points": [[round(x, 4), round(y, 4)] for x, y in pts],
-                    "permanent": permanent,
-                    "method": "fill",
-                }
-            )
-    return masks
-
-
-def shapes_from_masks(masks: list[dict]) -> list[dict]:
-    """Return Plotly path shapes drawing ``masks`` (0-1 coordinates)."""
-    out = []
-    for m in masks:
-        pts = m["points"]
-        path = "M" + "L".join(f"{x},{y}" for x, y in pts) + "Z"
-        out.append(
-            {
-                "type": "path",
-                "path": path,
-                "line": {"color": "#ff5a5a", "width": 2},
-                "fillcolor": "rgba(255,90,90,0.25)",
-                "editable": True,
-            }
-        )
-    return out
-
-
-def build_rules(targets: list[str], method: str, strength: float, masks: list[dict]) -> dict:
+def build_rules(
+    targets: list[str], method: str, strength: float, masks: list[dict], base: dict | None = None
+) -> dict:
     """Return a validated ``RedactionRules`` dict from the editor's fields.
+
+    ``base`` is the rule being edited: the fields the editor does not show (detectors,
+    detection cadence, margin ...) keep its values instead of going back to the defaults.
 
     Raises
     ------
     ValueError
         With the field and the fix, when a value is not allowed.
     """
+    edited = {
+        "targets": sorted(targets or []),
+        "method": method,
+        "strength": strength,
+        "masks": masks,
+    }
     try:
-        rules = RedactionRules.model_validate(
-            {
-                "targets": sorted(targets or []),
-                "method": method,
-                "strength": strength,
-                "masks": masks,
-            }
-        )
+        rules = RedactionRules.model_validate({**(base or {}), **edited})
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
@@ -151,44 +92,10 @@ def build_rules(targets: list[str], method: str, strength: float, masks: list[di
     return rules.model_dump(mode="json")
 
 
-def canvas_figure(camera_id: int | None, shapes: list[dict]) -> dict:
-    """Return the drawing canvas: the camera's redacted snapshot under 0-1 axes."""
-    images = []
-    if camera_id is not None:
-        images.append(
-            {
-                "source": f"/video/{int(camera_id)}.jpg?wait=5&t={int(time.time())}",
-                "xref": "x",
-                "yref": "y",
-                "x": 0,
-                "y": 0,
-                "sizex": 1,
-                "sizey": 1,
-                "sizing": "stretch",
-                "layer": "below",
-            }
-        )
-    return {
-        "data": [],
-        "layout": {
-            "images": images,
-            "shapes": shapes,
-            "dragmode": "drawclosedpath",
-            "newshape": {"line": {"color": "#ff5a5a"}, "fillcolor": "rgba(255,90,90,0.25)"},
-            "xaxis": {"range": [0, 1], "visible": False, "fixedrange": True},
-            "yaxis": {"range": [1, 0], "visible": False, "fixedrange": True},
-            "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-            "height": 360,
-            "paper_bgcolor": "#0f1c2e",
-            "plot_bgcolor": "#0f1c2e",
-        },
-    }
-
-
 # -- layout ---------------------------------------------------------------------------------
 def camera_options() -> list[dict]:
     """Return dropdown options for the cameras (id, name, GB/T 28181 id)."""
-    cams = camera_service.list_cameras(get_ctx().db)[:MAX_CAMERAS]
+    cams = camera_service.list_cameras(get_ctx().db, scope=request_scope())[:MAX_CAMERAS]
     return [{"label": f"{c['id']} · {c['name']} · {c['gb_id']}", "value": c["id"]} for c in cams]
 
 
@@ -201,6 +108,9 @@ def layout(**_query) -> html.Div:
         children=[
             dcc.Store(id="privacy-shapes", data=[]),
             html.H2("脱敏规则 Redaction rules"),
+            changes_ui.floor_note(
+                floor_of(get_ctx().settings), get_ctx().settings.unmask_requires_second_approver
+            ),
             html.Div(
                 style=ROW_STYLE,
                 children=[
@@ -260,7 +170,7 @@ def layout(**_query) -> html.Div:
                             {"label": "车牌 plates", "value": "plates"},
                             {"label": "行人 persons", "value": "persons"},
                         ],
-                        value=["faces", "plates"],
+                        value=sorted(floor_of(get_ctx().settings).targets),
                         inline=True,
                     ),
                     dcc.RadioItems(
@@ -299,6 +209,7 @@ def layout(**_query) -> html.Div:
             html.Div(id="privacy-message", className="gs-message"),
             html.H3("规则版本 Rule versions"),
             html.Div(id="privacy-versions"),
+            changes_ui.changes_panel(),
             html.H2("解除脱敏授权 Unmask grants"),
             html.Div(
                 style=ROW_STYLE,
@@ -361,6 +272,7 @@ def versions_table(scope: RuleScope | None) -> html.Table:
                 html.Td(r["version"]),
                 html.Td("✔" if r["active"] else ""),
                 html.Td(r["created_by"]),
+                html.Td(r.get("approved_by") or "—"),
                 html.Td((r["created_at"] or "")[:19]),
                 html.Td(
                     ", ".join(sorted((r["config"] or {}).get("targets", [])))
@@ -376,6 +288,7 @@ def versions_table(scope: RuleScope | None) -> html.Table:
         "版本 version",
         "生效 active",
         "修改人 by",
+        "批准人 approved by",
         "时间 when (UTC)",
         "内容 rule",
     ]
@@ -435,21 +348,22 @@ def on_camera(camera_id):
 @require_roles(ROLE)
 def load_camera(camera_id: int | None):
     """Return (figure, shapes, live src, targets, method, strength, versions) for a camera."""
+    floor = floor_of(get_ctx().settings)
     if camera_id is None:
         return (
             canvas_figure(None, []),
             [],
             None,
-            ["faces", "plates"],
+            sorted(floor.targets),
             "pixelate",
             0.6,
             versions_table(None),
         )
     try:
-        eff = rule_service.effective_rule(get_ctx().db, int(camera_id))
+        eff = rule_service.effective_rule(get_ctx().db, int(camera_id), floor)
     except (NotFoundError, ServiceError, ValueError) as exc:
         log.info("privacy console: camera %s: %s", camera_id, exc)
-        return canvas_figure(None, []), [], None, ["faces", "plates"], "pixelate", 0.6, str(exc)
+        return canvas_figure(None, []), [], None, sorted(floor.targets), "pixelate", 0.6, str(exc)
     rules = eff.rules.model_dump(mode="json")
     shapes = shapes_from_masks(rules["masks"])
     return (
@@ -497,36 +411,78 @@ def on_save(_n, camera_id, kind, value, targets, method, strength, permanent, sh
 
 @require_roles(ROLE)
 def save_rule(camera_id, kind, value, targets, method, strength, permanent, shapes):
-    """Return (message, versions table) after validating, storing and auditing a rule."""
+    """Return (message, versions table) after validating and saving (or proposing) a rule.
+
+    The change is held to the privacy floor; one that lowers protection waits for a second
+    privacy officer when the two-person setting is on. The service audits it.
+    """
     p = current_principal()
+    ctx = get_ctx()
     try:
         scope = _scope(kind, value, camera_id)
         masks = masks_from_shapes(shapes or [], permanent=bool(permanent))
-        config = build_rules(targets, method, strength, masks)
-        ctx = get_ctx()
-        saved = rule_service.save_rule(ctx.db, scope, config, created_by=p.name)
-        with ctx.db.session() as s:
-            audit_service.record(
-                s,
-                actor=p.name,
-                role=p.role,
-                action="rules.save",
-                target=f"rules:{scope.kind}/{scope.value or '-'}",
-                detail={
-                    "version": saved["version"],
-                    "targets": config["targets"],
-                    "method": config["method"],
-                    "strength": config["strength"],
-                    "masks": len(masks),
-                },
-            )
+        config = build_rules(targets, method, strength, masks, _base_rule(scope, camera_id))
+        result = change_service.change_rule(
+            ctx.db, scope, config, actor=p.name, role=p.role, floor=floor_of(ctx.settings),
+            require_approval=ctx.settings.unmask_requires_second_approver,
+        )  # fmt: skip
     except (ValueError, ServiceError) as exc:
         return f"错误 error: {exc}", dash.no_update
+    where = f"{scope.kind}/{scope.value or '-'}"
+    if result.status == "pending":
+        return (
+            f"待批准 awaiting a second privacy officer: change #{result.change['id']} for "
+            f"{where} lowers protection ({'; '.join(result.lowers)}); the rule in force stays",
+            versions_table(scope),
+        )
+    lowered = f"; 已降低保护 lowers protection: {'; '.join(result.lowers)}" if result.lowers else ""
     return (
-        f"已保存 saved {scope.kind}/{scope.value or '-'} v{saved['version']} "
-        f"({len(masks)} masks); 运行中的视频流 1 秒内生效 running streams follow within a second",
+        f"已保存 saved {where} v{result.rule['version']} ({len(masks)} masks); "
+        f"运行中的视频流 1 秒内生效 running streams follow within a second{lowered}",
         versions_table(scope),
     )
+
+
+def _base_rule(scope: RuleScope, camera_id: int | None) -> dict | None:
+    """Return the rule an edit starts from: the scope's own, else the camera's in force."""
+    db = get_ctx().db
+    with db.session() as s:
+        row = rule_service.active_row(s, scope)
+        if row is not None:
+            return rule_service.rule_dict(row)["config"]
+    if camera_id is None:
+        return None
+    try:
+        return rule_service.effective_rule(db, int(camera_id)).rules.model_dump(mode="json")
+    except (NotFoundError, ServiceError, ValueError):
+        return None
+
+
+@callback(
+    Output("privacy-change-message", "children"),
+    Output("privacy-changes", "children"),
+    Input("privacy-change-approve", "n_clicks"),
+    Input("privacy-change-reject", "n_clicks"),
+    Input("privacy-message", "children"),
+    State("privacy-change-id", "value"),
+    State("privacy-change-reason", "value"),
+)
+@require_roles(ROLE)
+def on_change_decision(_a, _r, _saved, change_id, reason):
+    """Return (message, pending changes) after an approval/rejection, a save, or on load."""
+    return change_action(dash.ctx.triggered_id, change_id, reason)
+
+
+@require_roles(ROLE)
+def change_action(trigger, change_id, reason):
+    """Return (message, pending changes table) after approving or rejecting a rule change."""
+    p = current_principal()
+    ctx = get_ctx()
+    message = changes_ui.decide(
+        ctx.db, trigger, change_id, reason, actor=p.name, role=p.role,
+        floor=floor_of(ctx.settings),
+    )  # fmt: skip
+    return message, changes_ui.changes_table(ctx.db)
 
 
 @callback(

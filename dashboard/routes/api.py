@@ -30,7 +30,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from dashboard.context import AppContext
-from layers.services import NotFoundError, ServiceError, workflow
+from dashboard.scoping import request_scope
+from layers.services import MAX_ROW_ID, NotFoundError, ServiceError, workflow
 from layers.services import duplicates as duplicate_service
 from layers.services import incidents as incident_service
 from layers.services import kpi as kpi_service
@@ -39,7 +40,7 @@ from layers.services.incidents import IncidentIn, IncidentInputError
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-MAX_ID = 2**63 - 1
+MAX_ID = MAX_ROW_ID  # ids are INTEGER (32-bit on PostgreSQL): a larger one cannot exist
 MAX_BATCH = 1000
 MAX_LIMIT = 1000
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -112,33 +113,35 @@ def principal() -> tuple[str, str]:
     return p.actor, p.role
 
 
-def scope_grid_ids(session) -> set[int] | None:
-    """Return the grid ids the request's principal may see (its district scope), None = all."""
-    try:
-        from dashboard.auth import current_principal
-    except ImportError:  # pragma: no cover
-        return None
-    p = current_principal()
-    districts = (p.scopes.get("districts") or []) if p is not None else []
-    if not districts:
-        return None
-    return incident_service.grid_ids_in_districts(session, districts)
-
-
-def check_scope(session, row) -> None:
-    """Raise ApiError 404 if the incident lies outside the principal's district scope."""
-    allowed = scope_grid_ids(session)
-    if allowed is not None and row.grid_id not in allowed:
-        raise ApiError(404, f"no incident with id {row.id}")
-
-
 def json_body() -> Any:
     """Return the parsed JSON body or raise ApiError 400 saying how to send it."""
-    data = flask.request.get_json(silent=True)
+    try:
+        data = flask.request.get_json(silent=True)
+    except RecursionError:  # the JSON parser gave up on a body nested too deeply
+        data = _TOO_DEEP
+    if data is not _TOO_DEEP and json_depth(data) > MAX_JSON_DEPTH:
+        data = _TOO_DEEP
+    if data is _TOO_DEEP:
+        raise ApiError(400, "the body is nested too deeply", [{"field": "body", "message":
+                       f"JSON nested more than {MAX_JSON_DEPTH} levels; send a flat object"}])  # fmt: skip
     if data is None:
         raise ApiError(400, "the body must be JSON; send Content-Type: application/json",
                        [{"field": "body", "message": "not valid JSON"}])  # fmt: skip
     return data
+
+
+MAX_JSON_DEPTH = 32
+_TOO_DEEP = object()
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Return how deeply ``value`` nests lists/dicts, counting no further than ``limit + 1``."""
+    depth, level = 0, [value]
+    while level and depth <= limit:
+        level = [v for c in level if isinstance(c, dict | list)
+                 for v in (c.values() if isinstance(c, dict) else c)]  # fmt: skip
+        depth += 1
+    return depth - 1 if not level else depth
 
 
 def parse_int(name: str, value: str | None, default: int, lo: int, hi: int) -> int:
@@ -192,6 +195,30 @@ def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
         raise ApiError(400, "bad bbox", [{"field": "bbox", "message":
                        "min > max; give west,south,east,north"}])  # fmt: skip
     return nums[0], nums[1], nums[2], nums[3]
+
+
+_CATEGORY = re.compile(r"^[A-Za-z0-9_]{1,32}(\.[A-Za-z0-9_]{1,32}){0,3}$")
+MAX_CATEGORIES = 50
+
+
+def parse_categories(value: str | None) -> list[str] | None:
+    """Return the comma-separated category codes of a query, or raise ApiError 400.
+
+    Codes are compared for equality (or as a dotted parent), never as LIKE patterns, so
+    ``%`` or ``_`` can never widen the filter; a code is letters, digits and ``_`` parts.
+    """
+    if not value:
+        return None
+    codes = [c for c in value.split(",", MAX_CATEGORIES) if c]
+    if len(codes) > MAX_CATEGORIES:
+        raise ApiError(400, "too many categories", [{"field": "category", "message":
+                       f"give at most {MAX_CATEGORIES} comma-separated codes"}])  # fmt: skip
+    bad = [c for c in codes if not _CATEGORY.match(c)]
+    if bad:
+        raise ApiError(400, "bad category", [{"field": "category", "message":
+                       f"{bad[0][:40]!r} is not a category code (e.g. DISPUTE or "
+                       "DISPUTE.NEIGHBOR; see /api/v1/categories)"}])  # fmt: skip
+    return codes or None
 
 
 def check_params(allowed: set[str]) -> None:
@@ -325,11 +352,11 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         with ctx.db.session() as s:
             rows, total = incident_service.list_incidents(
                 s,
-                grid_ids=scope_grid_ids(s),
+                scope=request_scope(),
                 bbox=parse_bbox(args.get("bbox")),
                 start=parse_time("start", args.get("start")),
                 end=parse_time("end", args.get("end")),
-                category=[c for c in (args.get("category") or "").split(",") if c] or None,
+                category=parse_categories(args.get("category")),
                 status=statuses or None,
                 grid_id=parse_int("grid_id", grid_id, 0, 1, MAX_ID) if grid_id else None,
                 limit=limit,
@@ -350,11 +377,11 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         if incident_id > MAX_ID:
             raise ApiError(404, f"no incident with id {incident_id}")
         with ctx.db.session() as s:
-            row = incident_service.get_incident(s, incident_id)
-            check_scope(s, row)
+            scope = request_scope()
+            row = incident_service.get_incident(s, incident_id, scope=scope)
             doc = incident_service.public_dict(row)
             doc["history"] = workflow.history(s, row.id)
-            doc["possible_duplicates"] = duplicate_service.candidates(s, row.id)
+            doc["possible_duplicates"] = duplicate_service.candidates(s, row.id, scope=scope)
             doc["linked_reports"] = duplicate_service.linked_reports(s, row.id)
             doc["allowed_actions"] = workflow.allowed_actions(row.status, principal()[1])
         return flask.jsonify(doc)
@@ -370,7 +397,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         actor, role = principal()
         try:
             with ctx.db.session() as s:
-                check_scope(s, incident_service.get_incident(s, incident_id))
+                incident_service.get_incident(s, incident_id, scope=request_scope())
                 row = workflow.apply(
                     s, incident_id, req.action, actor=actor, role=role, reason=req.reason,
                     assignee_id=req.assignee_id, into=req.into, hours=req.hours,
@@ -405,7 +432,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
             raise ApiError(400, "bad lang", [{"field": "lang", "message": "zh or en"}])
         with ctx.db.session() as s:
             rows = kpi_service.compute_kpis(
-                s, start, end, group_by=args.get("group_by", "city"),
+                s, start, end, scope=request_scope(), group_by=args.get("group_by", "city"),
                 period=args.get("period") or None, lang=lang,
             )  # fmt: skip
         if fmt == "json":
@@ -512,7 +539,7 @@ def openapi_document() -> dict:
                    "403": _err("the role may not do this")}  # fmt: skip
     incident_ref = {"$ref": "#/components/schemas/Incident"}
     id_param = {"name": "incident_id", "in": "path", "required": True,
-                "schema": {"type": "integer", "minimum": 1}}  # fmt: skip
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}  # fmt: skip
     statuses = list(incident_service.OPEN_STATUSES) + ["closed", "evaluated", "open"]
     return {
         "openapi": "3.1.0",
@@ -578,7 +605,7 @@ def openapi_document() -> dict:
                         _q("end", "created before (ISO 8601 with zone)", {"type": "string", "format": "date-time"}),
                         _q("category", "comma-separated category codes (parents match children)", {"type": "string"}),
                         _q("status", "comma-separated: " + ", ".join(statuses), {"type": "string"}),
-                        _q("grid_id", "only this grid", {"type": "integer", "minimum": 1}),
+                        _q("grid_id", "only this grid", {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
                         _q("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
                         _q("offset", "items to skip", {"type": "integer", "minimum": 0}),
                     ],

@@ -13,7 +13,9 @@ stream resumes right after it, from any worker. When events may have been lost i
 (the id is older than what the server still holds, or the bus lost its connection for
 longer than Redis keeps events) the stream sends ``event: resync``: reload the state from
 ``/api/v1/incidents``. Idle streams carry a comment line every ``heartbeat`` seconds; a
-stream ends after ``MAX_STREAM_S`` (the client reconnects and resumes).
+stream ends after ``MAX_STREAM_S`` (the client reconnects and resumes), and within
+``RECHECK_S`` of its session ending or its account or token being disabled or revoked
+(``dashboard.auth.principal_still_valid``, asked of the database).
 
 Who: operators, dispatchers and admins (session or token) and ``gis`` tokens. A user with a
 district scope only gets the incidents of those districts and the cameras in scope.
@@ -25,14 +27,12 @@ Query parameters: ``kinds`` (comma list), ``heartbeat`` (1-60 s, default 15),
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Iterator
 
 import flask
-from sqlalchemy import select
 
 from dashboard.context import AppContext
 from layers.events import EVENT_KINDS
@@ -44,7 +44,7 @@ PATH = "/api/v1/events"
 EVENT_ROLES = frozenset({"operator", "dispatcher", "admin", "gis"})
 HEARTBEAT_S = 15
 MAX_STREAM_S = 600  # threads are held per stream: end now and then, the client resumes
-RECHECK_S = 60  # a disabled account or revoked token loses its stream within this
+RECHECK_S = 5.0  # a logged-out session, disabled account or revoked token: the stream ends
 RETRY_MS = 3000
 PARAMS = {"kinds", "heartbeat", "last_event_id"}
 
@@ -73,51 +73,27 @@ class _Viewer:
 
     def __init__(self, ctx: AppContext) -> None:
         from dashboard.auth import current_principal
-        from dashboard.routes.api import scope_grid_ids
-        from layers.models import User
+        from dashboard.scoping import request_scope
 
         self.ctx = ctx
         self.principal = current_principal()
-        self.fingerprint = ""
+        self.scope = request_scope()
         with ctx.db.session() as s:
-            self.grid_ids = scope_grid_ids(s)
-            p = self.principal
-            if p is not None and p.kind == "user" and p.user_id is not None:
-                user = s.get(User, p.user_id)
-                self.fingerprint = _digest(user.password_hash if user else "")
+            self.grid_ids = self.scope.grid_ids(s)
 
     def may_see(self, event: Event) -> bool:
         """Return True if the viewer's scopes include the event's incident or camera."""
-        from dashboard.auth import camera_allowed
-
         if event.kind.startswith("incident."):
             return self.grid_ids is None or event.data.get("grid_id") in self.grid_ids
         if event.kind == "camera.status":
-            return camera_allowed(self.principal, event.data.get("gb_id", ""), event.data.get("id"))
+            return self.scope.allows_camera(event.data.get("gb_id", ""), event.data.get("id"))
         return False
 
     def still_allowed(self) -> bool:
-        """Return True if the account or token is still active (and the password unchanged)."""
-        from layers.models import ApiToken, User
+        """Return True if the session, account or token may still read (asks the database)."""
+        from dashboard.auth import principal_still_valid
 
-        p = self.principal
-        if p is None:
-            return False
-        with self.ctx.db.session() as s:
-            if p.kind == "token":
-                row = s.scalar(select(ApiToken).where(ApiToken.name == p.name))
-                return row is not None and row.revoked_at is None and row.role == p.role
-            user = s.get(User, p.user_id) if p.user_id is not None else None
-            return (
-                user is not None
-                and user.active
-                and user.role == p.role
-                and _digest(user.password_hash) == self.fingerprint
-            )
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+        return principal_still_valid(self.principal, self.ctx)
 
 
 def stream_events(
@@ -132,7 +108,7 @@ def stream_events(
     yield f"retry: {RETRY_MS}\n: GridSight live events ({bus.backend})\n\n"
     cursor = after if after is not None else bus.last_id
     generation = None  # the first read judges the client's id by the gaps the ring recorded
-    started = last_check = time.monotonic()
+    started = last_check = last_sent = time.monotonic()
     while not bus.ring.closed:
         now = time.monotonic()
         if now - started >= max_s:
@@ -142,7 +118,9 @@ def stream_events(
             if not viewer.still_allowed():
                 log.info("event stream of %s ended: access revoked", viewer.principal.actor)
                 return
-        batch = bus.read(cursor, generation=generation, timeout=heartbeat_s)
+        # wake for the next access check even when the heartbeat is longer
+        wait = max(0.05, min(heartbeat_s - (now - last_sent), RECHECK_S - (now - last_check)))
+        batch = bus.read(cursor, generation=generation, timeout=wait)
         if batch.gap:
             yield _resync_message(batch.cursor)
         sent = 0
@@ -151,11 +129,14 @@ def stream_events(
                 sent += 1
                 yield sse_message(ev)
         cursor, generation = batch.cursor, batch.generation
-        if not batch.events:
-            yield ": keepalive\n\n"
-        elif not sent and batch.events:
+        if batch.events and not sent:
             # nothing for this viewer, but move its Last-Event-ID along
             yield f"id: {cursor}\n: filtered\n\n"
+        if batch.events or batch.gap:
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent >= heartbeat_s:
+            last_sent = time.monotonic()
+            yield ": keepalive\n\n"
 
 
 def register(server: flask.Flask, ctx: AppContext) -> None:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import threading
 
 import flask
 
 from dashboard.context import AppContext
+from dashboard.scoping import request_scope
 from layers.services.geojson import (
     UnknownLayerError,
     feature_collection_bytes,
     layer_version,
 )
+
+MAX_CACHED = 64
 
 
 def register(server: flask.Flask, ctx: AppContext) -> None:
@@ -28,24 +32,27 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
             version = None
         if version is None:
             return flask.jsonify(error=f"unknown layer {layer!r}"), 404
-        etag = f'"{version}"'
+        scope = request_scope()
+        etag = f'"{version}-{hashlib.sha1(scope.key().encode()).hexdigest()[:8]}"'
         if flask.request.headers.get("If-None-Match") == etag:
             return flask.Response(status=304, headers={"ETag": etag})
-        key = (layer, version)
+        key = (layer, version, scope.key())
         with lock:
             body = cache.get(key)
         if body is None:
             try:
-                body = feature_collection_bytes(ctx.db, layer)
+                body = feature_collection_bytes(ctx.db, layer, scope)
             except UnknownLayerError as exc:
                 return flask.jsonify(error=str(exc)), 404
             with lock:
-                for k in [k for k in cache if k[0] == layer]:
+                for k in [k for k in cache if k[0] == layer and k[1] != version]:
                     del cache[k]
+                while len(cache) > MAX_CACHED:  # one entry per layer and scope in use
+                    del cache[next(iter(cache))]
                 cache[key] = body
         resp = flask.Response(body, mimetype="application/geo+json")
         if "gzip" in flask.request.headers.get("Accept-Encoding", ""):
-            gz_key = (layer, version, "gzip")
+            gz_key = (layer, version, scope.key(), "gzip")
             with lock:
                 packed = cache.get(gz_key)
             if packed is None:

@@ -25,9 +25,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.context import AppContext
+from dashboard.scoping import request_scope
 from layers.db import Database
 from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
 from layers.services import ServiceError, to_geojson
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class Collection:
     name: str
     title: str
     description: str
-    features: Callable[[Database, tuple | None], list[dict]]
+    features: Callable[[Database, tuple | None, Scope], list[dict]]
     extent_model: type
     polygon: bool
 
@@ -74,43 +76,43 @@ def _from_gdf(gdf, drop: tuple[str, ...] = ()) -> list[dict]:
 
 
 def _areas(level: str):
-    def read(db: Database, bbox):
+    def read(db: Database, bbox, scope: Scope):
         from layers.services import areas
 
-        return _from_gdf(areas.read_gdf(db, level=level, bbox=bbox))
+        return _from_gdf(areas.read_gdf(db, scope=scope, level=level, bbox=bbox))
 
     return read
 
 
-def _grids(db, bbox):
+def _grids(db, bbox, scope: Scope):
     from layers.services import grids
 
-    return _from_gdf(grids.read_gdf(db, bbox=bbox))
+    return _from_gdf(grids.read_gdf(db, scope=scope, bbox=bbox))
 
 
-def _centers(db, bbox):
+def _centers(db, bbox, scope: Scope):
     from layers.services import centers
 
-    return _from_gdf(centers.read_gdf(db, bbox=bbox))
+    return _from_gdf(centers.read_gdf(db, scope=scope, bbox=bbox))
 
 
-def _cameras(db, bbox):
+def _cameras(db, bbox, scope: Scope):
     from layers.services import cameras
 
-    return _from_gdf(cameras.read_gdf(db, bbox=bbox), drop=("stream_url",))
+    return _from_gdf(cameras.read_gdf(db, scope=scope, bbox=bbox), drop=("stream_url",))
 
 
-def _responders(db, bbox):
+def _responders(db, bbox, scope: Scope):
     from layers.services import responders
 
-    return _from_gdf(responders.read_gdf(db, bbox=bbox))
+    return _from_gdf(responders.read_gdf(db, scope=scope, bbox=bbox))
 
 
-def _incidents(db, bbox):
+def _incidents(db, bbox, scope: Scope):
     from layers.services import incidents
 
     with db.session() as s:
-        rows, _ = incidents.list_incidents(s, bbox=bbox, limit=1_000_000)
+        rows, _ = incidents.list_incidents(s, scope=scope, bbox=bbox, limit=1_000_000)
         out = []
         for r in sorted(rows, key=lambda r: r.id):
             props = incidents.public_dict(r)
@@ -168,26 +170,28 @@ CACHED_LAYERS = {"districts", "streets", "communities", "grids", "centers"}
 CACHE_ENTRIES = 32
 
 
-def cached_features(ctx: AppContext, col: Collection, bbox: tuple | None) -> list[dict]:
-    """Return the collection's features for ``bbox``, cached per layer version for static layers.
+def cached_features(
+    ctx: AppContext, col: Collection, bbox: tuple | None, scope: Scope
+) -> list[dict]:
+    """Return the collection's features in ``scope`` for ``bbox``, cached for static layers.
 
     GIS clients page through a layer with many ``offset`` requests; the static layers (areas,
-    grids, centers) are read once per (version, bbox) instead of once per page. The
+    grids, centers) are read once per (version, bbox, scope) instead of once per page. The
     cache lives in the app context (per app, bounded), never in module state.
     """
     if col.name not in CACHED_LAYERS:
-        return col.features(ctx.db, bbox)
+        return col.features(ctx.db, bbox, scope)
     from layers.services.geojson import layer_version
 
     version = layer_version(ctx.db, "districts" if col.name in AREA_LEVELS else col.name)
     cache: OrderedDict = ctx.services.setdefault("ogc_cache", OrderedDict())
     lock: threading.Lock = ctx.services.setdefault("ogc_cache_lock", threading.Lock())
-    key = (col.name, version, bbox)
+    key = (col.name, version, bbox, scope.key())
     with lock:
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-    feats = col.features(ctx.db, bbox)
+    feats = col.features(ctx.db, bbox, scope)
     with lock:
         cache[key] = feats
         while len(cache) > CACHE_ENTRIES:
@@ -389,7 +393,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         bbox = _bbox(args.get("bbox"))
         limit = _int("limit", args.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
         offset = _int("offset", args.get("offset"), 0, 0, 10**12)
-        feats = cached_features(ctx, col, bbox)
+        feats = cached_features(ctx, col, bbox, request_scope())
         page = feats[offset : offset + limit]
         base = {k: v for k, v in args.items() if k not in ("offset", "limit")}
 
@@ -415,7 +419,8 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     def item(name: str, feature_id: str):
         col = collection_or_404(name)
         _check_params({"f"})
-        found = [f for f in cached_features(ctx, col, None) if str(f["id"]) == feature_id]
+        found = [f for f in cached_features(ctx, col, None, request_scope())
+                 if str(f["id"]) == feature_id]  # fmt: skip
         if not found:
             raise OgcError(404, "NotFound", f"no feature {feature_id!r} in {name}")
         feat = dict(found[0])

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.context import AppContext
 from dashboard.routes.api import MAX_ID, intake_writer
+from dashboard.scoping import request_scope
 from layers.models import Center
 from layers.services import NotFoundError
 from layers.services import incidents as incident_service
@@ -75,6 +76,21 @@ class ApiKeyShim:
             if key:
                 environ["HTTP_AUTHORIZATION"] = f"Bearer {key.strip()}"
         return self.app(environ, start_response)
+
+
+def _is_request_id(text: str) -> bool:
+    """Return True if ``text`` can be a request id (digits, at most MAX_ID; no huge ints)."""
+    return text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_ID
+
+
+def _service_codes(value: str | None) -> list[str]:
+    """Return the comma-separated service codes of a query, or raise Open311Error 400."""
+    from dashboard.routes.api import ApiError, parse_categories
+
+    try:
+        return parse_categories(value) or []
+    except ApiError as exc:
+        raise Open311Error(400, "service_code: " + exc.errors[0]["message"]) from None
 
 
 def _error(code: int, description: str):
@@ -227,33 +243,40 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         if status not in (None, "", "open", "closed"):
             raise Open311Error(400, "status: open or closed")
         ids = []
-        for part in (args.get("service_request_id") or "").split(","):
+        for part in (args.get("service_request_id") or "").split(",", 1000):
             if part.strip():
-                if not part.strip().isdigit() or int(part) > MAX_ID:
-                    raise Open311Error(400, f"service_request_id: {part!r} is not a request id")
+                if not _is_request_id(part.strip()):
+                    raise Open311Error(
+                        400, f"service_request_id: {part[:40]!r} is not a request id"
+                    )
                 ids.append(int(part))
         end = _time("end_date", args.get("end_date")) or dt.datetime.now(dt.UTC)
         start = _time("start_date", args.get("start_date")) or end - dt.timedelta(days=90)
         with ctx.db.session() as s:
             if ids:
-                from layers.models import Incident
-
-                rows = [r for r in (s.get(Incident, i) for i in ids[:1000]) if r is not None]
+                scope = request_scope()
+                rows = []
+                for i in ids[:1000]:
+                    try:
+                        rows.append(incident_service.get_incident(s, i, scope=scope))
+                    except NotFoundError:
+                        continue
             else:
-                codes = [c for c in (args.get("service_code") or "").split(",") if c]
+                codes = _service_codes(args.get("service_code"))
                 statuses = {"open": ["open"], "closed": list(CLOSED)}.get(status or "", None)
                 rows, _ = incident_service.list_incidents(
-                    s, start=start, end=end, category=codes or None, status=statuses, limit=1000
-                )
+                    s, scope=request_scope(), start=start, end=end, category=codes or None,
+                    status=statuses, limit=1000,
+                )  # fmt: skip
         return _answer(rows)
 
     @bp.get("/requests/<request_id>.json")
     def get_request(request_id: str):
-        if not request_id.isdigit() or int(request_id) > MAX_ID:
-            raise Open311Error(404, f"no service request {request_id!r}")
+        if not _is_request_id(request_id):
+            raise Open311Error(404, f"no service request {request_id[:40]!r}")
         with ctx.db.session() as s:
             try:
-                row = incident_service.get_incident(s, int(request_id))
+                row = incident_service.get_incident(s, int(request_id), scope=request_scope())
             except NotFoundError:
                 raise Open311Error(404, f"no service request {request_id!r}") from None
         return _answer([row])

@@ -19,15 +19,19 @@ import base64
 import datetime as dt
 import html
 import logging
+import math
 import re
 from functools import cache
 from pathlib import Path
 
 import flask
+from markupsafe import escape
 
 from dashboard.context import AppContext
 from dashboard.i18n import t
+from dashboard.scoping import request_scope
 from layers.services import mapdata
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +66,21 @@ def _parse_bbox(value: str | None, city: list[float]) -> list[float]:
     if not value:
         return city
     try:
-        parts = [float(v) for v in value.split(",")]
+        parts = [float(v) for v in value.split(",", 4)]
     except ValueError:
-        raise ExportError(f"bbox: {value!r} is not four numbers minx,miny,maxx,maxy") from None
-    if len(parts) != 4 or parts[0] >= parts[2] or parts[1] >= parts[3]:
-        raise ExportError(f"bbox: {value!r} must be minx,miny,maxx,maxy with min < max")
+        raise ExportError(f"bbox: {value[:80]!r} is not four numbers minx,miny,maxx,maxy") from None
+    if len(parts) != 4 or not all(math.isfinite(v) for v in parts):
+        raise ExportError(f"bbox: {value[:80]!r} is not four finite numbers minx,miny,maxx,maxy")
+    if parts[0] >= parts[2] or parts[1] >= parts[3]:
+        raise ExportError(f"bbox: {value[:80]!r} must be minx,miny,maxx,maxy with min < max")
+    if not (-180 <= parts[0] and parts[2] <= 180 and -90 <= parts[1] and parts[3] <= 90):
+        raise ExportError("bbox: give WGS-84 degrees (longitude -180..180, latitude -90..90)")
     return parts
+
+
+def _text(value: object) -> object:
+    """Return ``value`` HTML-escaped if it is text (folium tooltips insert it as HTML)."""
+    return str(escape(value)) if isinstance(value, str) else value
 
 
 def _ramp(n: int, mx: int) -> str:
@@ -91,8 +104,13 @@ def _cov_color(v: float | None) -> str:
     return "#" + "".join(f"{round(a[k] + (b[k] - a[k]) * r):02x}" for k in range(3))
 
 
-def build_situation_html(ctx: AppContext, args: dict, *, now: dt.datetime | None = None) -> str:
-    """Return the standalone situation-map HTML for the query ``args`` (no network needed).
+def build_situation_html(
+    ctx: AppContext, args: dict, scope: Scope, *, now: dt.datetime | None = None
+) -> str:
+    """Return the standalone situation-map HTML of ``scope`` for the query ``args`` (offline).
+
+    Every text from the database (grid, area, center names, category names) is HTML-escaped
+    before folium puts it into a tooltip.
 
     Raises
     ------
@@ -119,7 +137,7 @@ def build_situation_html(ctx: AppContext, args: dict, *, now: dt.datetime | None
         raise ExportError(f"layers: {bad[0]!r} is unknown; use any of {', '.join(LAYER_NAMES)}")
     fdict = {k: args.get(k) for k in ("window", "start", "end", "playback", "categories",
                                        "area_id") if args.get(k) not in (None, "")}  # fmt: skip
-    f = mapdata.parse_filter(fdict)
+    f = mapdata.parse_filter(fdict, scope)
     db = ctx.db
     city = mapdata.city_bounds(db) or [102.6, 24.95, 102.85, 25.15]
     minx, miny, maxx, maxy = _parse_bbox(args.get("bbox"), city)
@@ -146,14 +164,15 @@ def build_situation_html(ctx: AppContext, args: dict, *, now: dt.datetime | None
     with db.session() as s:
         counts = mapdata.grid_counts(s, f, now)
         kp = mapdata.kpis(s, f, now)
-        path = mapdata.area_path(s, f.area_id) if f.area_id else []
+        path = mapdata.area_path(s, f.area_id, scope) if f.area_id else []
         if "grids" in layers:
             rows = s.execute(
                 select(Grid.id, Grid.code, Grid.name, Grid.geom_wkb)
-                .where(Grid.maxx >= minx, Grid.minx <= maxx, Grid.maxy >= miny, Grid.miny <= maxy)
+                .where(Grid.maxx >= minx, Grid.minx <= maxx, Grid.maxy >= miny, Grid.miny <= maxy,
+                       *scope.grids(s))
                 .limit(MAX_GRIDS)
             ).all()
-            cov = mapdata.grid_coverage(db) if mode == "coverage" else {}
+            cov = mapdata.grid_coverage(db, scope) if mode == "coverage" else {}
             mx = max(counts.values(), default=1)
             feats = []
             for r, g in zip(rows, shapely.from_wkb([r.geom_wkb for r in rows]), strict=True):
@@ -162,7 +181,7 @@ def build_situation_html(ctx: AppContext, args: dict, *, now: dt.datetime | None
                     counts.get(r.id, 0), mx)  # fmt: skip
                 feats.append({"type": "Feature", "id": r.id,
                               "geometry": shapely.geometry.mapping(g),
-                              "properties": {"code": r.code, "name": r.name,
+                              "properties": {"code": _text(r.code), "name": _text(r.name),
                                              "open": counts.get(r.id, 0), "fill": color}})  # fmt: skip
             folium.GeoJson(
                 {"type": "FeatureCollection", "features": feats},
@@ -176,9 +195,9 @@ def build_situation_html(ctx: AppContext, args: dict, *, now: dt.datetime | None
             rows = s.execute(
                 select(AdminArea.id, AdminArea.name, AdminArea.geom_wkb).where(
                     AdminArea.level == "district", AdminArea.maxx >= minx, AdminArea.minx <= maxx,
-                    AdminArea.maxy >= miny, AdminArea.miny <= maxy)
+                    AdminArea.maxy >= miny, AdminArea.miny <= maxy, *scope.areas(s))
             ).all()  # fmt: skip
-            feats = [{"type": "Feature", "id": r.id, "properties": {"name": r.name},
+            feats = [{"type": "Feature", "id": r.id, "properties": {"name": _text(r.name)},
                       "geometry": shapely.geometry.mapping(shapely.set_precision(g, 1e-6))}
                      for r, g in zip(rows, shapely.from_wkb([r.geom_wkb for r in rows]),
                                      strict=True)]  # fmt: skip
@@ -206,12 +225,13 @@ def build_situation_html(ctx: AppContext, args: dict, *, now: dt.datetime | None
                 x, y = ft["geometry"]["coordinates"]
                 folium.CircleMarker([y, x], radius=4, color="#0b1118", weight=1, fill=True,
                                     fill_color=CAT_COLORS.get(p["cat"], "#e5edf5"), fill_opacity=0.9,
-                                    tooltip=html.escape(f"#{p['id']} {p['name']}")).add_to(group)  # fmt: skip
+                                    tooltip=str(escape(f"#{p['id']} {p['name']}"))).add_to(group)  # fmt: skip
             group.add_to(m)
         if "cameras" in layers:
             rows = s.execute(
                 select(Camera.name, Camera.status, Camera.cls, Camera.lon, Camera.lat)
-                .where(Camera.lon.between(minx, maxx), Camera.lat.between(miny, maxy))
+                .where(Camera.lon.between(minx, maxx), Camera.lat.between(miny, maxy),
+                       *scope.cameras_condition())
                 .limit(MAX_CAMERAS)
             ).all()
             group = folium.FeatureGroup(name=t("operator.layer.cameras", lang))
@@ -223,7 +243,8 @@ def build_situation_html(ctx: AppContext, args: dict, *, now: dt.datetime | None
         if "centers" in layers:
             rows = s.execute(
                 select(Center.name, Center.level, Center.lon, Center.lat).where(
-                    Center.lon.between(minx, maxx), Center.lat.between(miny, maxy)
+                    Center.lon.between(minx, maxx), Center.lat.between(miny, maxy),
+                    *scope.centers(s),
                 )
             ).all()
             group = folium.FeatureGroup(name=t("operator.layer.centers", lang))
@@ -232,7 +253,7 @@ def build_situation_html(ctx: AppContext, args: dict, *, now: dt.datetime | None
                                                             "township": 6}.get(r.level, 5),
                                     color="#ffffff", weight=2, fill=True, fill_opacity=1,
                                     fill_color=CENTER_COLORS.get(r.level, "#fff"),
-                                    tooltip=html.escape(r.name)).add_to(group)  # fmt: skip
+                                    tooltip=str(escape(r.name))).add_to(group)  # fmt: skip
             group.add_to(m)
     folium.LayerControl(collapsed=False, position="bottomleft").add_to(m)
     m.fit_bounds([[miny, minx], [maxy, maxx]])
@@ -291,7 +312,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     def situation_export():
         args = flask.request.args.to_dict()
         try:
-            body = build_situation_html(ctx, args)
+            body = build_situation_html(ctx, args, request_scope())
         except (mapdata.MapFilterError, ExportError) as exc:
             return flask.jsonify(error=str(exc)), 400
         audit = ctx.services.get("audit")

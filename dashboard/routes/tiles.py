@@ -22,6 +22,7 @@ from pathlib import Path
 import flask
 
 from dashboard.context import AppContext
+from dashboard.scoping import request_scope
 from layers.services import mapdata
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,12 @@ class MBTiles:
         return None if row is None else bytes(row[0])
 
 
+def map_filter_error(exc: Exception) -> tuple[flask.Response, int]:
+    """Return the 400 JSON answer to a bad map filter: {"error", "field"}."""
+    msg = str(exc)
+    return flask.jsonify(error=msg, field=msg.split(":", 1)[0] if ":" in msg else "query"), 400
+
+
 def _declare(server: flask.Flask, prefix: str) -> None:
     try:
         from dashboard.auth import declare_policy
@@ -109,17 +116,18 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     @server.get("/map/density.png")
     def density():
         args = flask.request.args
-        try:
-            f = mapdata.parse_filter(
-                {k: args.get(k) for k in ("window", "start", "end", "playback", "categories",
-                                          "area_id") if args.get(k) not in (None, "")}
-            )  # fmt: skip
-        except mapdata.MapFilterError as exc:
-            return flask.jsonify(error=str(exc)), 400
         bounds = mapdata.city_bounds(ctx.db)
         if bounds is None:
             return flask.jsonify(error="the city has no grids yet; seed or import a city"), 404
-        lon, lat = mapdata.incident_lonlat(ctx.db, f)
+        try:
+            f = mapdata.parse_filter(
+                {k: args.get(k) for k in ("window", "start", "end", "playback", "categories",
+                                          "area_id") if args.get(k) not in (None, "")},
+                request_scope(),
+            )  # fmt: skip
+            lon, lat = mapdata.incident_lonlat(ctx.db, f)
+        except mapdata.MapFilterError as exc:
+            return map_filter_error(exc)
         raster = mapdata.density_grid(lon, lat, bounds, HEAT_SHAPE, HEAT_BANDWIDTH_M)
         resp = flask.Response(mapdata.density_png(raster), mimetype="image/png")
         resp.headers["Cache-Control"] = "private, max-age=300"

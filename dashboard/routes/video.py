@@ -1,14 +1,18 @@
-"""Redacted live video and the redaction-rule JSON API.
+"""Redacted live video.
 
 Routes
 ------
-``GET /video/<camera_id>.mjpg``  multipart MJPEG of the camera's *redacted* stream
-``GET /video/<camera_id>.jpg``   newest redacted snapshot (503 + Retry-After if none yet)
+``GET /video/<camera_id>.mjpg``  multipart MJPEG of the camera's *redacted* stream; a part at
+                                 least every second (the placeholder while nothing is fresh),
+                                 each with its own ``X-Redacted`` and ``X-Timestamp`` headers;
+                                 429 over the per-user or total cap of open streams
+``GET /video/<camera_id>.jpg``   newest redacted snapshot (503 + Retry-After if none yet), a
+                                 frame whose detection ran on it; ``X-Redacted`` says what was
+                                 applied (format in ``streams.frames``)
 ``GET /api/v1/video/streams``    running streams: status, viewers, counters (no URLs with secrets)
-``GET /api/v1/rules``            every rule version (``?kind=&value=`` filters one scope)
-``PUT /api/v1/rules/<kind>[/<value>]``     save a new rule version (body: RedactionRules JSON)
-``DELETE /api/v1/rules/<kind>/<value>``    deactivate a scope (falls back to broader rules)
-``GET /api/v1/cameras/<camera_id>/rules``  the rule in force for a camera and its scope
+
+The redaction-rule API is ``dashboard/routes/rules.py``; the rules a stream gets are held to
+the deployment's privacy floor inside ``layers.services.video.hub_bindings``.
 
 Every frame served here went through ``streams.pipeline.RedactionPipeline`` inside the one
 ``StreamHub`` of the app (``ctx.services["stream_hub"]``): one reader per camera, however many
@@ -19,14 +23,15 @@ here. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.servi
 
 - ``authorize_video(request, camera_id) -> bool``: False -> 403. Absent -> 403 as well:
   access control fails closed, a missing hook never opens video to everyone.
-- ``authorize_rules(request, action) -> bool``: the same for the rules API ("read"/"write");
-  absent -> 403 (otherwise anyone could PUT ``targets: []`` and switch redaction off).
 - ``unmask_grant(request, camera_id) -> str | None``: the ONLY way to switch redaction off.
   ``unmask_grant_for(user_name, camera_id)`` re-checks a running unredacted MJPEG view every
   ``GRANT_RECHECK_S``; when it returns None (or is absent) the view falls back to redacted.
   A string (e.g. "UNMASKED alice 2026-11-23T17:00Z grant#12") is burned into every frame as a
   watermark, detections and liftable masks are lifted, permanent masks stay. None (default,
   also when the hook is absent) -> redacted.
+- ``viewer_still_allowed(viewer, camera_id) -> bool``: a running MJPEG view asks it every
+  ``VIEWER_RECHECK_S`` (``viewer`` is the request's principal) and ends when it says False
+  (logged out, account disabled, role or scope changed). Absent -> the view ends as well.
 - ``audit(event, **fields)``: called for every video view (start and end, redacted or not).
 """
 
@@ -34,27 +39,119 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import flask
-from pydantic import ValidationError
 
+from dashboard.settings import floor_of
 from layers.services import NotFoundError
 from layers.services import cameras as camera_service
-from layers.services import rules as rule_service
 from layers.services import video as video_service
 from streams.cluster import RayStreamRelay, RedactionCluster, deployment_key
+from streams.frames import (
+    PLACEHOLDER,
+    ServedFrame,
+    cjk_font_path,
+    placeholder_jpeg,
+    placeholder_text,
+)
 from streams.hub import HubSettings, StreamHub
-from streams.rules import RuleScope
 from streams.sources import redact_url, scrub_text
 
 log = logging.getLogger(__name__)
 
 BOUNDARY = "gridsightframe"
-KEEPALIVE_S = 5.0
+#: An MJPEG view sends a part at least this often: the newest frame, the last one again, or
+#: the placeholder. A viewer who has gone is noticed when a write fails, so this bounds how
+#: long a closed connection holds a stream thread.
+PART_EVERY_S = 1.0
 GRANT_RECHECK_S = 5.0
+#: Defaults of the caps on open MJPEG views (``GRIDSIGHT_VIDEO_MAX_STREAMS*`` settings).
+MAX_STREAMS = 48
+MAX_STREAMS_PER_USER = 6
+
+
+class StreamLimiter:
+    """Counts the open MJPEG views of one web process, in total and per user, within caps."""
+
+    def __init__(self, total: int, per_user: int) -> None:
+        self.total = total
+        self.per_user = per_user
+        self._open: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def acquire(self, user: str) -> str | None:
+        """Return None and count one more view of ``user``, or the reason it is refused."""
+        with self._lock:
+            if self._open[user] >= self.per_user:
+                return (
+                    f"{user} already has {self._open[user]} open video streams (the limit, "
+                    "GRIDSIGHT_VIDEO_MAX_STREAMS_PER_USER); close one and retry"
+                )
+            if sum(self._open.values()) >= self.total:
+                return (
+                    f"the server already serves {self.total} video streams (the limit, "
+                    "GRIDSIGHT_VIDEO_MAX_STREAMS); retry later"
+                )
+            self._open[user] += 1
+            return None
+
+    def release(self, user: str) -> None:
+        """Count one view of ``user`` less."""
+        with self._lock:
+            self._open[user] -= 1
+            if self._open[user] <= 0:
+                del self._open[user]
+
+    def open_streams(self) -> dict[str, int]:
+        """Return the open views per user."""
+        with self._lock:
+            return dict(self._open)
+
+
+def stream_cap(settings: Any) -> int:
+    """Return the cap on open MJPEG views of one web process.
+
+    One worker (waitress) serves streams from a pool of their own, sized above the cap. With
+    several gunicorn workers, streams share a worker's ``threads``: at most half of them may
+    be streams, so pages and ``/healthz`` keep the other half.
+    """
+    cap = getattr(settings, "video_max_streams", MAX_STREAMS)
+    if getattr(settings, "workers", 1) > 1:
+        cap = min(cap, max(1, settings.threads // 2))
+    return cap
+
+
+def mjpeg_part(frame: ServedFrame) -> bytes:
+    """Return one multipart MJPEG part with the frame's ``X-Redacted`` and ``X-Timestamp``.
+
+    The CRLF that ends the part is sent on its own (``PART_END``) before the next one.
+    """
+    head = (
+        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
+        f"X-Redacted: {frame.marker}\r\n"
+    )
+    if frame.captured_utc is not None:
+        head += f"X-Timestamp: {frame.captured_utc.timestamp():.3f}\r\n"
+    return head.encode() + b"\r\n" + frame.jpeg
+
+
+#: The CRLF between a part's JPEG and the next boundary, yielded on its own: the server
+#: blocks on it until the previous frame has left its buffers, and only then is the next
+#: (newest) frame picked, so a slow viewer skips frames instead of receiving old ones.
+PART_END = b"\r\n"
+
+
+def _waiting_placeholder(tz: str) -> ServedFrame:
+    """Return the placeholder a view sends before its stream published anything."""
+    text = placeholder_text(None, tz, cjk=cjk_font_path() is not None)
+    return ServedFrame(0, placeholder_jpeg(1280, 720, text), PLACEHOLDER, None, True)
+VIEWER_RECHECK_S = 2.5  # + one PART_EVERY_S wait at most: a revoked viewer is cut within 5 s
 
 
 def _hook(ctx: Any, name: str):
@@ -72,18 +169,24 @@ def build_hub(ctx: Any) -> StreamHub | RayStreamRelay:
     """
     settings = ctx.settings
     sample_video = getattr(settings, "sample_video", None)
-    hub_settings = getattr(ctx, "services", {}).get("hub_settings") or HubSettings()
+    hub_settings = getattr(ctx, "services", {}).get("hub_settings") or HubSettings(
+        stall_after_s=getattr(settings, "video_stall_after_s", 5.0),
+        timezone=getattr(settings, "timezone", "Asia/Shanghai"),
+    )
     address = getattr(settings, "ray_address", None)
+    floor = floor_of(settings)
     if not address:
         return StreamHub.from_bindings(
-            video_service.hub_bindings(ctx.db, sample_video), hub_settings
+            video_service.hub_bindings(ctx.db, sample_video, floor), hub_settings
         )
     db_url = video_service.portable_db_url(ctx.db.url)
     video_path = str(Path(sample_video).resolve()) if sample_video else None
+    floor_data = floor.model_dump(mode="json")
     cluster = RedactionCluster(
         address,
-        functools.partial(video_service.hub_bindings_for_url, db_url, video_path),
-        deployment_key=deployment_key(db_url, video_path),
+        functools.partial(video_service.hub_bindings_for_url, db_url, video_path, floor_data),
+        # a worker made under another privacy floor is refused, never reused
+        deployment_key=deployment_key(db_url, video_path, floor.fingerprint()),
         workers=settings.ray_workers,
         namespace=settings.ray_namespace,
         hub_settings=hub_settings.model_copy(update={"idle_stop_s": settings.ray_idle_s}),
@@ -109,13 +212,20 @@ def _error(status: int, message: str):
 
 
 def register(server: flask.Flask, ctx: Any) -> None:
-    """Add the video routes and the rules API to ``server`` (the hub starts with the first stream)."""
+    """Add the video routes to ``server`` (the hub starts with the first stream)."""
     services = getattr(ctx, "services", None)
     hub = services.get("stream_hub") if services is not None else None
     if hub is None:
         hub = build_hub(ctx)
         if services is not None:
             services["stream_hub"] = hub
+    limiter = StreamLimiter(
+        stream_cap(ctx.settings),
+        getattr(ctx.settings, "video_max_streams_per_user", MAX_STREAMS_PER_USER),
+    )
+    if services is not None:
+        services["video_streams"] = limiter
+    tz = getattr(ctx.settings, "timezone", "Asia/Shanghai")
 
     def check_camera(camera_id: int):
         authorize = _hook(ctx, "authorize_video")
@@ -145,6 +255,18 @@ def register(server: flask.Flask, ctx: Any) -> None:
             log.exception("re-checking the unmask grant of %s on camera %s failed", user, camera_id)
             return None
 
+    def viewer_still_allowed(viewer: Any, camera_id: int) -> bool:
+        # The viewer's session or account may end while the stream runs: no hook or a
+        # failing one ends the view (fail closed), as a missing authorize hook refuses it.
+        hook = _hook(ctx, "viewer_still_allowed")
+        if hook is None:
+            return False
+        try:
+            return bool(hook(viewer, camera_id))
+        except Exception:  # noqa: BLE001 - cannot verify the viewer: end the view
+            log.exception("re-checking the viewer of camera %s failed", camera_id)
+            return False
+
     def audit(event: str, **fields) -> None:
         hook = _hook(ctx, "audit")
         if hook is not None:
@@ -160,8 +282,21 @@ def register(server: flask.Flask, ctx: Any) -> None:
             return denied
         mark = watermark_for(camera_id)
         user = _user_name()
+        refused = limiter.acquire(user)
+        if refused is not None:
+            resp, status = _error(429, refused)
+            resp.headers["Retry-After"] = "5"
+            return resp, status
+        released = threading.Event()
+        viewer = flask.g.get("principal") or user  # re-checked by viewer_still_allowed
 
-        def frames():
+        def release() -> None:
+            # called when the server closes the response: also for one never iterated
+            if not released.is_set():
+                released.set()
+                limiter.release(user)
+
+        def frames() -> Iterator[bytes]:
             # The subscription is taken inside the generator so that a response that is never
             # iterated (HEAD, client gone at once) holds no viewer slot. An unredacted view
             # re-checks its grant every GRANT_RECHECK_S (``unmask_grant_for``) and falls back
@@ -169,12 +304,20 @@ def register(server: flask.Flask, ctx: Any) -> None:
             started = time.monotonic()
             audit("video.view.start", user=user, camera_id=camera_id, redacted=mark is None)
             current = mark
+            sent = False  # every part after the first is preceded by PART_END
+            viewer_at = time.monotonic() + VIEWER_RECHECK_S
             try:
                 while True:
                     seq, last = 0, None
                     recheck_at = time.monotonic() + GRANT_RECHECK_S
                     with hub.subscribe(camera_id, watermark=current) as wait:
                         while True:
+                            # -- viewer re-check (session, account, scope): one separate step
+                            if time.monotonic() >= viewer_at:
+                                viewer_at = time.monotonic() + VIEWER_RECHECK_S
+                                if not viewer_still_allowed(viewer, camera_id):
+                                    audit("video.view.revoked", user=user, camera_id=camera_id)
+                                    return
                             if current is not None and time.monotonic() >= recheck_at:
                                 recheck_at = time.monotonic() + GRANT_RECHECK_S
                                 still = grant_still_valid(user, camera_id)
@@ -182,24 +325,23 @@ def register(server: flask.Flask, ctx: Any) -> None:
                                     audit("video.unmask.end", user=user, camera_id=camera_id)
                                     current = still
                                     break  # re-subscribe to the stream this viewer may see
-                            got = wait(seq, KEEPALIVE_S if current is None else 1.0)
+                            if sent:
+                                yield PART_END  # returns once the previous part has gone out
+                            # only the newest frame is ever sent: a slow viewer skips frames
+                            got = wait(seq, PART_EVERY_S)
                             if got is not None:
-                                seq, last = got
+                                seq, last = got.seq, got
                             elif wait.stopped():
                                 return  # the hub is shutting down: end the response
                             elif last is None:
-                                continue
-                            # On a timeout the last frame is sent again: that keeps proxies
-                            # open and lets us notice a viewer who has gone.
-                            yield (
-                                (
-                                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                    f"Content-Length: {len(last)}\r\n\r\n"
-                                ).encode()
-                                + last
-                                + b"\r\n"
-                            )
+                                last = _waiting_placeholder(tz)
+                            # On a timeout the last part is sent again (the hub replaces a
+                            # frame that is no longer fresh by its placeholder): bytes flow at
+                            # least every second, so a viewer who has gone is noticed.
+                            yield mjpeg_part(last)
+                            sent = True
             finally:
+                release()
                 audit(
                     "video.view.end",
                     user=user,
@@ -209,8 +351,8 @@ def register(server: flask.Flask, ctx: Any) -> None:
                 )
 
         resp = flask.Response(frames(), mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        resp.call_on_close(release)
         resp.headers["Cache-Control"] = "no-store"
-        resp.headers["X-Redacted"] = "true" if mark is None else "false"
         return resp
 
     @server.get("/video/<int:camera_id>.jpg")
@@ -221,21 +363,22 @@ def register(server: flask.Flask, ctx: Any) -> None:
         mark = watermark_for(camera_id)
         timeout = max(0.0, min(flask.request.args.get("wait", 5.0, type=float), 15.0))
         if mark is None:
-            data = hub.snapshot(camera_id, timeout=timeout)
+            got = hub.snapshot(camera_id, timeout=timeout)
         else:
             with hub.subscribe(camera_id, watermark=mark) as wait:
                 got = wait(0, timeout)
-                data = got[1] if got else None
         audit("video.snapshot", user=_user_name(), camera_id=camera_id, redacted=mark is None)
-        if data is None:
+        if got is None:
             stream = hub.streams().get(camera_id)
             resp, status = _error(503, f"no frame yet from camera {camera_id}: "
                                   f"{stream.last_error if stream else 'starting'}")  # fmt: skip
             resp.headers["Retry-After"] = "2"
             return resp, status
-        resp = flask.Response(data, mimetype="image/jpeg")
+        resp = flask.Response(got.jpeg, mimetype="image/jpeg")
         resp.headers["Cache-Control"] = "no-store"
-        resp.headers["X-Redacted"] = "true" if mark is None else "false"
+        resp.headers["X-Redacted"] = got.marker
+        if got.captured_utc is not None:
+            resp.headers["X-Timestamp"] = f"{got.captured_utc.timestamp():.3f}"
         return resp
 
     @server.get("/api/v1/video/streams")
@@ -254,78 +397,3 @@ def register(server: flask.Flask, ctx: Any) -> None:
                 }
             )
         return flask.jsonify({"streams": out})
-
-    # -- rules API --------------------------------------------------------------------------
-    def rules_allowed(action: str):
-        hook = _hook(ctx, "authorize_rules")
-        if hook is None or not hook(flask.request, action):
-            return _error(403, f"not allowed to {action} redaction rules")
-        return None
-
-    def scope_of(kind: str, value: str | None) -> RuleScope:
-        return RuleScope(kind=kind, value=value)
-
-    @server.get("/api/v1/rules")
-    def rules_list():
-        denied = rules_allowed("read")
-        if denied is not None:
-            return denied
-        kind = flask.request.args.get("kind")
-        try:
-            scope = scope_of(kind, flask.request.args.get("value")) if kind else None
-        except ValidationError as exc:
-            return _error(400, str(exc))
-        return flask.jsonify({"rules": rule_service.list_versions(ctx.db, scope)})
-
-    @server.put("/api/v1/rules/<kind>")
-    @server.put("/api/v1/rules/<kind>/<value>")
-    def rules_put(kind: str, value: str | None = None):
-        denied = rules_allowed("write")
-        if denied is not None:
-            return denied
-        body = flask.request.get_json(silent=True)
-        if not isinstance(body, dict):
-            return _error(400, "send the rule as a JSON object (Content-Type: application/json)")
-        try:
-            scope = scope_of(kind, value)
-            saved = rule_service.save_rule(ctx.db, scope, body, created_by=_user_name())
-        except (ValidationError, rule_service.RuleConfigError) as exc:
-            return _error(422, str(exc))
-        hub.notify_rules_changed()  # running streams switch within this request
-        audit("rules.save", user=_user_name(), scope=scope.model_dump(), version=saved["version"])
-        return flask.jsonify(saved), 201
-
-    @server.delete("/api/v1/rules/<kind>/<value>")
-    def rules_delete(kind: str, value: str):
-        denied = rules_allowed("write")
-        if denied is not None:
-            return denied
-        try:
-            scope = scope_of(kind, value)
-            n = rule_service.deactivate_scope(ctx.db, scope, by=_user_name())
-        except (ValidationError, rule_service.RuleConfigError) as exc:
-            return _error(422, str(exc))
-        hub.notify_rules_changed()
-        audit("rules.deactivate", user=_user_name(), scope=scope.model_dump(), versions=n)
-        return flask.jsonify({"deactivated": n})
-
-    @server.get("/api/v1/cameras/<int:camera_id>/rules")
-    def camera_rules(camera_id: int):
-        denied = rules_allowed("read")
-        if denied is not None:
-            return denied
-        try:
-            eff = rule_service.effective_rule(ctx.db, camera_id)
-        except NotFoundError:
-            return _error(404, f"no camera {camera_id}")
-        except rule_service.RuleConfigError as exc:
-            return _error(500, str(exc))
-        return flask.jsonify(
-            {
-                "camera_id": camera_id,
-                "scope": eff.scope.model_dump(),
-                "rule_id": eff.rule_id,
-                "version": eff.version,
-                "config": eff.rules.model_dump(mode="json"),
-            }
-        )

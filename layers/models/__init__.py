@@ -1,5 +1,6 @@
 """SQLAlchemy models of every GridSight layer (one module per family, one metadata)."""
 
+from layers.models.access import SOD_ROLES, RoleRequest, UserSession
 from layers.models.base import Base, PolygonMixin, geometry_columns, utcnow
 from layers.models.geo_layers import (
     ADMIN_LEVELS,
@@ -27,6 +28,7 @@ from layers.models.security import (
     AuditCheckpoint,
     AuditEntry,
     RedactionRule,
+    RuleChange,
     UnmaskGrant,
     User,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "CENTER_LEVELS",
     "INCIDENT_STATUSES",
     "ROLES",
+    "SOD_ROLES",
     "SOURCES",
     "VERSIONED_COLUMNS",
     "AdminArea",
@@ -55,8 +58,11 @@ __all__ = [
     "PolygonMixin",
     "RedactionRule",
     "Responder",
+    "RoleRequest",
+    "RuleChange",
     "UnmaskGrant",
     "User",
+    "UserSession",
     "geometry_columns",
     "utcnow",
 ]

@@ -11,7 +11,7 @@ from layers.models.base import Base, PointGeomMixin, PolygonMixin, UTCDateTime, 
 
 ADMIN_LEVELS = ("city", "district", "street", "community")
 CENTER_LEVELS = ("city", "county", "township", "village")
-CAMERA_STATUSES = ("online", "offline", "stale", "unknown")
+CAMERA_STATUSES = ("online", "offline", "stale", "stalled", "unknown")
 
 
 class AdminArea(PolygonMixin, Base):

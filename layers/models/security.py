@@ -1,4 +1,5 @@
-"""Accounts, API tokens, the hash-chained audit log, redaction rules and unmask grants."""
+"""Accounts, API tokens, the hash-chained audit log, redaction rules (and pending changes to
+them) and unmask grants."""
 
 from __future__ import annotations
 
@@ -74,6 +75,12 @@ class AuditCheckpoint(Base):
     seq: Mapped[int] = mapped_column(Integer, default=0)
     hash: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: id of the key (a file outside the database) sealing the chain; None: not keyed yet
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    #: first seq whose hash is keyed (HMAC); entries before it keep their plain SHA-256
+    key_from_seq: Mapped[int | None] = mapped_column(Integer)
+    #: HMAC of (seq, hash, key_from_seq) under the key: only the key holder can move the head
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 class RedactionRule(Base):
@@ -89,6 +96,34 @@ class RedactionRule(Base):
     created_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the second privacy officer who approved this version (a change lowering protection)
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class RuleChange(Base):
+    """A rule change awaiting (or past) a second privacy officer's decision.
+
+    ``op`` is ``save`` (``config`` holds the new rule) or ``deactivate`` (the scope falls back
+    to broader rules). ``base_rule_id`` is the scope's active version when it was proposed:
+    approving after the scope changed is refused. ``lowers`` is the JSON list of reasons.
+    """
+
+    __tablename__ = "rule_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope_kind: Mapped[str] = mapped_column(String(16))
+    scope_value: Mapped[str | None] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(12))
+    config: Mapped[str | None] = mapped_column(Text)
+    base_rule_id: Mapped[int | None] = mapped_column(Integer)
+    lowers: Mapped[str] = mapped_column(Text, default="[]")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(12), index=True, default="pending")
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    rule_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class UnmaskGrant(Base):

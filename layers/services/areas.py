@@ -26,6 +26,7 @@ from layers.services import (
     make_gdf,
     use_session,
 )
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def check_level(level: str | Sequence[str] | None) -> tuple[str, ...] | None:
 def read_gdf(
     db: Database | Session,
     *,
+    scope: Scope,
     level: str | Sequence[str] | None = None,
     bbox: Sequence[float] | None = None,
     parent_code: str | None = None,
@@ -56,6 +58,8 @@ def read_gdf(
     Parameters
     ----------
     db : Database or Session
+    scope : layers.services.scope.Scope
+        What the reader may see: a district scope keeps its districts and the areas below.
     level : str or sequence of str, optional
         "city", "district", "street" and/or "community"; all levels if None.
     bbox : (minx, miny, maxx, maxy), optional
@@ -85,7 +89,7 @@ def read_gdf(
         stmt = stmt.where(AdminArea.code.in_([str(c) for c in codes]))
     order = {lv: i for i, lv in enumerate(ADMIN_LEVELS)}
     with use_session(db) as session:
-        rows = session.execute(stmt).all()
+        rows = session.execute(stmt.where(*scope.areas(session))).all()
     rows.sort(key=lambda r: (order.get(r[0].level, 9), r[0].code))
     records = [
         {

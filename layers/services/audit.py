@@ -1,24 +1,28 @@
-"""The append-only, hash-chained audit log: record, verify, search, export; data retention.
+"""The append-only, hash-chained audit log: record, search, export; data retention.
 
-Every entry's ``hash`` is SHA-256 over ``prev_hash`` + a newline + the canonical JSON of its
-body (seq, ts, actor, role, action, target, detail), and ``prev_hash`` is the previous
-entry's hash (64 zeros for seq 1). Changing, deleting or reordering any entry breaks the chain
-from that entry on.
+Every entry's ``hash`` chains the canonical JSON of its body (seq, ts, actor, role, action,
+target, detail) to ``prev_hash``, the previous entry's hash (64 zeros for seq 1): changing,
+deleting or reordering any entry breaks the chain from that entry on. How it is hashed lives
+in ``audit_chain``; ``verify`` and ``write_anchor`` in ``audit_verify`` (re-exported here).
 
-Truncation (deleting the newest entries, which leaves a shorter but valid chain) is caught by
-the **checkpoint**: one row in ``audit_checkpoint`` holding the head (seq, hash), updated in
-the same transaction as each append. ``verify`` requires the log to end exactly at the
-checkpoint. For protection against someone who can rewrite the whole database, copy the head
-out of it: ``write_anchor`` (``python -m layers audit anchor FILE``) saves seq + hash to a file
-(cron it to write-once media); ``verify(db, anchor=FILE)`` then requires that entry to be
-present unchanged. A chain without a secret key cannot stop an attacker who controls the
-database *and* every anchor copy; the anchors are what makes rewriting detectable.
+Truncation (deleting the newest entries) is caught by the **checkpoint**: one row in
+``audit_checkpoint`` holding the head, updated in the same transaction as each append.
+Without a key, somebody who can write the database can delete the newest entries and move
+the checkpoint back, and only an anchor copied off the box (``write_anchor``) shows it.
+With the deployment's **audit key** (``audit_key``: an HMAC key in a 0600 file outside the
+database, attached to ``Database.audit_key``) every new entry's hash is an HMAC and the head
+carries an HMAC seal, so the database alone no longer lets anybody forge a valid head: a
+writer holding the key who finds the head moved writes an ``audit.head_mismatch`` entry
+(kept by verify as a problem) before its own. A chain written before the key existed is
+sealed from its next entry on (``audit.key_enabled``, naming the plain part's head); its
+older entries keep their plain SHA-256 hashes and are pinned by the keyed ones after them.
+What a key cannot stop is rolling back to a head the attacker saw (and copied) earlier;
+anchors catch that.
 
 Concurrent writers are serialised by the checkpoint row: ``record`` first increments its
 ``seq`` (an UPDATE), which takes SQLite's write lock or PostgreSQL's row lock until the
 caller commits, so two appends can never read the same head. A unique ``seq`` stays as a
-backstop; if it ever fires (a head out of sync with the log) ``record`` re-reads the real head
-and retries.
+backstop; if it ever fires ``record`` re-reads the real head and retries.
 
 Audit entries are never purged: the Cybersecurity Law asks for ≥ 6 months of logs and
 ``purge_personal_data`` (incident reporter data, snapshots) never touches this table.
@@ -28,15 +32,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import io
-import json
 import logging
-import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -45,50 +46,49 @@ from sqlalchemy.orm import Session
 from layers.db import Database
 from layers.models import AuditCheckpoint, AuditEntry, Incident
 from layers.models.base import utcnow
+from layers.services.audit_chain import (
+    CHECKPOINT_ID,
+    GENESIS,
+    HEAD_MISMATCH,
+    KEY_ENABLED,
+    AuditError,
+    DuplicateKeyError,
+    canonical_json,
+    chain_hash,
+    entry_body,
+    head_sealed,
+    is_keyed,
+    loads_strict,
+    ts_text,
+)
+from layers.services.audit_key import AuditKey, AuditKeyError
+from layers.services.audit_verify import Problem, VerifyReport, verify, write_anchor
+
+__all__ = [
+    "GENESIS",
+    "AuditError",
+    "AuditKeyError",
+    "Problem",
+    "VerifyReport",
+    "canonical_json",
+    "chain_hash",
+    "count",
+    "ensure_keyed",
+    "entry_body",
+    "export_csv",
+    "purge_personal_data",
+    "record",
+    "search",
+    "verify",
+    "write_anchor",
+    "write_csv",
+]
 
 log = logging.getLogger(__name__)
 
-GENESIS = "0" * 64
-CHECKPOINT_ID = 1
 # detail keys that would put a secret into a log everybody with the auditor role can read
 FORBIDDEN_DETAIL_KEYS = frozenset({"password", "passwd", "token", "secret", "api_key"})
 CSV_COLUMNS = ("seq", "ts", "actor", "role", "action", "target", "detail", "prev_hash", "hash")
-
-
-class AuditError(ValueError):
-    """Raised for an audit record that cannot be written; the message names the field."""
-
-
-# -- hashing ----------------------------------------------------------------------------------
-def canonical_json(value: Any) -> str:
-    """Return ``value`` as canonical JSON (sorted keys, no spaces, UTF-8 kept)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _ts_text(ts: dt.datetime) -> str:
-    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def entry_body(entry: AuditEntry) -> dict:
-    """Return the hashed body of ``entry`` (everything but id, prev_hash and hash)."""
-    try:
-        detail = json.loads(entry.detail or "{}")
-    except json.JSONDecodeError:
-        detail = {"__unparseable__": entry.detail}
-    return {
-        "seq": entry.seq,
-        "ts": _ts_text(entry.ts),
-        "actor": entry.actor,
-        "role": entry.role or "",
-        "action": entry.action,
-        "target": entry.target or "",
-        "detail": detail,
-    }
-
-
-def chain_hash(prev_hash: str, body: dict) -> str:
-    """Return the SHA-256 hex digest chaining ``body`` to ``prev_hash``."""
-    return hashlib.sha256((prev_hash + "\n" + canonical_json(body)).encode("utf-8")).hexdigest()
 
 
 # -- append -----------------------------------------------------------------------------------
@@ -114,11 +114,16 @@ def _check_detail(detail: dict | None) -> str:
     if bad:
         raise AuditError(f"audit detail must not carry secrets (keys {bad}); log names, not values")
     try:
-        return canonical_json(detail)
+        text = canonical_json(detail)
     except (TypeError, ValueError) as exc:
         raise AuditError(
             f"audit detail is not JSON-serialisable ({exc}); pass str/int/list"
         ) from exc
+    try:
+        loads_strict(text)  # e.g. {1: ..} and {"1": ..} at one level both become "1"
+    except DuplicateKeyError as exc:
+        raise AuditError(f"audit detail is ambiguous: {exc}; use distinct text keys") from exc
+    return text
 
 
 def _head(session: Session) -> tuple[int, str]:
@@ -143,7 +148,13 @@ def record(
     The entry commits (or rolls back) with the caller's other changes. ``actor`` is a user
     name, ``token:NAME`` or ``cli:OSUSER``; ``action`` a dotted verb such as ``login.ok``,
     ``video.view``, ``user.create``; ``detail`` a small JSON-serialisable dict (never
-    passwords or tokens: such keys are refused).
+    passwords or tokens: such keys are refused; nor one whose keys collide as JSON text).
+    The entry is keyed with the session's audit key (``session.info["audit_key"]``).
+
+    Raises
+    ------
+    AuditError
+        For a bad field, or a log sealed with a key this process does not hold.
     """
     actor = _check_text(actor, "actor", 64, required=True)
     role = _check_text(role, "role", 32, required=False)
@@ -152,6 +163,44 @@ def record(
     if len(target) > 128:  # a long target must not make the audited action fail
         target = target[:127] + "…"
     detail_json = _check_detail(detail)
+    return _append(session, (actor, role, action, target, detail_json))
+
+
+def ensure_keyed(db: Database, *, create: bool = True) -> bool:
+    """Return True if ``db``'s chain is sealed with ``db.audit_key`` (sealing it if need be).
+
+    With ``create`` the key file is made when it is missing and the log is not yet sealed
+    (the app's first start); a sealed log whose key file is missing is never given a new
+    key (that would orphan every entry sealed so far): writes then fail naming the file.
+    """
+    key: AuditKey | None = db.audit_key
+    if key is None:
+        return False
+    with db.session() as s:
+        cp = s.get(AuditCheckpoint, CHECKPOINT_ID)
+        if cp is None:
+            return False
+        if is_keyed(cp):
+            try:
+                return key.key_id == cp.key_id
+            except AuditKeyError as exc:
+                log.error("the audit log is sealed (key id %s): %s", cp.key_id, exc)
+                return False
+    if create:
+        key.create()
+    if not key.exists():
+        return False
+    with db.session() as s:
+        _append(s, None)
+    return True
+
+
+def _append(session: Session, item: tuple[str, str, str, str, str] | None) -> AuditEntry | None:
+    """Return the entry for ``item`` (actor, role, action, target, detail JSON) once appended.
+
+    ``None`` appends nothing but the sealing entry, if the chain is to be sealed now.
+    """
+    key: AuditKey | None = session.info.get("audit_key")
     session.flush()  # the caller's pending writes first: one lock order for everybody
     for attempt in range(5):
         bumped = session.execute(
@@ -164,209 +213,102 @@ def record(
                 "the audit_checkpoint row is missing; run `python -m layers migrate` "
                 "(and `python -m layers audit verify`)"
             )
-        seq, prev_hash = session.execute(
-            select(AuditCheckpoint.seq, AuditCheckpoint.hash).where(
-                AuditCheckpoint.id == CHECKPOINT_ID
+        cp = session.get(AuditCheckpoint, CHECKPOINT_ID, populate_existing=True)
+        plan = _plan(session, cp, key, item)
+        if not plan:
+            session.execute(
+                update(AuditCheckpoint)
+                .where(AuditCheckpoint.id == CHECKPOINT_ID)
+                .values(seq=AuditCheckpoint.seq - 1)
             )
-        ).one()
-        real_seq, real_hash = _head(session)
-        if real_seq != seq - 1 or real_hash != prev_hash:
-            # head out of sync (e.g. a log written before the checkpoint existed): follow the
-            # real log so the chain stays contiguous; verify() still reports any gap it finds
-            log.warning("audit checkpoint (%s) out of sync with log head (%s)", seq - 1, real_seq)
-            seq, prev_hash = real_seq + 1, real_hash
-        entry = AuditEntry(
-            seq=seq,
-            ts=utcnow(),
-            actor=actor,
-            role=role,
-            action=action,
-            target=target,
-            detail=detail_json,
-            prev_hash=prev_hash,
-        )
-        entry.hash = chain_hash(prev_hash, entry_body(entry))
+            return None
         try:
             with session.begin_nested():
-                session.add(entry)
-                session.execute(
-                    update(AuditCheckpoint)
-                    .where(AuditCheckpoint.id == CHECKPOINT_ID)
-                    .values(seq=seq, hash=entry.hash, updated_at=entry.ts)
-                )
+                entry = _write(session, cp, key, plan)
         except IntegrityError:
-            log.warning("audit seq %s taken (attempt %s); re-reading the head", seq, attempt + 1)
+            log.warning("audit seq taken (attempt %s); re-reading the head", attempt + 1)
             continue
         return entry
     raise AuditError("could not append to the audit log after 5 attempts (seq conflicts)")
 
 
-# -- verify -----------------------------------------------------------------------------------
-@dataclass
-class Problem:
-    """One defect of the chain: the first seq it shows at, its kind and an explanation."""
+def _plan(
+    session: Session,
+    cp: AuditCheckpoint,
+    key: AuditKey | None,
+    item: tuple[str, str, str, str, str] | None,
+) -> list[tuple[str, str, str, str, str]]:
+    """Return the entries to append: tamper mark and sealing entry if due, then ``item``."""
+    keyed = is_keyed(cp)
+    if keyed:
+        if key is None:
+            raise AuditError(
+                f"the audit log is sealed with an audit key (id {cp.key_id}) and this process "
+                "has none: set GRIDSIGHT_AUDIT_KEY_FILE (or --key) to the deployment's key file"
+            )
+        try:
+            key_id = key.key_id
+        except AuditKeyError as exc:
+            raise AuditError(str(exc)) from exc
+        if key_id != cp.key_id:
+            raise AuditError(
+                f"{key.path} is not the key this audit log is sealed with (key id {key_id}, "
+                f"the log's {cp.key_id}); restore the deployment's key file"
+            )
+    old_seq, old_hash = cp.seq - 1, cp.hash
+    real_seq, real_hash = _head(session)
+    in_sync = (real_seq, real_hash) == (old_seq, old_hash)
+    plan = []
+    if keyed and not (in_sync and head_sealed(cp, key, old_seq, old_hash)):
+        log.error("audit head moved: checkpoint seq %s, log head seq %s", old_seq, real_seq)
+        plan.append(("system", "", HEAD_MISMATCH, "audit_checkpoint", canonical_json({
+            "checkpoint_seq": old_seq, "checkpoint_hash": old_hash[:16],
+            "log_head_seq": real_seq, "log_head_hash": real_hash[:16],
+            "sealed": in_sync and head_sealed(cp, key, old_seq, old_hash),
+        })))  # fmt: skip
+    elif not in_sync:
+        # head out of sync before sealing (e.g. a log older than the checkpoint): follow the
+        # real log so the chain stays contiguous; verify() still reports any gap it finds
+        log.warning("audit checkpoint (%s) out of sync with log head (%s)", old_seq, real_seq)
+    if not keyed and key is not None and key.exists():
+        plan.append(("system", "", KEY_ENABLED, "audit_checkpoint", canonical_json({
+            "key_id": key.key_id, "plain_entries": real_seq, "plain_head": real_hash,
+            "key_created_here": key.created,
+        })))  # fmt: skip
+    if item is not None:
+        plan.append(item)
+    return plan
 
-    seq: int
-    kind: str  # edited | deleted | reordered | truncated | anchor
-    message: str
 
-
-@dataclass
-class VerifyReport:
-    """Return-type of ``verify``: whether the chain is intact, and every problem found."""
-
-    count: int = 0
-    last_seq: int = 0
-    last_hash: str = GENESIS
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Return True when no problem was found."""
-        return not self.problems
-
-    @property
-    def first_broken_seq(self) -> int | None:
-        """Return the lowest seq with a problem, or None when intact."""
-        return min((p.seq for p in self.problems), default=None)
-
-    def summary(self) -> str:
-        """Return a one-paragraph human-readable result."""
-        if self.ok:
-            return f"audit log intact: {self.count} entries, head seq {self.last_seq}"
-        first = min(self.problems, key=lambda p: p.seq)
-        return (
-            f"audit log BROKEN at seq {first.seq}: {first.kind}: {first.message} "
-            f"({len(self.problems)} problem(s), {self.count} entries read)"
-        )
-
-
-def _iter_entries(session: Session) -> Iterator[AuditEntry]:
-    stmt = (
-        select(AuditEntry).order_by(AuditEntry.seq, AuditEntry.id).execution_options(yield_per=2000)
+def _write(
+    session: Session,
+    cp: AuditCheckpoint,
+    key: AuditKey | None,
+    plan: list[tuple[str, str, str, str, str]],
+) -> AuditEntry:
+    """Return the last of the planned entries after adding them and moving the head."""
+    seq, prev_hash = _head(session)
+    key_from = cp.key_from_seq
+    entry = None
+    for actor, role, action, target, detail_json in plan:
+        seq += 1
+        if action == KEY_ENABLED:
+            key_from = seq
+        entry = AuditEntry(seq=seq, ts=utcnow(), actor=actor, role=role, action=action,
+                           target=target, detail=detail_json, prev_hash=prev_hash)  # fmt: skip
+        keyed = key_from is not None and seq >= key_from
+        entry.hash = chain_hash(prev_hash, entry_body(entry), key if keyed else None)
+        session.add(entry)
+        prev_hash = entry.hash
+    values = {"seq": seq, "hash": entry.hash, "updated_at": entry.ts}
+    if key_from is not None:
+        values.update(key_id=key.key_id, key_from_seq=key_from,
+                      mac=key.head_mac(seq, entry.hash, key_from))  # fmt: skip
+    session.flush()
+    session.execute(
+        update(AuditCheckpoint).where(AuditCheckpoint.id == CHECKPOINT_ID).values(**values)
     )
-    yield from session.scalars(stmt)
-
-
-def verify(db: Database, *, anchor: Path | str | None = None) -> VerifyReport:
-    """Return a report on the whole chain: edited, deleted, reordered or truncated entries.
-
-    Checks, entry by entry in seq order: seq numbers are 1, 2, 3 ... without gaps or
-    duplicates; each ``prev_hash`` equals the previous entry's hash; each hash matches its
-    recomputed body. Then the log must end at the checkpoint head, and, with ``anchor`` (a
-    file written by ``write_anchor``), contain the anchored entry unchanged.
-    """
-    report = VerifyReport()
-    prev_hash = GENESIS
-    expected_seq = 1
-    seen: set[str] = set()
-    anchor_doc = _read_anchor(anchor) if anchor is not None else None
-    anchored_hash: str | None = None
-    with db.session() as s:
-        for e in _iter_entries(s):
-            report.count += 1
-            if e.seq > expected_seq:
-                report.problems.append(
-                    Problem(
-                        expected_seq, "deleted", f"entries {expected_seq}..{e.seq - 1} are missing"
-                    )
-                )
-            elif e.seq < expected_seq:
-                report.problems.append(
-                    Problem(
-                        e.seq, "reordered", f"seq {e.seq} appears again after {expected_seq - 1}"
-                    )
-                )
-            if e.prev_hash != prev_hash:
-                if e.prev_hash in seen:
-                    kind = "reordered"
-                elif e.seq > expected_seq:
-                    kind = "deleted"
-                else:
-                    kind = "edited"
-                report.problems.append(
-                    Problem(
-                        e.seq,
-                        kind,
-                        f"prev_hash {e.prev_hash[:12]}… does not match the hash of the entry "
-                        f"before it ({prev_hash[:12]}…)",
-                    )
-                )
-            if chain_hash(e.prev_hash, entry_body(e)) != e.hash:
-                report.problems.append(
-                    Problem(e.seq, "edited", "stored hash does not match the entry's contents")
-                )
-            if anchor_doc is not None and e.seq == anchor_doc["seq"]:
-                anchored_hash = e.hash
-            seen.add(e.hash)
-            prev_hash = e.hash
-            expected_seq = max(expected_seq, e.seq + 1)
-            report.last_seq, report.last_hash = e.seq, e.hash
-        cp = s.get(AuditCheckpoint, CHECKPOINT_ID)
-    if cp is None:
-        report.problems.append(
-            Problem(report.last_seq + 1, "truncated", "the audit_checkpoint row is missing")
-        )
-    elif cp.seq != report.last_seq or cp.hash != report.last_hash:
-        if cp.seq > report.last_seq:
-            report.problems.append(
-                Problem(
-                    report.last_seq + 1,
-                    "truncated",
-                    f"the checkpoint records {cp.seq} entries but the log ends at seq "
-                    f"{report.last_seq}",
-                )
-            )
-        else:
-            report.problems.append(
-                Problem(
-                    min(cp.seq + 1, report.last_seq) or 1,
-                    "edited",
-                    f"the log head (seq {report.last_seq}) does not match the checkpoint "
-                    f"(seq {cp.seq}, hash {cp.hash[:12]}…)",
-                )
-            )
-    if anchor_doc is not None:
-        got = anchored_hash
-        if got is None:
-            report.problems.append(
-                Problem(
-                    anchor_doc["seq"],
-                    "truncated",
-                    f"the anchored entry seq {anchor_doc['seq']} is no longer in the log",
-                )
-            )
-        elif got != anchor_doc["hash"]:
-            report.problems.append(
-                Problem(anchor_doc["seq"], "anchor", "the anchored entry's hash has changed")
-            )
-    return report
-
-
-def _read_anchor(path: Path | str) -> dict:
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        return {"seq": int(doc["seq"]), "hash": str(doc["hash"])}
-    except FileNotFoundError as exc:
-        raise AuditError(
-            f"anchor file {path} does not exist; write it with `audit anchor`"
-        ) from exc
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise AuditError(f"anchor file {path} is not a seq/hash JSON document ({exc})") from exc
-
-
-def write_anchor(db: Database, path: Path | str) -> dict:
-    """Return the head (seq, hash, ts) after writing it atomically to ``path`` as JSON."""
-    with db.session() as s:
-        seq, head_hash = _head(s)
-    doc = {"seq": seq, "hash": head_hash, "written_at": _ts_text(utcnow())}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return doc
+    return entry
 
 
 # -- search and export ------------------------------------------------------------------------
@@ -412,7 +354,7 @@ def entry_row(entry: AuditEntry) -> dict:
     """Return ``entry`` as a flat dict of strings/ints (CSV columns)."""
     return {
         "seq": entry.seq,
-        "ts": _ts_text(entry.ts),
+        "ts": ts_text(entry.ts),
         "actor": entry.actor,
         "role": entry.role,
         "action": entry.action,
@@ -432,7 +374,7 @@ def write_csv(entries: Iterable[AuditEntry], out: IO[str]) -> int:
         row = entry_row(e)
         # a cell starting with = + - @ would run as a formula in a spreadsheet
         for k in ("actor", "target", "detail", "action", "role"):
-            if str(row[k]).startswith(("=", "+", "-", "@")):
+            if str(row[k]).startswith(("=", "+", "-", "@", "\t", "\r")):
                 row[k] = "'" + str(row[k])
         writer.writerow(row)
         n += 1
@@ -537,7 +479,7 @@ def purge_personal_data(
             action="retention.purge",
             target=f"older_than_days={older_than_days}",
             detail={
-                "cutoff": _ts_text(cutoff),
+                "cutoff": ts_text(cutoff),
                 "incidents_blanked": report.incidents_blanked,
                 "snapshots_deleted": report.snapshots_deleted,
             },

@@ -29,6 +29,7 @@ from layers.services import (
     make_gdf,
     use_session,
 )
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,13 @@ def _check_choice(name: str, value: object, allowed: Sequence) -> tuple | None:
 def list_cameras(
     db: Database | Session,
     *,
+    scope: Scope,
     bbox: Sequence[float] | None = None,
     cls: int | Sequence[int] | None = None,
     status: str | Sequence[str] | None = None,
     grid_id: int | None = None,
 ) -> list[dict]:
-    """Return cameras as display-safe dicts (see ``public_dict``), ordered by GB/T 28181 ID."""
+    """Return the ``scope``'s cameras as display-safe dicts (``public_dict``) by GB/T 28181 ID."""
     box = check_bbox(bbox)
     classes = _check_choice("cls", cls, tuple(CAMERA_CLASSES))
     statuses = _check_choice("status", status, CAMERA_STATUSES)
@@ -116,13 +118,14 @@ def list_cameras(
     if grid_id is not None:
         stmt = stmt.where(Camera.grid_id == int(grid_id))
     with use_session(db) as session:
-        rows = session.execute(stmt).all()
+        rows = session.execute(stmt.where(*scope.cameras_condition())).all()
     return [public_dict(cam, gcode) for cam, gcode in rows]
 
 
 def read_gdf(
     db: Database | Session,
     *,
+    scope: Scope,
     bbox: Sequence[float] | None = None,
     cls: int | Sequence[int] | None = None,
     status: str | Sequence[str] | None = None,
@@ -132,6 +135,8 @@ def read_gdf(
 
     Parameters
     ----------
+    scope : layers.services.scope.Scope
+        What the reader may see (``Scope.cameras_condition``).
     bbox : (minx, miny, maxx, maxy), optional
         WGS-84 window on the indexed lon/lat columns.
     cls : 1, 2, 3 or a sequence, optional
@@ -141,7 +146,7 @@ def read_gdf(
     grid_id : int, optional
         Only the cameras of this grid.
     """
-    records = list_cameras(db, bbox=bbox, cls=cls, status=status, grid_id=grid_id)
+    records = list_cameras(db, scope=scope, bbox=bbox, cls=cls, status=status, grid_id=grid_id)
     for r in records:
         r.pop("cls_name", None)
     geoms = [shapely.Point(r["lon"], r["lat"]) for r in records]
@@ -188,7 +193,7 @@ def set_status(
     camera_id : int or str
         Database id or 20-digit GB/T 28181 ID.
     status : str
-        One of CAMERA_STATUSES ("online", "offline", "stale", "unknown").
+        One of CAMERA_STATUSES ("online", "offline", "stale", "stalled", "unknown").
     last_seen : datetime, optional
         Timezone-aware time of the last frame; None keeps the stored value.
 
@@ -228,15 +233,18 @@ def set_status(
     return camera
 
 
-def counts(db: Database | Session) -> dict[str, dict]:
+def counts(db: Database | Session, scope: Scope) -> dict[str, dict]:
     """Return camera counts {"by_class": {1: n, 2: n, 3: n}, "by_status": {status: n}, "total": n}.
 
-    Every class and status appears, with zero where there is none.
+    Every class and status appears, with zero where there is none; only ``scope``'s cameras.
     """
+    where = scope.cameras_condition()
     with use_session(db) as session:
-        by_cls = session.execute(select(Camera.cls, func.count()).group_by(Camera.cls)).all()
+        by_cls = session.execute(
+            select(Camera.cls, func.count()).where(*where).group_by(Camera.cls)
+        ).all()
         by_status = session.execute(
-            select(Camera.status, func.count()).group_by(Camera.status)
+            select(Camera.status, func.count()).where(*where).group_by(Camera.status)
         ).all()
     out_cls = dict.fromkeys(CAMERA_CLASSES, 0)
     out_cls.update({int(c): int(n) for c, n in by_cls})

@@ -24,6 +24,7 @@ from layers.services import (
     make_gdf,
     use_session,
 )
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,12 @@ def check_level(level: str | Sequence[str] | None) -> tuple[str, ...] | None:
 def list_centers(
     db: Database | Session,
     *,
+    scope: Scope,
     level: str | Sequence[str] | None = None,
     bbox: Sequence[float] | None = None,
     area_code: str | None = None,
 ) -> list[dict]:
-    """Return centers as plain dicts (the columns of ``read_gdf``), ordered by level and name."""
+    """Return the ``scope``'s centers as plain dicts (``read_gdf``'s columns) by level, name."""
     levels = check_level(level)
     box = check_bbox(bbox)
     stmt = select(Center, AdminArea.code, AdminArea.name).outerjoin(
@@ -71,7 +73,7 @@ def list_centers(
     if area_code is not None:
         stmt = stmt.where(AdminArea.code == str(area_code))
     with use_session(db) as session:
-        rows = session.execute(stmt).all()
+        rows = session.execute(stmt.where(*scope.centers(session))).all()
     order = {lv: i for i, lv in enumerate(CENTER_LEVELS)}
     rows.sort(key=lambda r: (order.get(r[0].level, 9), r[0].name, r[0].id))
     return [
@@ -95,6 +97,7 @@ def list_centers(
 def read_gdf(
     db: Database | Session,
     *,
+    scope: Scope,
     level: str | Sequence[str] | None = None,
     bbox: Sequence[float] | None = None,
     area_code: str | None = None,
@@ -103,13 +106,15 @@ def read_gdf(
 
     Parameters
     ----------
+    scope : layers.services.scope.Scope
+        What the reader may see (a district scope: the centers of its areas).
     level : "city", "county", "township", "village" or a sequence of them, optional
     bbox : (minx, miny, maxx, maxy), optional
         WGS-84 window on the indexed lon/lat columns.
     area_code : str, optional
         Only centers serving the area with this code.
     """
-    records = list_centers(db, level=level, bbox=bbox, area_code=area_code)
+    records = list_centers(db, scope=scope, level=level, bbox=bbox, area_code=area_code)
     geoms = [shapely.Point(r["lon"], r["lat"]) for r in records]
     return make_gdf(records, geoms, COLUMNS)
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from layers.models import Incident
 from layers.services import NotFoundError, ServiceError, get_row, haversine_m
 from layers.services import workflow as workflow_service
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,13 @@ def candidates_near(
     window: dt.timedelta = DEFAULT_WINDOW,
     exclude_id: int | None = None,
     open_only: bool = True,
+    scope: Scope,
 ) -> list[dict]:
     """Return possible duplicates of a report at WGS-84 (lon, lat), nearest first.
 
     Each item: id, distance_m, minutes_apart, status. Only unmerged reports of the same
-    category, within ``radius_m`` and ``window`` of ``at``; open ones only by default.
+    category, within ``radius_m`` and ``window`` of ``at``; open ones only by default; only
+    those in ``scope``.
     """
     _check(radius_m, window)
     dlat = radius_m / 110_574.0 * 1.01
@@ -63,6 +66,7 @@ def candidates_near(
         Incident.lat.between(lat - dlat, lat + dlat),
         Incident.created_at.between(at - window, at + window),
         Incident.duplicate_of.is_(None),
+        *scope.incidents(session),
     )
     if open_only:
         stmt = stmt.where(Incident.status.in_(OPEN_STATUSES))
@@ -87,16 +91,17 @@ def candidates(
     session: Session,
     incident_id: int,
     *,
+    scope: Scope,
     radius_m: float = DEFAULT_RADIUS_M,
     window: dt.timedelta = DEFAULT_WINDOW,
 ) -> list[dict]:
-    """Return possible duplicates of a stored incident (see ``candidates_near``)."""
+    """Return possible duplicates of a stored incident in ``scope`` (``candidates_near``)."""
     row = get_row(session, Incident, incident_id)
     if row is None:
         raise NotFoundError(f"no incident with id {incident_id!r}")
     return candidates_near(
         session, lon=row.lon, lat=row.lat, category=row.category_code, at=row.created_at,
-        radius_m=radius_m, window=window, exclude_id=row.id,
+        radius_m=radius_m, window=window, exclude_id=row.id, scope=scope,
     )  # fmt: skip
 
 
@@ -127,6 +132,7 @@ def suggest_merges(
             for c in candidates_near(
                 session, lon=row.lon, lat=row.lat, category=row.category_code,
                 at=row.created_at, radius_m=radius_m, window=window, exclude_id=row.id,
+                scope=Scope.ALL,  # pairs are judged on the whole city; callers filter rows
             )
             if _is_older(session, c["id"], row)
         ]  # fmt: skip

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from layers.db import Database
 from layers.models import AdminArea, Camera, Center, Grid
+from layers.services.scope import Scope
 
 MAP_LAYERS = ("grids", "districts", "streets", "communities", "centers", "cameras")
 
@@ -49,14 +50,16 @@ def layer_version(db: Database, layer: str) -> str:
     return hashlib.sha1(f"{layer}:{n}:{mx}".encode()).hexdigest()[:16]
 
 
-def feature_collection(db: Database, layer: str) -> dict:
-    """Return the layer as a GeoJSON FeatureCollection (EPSG:4326) with map properties."""
+def feature_collection(db: Database, layer: str, scope: Scope) -> dict:
+    """Return the layer's features in ``scope`` as a GeoJSON FeatureCollection (EPSG:4326)."""
     if layer not in MAP_LAYERS:
         raise UnknownLayerError(f"unknown map layer {layer!r}; one of {', '.join(MAP_LAYERS)}")
     with db.session() as s:
         if layer == "grids":
             rows = s.execute(
-                select(Grid.id, Grid.code, Grid.name, Grid.community_id, Grid.geom_wkb)
+                select(Grid.id, Grid.code, Grid.name, Grid.community_id, Grid.geom_wkb).where(
+                    *scope.grids(s)
+                )
             ).all()
             feats = _polygon_features(
                 rows, lambda r: {"code": r.code, "name": r.name, "community_id": r.community_id}
@@ -65,7 +68,8 @@ def feature_collection(db: Database, layer: str) -> dict:
             level = {"districts": "district", "streets": "street", "communities": "community"}
             rows = s.execute(
                 select(AdminArea.id, AdminArea.code, AdminArea.name, AdminArea.parent_id,
-                       AdminArea.geom_wkb).where(AdminArea.level == level[layer])
+                       AdminArea.geom_wkb).where(AdminArea.level == level[layer],
+                                                 *scope.areas(s))
             ).all()  # fmt: skip
             feats = _polygon_features(
                 rows, lambda r: {"code": r.code, "name": r.name, "parent_id": r.parent_id}
@@ -73,7 +77,7 @@ def feature_collection(db: Database, layer: str) -> dict:
         elif layer == "centers":
             rows = s.execute(
                 select(Center.id, Center.name, Center.level, Center.lon, Center.lat, Center.phone,
-                       Center.hours)
+                       Center.hours).where(*scope.centers(s))
             ).all()  # fmt: skip
             feats = [
                 {"type": "Feature", "id": r.id,
@@ -86,7 +90,7 @@ def feature_collection(db: Database, layer: str) -> dict:
             rows = s.execute(
                 select(Camera.id, Camera.gb_id, Camera.name, Camera.cls, Camera.status,
                        Camera.lon, Camera.lat, Camera.azimuth, Camera.fov, Camera.range_m,
-                       Camera.ptz_type)
+                       Camera.ptz_type).where(*scope.cameras_condition())
             ).all()  # fmt: skip
             feats = [
                 {"type": "Feature", "id": r.id,
@@ -99,8 +103,8 @@ def feature_collection(db: Database, layer: str) -> dict:
     return {"type": "FeatureCollection", "features": feats}
 
 
-def feature_collection_bytes(db: Database, layer: str) -> bytes:
-    """Return the layer's FeatureCollection serialised compactly as UTF-8 JSON."""
+def feature_collection_bytes(db: Database, layer: str, scope: Scope) -> bytes:
+    """Return the layer's FeatureCollection in ``scope`` serialised compactly as UTF-8 JSON."""
     return json.dumps(
-        feature_collection(db, layer), ensure_ascii=False, separators=(",", ":")
+        feature_collection(db, layer, scope), ensure_ascii=False, separators=(",", ":")
     ).encode()

@@ -25,6 +25,7 @@ from layers.services import (
     make_gdf,
     use_session,
 )
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ OPEN_INCIDENT_STATUSES = ("collected", "registered", "dispatched", "handling", "
 def read_gdf(
     db: Database | Session,
     *,
+    scope: Scope,
     bbox: Sequence[float] | None = None,
     community_code: str | None = None,
     codes: Sequence[str] | None = None,
@@ -45,6 +47,8 @@ def read_gdf(
     Parameters
     ----------
     db : Database or Session
+    scope : layers.services.scope.Scope
+        What the reader may see (a district scope: the grids of its districts).
     bbox : (minx, miny, maxx, maxy), optional
         WGS-84 window (indexed bbox columns, then an exact intersects test).
     community_code : str, optional
@@ -71,7 +75,7 @@ def read_gdf(
     if codes is not None:
         stmt = stmt.where(Grid.code.in_([str(c) for c in codes]))
     with use_session(db) as session:
-        rows = session.execute(stmt).all()
+        rows = session.execute(stmt.where(*scope.grids(session))).all()
     geoms = [shapely.from_wkb(g.geom_wkb) for g, _, _ in rows]
     keep = exact_bbox_mask(geoms, box)
     records = [

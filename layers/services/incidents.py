@@ -30,6 +30,7 @@ from layers.db import Database
 from layers.events import emit
 from layers.models import SOURCES, Category, IdempotencyKey, Incident, IncidentEvent, utcnow
 from layers.services import get_row
+from layers.services.scope import Scope
 from layers.services.spatial import GridLocator, locator
 
 log = logging.getLogger(__name__)
@@ -309,12 +310,12 @@ def create_idempotent(
     return row, True
 
 
-def get_incident(session: Session, incident_id: int) -> Incident:
-    """Return the Incident with this id; raise NotFoundError if none."""
+def get_incident(session: Session, incident_id: int, *, scope: Scope) -> Incident:
+    """Return the Incident with this id; raise NotFoundError if none is in ``scope``."""
     from layers.services import NotFoundError
 
     row = get_row(session, Incident, incident_id)
-    if row is None:
+    if row is None or not scope.allows_grid(session, row.grid_id):
         raise NotFoundError(f"no incident with id {incident_id!r}")
     return row
 
@@ -322,13 +323,13 @@ def get_incident(session: Session, incident_id: int) -> Incident:
 def list_incidents(
     session: Session,
     *,
+    scope: Scope,
     bbox: tuple[float, float, float, float] | None = None,
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
     category: str | list[str] | None = None,
     status: str | list[str] | None = None,
     grid_id: int | None = None,
-    grid_ids: set[int] | None = None,
     include_duplicates: bool = True,
     limit: int = 100,
     offset: int = 0,
@@ -337,6 +338,8 @@ def list_incidents(
 
     Parameters
     ----------
+    scope : layers.services.scope.Scope
+        What the reader may see (a district scope: incidents in its grids only).
     bbox : (minx, miny, maxx, maxy), optional
         WGS-84 window on the indexed lon/lat columns.
     start, end : aware datetime, optional
@@ -345,8 +348,6 @@ def list_incidents(
         Category codes; a parent code (e.g. ``DISPUTE``) also matches its children.
     status : str or list, optional
         Workflow statuses, or ``open``.
-    grid_ids : set of int, optional
-        Only incidents in these grids (a principal's district scope); None = all.
     """
     from sqlalchemy import or_
 
@@ -362,8 +363,10 @@ def list_incidents(
         conds.append(Incident.created_at < end)
     if category:
         codes = [category] if isinstance(category, str) else list(category)
+        # equality and an escaped prefix: a "%" or "_" in a code is a character, not a wildcard
         conds.append(or_(*[or_(Incident.category_code == c,
-                               Incident.category_code.startswith(c + ".")) for c in codes]))  # fmt: skip
+                               Incident.category_code.startswith(c + ".", autoescape=True))
+                           for c in codes]))  # fmt: skip
     if status:
         statuses = [status] if isinstance(status, str) else list(status)
         expanded = []
@@ -372,8 +375,7 @@ def list_incidents(
         conds.append(Incident.status.in_(expanded))
     if grid_id is not None:
         conds.append(Incident.grid_id == int(grid_id))
-    if grid_ids is not None:  # a user's district scope
-        conds.append(Incident.grid_id.in_(sorted(grid_ids)))
+    conds += scope.incidents(session)
     if not include_duplicates:
         conds.append(Incident.duplicate_of.is_(None))
     total = session.scalar(select(func.count()).select_from(Incident).where(*conds)) or 0
@@ -382,23 +384,6 @@ def list_incidents(
         .limit(int(limit)).offset(int(offset))
     ).scalars()  # fmt: skip
     return list(rows), int(total)
-
-
-def grid_ids_in_districts(session: Session, district_codes: list[str]) -> set[int]:
-    """Return the ids of the grids lying in the districts with these 6-digit codes."""
-    from layers.models import AdminArea
-
-    wanted = set(
-        session.scalars(
-            select(AdminArea.id).where(
-                AdminArea.level == "district", AdminArea.code.in_([str(c) for c in district_codes])
-            )
-        )
-    )
-    if not wanted:
-        return set()
-    loc = locator(session)
-    return {int(g) for g in loc.grid_ids if loc.area_chain(int(g)).get("district") in wanted}
 
 
 def list_categories(session: Session) -> list[dict]:

@@ -18,7 +18,6 @@ and 737/972 gives 75.82, never a float artefact.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import logging
@@ -29,9 +28,11 @@ from fractions import Fraction
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from layers.exportsafe import csv_writer, xlsx_row
 from layers.models import AdminArea, Category, Grid, Incident, IncidentEvent
 from layers.services import ServiceError
 from layers.services import sla as sla_service
+from layers.services.scope import Scope
 from layers.services.spatial import locator
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ def compute_kpis(
     start: dt.datetime,
     end: dt.datetime,
     *,
+    scope: Scope,
     group_by: str = "city",
     period: str | None = None,
     register_limit_hours: float = 1.0,
@@ -127,6 +129,8 @@ def compute_kpis(
 
     Parameters
     ----------
+    scope : layers.services.scope.Scope
+        Only the cases the reader may see (a district scope: the cases in its grids).
     start, end : aware datetime
         The reporting window.
     group_by : "city", "district", "street", "grid" or "category"
@@ -164,6 +168,7 @@ def compute_kpis(
             Incident.duplicate_of.is_(None),
             or_(and_(Incident.due_at >= start, Incident.due_at < end),
                 and_(Incident.created_at >= start, Incident.created_at < end)),
+            *scope.incidents(session),
         )
     ).all()  # fmt: skip
     for r in rows:
@@ -191,7 +196,7 @@ def compute_kpis(
         select(IncidentEvent.ts, Incident.grid_id, Incident.category_code)
         .join(Incident, Incident.id == IncidentEvent.incident_id)
         .where(IncidentEvent.action == "rework", IncidentEvent.ts >= start, IncidentEvent.ts < end,
-               Incident.duplicate_of.is_(None))
+               Incident.duplicate_of.is_(None), *scope.incidents(session))
     ).all()  # fmt: skip
     for ts, grid_id, category in reworks:
         key, name = namer(grid_id, category)
@@ -221,7 +226,7 @@ def _header(lang: str) -> list[str]:
 def to_csv(rows: list[dict], lang: str = "zh") -> bytes:
     """Return the KPI rows as CSV (UTF-8 with BOM so spreadsheet programs read Chinese)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
+    writer = csv_writer(buf, lineterminator="\r\n")  # area/grid names are data: no formulas
     writer.writerow(_header(lang))
     for r in rows:
         writer.writerow(["" if r[k] is None else r[k] for k, _, _ in COLUMNS])
@@ -235,9 +240,9 @@ def to_xlsx(rows: list[dict], lang: str = "zh") -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "KPI"
-    ws.append(_header(lang))
+    xlsx_row(ws, _header(lang))
     for r in rows:
-        ws.append([r[k] for k, _, _ in COLUMNS])
+        xlsx_row(ws, [r[k] for k, _, _ in COLUMNS])  # text cells are strings, never formulas
     ws.freeze_panes = "A2"
     buf = io.BytesIO()
     wb.save(buf)

@@ -31,8 +31,9 @@ from sqlalchemy.orm import Session, aliased
 
 from layers.db import Database
 from layers.models import AdminArea, Camera, Category, Grid, Incident, IncidentEvent
-from layers.services import keep_recent
+from layers.services import MAX_ROW_ID, NotFoundError, keep_recent
 from layers.services.incidents import OPEN_STATUSES, default_categories
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class MapFilter:
         Fraction 0..1 of the window shown (playback slider); None or 1 means live.
     categories : tuple of top-level category codes (empty: all)
     area_id : id of the district, street or community drilled down to (None: whole city)
+    scope : what the viewer may see at all (``layers.services.scope.Scope``); required, so
+        no query built from a filter can forget it
     """
 
     window: str = "24h"
@@ -83,6 +86,7 @@ class MapFilter:
     playback: float | None = None
     categories: tuple[str, ...] = ()
     area_id: int | None = None
+    scope: Scope = field(kw_only=True)
 
     def time_range(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
         """Return (window start, window end) as aware UTC datetimes."""
@@ -103,7 +107,8 @@ class MapFilter:
         start = self.start.isoformat() if self.start else ""
         end = self.end.isoformat() if self.end else ""
         pb = "" if self.playback is None else f"{self.playback:.4f}"
-        return f"{self.window}|{start}|{end}|{pb}|{','.join(self.categories)}|{self.area_id or ''}"
+        return (f"{self.window}|{start}|{end}|{pb}|{','.join(self.categories)}|"
+                f"{self.area_id or ''}|{self.scope.key()}")  # fmt: skip
 
 
 def _parse_time(name: str, value) -> dt.datetime:
@@ -123,14 +128,21 @@ def _parse_time(name: str, value) -> dt.datetime:
     return out.astimezone(dt.UTC)
 
 
-def parse_filter(data: dict | None) -> MapFilter:
+def parse_filter(data: dict | None, scope: Scope) -> MapFilter:
     """Return a validated MapFilter from a dict (e.g. a ``dcc.Store`` or URL query).
+
+    ``scope`` is what the viewer may see (``dashboard.scoping.request_scope()`` in a request);
+    every query built from the filter applies it.
 
     Raises
     ------
     MapFilterError
         Naming the bad field (window, start, end, playback, categories, area) and the fix.
     """
+    if data is not None and not isinstance(data, dict):
+        raise MapFilterError(f"filter: {type(data).__name__} is not an object of filter fields")
+    if not isinstance(scope, Scope):
+        raise TypeError("parse_filter: scope must be a layers.services.scope.Scope")
     data = dict(data or {})
     window = str(data.get("window") or "24h")
     if window not in (*WINDOWS, "custom"):
@@ -162,6 +174,8 @@ def parse_filter(data: dict | None) -> MapFilter:
     cats = data.get("categories") or ()
     if isinstance(cats, str):
         cats = [c for c in cats.split(",") if c]
+    if not isinstance(cats, list | tuple) or not all(isinstance(c, str) for c in cats):
+        raise MapFilterError("categories: give a list of top-level category codes")
     known = {c for c, e in default_categories().items() if e["parent_code"] is None}
     bad = [c for c in cats if c not in known]
     if bad:
@@ -173,11 +187,13 @@ def parse_filter(data: dict | None) -> MapFilter:
         area = None
     else:
         try:
-            area = int(area)
+            area = int(str(area)[:20])
         except (TypeError, ValueError):
-            raise MapFilterError(f"area: {area!r} is not an area id (an integer)") from None
+            raise MapFilterError(f"area_id: {str(area)[:40]!r} is not an area id (an integer)") from None
+        if not 1 <= area <= MAX_ROW_ID:
+            raise MapFilterError(f"area_id: {area} is not an area id; give 1..{MAX_ROW_ID}")
     return MapFilter(window=window, start=start, end=end, playback=playback,
-                     categories=tuple(sorted(cats)), area_id=area)  # fmt: skip
+                     categories=tuple(sorted(cats)), area_id=area, scope=scope)  # fmt: skip
 
 
 # -- building blocks -------------------------------------------------------------------------
@@ -250,6 +266,7 @@ def incident_conditions(
     area = _area_condition(session, f.area_id)
     if area is not None:
         conds.append(area)
+    conds += f.scope.incidents(session, use_index=False)
     if open_only:
         # status || '' (and closed_at || '') keep the planner on the created_at range: the
         # window holds a few thousand rows, while "open" matches a large share of the table
@@ -279,7 +296,8 @@ def grid_counts(
     conds.append((Incident.grid_id + 0) >= 0)  # not NULL, without steering to the grid index
     wanted = None
     if grid_ids is not None:
-        wanted = sorted({int(g) for g in grid_ids})
+        allowed = f.scope.grid_ids(session)
+        wanted = sorted({int(g) for g in grid_ids if allowed is None or int(g) in allowed})
         if not wanted:
             return {}
         conds.append(Incident.grid_id.in_(wanted))
@@ -531,7 +549,7 @@ def _filter_conditions(session: Session, f: MapFilter, *, use_index: bool = Fals
     area = _area_condition(session, f.area_id, use_index=use_index)
     if area is not None:
         conds.append(area)
-    return conds
+    return conds + f.scope.incidents(session, use_index=use_index)
 
 
 @_sessioned
@@ -611,7 +629,7 @@ _POINT_COLUMNS = (Incident.id, Incident.lon, Incident.lat, Incident.category_cod
 def new_incidents(
     session: Session,
     after_id: int,
-    f: MapFilter | None = None,
+    f: MapFilter,
     now: dt.datetime | None = None,
     *,
     limit: int = 200,
@@ -619,17 +637,10 @@ def new_incidents(
 ) -> list[dict]:
     """Return GeoJSON point features of incidents with id > ``after_id`` (oldest first).
 
-    With a filter, only incidents matching its categories and area are returned (the time
+    Only incidents matching the filter's categories, area and scope are returned (the time
     window is ignored: a new incident is always "now").
     """
-    conds = [Incident.id > after_id]
-    if f is not None:
-        cat = _category_condition(f.categories)
-        if cat is not None:
-            conds.append(cat)
-        area = _area_condition(session, f.area_id)
-        if area is not None:
-            conds.append(area)
+    conds = [Incident.id > after_id, *_filter_conditions(session, f)]
     rows = session.execute(
         select(*_POINT_COLUMNS).where(*conds).order_by(Incident.id.desc()).limit(limit)
     ).all()
@@ -694,7 +705,9 @@ def kpis(session: Session, f: MapFilter, now: dt.datetime | None = None) -> dict
     area = _area_condition(session, f.area_id, use_index=True)
     if area is not None:
         base.append(area)
+    base += f.scope.incidents(session)
     windowed = [c for c in (cat, _area_condition(session, f.area_id)) if c is not None]
+    windowed += f.scope.incidents(session, use_index=False)
     is_open = Incident.status.in_(OPEN_STATUSES)
     day_start = now.astimezone(CST).replace(hour=0, minute=0, second=0, microsecond=0)
     n_open, n_overdue = session.execute(
@@ -796,9 +809,14 @@ def top_hotspots(
 
 
 @_sessioned
-def area_path(session: Session, area_id: int | None) -> list[dict]:
-    """Return the breadcrumb from the top area down to ``area_id`` ([] for the whole city)."""
+def area_path(session: Session, area_id: int | None, scope: Scope) -> list[dict]:
+    """Return the breadcrumb from the top area down to ``area_id`` ([] for the whole city).
+
+    An area outside ``scope`` has no breadcrumb ([]); areas above the scope are left out.
+    """
     out: list[dict] = []
+    if not scope.allows_area(session, area_id):
+        return out
     seen = set()
     while area_id is not None and area_id not in seen:
         seen.add(area_id)
@@ -809,7 +827,7 @@ def area_path(session: Session, area_id: int | None) -> list[dict]:
         ).first()  # fmt: skip
         if a is None:
             break
-        if a.level != "city":
+        if a.level != "city" and scope.allows_area(session, a.id):
             out.append({"id": a.id, "level": a.level, "name": a.name, "code": a.code,
                         "bounds": [a.minx, a.miny, a.maxx, a.maxy]})  # fmt: skip
         area_id = a.parent_id
@@ -817,8 +835,10 @@ def area_path(session: Session, area_id: int | None) -> list[dict]:
 
 
 @_sessioned
-def grid_bounds(session: Session, grid_id: int) -> list[float] | None:
-    """Return [minx, miny, maxx, maxy] of one grid (WGS-84), None if there is no such grid."""
+def grid_bounds(session: Session, grid_id: int, scope: Scope) -> list[float] | None:
+    """Return [minx, miny, maxx, maxy] of one grid (WGS-84), None if none in ``scope``."""
+    if not scope.allows_grid(session, grid_id):
+        return None
     b = session.execute(
         select(Grid.minx, Grid.miny, Grid.maxx, Grid.maxy).where(Grid.id == grid_id)
     ).first()
@@ -853,14 +873,16 @@ def categories(session: Session) -> list[dict]:
             for c, e in default_categories().items() if e["parent_code"] is None]  # fmt: skip
 
 
-def grid_card(db: Database, grid_id: int, lang: str = "zh") -> dict:
+def grid_card(db: Database, grid_id: int, lang: str = "zh", *, scope: Scope) -> dict:
     """Return the grid card: code, names, workers (masked phones), open incidents, coverage.
 
-    Raises ``layers.services.NotFoundError`` for an unknown grid.
+    Raises ``layers.services.NotFoundError`` for an unknown grid or one outside ``scope``.
     """
     from layers.services import grids as grid_service
 
     with db.session() as session:
+        if not scope.allows_grid(session, grid_id):
+            raise NotFoundError(f"no grid with id {grid_id!r}")
         card = grid_service.grid_card(session, grid_id)
         rows = session.execute(
             select(*_POINT_COLUMNS)
@@ -869,23 +891,29 @@ def grid_card(db: Database, grid_id: int, lang: str = "zh") -> dict:
             .limit(5)
         ).all()
     card["open_incidents"] = [_incident_feature(r, lang)["properties"] for r in rows]
-    cov = grid_coverage(db)
+    cov = grid_coverage(db, scope)
     card["coverage"] = cov.get(int(grid_id))
     return card
 
 
 @_sessioned
-def camera_statuses(session: Session) -> dict[int, str]:
-    """Return {camera id: health status} of every camera (for the map's live status layer)."""
-    return {int(i): str(st) for i, st in session.execute(select(Camera.id, Camera.status))}
+def camera_statuses(session: Session, scope: Scope) -> dict[int, str]:
+    """Return {camera id: health status} of the cameras in ``scope`` (map's status layer)."""
+    q = select(Camera.id, Camera.status).where(*scope.cameras_condition())
+    return {int(i): str(st) for i, st in session.execute(q)}
 
 
 @_sessioned
-def camera_card(session: Session, camera_id: int) -> dict:
-    """Return the display-safe camera card (credentials stripped from the stream URL)."""
+def camera_card(session: Session, camera_id: int, scope: Scope) -> dict:
+    """Return the display-safe camera card (credentials stripped from the stream URL).
+
+    Raises ``layers.services.NotFoundError`` for an unknown camera or one outside ``scope``.
+    """
     from layers.services import cameras as camera_service
 
     cam = camera_service.get_camera(session, camera_id)
+    if not scope.allows_camera(cam.gb_id, cam.id):
+        raise NotFoundError(f"no camera {camera_id!r}")
     grid_code = None
     if cam.grid_id is not None:
         grid_code = session.scalar(select(Grid.code).where(Grid.id == cam.grid_id))
@@ -897,8 +925,10 @@ def camera_card(session: Session, camera_id: int) -> dict:
 
 
 @_sessioned
-def camera_cones(session: Session, bbox: Sequence[float], *, limit: int = 3000) -> dict:
-    """Return the view cones of the cameras inside ``bbox`` as a FeatureCollection (WGS-84)."""
+def camera_cones(
+    session: Session, bbox: Sequence[float], scope: Scope, *, limit: int = 3000
+) -> dict:
+    """Return the view cones of the ``scope``'s cameras inside ``bbox`` (FeatureCollection)."""
     import pandas as pd
 
     from geo.sectors import camera_sectors
@@ -907,7 +937,7 @@ def camera_cones(session: Session, bbox: Sequence[float], *, limit: int = 3000) 
     rows = session.execute(
         select(Camera.id, Camera.lon, Camera.lat, Camera.azimuth, Camera.fov, Camera.range_m,
                Camera.status, Camera.cls)
-        .where(bbox_filter_points(Camera, [float(v) for v in bbox]))
+        .where(bbox_filter_points(Camera, [float(v) for v in bbox]), *scope.cameras_condition())
         .limit(limit)
     ).all()  # fmt: skip
     if not rows:
@@ -929,7 +959,7 @@ CHILD_LEVEL = {None: "district", "city": "district", "district": "street", "stre
 
 
 @_sessioned
-def area_labels(session: Session, area_id: int | None) -> dict:
+def area_labels(session: Session, area_id: int | None, scope: Scope) -> dict:
     """Return the areas one level below ``area_id`` as labelled points (for drill-down).
 
     The whole city (None) lists its districts, a district its streets, a street its
@@ -943,7 +973,7 @@ def area_labels(session: Session, area_id: int | None) -> dict:
     if child is None:
         return {"type": "FeatureCollection", "features": []}
     q = select(AdminArea.id, AdminArea.name, AdminArea.code, AdminArea.level,
-               AdminArea.geom_wkb).where(AdminArea.level == child)  # fmt: skip
+               AdminArea.geom_wkb).where(AdminArea.level == child, *scope.areas(session))  # fmt: skip
     if area_id is not None:
         q = q.where(AdminArea.parent_id == area_id)
     rows = session.execute(q.order_by(AdminArea.code)).all()
@@ -962,13 +992,15 @@ def locate_click(
     lat: float,
     zoom: float,
     *,
+    scope: Scope,
     cameras: bool = True,
     tolerance_px: float = 9.0,
 ) -> dict:
     """Return what a map click at (lon, lat) WGS-84 hit: ``{"camera": id|None, "grid": id|None}``.
 
     A camera is hit when one lies within ``tolerance_px`` screen pixels at ``zoom`` (Web
-    Mercator scale); the grid is the one containing the point.
+    Mercator scale); the grid is the one containing the point. Only cameras and grids in
+    ``scope`` are hit.
     """
     from layers.services import bbox_filter_points
     from layers.services.spatial import grid_at_point
@@ -981,7 +1013,9 @@ def locate_click(
         dlon = r_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
         window = (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
         rows = session.execute(
-            select(Camera.id, Camera.lon, Camera.lat).where(bbox_filter_points(Camera, window))
+            select(Camera.id, Camera.lon, Camera.lat).where(
+                bbox_filter_points(Camera, window), *scope.cameras_condition()
+            )
         ).all()
         best = None
         for r in rows:
@@ -990,7 +1024,8 @@ def locate_click(
                 best = (d, int(r.id))
         if best is not None:
             out["camera"] = best[1]
-    out["grid"] = grid_at_point(session, lon, lat)
+    grid = grid_at_point(session, lon, lat)
+    out["grid"] = grid if scope.allows_grid(session, grid) else None
     return out
 
 
@@ -1014,12 +1049,21 @@ def _layer_fingerprint(session: Session) -> tuple:
     return (tuple(g), tuple(c))
 
 
-def grid_coverage(db: Database) -> dict[int, float]:
-    """Return {grid id: fraction 0..1 of its area inside a camera cone} (``geo.coverage``).
+def grid_coverage(db: Database, scope: Scope) -> dict[int, float]:
+    """Return {grid id: fraction 0..1 of its area inside a camera cone} of ``scope``'s grids.
 
     Computed once per grid/camera layer version and kept in a process cache keyed by the
     database URL and that version (a cache of derived data, not per-user state).
     """
+    with db.session() as s:
+        allowed = scope.grid_ids(s)
+    every = _grid_coverage_all(db)
+    if allowed is None:
+        return every
+    return {g: v for g, v in every.items() if g in allowed}
+
+
+def _grid_coverage_all(db: Database) -> dict[int, float]:
     with db.session() as s:
         key = (str(db.url), _layer_fingerprint(s))
     with _coverage_cache.lock:

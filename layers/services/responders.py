@@ -28,6 +28,7 @@ from layers.services import (
     make_gdf,
     use_session,
 )
+from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ COLUMNS = (
 def list_responders(
     db: Database | Session,
     *,
+    scope: Scope,
     kind: str | None = None,
     available: bool | None = None,
     grid_id: int | None = None,
@@ -50,7 +52,8 @@ def list_responders(
     """Return responders as display-safe dicts (masked phone) with a resolved position.
 
     ``lon``/``lat`` are the responder's own position, else its center's, else its grid's
-    representative point (None if none is known). ``bbox`` filters on that position.
+    representative point (None if none is known). ``bbox`` filters on that position;
+    ``scope`` keeps the workers of its grids and the staff of its centers.
     """
     if kind is not None and kind not in RESPONDER_KINDS:
         raise ServiceError(f"kind: {kind!r} is unknown; use one of {', '.join(RESPONDER_KINDS)}")
@@ -70,7 +73,7 @@ def list_responders(
     if center_id is not None:
         stmt = stmt.where(Responder.center_id == int(center_id))
     with use_session(db) as session:
-        rows = session.execute(stmt).all()
+        rows = session.execute(stmt.where(*scope.responders(session))).all()
     out = []
     for r, gcode, gwkb, cname, clon, clat in rows:
         lon, lat = r.lon, r.lat
@@ -103,6 +106,7 @@ def list_responders(
 def read_gdf(
     db: Database | Session,
     *,
+    scope: Scope,
     kind: str | None = None,
     available: bool | None = None,
     bbox: Sequence[float] | None = None,
@@ -110,7 +114,7 @@ def read_gdf(
     """Return responders with a known position as a point GeoDataFrame in EPSG:4326."""
     records = [
         r
-        for r in list_responders(db, kind=kind, available=available, bbox=bbox)
+        for r in list_responders(db, scope=scope, kind=kind, available=available, bbox=bbox)
         if r["lon"] is not None
     ]
     geoms = [shapely.Point(r["lon"], r["lat"]) for r in records]
@@ -127,7 +131,13 @@ def get_responder(db: Database | Session, responder_id: int) -> Responder:
 
 
 def available_near(
-    db: Database | Session, lon: float, lat: float, n: int = 5, *, kind: str | None = None
+    db: Database | Session,
+    lon: float,
+    lat: float,
+    n: int = 5,
+    *,
+    scope: Scope,
+    kind: str | None = None,
 ) -> list[dict]:
     """Return up to ``n`` available responders nearest to WGS-84 (lon, lat), nearest first.
 
@@ -149,7 +159,8 @@ def available_near(
         raise ServiceError(f"lon/lat: ({lon!r}, {lat!r}) is not a WGS-84 position in degrees")
     if int(n) < 1:
         raise ServiceError(f"n: {n!r}; ask for at least 1 responder")
-    people = [r for r in list_responders(db, available=True, kind=kind) if r["lon"] is not None]
+    people = [r for r in list_responders(db, scope=scope, available=True, kind=kind)
+              if r["lon"] is not None]  # fmt: skip
     if not people:
         return []
     dist = haversine_m(lon_f, lat_f, [r["lon"] for r in people], [r["lat"] for r in people])

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from layers.models import Camera, Center, Grid, Responder
 from layers.services import haversine_m
+from layers.services.scope import Scope
 from layers.services.spatial import ESCALATION_ORDER, GridLocator, locator
 
 log = logging.getLogger(__name__)
@@ -186,8 +187,10 @@ def route_incident(
     return Route(level, center_id, None, f"queued at the {level} center")
 
 
-def cameras_seeing_point(session: Session, lon: float, lat: float, limit: int = 8) -> list[dict]:
-    """Return up to ``limit`` cameras whose view cone holds WGS-84 (lon, lat), nearest first.
+def cameras_seeing_point(
+    session: Session, lon: float, lat: float, limit: int = 8, *, scope: Scope
+) -> list[dict]:
+    """Return up to ``limit`` ``scope`` cameras whose view cone holds WGS-84 (lon, lat).
 
     Each item: id, gb_id, name, status, distance_m. Uses ``geo.cameras_seeing``; candidates
     come from a ~1 km window on the indexed lon/lat columns.
@@ -200,7 +203,8 @@ def cameras_seeing_point(session: Session, lon: float, lat: float, limit: int = 
             Camera.id, Camera.gb_id, Camera.name, Camera.status, Camera.lon, Camera.lat,
             Camera.azimuth, Camera.fov, Camera.range_m,
         ).where(
-            Camera.lon.between(lon - d, lon + d), Camera.lat.between(lat - d, lat + d)
+            Camera.lon.between(lon - d, lon + d), Camera.lat.between(lat - d, lat + d),
+            *scope.cameras_condition(),
         ).order_by(Camera.id)
     ).all()  # fmt: skip
     if not rows:

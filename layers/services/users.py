@@ -1,38 +1,42 @@
-"""Accounts and API tokens: argon2 passwords, lockout, scopes, provisioning; every change audited.
+"""Accounts and API tokens: argon2 passwords, scopes, provisioning; every change audited.
 
 Passwords are hashed with argon2id (argon2-cffi defaults); API tokens are 256-bit random
 strings of which only the SHA-256 is stored (a high-entropy token needs no slow hash, and the
 digest lets us look the token up). Generated passwords and tokens are returned to the caller
 exactly once and never logged.
+
+Separation of duties: a signed-in person acting through the app (``actor_role`` given) may
+not alone create, enable or give the role of an admin, auditor or privacy officer
+(``SOD_ROLES``); such a change names a second admin in ``approved_by``
+(``layers.services.role_requests``). The shell CLI on the server (``actor_role`` empty) acts
+alone: whoever runs it holds the database anyway. Disabling an account and changing its
+password, role or scopes end its sessions at once (``layers.services.sessions``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
 import re
 import secrets
-import threading
 from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from layers.models import ROLES, ApiToken, User
+from layers.models import ROLES, SOD_ROLES, ApiToken, User
 from layers.models.base import utcnow
 from layers.services import audit
+from layers.services.sessions import auth_changed, auth_epoch, revoke_user_sessions
 
 log = logging.getLogger(__name__)
 
 # Machine roles exist only for API tokens: intake systems posting incidents, GIS clients.
 MACHINE_ROLES = ("intake", "gis")
 TOKEN_ROLES = ROLES + MACHINE_ROLES
-MAX_FAILURES = 5
-LOCK_MINUTES = 15
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "gst_"
 _USERNAME = re.compile(r"^[A-Za-z0-9_.-]{2,64}$")
@@ -46,33 +50,39 @@ class UserError(ValueError):
     """Raised for a bad account or token request; the message names the field and the fix."""
 
 
-# -- validation -------------------------------------------------------------------------------
-_epoch = [0]
-_epoch_lock = threading.Lock()
+class ApprovalRequired(UserError):
+    """Raised when a privileged account change made in the app names no second admin."""
 
 
-def auth_epoch() -> int:
-    """Return this process's count of changes to who may do what (accounts, roles, tokens).
+__all__ = ["auth_epoch"]  # re-exported: dashboard.auth reads the epoch through this module
 
-    Caches of resolved principals (``dashboard.auth``) compare it on every hit, so a change
-    made through this process invalidates them at once; other processes re-read the database
-    when their short cache lifetime ends.
+
+def needs_second_person(role: str) -> bool:
+    """Return True if creating, enabling or giving ``role`` needs a second admin's approval."""
+    return role in SOD_ROLES
+
+
+def check_second_person(
+    role: str, *, actor: str, actor_role: str, approved_by: str | None, what: str
+) -> None:
+    """Raise ApprovalRequired unless an app change to a ``role`` account has a second admin.
+
+    Changes from the shell (``actor_role`` empty) need none; ``approved_by`` must name a
+    person other than ``actor``.
     """
-    return _epoch[0]
+    if not actor_role or not needs_second_person(role):
+        return
+    if not approved_by:
+        raise ApprovalRequired(
+            f"{what} a {role} account needs a second admin's approval: file a request in the "
+            "admin console (another admin approves it) or use `python -m layers users` on "
+            "the server"
+        )
+    if approved_by == actor:
+        raise ApprovalRequired(f"{what} a {role} account: the approver must not be the requester")
 
 
-def _auth_changed(session: Session) -> None:
-    """Bump the epoch now and again when ``session`` commits (a request in between may have
-    cached the old state)."""
-
-    def bump(*_args) -> None:
-        with _epoch_lock:
-            _epoch[0] += 1
-
-    bump()
-    event.listen(session, "after_commit", bump, once=True)
-
-
+# -- validation -------------------------------------------------------------------------------
 def validate_username(name: object, field_name: str = "username") -> str:
     """Return the username if it is 2-64 letters, digits, ``_ . -``; else raise UserError."""
     if not isinstance(name, str) or not _USERNAME.match(name.strip()):
@@ -186,14 +196,19 @@ def create_user(
     must_change_password: bool | None = None,
     actor: str = "system",
     actor_role: str = "",
+    approved_by: str | None = None,
 ) -> tuple[User, str | None]:
     """Return (user, generated_password) after creating an account.
 
     Without ``password`` a random one is generated and returned (show it once, never store
-    it); such accounts must change it at first login. The creation is audited.
+    it); such accounts must change it at first login. The creation is audited, naming the
+    approver of a privileged account (``check_second_person``).
     """
     username = validate_username(username)
     role = validate_role(role)
+    check_second_person(
+        role, actor=actor, actor_role=actor_role, approved_by=approved_by, what="creating"
+    )
     generated = None
     if password is None:
         generated = password = generate_password()
@@ -222,9 +237,19 @@ def create_user(
         role=actor_role,
         action="user.create",
         target=username,
-        detail={"role": role, "scopes": clean_scopes, "generated_password": generated is not None},
+        detail=_with_approver(
+            {"role": role, "scopes": clean_scopes, "generated_password": generated is not None},
+            actor,
+            approved_by,
+        ),
     )
     return user, generated
+
+
+def _with_approver(detail: dict, actor: str, approved_by: str | None) -> dict:
+    if approved_by:
+        return {**detail, "requested_by": actor, "approved_by": approved_by}
+    return detail
 
 
 def _require_user(session: Session, username: str) -> User:
@@ -235,20 +260,37 @@ def _require_user(session: Session, username: str) -> User:
 
 
 def set_active(
-    session: Session, username: str, active: bool, *, actor: str = "system", actor_role: str = ""
+    session: Session,
+    username: str,
+    active: bool,
+    *,
+    actor: str = "system",
+    actor_role: str = "",
+    approved_by: str | None = None,
 ) -> User:
-    """Return the user after enabling or disabling the account (audited)."""
+    """Return the user after enabling or disabling the account (audited).
+
+    Disabling ends the account's sessions at once; enabling a privileged account needs a
+    second admin when done in the app (``check_second_person``).
+    """
     user = _require_user(session, username)
+    if active and not user.active:
+        check_second_person(
+            user.role, actor=actor, actor_role=actor_role, approved_by=approved_by, what="enabling"
+        )
     user.active = bool(active)
-    _auth_changed(session)
+    auth_changed(session)
     if active:
         user.failed_logins, user.locked_until = 0, None
+    else:
+        revoke_user_sessions(session, user.id, "disabled")
     audit.record(
         session,
         actor=actor,
         role=actor_role,
         action="user.enable" if active else "user.disable",
         target=username,
+        detail=_with_approver({"role": user.role}, actor, approved_by),
     )
     return user
 
@@ -262,15 +304,15 @@ def set_password(
     actor_role: str = "",
     must_change: bool = False,
 ) -> User:
-    """Return the user after setting a new password (validated, audited, lock cleared)."""
+    """Return the user after setting a new password (validated, audited; its sessions end)."""
     user = _require_user(session, username)
     validate_password(new_password, username)
     if check_password(user.password_hash, new_password):
         raise UserError("the new password must differ from the current one")
     user.password_hash = hash_password(new_password)
     user.must_change_password = must_change
-    _auth_changed(session)
     user.failed_logins, user.locked_until = 0, None
+    revoke_user_sessions(session, user.id, "password")
     audit.record(session, actor=actor, role=actor_role, action="user.password", target=username)
     return user
 
@@ -283,26 +325,34 @@ def set_role_and_scopes(
     scopes: dict | str | None = None,
     actor: str,
     actor_role: str = "",
+    approved_by: str | None = None,
 ) -> User:
-    """Return the user after changing its role and/or scopes (audited with old and new)."""
+    """Return the user after changing its role and/or scopes (audited with old and new).
+
+    Either change ends the account's sessions at once; giving a privileged role in the app
+    needs a second admin (``check_second_person``).
+    """
     user = _require_user(session, username)
     detail: dict = {}
     if role is not None and role != user.role:
         detail["role"] = [user.role, validate_role(role)]
+        check_second_person(
+            role, actor=actor, actor_role=actor_role, approved_by=approved_by, what="giving"
+        )
         user.role = role
     if scopes is not None:
         clean = parse_scopes(scopes)
         detail["scopes"] = [parse_scopes(user.scopes), clean]
         user.scopes = json.dumps(clean, sort_keys=True)
     if detail:
-        _auth_changed(session)
+        revoke_user_sessions(session, user.id, "role" if "role" in detail else "scopes")
         audit.record(
             session,
             actor=actor,
             role=actor_role,
-            action="user.update",
+            action="user.role" if "role" in detail else "user.update",
             target=username,
-            detail=detail,
+            detail=_with_approver(detail, actor, approved_by),
         )
     return user
 
@@ -313,8 +363,7 @@ class LoginResult:
 
     ok: bool
     user: User | None = None
-    reason: str = ""  # "", "unknown", "password", "disabled", "locked"
-    locked_until: dt.datetime | None = None
+    reason: str = ""  # "", "unknown", "password", "disabled"
     extra: dict = field(default_factory=dict)
 
 
@@ -325,18 +374,17 @@ def authenticate(
     *,
     channel: str = "form",
     client: str = "",
-    now: dt.datetime | None = None,
-    max_failures: int = MAX_FAILURES,
-    lock_minutes: int = LOCK_MINUTES,
 ) -> LoginResult:
-    """Return the result of a login attempt, with lockout, auditing every outcome.
+    """Return the result of a login attempt, auditing every outcome.
 
-    ``max_failures`` wrong passwords in a row lock the account for ``lock_minutes`` (audited
-    as ``login.lockout``); while locked even the right password is refused. Successful logins
-    are audited as ``login.ok`` (except for HTTP Basic, ``channel="basic"``, which would log
-    every GIS request), failures as ``login.failed`` with the reason.
+    Unknown names are verified against a dummy hash, so they cost as much as a wrong
+    password. There is no account-wide lockout here (a stranger could lock anyone out with a
+    few guesses): the web tier throttles attempts per client address, per (account, client)
+    and per account (``dashboard.throttle``). ``failed_logins`` counts wrong passwords since
+    the last success, for the audit trail. Successful logins are audited as ``login.ok``
+    (except for HTTP Basic, ``channel="basic"``, which would log every GIS request),
+    failures as ``login.failed`` with the reason.
     """
-    now = now or utcnow()
     username = (username or "").strip()[:64]
     detail = {"channel": channel}
     if client:
@@ -352,15 +400,6 @@ def authenticate(
             detail={**detail, "reason": "unknown user"},
         )
         return LoginResult(False, None, "unknown")
-    if user.locked_until is not None and user.locked_until > now:
-        audit.record(
-            session,
-            actor=user.username,
-            role=user.role,
-            action="login.failed",
-            detail={**detail, "reason": "locked"},
-        )
-        return LoginResult(False, user, "locked", user.locked_until)
     if not check_password(user.password_hash, password or ""):
         user.failed_logins = (user.failed_logins or 0) + 1
         audit.record(
@@ -370,18 +409,6 @@ def authenticate(
             action="login.failed",
             detail={**detail, "reason": "password", "failures": user.failed_logins},
         )
-        if user.failed_logins >= max_failures:
-            user.locked_until = now + dt.timedelta(minutes=lock_minutes)
-            user.failed_logins = 0
-            audit.record(
-                session,
-                actor=user.username,
-                role=user.role,
-                action="login.lockout",
-                detail={**detail, "minutes": lock_minutes, "after_failures": max_failures},
-            )
-            log.warning("account %s locked for %s min after failed logins", username, lock_minutes)
-            return LoginResult(False, user, "locked", user.locked_until)
         return LoginResult(False, user, "password")
     if not user.active:
         audit.record(
@@ -458,7 +485,7 @@ def revoke_token(
         raise UserError(f"no token called {name!r}; see `python -m layers tokens list`")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-        _auth_changed(session)
+        auth_changed(session)
         audit.record(session, actor=actor, role=actor_role, action="token.revoke", target=name)
     return row
 
@@ -466,6 +493,11 @@ def revoke_token(
 def list_tokens(session: Session) -> list[ApiToken]:
     """Return every API token row (hashes only), by name."""
     return list(session.scalars(select(ApiToken).order_by(ApiToken.name)))
+
+
+def find_token_by_name(session: Session, name: str) -> ApiToken | None:
+    """Return the token row called ``name`` (revoked or not), or None."""
+    return session.scalar(select(ApiToken).where(ApiToken.name == name))
 
 
 def find_token(session: Session, plaintext: str) -> ApiToken | None:

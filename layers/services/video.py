@@ -4,7 +4,7 @@
 services. The in-process hub of a web process (``dashboard/routes/video.py``) and every
 redaction worker of the Ray cluster (``streams.cluster``, which opens its own ``Database``
 through ``hub_bindings_for_url``) use it, so both read the same cameras and rules and write
-status the same way.
+status the same way, and hold every rule to the same privacy floor.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from layers.db import Database
 from layers.services import cameras as camera_service
 from layers.services import rules as rule_service
+from streams.floor import PrivacyFloor
 from streams.hub import HubBindings
 from streams.rules import RedactionRules
 from streams.sources import FileSourceConfig, SourceError
@@ -25,7 +26,11 @@ from streams.sources import FileSourceConfig, SourceError
 log = logging.getLogger(__name__)
 
 
-def hub_bindings(db: Database, sample_video: str | Path | None = None) -> HubBindings:
+def hub_bindings(
+    db: Database,
+    sample_video: str | Path | None = None,
+    floor: PrivacyFloor | dict | None = None,
+) -> HubBindings:
     """Return the hub's callables on ``db``: sources, rules, status, rules revision.
 
     Parameters
@@ -35,7 +40,11 @@ def hub_bindings(db: Database, sample_video: str | Path | None = None) -> HubBin
     sample_video : str or Path, optional
         Video file looped for cameras without a ``stream_url`` (demo walls); None = such
         cameras have no source (their stream reports the error, nothing is served).
+    floor : PrivacyFloor or its dict, optional
+        The deployment's privacy floor (``Settings.privacy_floor()``); every rule a stream
+        gets is raised to it. None = the built-in floor (faces, persons, plates).
     """
+    floor = floor if isinstance(floor, PrivacyFloor) else PrivacyFloor.model_validate(floor or {})
 
     def source_for(camera_id: int) -> object:
         camera = camera_service.get_camera(db, camera_id)
@@ -46,7 +55,7 @@ def hub_bindings(db: Database, sample_video: str | Path | None = None) -> HubBin
         raise SourceError(f"camera {camera_id} has no stream_url")
 
     def rules_for(camera_id: int) -> RedactionRules:
-        return rule_service.rules_for_camera(db, camera_id)
+        return rule_service.rules_for_camera(db, camera_id, floor)
 
     def on_status(camera_id: int, status: str, last_frame: dt.datetime | None) -> None:
         camera_service.set_status(db, camera_id, status, last_frame)
@@ -59,13 +68,16 @@ def hub_bindings(db: Database, sample_video: str | Path | None = None) -> HubBin
     )
 
 
-def hub_bindings_for_url(db_url: str, sample_video: str | None = None) -> HubBindings:
+def hub_bindings_for_url(
+    db_url: str, sample_video: str | None = None, floor: dict | None = None
+) -> HubBindings:
     """Return ``hub_bindings`` on a new ``Database`` for ``db_url`` (a redaction worker's own).
 
-    Picklable by reference (``functools.partial(hub_bindings_for_url, url, video)``), so a
-    web process can hand it to a Ray actor without sending a connection.
+    Picklable by reference (``functools.partial(hub_bindings_for_url, url, video, floor)``,
+    the floor as plain data), so a web process can hand it to a Ray actor without sending a
+    connection; the worker enforces the same privacy floor as the web process.
     """
-    return hub_bindings(Database(db_url), sample_video)
+    return hub_bindings(Database(db_url), sample_video, floor)
 
 
 def portable_db_url(db_url: str) -> str:

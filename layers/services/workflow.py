@@ -113,10 +113,12 @@ def _audit(session: Session, actor: str, role: str, action: str, target: str, de
 def _refuse_second_dispatch(session: Session, row: Incident) -> None:
     """Raise TransitionError if a likely duplicate of ``row`` is already out with a worker."""
     from layers.services.duplicates import candidates_near
+    from layers.services.scope import Scope
 
     out = [
         c for c in candidates_near(session, lon=row.lon, lat=row.lat, category=row.category_code,
-                                   at=row.created_at, exclude_id=row.id)
+                                   at=row.created_at, exclude_id=row.id,
+                                   scope=Scope.ALL)  # the city's safety check, not a listing
         if c["status"] in ("dispatched", "handling", "reported")
     ]  # fmt: skip
     if out:

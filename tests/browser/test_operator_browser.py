@@ -15,6 +15,7 @@ from dashboard.app import create_app
 from dashboard.settings import Settings
 from layers.services import mapdata
 from layers.services.incidents import create_incident
+from layers.services.scope import Scope
 from tests.browser.chromium import make_driver, require_browser
 from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import make_user
@@ -120,7 +121,7 @@ def test_page_draws_every_layer(server, browser):
     assert _view(d)[2] >= 15
     _wait(d, lambda: d.execute_script(LAYER_COUNTS_JS).get("gs-points", 0) > 0, 10,
           "incident points at high zoom")  # fmt: skip
-    k = mapdata.kpis(server["db"], mapdata.parse_filter({"window": "24h"}))
+    k = mapdata.kpis(server["db"], mapdata.parse_filter({"window": "24h"}, scope=Scope.ALL))
     from selenium.webdriver.common.by import By
 
     _wait(d, lambda: d.find_element(By.ID, "operator-kpi-open").text == f"{k['open']:,}", 10,
@@ -221,7 +222,7 @@ def test_click_grid_opens_card_and_drill_down(server, browser):
     ActionChains(d).move_to_element_with_offset(
         m, int(x - w / 2), int(y - h / 2 + 40)
     ).click().perform()
-    code = mapdata.grid_card(server["db"], server["ids"]["grids"][(3, 2)])["code"]
+    code = mapdata.grid_card(server["db"], server["ids"]["grids"][(3, 2)], scope=Scope.ALL)["code"]
     _wait(d, lambda: code in d.find_element(By.ID, "operator-card").text, 5, "grid card")
     assert "****" in d.find_element(By.ID, "operator-card").text  # worker phone masked
     d.find_element(By.CSS_SELECTOR, ".gs-area-label span").click()

@@ -1,5 +1,6 @@
 """The privacy officer draws a mask on a camera's snapshot in headless Chromium, saves the
-rule, and sees the mask burned into the live redacted view.
+rule, and sees the mask burned into the live redacted view. With the two-person rule on, a
+change that lowers protection waits in the console until a second officer approves it there.
 
 The camera's source is a still white image, so the only dark pixels in its frames are the ones
 our mask puts there. The server runs as ``python -m dashboard`` in its own process. Skipped
@@ -8,6 +9,7 @@ only where Chromium/chromedriver is missing and ``CI`` is unset; in CI that fail
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,10 +48,13 @@ def server(tmp_path_factory):
                      lat=25.05, stream_url=str(still)))  # fmt: skip
         user_service.create_user(s, "po-browser", "privacy_officer", "privacy officer pw",
                                  actor="tests")  # fmt: skip
+        user_service.create_user(s, "po-second", "privacy_officer", "second officer pw",
+                                 actor="tests")  # fmt: skip
     port = free_port()
     env = dict(os.environ, GRIDSIGHT_DB_URL=url, GRIDSIGHT_DATA_DIR=str(tmp),
                GRIDSIGHT_PORT=str(port), GRIDSIGHT_SEED_ON_START="false",
-               GRIDSIGHT_SIMULATOR="false", GRIDSIGHT_THREADS="8")  # fmt: skip
+               GRIDSIGHT_SIMULATOR="false", GRIDSIGHT_THREADS="8",
+               GRIDSIGHT_UNMASK_REQUIRES_SECOND_APPROVER="true")  # fmt: skip
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "dashboard"], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
@@ -110,21 +115,35 @@ def _dark_fraction(img, x0, y0, x1, y1) -> float:
     return float((patch.mean(axis=2) < 100).mean())
 
 
-def test_draw_a_mask_and_see_it_on_the_live_view(server, browser):
-    from selenium.webdriver.common.action_chains import ActionChains
+def _sign_in(d, base, name, password):
     from selenium.webdriver.common.by import By
 
-    d, base = browser, server["url"]
+    d.delete_all_cookies()
     d.get(base + "/login?next=/privacy")
-    d.find_element(By.ID, "login-username").send_keys("po-browser")
-    d.find_element(By.ID, "login-password").send_keys("privacy officer pw")
+    d.find_element(By.ID, "login-username").send_keys(name)
+    d.find_element(By.ID, "login-password").send_keys(password)
     d.find_element(By.ID, "login-submit").click()
     _wait(lambda: d.current_url.endswith("/privacy"), 15, "land on /privacy")
+
+
+def _choose_camera(d):
+    from selenium.webdriver.common.by import By
 
     # Dash 4's dropdown is a button that opens a listbox of options
     _wait(lambda: d.find_element(By.ID, "privacy-camera"), 30, "camera dropdown").click()
     _wait(lambda: d.find_element(By.XPATH, "//*[@role='option'][contains(., '翠湖')]"), 15,
           "camera option").click()  # fmt: skip
+
+
+def test_draw_a_mask_and_see_it_on_the_live_view(server, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    d, base = browser, server["url"]
+    _sign_in(d, base, "po-browser", "privacy officer pw")
+    floor = _wait(lambda: d.find_element(By.ID, "privacy-floor").text, 30, "the floor note")
+    assert "privacy floor: faces" in floor
+    _choose_camera(d)
     _wait(lambda: (d.find_element(By.ID, "privacy-live").get_attribute("src") or "").endswith(
         "/video/7.mjpg"), 30, "live view of camera 7")  # fmt: skip
     # before: the frame is plain light grey
@@ -167,3 +186,33 @@ def test_draw_a_mask_and_see_it_on_the_live_view(server, browser):
     with server["db"].session() as s:
         assert audit.search(s, action="rules.save")[0].actor == "po-browser"
         assert audit.search(s, action="video.view.start", actor="po-browser")
+
+
+def test_lowering_waits_for_a_second_officer_in_the_console(server, browser):
+    from selenium.webdriver.common.by import By
+
+    d, base, db = browser, server["url"], server["db"]
+    _sign_in(d, base, "po-browser", "privacy officer pw")
+    _choose_camera(d)
+    _wait(lambda: (d.find_element(By.ID, "privacy-live").get_attribute("src") or "").endswith(
+        "/video/7.mjpg"), 30, "camera 7 loaded")  # fmt: skip
+    d.find_element(By.XPATH, "//*[@id='privacy-method']//label[contains(., 'blur')]").click()
+    d.find_element(By.ID, "privacy-save").click()
+    message = _wait(lambda: d.find_element(By.ID, "privacy-message").text, 30, "save message")
+    assert "awaiting a second privacy officer" in message and "pixelate → blur" in message
+    change = _wait(lambda: d.find_element(By.ID, "privacy-changes-table").text, 15, "pending")
+    assert "po-browser" in change and "pixelate → blur" in change
+    assert rule_service.rules_for_camera(db, 7).method == "pixelate"  # the old rule stays
+
+    _sign_in(d, base, "po-second", "second officer pw")
+    table = _wait(lambda: d.find_element(By.ID, "privacy-changes-table").text, 30, "pending")
+    change_id = next(w for w in table.split() if w.startswith("#"))[1:]
+    d.find_element(By.ID, "privacy-change-id").send_keys(change_id)
+    d.find_element(By.ID, "privacy-change-approve").click()
+    msg = _wait(lambda: d.find_element(By.ID, "privacy-change-message").text, 30, "approval")
+    assert f"approved #{change_id}" in msg, msg
+    assert rule_service.rules_for_camera(db, 7).method == "blur"
+    with db.session() as s:
+        (approved,) = audit.search(s, action="rules.approve")
+        assert approved.actor == "po-second"
+        assert json.loads(approved.detail)["requested_by"] == "po-browser"

@@ -81,3 +81,18 @@ def test_no_5xx_for_hypothesis_incident_bodies(fuzz_app, payload, key):
     doc = r.get_json()
     if r.status_code >= 400:
         assert doc["errors"] and all(e["field"] and e["message"] for e in doc["errors"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/incidents?grid_id=2147483648",
+        "/api/v1/incidents/2147483648",
+        "/open311/v2/requests/2147483648.json",
+        "/open311/v2/requests/99999999999.json",
+    ],
+)
+def test_ids_past_the_database_integer_are_4xx_not_a_database_error(fuzz_app, path):
+    """PostgreSQL INTEGER is 32-bit: grid_id=2**31 once answered 503 from the database."""
+    r = fuzz_app.server.test_client().get(path, headers=fuzz_app.fuzz_headers)
+    assert 400 <= r.status_code < 500, (r.status_code, r.get_data(as_text=True)[:300])

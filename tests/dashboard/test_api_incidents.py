@@ -9,6 +9,7 @@ import pytest
 
 from dashboard.app import create_app
 from dashboard.settings import Settings
+from layers.services.scope import Scope
 from tests.helpers_auth import bearer, csrf_headers, login
 from tests.incident_city import grid_center, new_db
 
@@ -228,24 +229,24 @@ def test_dispatch_page_functions(app, intake):
     first = post(app, intake, body(0, 0, description="near cameras")).get_json()["id"]
     dup = post(app, intake, body(0, 0, description="same again")).get_json()["id"]
     with app.server.test_request_context():
-        rows = {r["id"]: r for r in dispatch.queue_rows(db, lang="en")}
+        rows = {r["id"]: r for r in dispatch.queue_rows(db, lang="en", scope=Scope.ALL)}
         assert rows[first]["sla_state"] == "ok" and rows[first]["sla_hours"] > 0
         assert rows[dup]["duplicate"] and not rows[first]["duplicate"]
-        view = dispatch.detail_view(db, dup, "zh", "dispatcher")
+        view = dispatch.detail_view(db, dup, "zh", "dispatcher", scope=Scope.ALL)
         assert view["merge"][0]["value"] == first
         assert "register" in view["actions"] and "close" not in view["actions"]
         assert view["assignees"] and len(view["map"]) >= 3
-        seen = dispatch.detail_view(db, first, "en", "dispatcher")["info"]
+        seen = dispatch.detail_view(db, first, "en", "dispatcher", scope=Scope.ALL)["info"]
         assert "/video/" in str(seen)  # a camera sees grid (0,0)'s centre
         ok, msg = dispatch.perform_action(
-            db, dup, "merge", actor="d", role="dispatcher", into=first
+            db, dup, "merge", actor="d", role="dispatcher", into=first, scope=Scope.ALL
         )
         assert ok and f"#{dup}" in msg
         ok, msg = dispatch.perform_action(
-            db, dup, "dispatch", actor="d", role="dispatcher", lang="en"
+            db, dup, "dispatch", actor="d", role="dispatcher", lang="en", scope=Scope.ALL
         )
         assert not ok and "Not done" in msg
-        assert dup not in {r["id"] for r in dispatch.queue_rows(db)}
+        assert dup not in {r["id"] for r in dispatch.queue_rows(db, scope=Scope.ALL)}
 
 
 def test_dispatch_queue_totals_are_not_capped_by_the_rows_shown(app, intake, monkeypatch):
@@ -257,8 +258,8 @@ def test_dispatch_queue_totals_are_not_capped_by_the_rows_shown(app, intake, mon
         post(app, intake, body(k, 2, description=f"case {k}"))
     monkeypatch.setattr(dispatch, "QUEUE_LIMIT", 1)
     with app.server.test_request_context():
-        rows = dispatch.queue_rows(db)
-        totals = dispatch.queue_totals(db)
+        rows = dispatch.queue_rows(db, scope=Scope.ALL)
+        totals = dispatch.queue_totals(db, scope=Scope.ALL)
         assert len(rows) == 1 and totals["open"] >= 3
         tiles = str(dispatch.queue_summary(rows, "en", totals))
         assert f"{totals['open']:,}" in tiles
@@ -289,12 +290,22 @@ def test_dispatch_page_pause_and_resume_the_clock(app, intake):
     db = app.server.config["GRIDSIGHT"].db
     iid = post(app, intake, body(4, 1, description="extension asked")).get_json()["id"]
     with app.server.test_request_context():
-        assert "pause" in dispatch.detail_view(db, iid, "en", "dispatcher")["actions"]
-        ok, _ = dispatch.perform_action(db, iid, "pause", actor="d", role="dispatcher")
+        assert (
+            "pause" in dispatch.detail_view(db, iid, "en", "dispatcher", scope=Scope.ALL)["actions"]
+        )
+        ok, _ = dispatch.perform_action(
+            db, iid, "pause", actor="d", role="dispatcher", scope=Scope.ALL
+        )
         assert ok
-        row = {r["id"]: r for r in dispatch.queue_rows(db)}[iid]
+        row = {r["id"]: r for r in dispatch.queue_rows(db, scope=Scope.ALL)}[iid]
         assert row["sla_state"] == "paused"
-        actions = dispatch.detail_view(db, iid, "en", "dispatcher")["actions"]
+        actions = dispatch.detail_view(db, iid, "en", "dispatcher", scope=Scope.ALL)["actions"]
         assert "resume" in actions and "pause" not in actions
-        ok, _ = dispatch.perform_action(db, iid, "resume", actor="d", role="dispatcher")
-        assert ok and {r["id"]: r for r in dispatch.queue_rows(db)}[iid]["sla_state"] == "ok"
+        ok, _ = dispatch.perform_action(
+            db, iid, "resume", actor="d", role="dispatcher", scope=Scope.ALL
+        )
+        assert (
+            ok
+            and {r["id"]: r for r in dispatch.queue_rows(db, scope=Scope.ALL)}[iid]["sla_state"]
+            == "ok"
+        )

@@ -87,18 +87,19 @@ def test_login_logout_round_trip_is_audited(app, client):
     assert audit.verify(_db(app)).ok
 
 
-def test_wrong_password_and_lockout_through_the_form(app, client):
+def test_wrong_passwords_then_the_pair_waits_through_the_form(app, client):
+    """Five wrong passwords from one client: that (account, client) pair gets 429, even with
+    the right password; the account is not locked for anyone else (tests/dashboard/
+    test_auth_throttle.py covers the other limits)."""
     name, pw = make_user(app, "dispatcher")
-    for _ in range(4):
+    for _ in range(5):
         r = login_as(client, name, "wrong password", expect=401)
         assert "用户名或密码错误" in r.get_data(as_text=True)
-    r = login_as(client, name, "wrong password", expect=401)
-    assert "locked" in r.get_data(as_text=True)
-    r = login_as(client, name, pw, expect=401)  # right password, still locked
-    assert "locked" in r.get_data(as_text=True)
-    assert _actions(app, name).count("login.lockout") == 1
+    r = login_as(client, name, pw, expect=429)  # right password, this client waits
+    assert "登录尝试过多" in r.get_data(as_text=True) and int(r.headers["Retry-After"]) > 0
+    assert _actions(app, name).count("login.failed") == 5  # the refused try cost no argon2
     with _db(app).session() as s:
-        assert user_service.get_user(s, name).locked_until is not None
+        assert user_service.get_user(s, name).locked_until is None
 
 
 def test_login_without_csrf_token_is_refused(app, client):
@@ -362,13 +363,21 @@ def test_a_change_through_this_process_is_seen_at_once_despite_the_cache(app, cl
         assert client.get("/_dash-layout").status_code == 200
     with _db(app).session() as s:
         user_service.set_role_and_scopes(s, name, role="dispatcher", actor="admin")
-    page = client.get("/_dash-layout")
-    assert page.status_code == 200
+    assert client.get("/_dash-layout").status_code == 401  # a role change ends the session
+    login_as(client, name, _new_password(app, name))
+    assert client.get("/_dash-layout").status_code == 200
     from dashboard.auth import _principal_cache
 
-    cached = [p for _e, _ep, p in _principal_cache(app.server.config["GRIDSIGHT"]).values()]
-    assert any(p.name == name and p.role == "dispatcher" for p in cached)
-    assert not any(p.name == name and p.role == "operator" for p in cached)
+    epoch = user_service.auth_epoch()
+    cached = [(ep, p) for _e, ep, p in _principal_cache(app.server.config["GRIDSIGHT"]).values()]
+    assert any(p.name == name and p.role == "dispatcher" for ep, p in cached if ep == epoch)
+    assert not any(p.name == name and p.role == "operator" for ep, p in cached if ep == epoch)
     with _db(app).session() as s:
         user_service.revoke_token(s, "qgis3", actor="admin")
     assert token_client.get("/ogc", headers=headers).status_code == 401
+
+
+def _new_password(app, name: str) -> str:
+    with _db(app).session() as s:
+        user_service.set_password(s, name, "a fresh password 1", actor="tests")
+    return "a fresh password 1"

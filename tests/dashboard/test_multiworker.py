@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from layers.db import Database
 from layers.leader import read_holder, sqlite_lock_path
 from layers.models import Incident, IncidentEvent
+from layers.services.audit_key import AuditKey, default_key_path
 from tests import dbs
 from tests.dashboard.operator_city import build_city, cell_center, refresh_body
 from tests.redis_server import RedisServer, free_port
@@ -178,7 +179,9 @@ def cluster(tmp_path_factory, db_backend):
     tmp = tmp_path_factory.mktemp("cluster")
     redis_server = RedisServer(tmp / "redis", persistent=False).start()
     db_url = dbs.db_url(tmp / "gs.sqlite", db_backend)
-    db = Database(db_url)
+    # the servers seal the audit log with the key beside their data folder; writes from here
+    # (users changed while they run) need it too
+    db = Database(db_url, audit_key=AuditKey(default_key_path(tmp)))
     db.migrate()
     ids = build_city(db, incidents=5)
     passwords = {"op": "operator-pw-1234", "gis": "gis-user-pw-1234"}
@@ -474,3 +477,43 @@ def test_background_services_run_in_exactly_one_worker_and_move_when_it_dies(clu
     mark = _last_event(db)
     time.sleep(window)
     assert _simulated_since(db, mark) <= window / SIM_INTERVAL_S + 2  # still only one
+
+
+def test_a_logout_on_one_worker_ends_the_session_on_every_worker(cluster):
+    """The session is revoked in the database: the worker that logged out refuses the copied
+    cookie at once, every other worker once its principal cache's 5 s are over."""
+    from dashboard.auth import PRINCIPAL_RECHECK_S
+
+    port = cluster["port"]
+    first = Worker(port)
+    login(first, "op", cluster["passwords"]["op"])
+    copied = dict(first.jar)
+    workers = each_worker(port, jar=copied)
+    try:
+        for pid, w in workers.items():  # every worker caches the live session
+            status, _h, _ = w.request("GET", "/api/v1/incidents?limit=1")
+            assert status == 200, pid
+        pids = list(workers)
+        w0 = workers[pids[0]]
+        _s, _h, page = w0.request("GET", "/logout")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+        status, _h, _ = w0.request("POST", "/logout", urlencode({"csrf_token": token}),
+                                   {"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+        assert status == 302
+        logged_out = time.monotonic()
+        w0.jar = dict(copied)  # the copied cookie, replayed on the same worker
+        status, _h, _ = w0.request("GET", "/api/v1/incidents?limit=1")
+        assert status == 401, "the worker that logged out still accepts the session"
+        while time.monotonic() - logged_out < PRINCIPAL_RECHECK_S + 0.5:
+            for w in workers.values():  # keep each pinned connection open (keepalive 5 s)
+                w.request("GET", "/healthz")
+            time.sleep(1.0)
+        for pid, w in workers.items():
+            status, _h, _ = w.request("GET", "/api/v1/incidents?limit=1")
+            assert status == 401, f"worker {pid} accepted a logged-out session after 5 s"
+            status, headers, _ = w.request("GET", "/", headers={"Accept": "text/html"})
+            assert status == 302 and headers["Location"].startswith("/login"), pid
+    finally:
+        first.close()
+        for w in workers.values():
+            w.close()

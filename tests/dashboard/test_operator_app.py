@@ -17,6 +17,7 @@ from dashboard.app import create_app
 from dashboard.settings import Settings
 from layers.services import mapdata
 from layers.services.incidents import create_incident
+from layers.services.scope import Scope
 from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import login
 
@@ -68,14 +69,14 @@ def test_refresh_full_then_incremental(app_city):
     db = app.server.config["GRIDSIGHT"].db
     f = {"window": "24h"}
     with app.server.test_request_context():
-        hide, live, feed, cursor, kpis = operator.refresh_payload(f, None, None, "zh")
+        hide, live, feed, cursor, kpis = operator.refresh_payload(f, None, None, "zh", Scope.ALL)
         assert isinstance(hide, Patch)
         full_counts = hide.to_plotly_json()["operations"][0]["params"]["value"]
         assert full_counts == {str(k): v for k, v in
-                               mapdata.grid_counts(db, mapdata.parse_filter(f)).items()}  # fmt: skip
+                               mapdata.grid_counts(db, mapdata.parse_filter(f, scope=Scope.ALL)).items()}  # fmt: skip
         assert live == {"type": "FeatureCollection", "features": []}
         # nothing happened: nothing but the cursor is sent
-        out = operator.refresh_payload(f, cursor, "operator-tick", "zh")
+        out = operator.refresh_payload(f, cursor, "operator-tick", "zh", Scope.ALL)
         assert out[0] is no_update and out[1] is no_update and out[2] is no_update
         assert all(v is no_update for v in out[4])
         # one new incident: one grid count and one feature, as Patch operations
@@ -83,7 +84,7 @@ def test_refresh_full_then_incremental(app_city):
         with db.session() as s:
             inc_id = create_incident(s, {"lon": lon, "lat": lat, "category": "SECURITY"}).id
         hide2, live2, feed2, cursor2, kpis2 = operator.refresh_payload(
-            f, out[3], "operator-tick", "zh"
+            f, out[3], "operator-tick", "zh", Scope.ALL
         )
         ops = hide2.to_plotly_json()["operations"]
         gid = str(ids["grids"][(6, 2)])
@@ -194,14 +195,16 @@ def test_cards_render_in_both_languages(app_city):
     db = app.server.config["GRIDSIGHT"].db
     with app.server.test_request_context():
         for lang in ("zh", "en"):
-            card = operator.grid_card_view(mapdata.grid_card(db, ids["grids"][(0, 0)]), lang)
+            card = operator.grid_card_view(
+                mapdata.grid_card(db, ids["grids"][(0, 0)], scope=Scope.ALL), lang
+            )
             text = json.dumps(card[1].to_plotly_json(), default=str, ensure_ascii=False)
             assert "138****" in text and "13800" not in text.replace("138****", "")
-            cam = operator.camera_card_view(mapdata.camera_card(db, ids["cameras"][0]), lang,
+            cam = operator.camera_card_view(mapdata.camera_card(db, ids["cameras"][0], scope=Scope.ALL), lang,
                                             video=True)  # fmt: skip
             assert cam[-1].src == f"/video/{ids['cameras'][0]}.mjpg"
             meta_only = operator.camera_card_view(
-                mapdata.camera_card(db, ids["cameras"][0]), lang, video=False
+                mapdata.camera_card(db, ids["cameras"][0], scope=Scope.ALL), lang, video=False
             )
             assert meta_only[-1].className == "gs-muted"
 

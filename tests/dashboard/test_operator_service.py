@@ -12,6 +12,7 @@ from layers.db import Database
 from layers.models import Incident
 from layers.services import mapdata
 from layers.services.incidents import create_incident
+from layers.services.scope import Scope
 from tests.dashboard.operator_city import (
     COLS,
     NOW,
@@ -57,11 +58,13 @@ def fresh_city(db_backend, tmp_path):
 )
 def test_bad_filter_names_the_field(data, field):
     with pytest.raises(mapdata.MapFilterError, match=f"^{field}"):
-        mapdata.parse_filter(data)
+        mapdata.parse_filter(data, scope=Scope.ALL)
 
 
 def test_custom_end_date_includes_the_whole_day():
-    f = mapdata.parse_filter({"window": "custom", "start": "2026-11-01", "end": "2026-11-01"})
+    f = mapdata.parse_filter(
+        {"window": "custom", "start": "2026-11-01", "end": "2026-11-01"}, scope=Scope.ALL
+    )
     start, end = f.time_range(NOW)
     assert end - start == dt.timedelta(days=1)
     assert start == dt.datetime(2026, 10, 31, 16, tzinfo=dt.UTC)  # 00:00 China time
@@ -71,14 +74,14 @@ def test_custom_end_date_includes_the_whole_day():
 def test_grid_counts_match_python_oracle(city, window):
     db, _ = city
     now = dt.datetime.now(dt.UTC)
-    f = mapdata.parse_filter({"window": window})
+    f = mapdata.parse_filter({"window": window}, scope=Scope.ALL)
     expected = open_grid_counts(db, now - mapdata.WINDOWS[window])
     assert mapdata.grid_counts(db, f, now) == expected
 
 
 def test_grid_counts_for_some_grids_include_zeros(city):
     db, ids = city
-    f = mapdata.parse_filter({"window": "7d"})
+    f = mapdata.parse_filter({"window": "7d"}, scope=Scope.ALL)
     full = mapdata.grid_counts(db, f)
     empty = next(g for g in ids["grids"].values() if g not in full)
     busy = next(iter(full))
@@ -88,14 +91,14 @@ def test_grid_counts_for_some_grids_include_zeros(city):
 
 def test_district_and_category_filters(city):
     db, ids = city
-    full = mapdata.grid_counts(db, mapdata.parse_filter({"window": "7d"}))
+    full = mapdata.grid_counts(db, mapdata.parse_filter({"window": "7d"}, scope=Scope.ALL))
     left = {g for (col, _row), g in ids["grids"].items() if col < COLS // 2}
     dist = mapdata.grid_counts(
-        db, mapdata.parse_filter({"window": "7d", "area_id": ids["districts"][0]})
+        db, mapdata.parse_filter({"window": "7d", "area_id": ids["districts"][0]}, scope=Scope.ALL)
     )
     assert dist == {g: n for g, n in full.items() if g in left}
     env = mapdata.grid_counts(
-        db, mapdata.parse_filter({"window": "7d", "categories": ["SECURITY"]})
+        db, mapdata.parse_filter({"window": "7d", "categories": ["SECURITY"]}, scope=Scope.ALL)
     )
     with db.session() as s:
         rows = s.execute(
@@ -109,7 +112,7 @@ def test_district_and_category_filters(city):
 def test_playback_counts_open_at_that_instant(city):
     db, _ = city
     now = dt.datetime.now(dt.UTC)
-    f = mapdata.parse_filter({"window": "7d", "playback": 0.5})
+    f = mapdata.parse_filter({"window": "7d", "playback": 0.5}, scope=Scope.ALL)
     t = f.instant(now)
     with db.session() as s:
         rows = s.execute(select(Incident)).scalars().all()
@@ -185,7 +188,7 @@ def test_shared_grid_counts_equal_a_fresh_count_and_are_reused(fresh_city, monke
     from layers.models import IncidentEvent
 
     db, ids = fresh_city
-    f = mapdata.parse_filter({"window": "24h"})
+    f = mapdata.parse_filter({"window": "24h"}, scope=Scope.ALL)
     cursor = mapdata.last_event_id(db)
     lon, lat = cell_center(2, 2)
     with db.session() as s:
@@ -257,18 +260,22 @@ def test_new_incidents_after_id_respect_filter(fresh_city):
         for col, cat in ((0, "ENV"), (7, "SECURITY")):
             lon, lat = cell_center(col, 0)
             create_incident(s, {"lon": lon, "lat": lat, "category": cat})
-    feats = mapdata.new_incidents(db, last)
+    feats = mapdata.new_incidents(db, last, mapdata.parse_filter(None, Scope.ALL))
     assert [f["properties"]["cat"] for f in feats] == ["ENV", "SECURITY"]
-    only_env = mapdata.new_incidents(db, last, mapdata.parse_filter({"categories": ["ENV"]}))
+    only_env = mapdata.new_incidents(
+        db, last, mapdata.parse_filter({"categories": ["ENV"]}, scope=Scope.ALL)
+    )
     assert [f["properties"]["cat"] for f in only_env] == ["ENV"]
-    left = mapdata.new_incidents(db, last, mapdata.parse_filter({"area_id": ids["districts"][0]}))
+    left = mapdata.new_incidents(
+        db, last, mapdata.parse_filter({"area_id": ids["districts"][0]}, scope=Scope.ALL)
+    )
     assert len(left) == 1 and left[0]["geometry"]["coordinates"][0] < cell_center(4, 0)[0]
 
 
 def test_kpis_against_manual_count(city):
     db, _ = city
     now = dt.datetime.now(dt.UTC)
-    k = mapdata.kpis(db, mapdata.parse_filter({"window": "7d"}), now)
+    k = mapdata.kpis(db, mapdata.parse_filter({"window": "7d"}, scope=Scope.ALL), now)
     with db.session() as s:
         rows = s.execute(select(Incident)).scalars().all()
     open_ = [r for r in rows if r.status != "closed"]
@@ -285,7 +292,7 @@ def test_kpis_against_manual_count(city):
 
 def test_trend_and_hotspots(city):
     db, _ = city
-    f = mapdata.parse_filter({"window": "7d"})
+    f = mapdata.parse_filter({"window": "7d"}, scope=Scope.ALL)
     tr = mapdata.trend(db, f, buckets=7)
     total = sum(sum(v) for v in tr["series"].values())
     with db.session() as s:
@@ -299,19 +306,19 @@ def test_trend_and_hotspots(city):
 
 def test_locate_click_camera_then_grid(city):
     db, ids = city
-    card = mapdata.camera_card(db, ids["cameras"][5])
-    hit = mapdata.locate_click(db, card["lon"], card["lat"], 18)
+    card = mapdata.camera_card(db, ids["cameras"][5], scope=Scope.ALL)
+    hit = mapdata.locate_click(db, card["lon"], card["lat"], 18, scope=Scope.ALL)
     assert hit["camera"] == ids["cameras"][5]
     lon, lat = cell_center(2, 1)
     # zoomed out, or with cameras hidden, the same kind of click selects the grid
-    hit = mapdata.locate_click(db, lon, lat, 12, cameras=False)
+    hit = mapdata.locate_click(db, lon, lat, 12, cameras=False, scope=Scope.ALL)
     assert hit == {"camera": None, "grid": ids["grids"][(2, 1)]}
-    assert mapdata.locate_click(db, 0.0, 0.0, 12)["grid"] is None
+    assert mapdata.locate_click(db, 0.0, 0.0, 12, scope=Scope.ALL)["grid"] is None
 
 
 def test_grid_card_masks_the_worker_phone(city):
     db, ids = city
-    card = mapdata.grid_card(db, ids["grids"][(1, 1)])
+    card = mapdata.grid_card(db, ids["grids"][(1, 1)], scope=Scope.ALL)
     assert card["code"].startswith("5301") and len(card["code"]) == 14
     phones = [w["phone"] for w in card["workers"]]
     assert phones and all("****" in p for p in phones)
@@ -320,18 +327,18 @@ def test_grid_card_masks_the_worker_phone(city):
 
 def test_camera_card_has_no_stream_url(city):
     db, ids = city
-    card = mapdata.camera_card(db, ids["cameras"][0])
+    card = mapdata.camera_card(db, ids["cameras"][0], scope=Scope.ALL)
     assert "stream_url" not in card and len(card["gb_id"]) == 20
 
 
 def test_area_labels_drill_down(city):
     db, ids = city
-    top = mapdata.area_labels(db, None)
+    top = mapdata.area_labels(db, None, scope=Scope.ALL)
     assert {f["id"] for f in top["features"]} == set(ids["districts"])
-    streets = mapdata.area_labels(db, ids["districts"][1])
+    streets = mapdata.area_labels(db, ids["districts"][1], scope=Scope.ALL)
     assert {f["id"] for f in streets["features"]} == set(ids["streets"][2:])
-    assert mapdata.area_labels(db, ids["communities"][0])["features"] == []
-    path = mapdata.area_path(db, ids["communities"][-1])
+    assert mapdata.area_labels(db, ids["communities"][0], scope=Scope.ALL)["features"] == []
+    path = mapdata.area_path(db, ids["communities"][-1], scope=Scope.ALL)
     assert [p["level"] for p in path] == ["district", "street", "community"]
 
 
@@ -349,7 +356,7 @@ def test_density_peak_and_orientation():
 
 def test_camera_cones_in_view(city):
     db, _ = city
-    fc = mapdata.camera_cones(db, mapdata.city_bounds(db))
+    fc = mapdata.camera_cones(db, mapdata.city_bounds(db), scope=Scope.ALL)
     assert len(fc["features"]) == 40
     assert all(f["geometry"]["type"] == "Polygon" for f in fc["features"])
 
@@ -363,7 +370,7 @@ def test_live_counts_follow_transitions(fresh_city):
     from layers.models import IncidentEvent
 
     db, ids = fresh_city
-    f = mapdata.parse_filter({"categories": ["DISPUTE"]})
+    f = mapdata.parse_filter({"categories": ["DISPUTE"]}, scope=Scope.ALL)
     base = mapdata.live_counts(db, f)
     cursor = mapdata.last_event_id(db)
     lon, lat = cell_center(4, 1)

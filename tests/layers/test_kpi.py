@@ -12,6 +12,7 @@ from sqlalchemy import insert
 
 from layers.models import Incident, IncidentEvent
 from layers.services import ServiceError, kpi
+from layers.services.scope import Scope
 from tests.incident_city import grid_center, new_db
 
 CST = dt.timezone(dt.timedelta(hours=8))
@@ -61,7 +62,9 @@ def month(db_backend, tmp_path_factory):
 
 def test_city_month_matches_the_published_rates(month):
     with month.session() as s:
-        (row,) = kpi.compute_kpis(s, NOV, DEC + dt.timedelta(days=2), group_by="city")
+        (row,) = kpi.compute_kpis(
+            s, NOV, DEC + dt.timedelta(days=2), group_by="city", scope=Scope.ALL
+        )
     assert (row["due"], row["closed"], row["closed_on_time"]) == (972, 911, 737)
     assert row["closure_rate"] == 93.72
     assert row["on_time_closure_rate"] == 75.82
@@ -77,17 +80,23 @@ def test_city_month_matches_the_published_rates(month):
 def test_groups_add_up_to_the_city(month):
     with month.session() as s:
         for group in ("district", "street", "grid", "category"):
-            rows = kpi.compute_kpis(s, NOV, DEC + dt.timedelta(days=2), group_by=group)
+            rows = kpi.compute_kpis(
+                s, NOV, DEC + dt.timedelta(days=2), group_by=group, scope=Scope.ALL
+            )
             assert sum(r["due"] for r in rows) == 972, group
             assert sum(r["closed_on_time"] for r in rows) == 737, group
-        districts = kpi.compute_kpis(s, NOV, DEC + dt.timedelta(days=2), group_by="district")
+        districts = kpi.compute_kpis(
+            s, NOV, DEC + dt.timedelta(days=2), group_by="district", scope=Scope.ALL
+        )
     assert {r["key"] for r in districts} == {"530102", "530103"}
     assert all(r["name"].startswith("区") for r in districts)
 
 
 def test_period_split_and_percent_rounding(month):
     with month.session() as s:
-        days = kpi.compute_kpis(s, NOV, DEC + dt.timedelta(days=2), group_by="city", period="day")
+        days = kpi.compute_kpis(
+            s, NOV, DEC + dt.timedelta(days=2), group_by="city", period="day", scope=Scope.ALL
+        )
     assert len({r["period"] for r in days}) > 20
     assert sum(r["due"] for r in days) == 972
     assert kpi.percent(1, 8) == 12.5 and kpi.percent(1, 3) == 33.33 and kpi.percent(2, 3) == 66.67
@@ -97,7 +106,9 @@ def test_period_split_and_percent_rounding(month):
 
 def test_csv_and_xlsx_exports(month):
     with month.session() as s:
-        rows = kpi.compute_kpis(s, NOV, DEC + dt.timedelta(days=2), group_by="district")
+        rows = kpi.compute_kpis(
+            s, NOV, DEC + dt.timedelta(days=2), group_by="district", scope=Scope.ALL
+        )
     text = kpi.to_csv(rows, "zh").decode("utf-8-sig")
     table = list(csv.reader(io.StringIO(text)))
     assert table[0][6] == "结案率(%)" and len(table) == 1 + len(rows)
@@ -110,8 +121,8 @@ def test_csv_and_xlsx_exports(month):
 def test_bad_arguments_name_the_field(month):
     with month.session() as s:
         with pytest.raises(ServiceError, match="group_by"):
-            kpi.compute_kpis(s, NOV, DEC, group_by="planet")
+            kpi.compute_kpis(s, NOV, DEC, group_by="planet", scope=Scope.ALL)
         with pytest.raises(ServiceError, match="end"):
-            kpi.compute_kpis(s, DEC, NOV)
+            kpi.compute_kpis(s, DEC, NOV, scope=Scope.ALL)
         with pytest.raises(ServiceError, match="timezone"):
-            kpi.compute_kpis(s, NOV.replace(tzinfo=None), DEC)
+            kpi.compute_kpis(s, NOV.replace(tzinfo=None), DEC, scope=Scope.ALL)

@@ -24,6 +24,7 @@ from layers.services import (
     responders,
     to_geojson,
 )
+from layers.services.scope import Scope
 from tests.dbs import db_url
 
 # An L-shaped community: its bbox covers (102.65..102.70, 25.00..25.05) but the shape does not.
@@ -93,28 +94,32 @@ def db(db_backend, tmp_path):
 
 # --- areas ------------------------------------------------------------------------------
 def test_areas_read_gdf_levels_and_parents(db):
-    gdf = areas.read_gdf(db)
+    gdf = areas.read_gdf(db, scope=Scope.ALL)
     assert isinstance(gdf, gpd.GeoDataFrame) and gdf.crs.to_epsg() == 4326
     assert list(gdf.level) == ["city", "district", "district", "street", "street",
                                "community", "community"]  # fmt: skip
-    d = areas.read_gdf(db, level="district")
+    d = areas.read_gdf(db, level="district", scope=Scope.ALL)
     assert list(d.code) == ["530102", "530103"]
     assert set(d.parent_code) == {"530100"}
-    assert list(areas.read_gdf(db, parent_code="530102").code) == ["530102001"]
-    assert list(areas.read_gdf(db, level=["street", "community"], codes=["530103001"]).code) == [
-        "530103001"
-    ]
+    assert list(areas.read_gdf(db, parent_code="530102", scope=Scope.ALL).code) == ["530102001"]
+    assert list(
+        areas.read_gdf(db, level=["street", "community"], codes=["530103001"], scope=Scope.ALL).code
+    ) == ["530103001"]
     with pytest.raises(ServiceError, match="level: 'county'"):
-        areas.read_gdf(db, level="county")
+        areas.read_gdf(db, level="county", scope=Scope.ALL)
 
 
 def test_bbox_uses_index_then_exact_intersects(db):
     window = (102.66, 25.01, 102.69, 25.04)  # inside the L's bbox, outside the L itself
-    got = areas.read_gdf(db, level="community", bbox=window)
+    got = areas.read_gdf(db, level="community", bbox=window, scope=Scope.ALL)
     assert list(got.code) == []
-    got = areas.read_gdf(db, level="community", bbox=(102.61, 25.01, 102.69, 25.04))
+    got = areas.read_gdf(
+        db, level="community", bbox=(102.61, 25.01, 102.69, 25.04), scope=Scope.ALL
+    )
     assert list(got.code) == ["530102001001"]
-    assert list(grids.read_gdf(db, bbox=(102.71, 24.96, 102.72, 24.97)).code) == ["53010300100101"]
+    assert list(grids.read_gdf(db, bbox=(102.71, 24.96, 102.72, 24.97), scope=Scope.ALL).code) == [
+        "53010300100101"
+    ]
     with pytest.raises(ServiceError, match="bbox"):
         check_bbox((1, 2, 0, 3))
     with pytest.raises(ServiceError, match="bbox"):
@@ -130,14 +135,14 @@ def test_city_outline_and_counts(db):
 
 
 def test_to_geojson_is_plain_json(db, tmp_path):
-    fc = to_geojson(cameras.read_gdf(db))
+    fc = to_geojson(cameras.read_gdf(db, scope=Scope.ALL))
     text = json.dumps(fc, ensure_ascii=False)
     assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 3
     first = next(f for f in fc["features"] if f["properties"]["name"] == "翠湖北门")
     assert first["geometry"] == {"type": "Point", "coordinates": [102.62, 24.97]}
     assert first["properties"]["last_seen"] is None and first["properties"]["cls"] == 1
     assert "hunter2" not in text
-    projected = grids.read_gdf(db).to_crs(32648)
+    projected = grids.read_gdf(db, scope=Scope.ALL).to_crs(32648)
     back = to_geojson(projected)["features"][0]["geometry"]["coordinates"][0][0]
     assert back[0] == pytest.approx(102.65, abs=1e-9) or back[0] == pytest.approx(102.60, abs=1e-9)
     with pytest.raises(ServiceError, match="no CRS"):
@@ -146,10 +151,12 @@ def test_to_geojson_is_plain_json(db, tmp_path):
 
 # --- grids ------------------------------------------------------------------------------
 def test_grids_read_and_get(db):
-    gdf = grids.read_gdf(db)
+    gdf = grids.read_gdf(db, scope=Scope.ALL)
     assert list(gdf.code) == ["53010200100101", "53010300100101"]
     assert list(gdf.community_name) == ["翠湖社区", "金碧社区"]
-    assert list(grids.read_gdf(db, community_code="530103001001").code) == ["53010300100101"]
+    assert list(grids.read_gdf(db, community_code="530103001001", scope=Scope.ALL).code) == [
+        "53010300100101"
+    ]
     g = grids.get_grid(db, "53010200100101")
     assert grids.get_grid(db, g.id).code == g.code
     with pytest.raises(NotFoundError):
@@ -179,25 +186,29 @@ def test_public_dict_never_contains_the_stream_credentials(db):
     assert "hunter2" not in json.dumps(public, default=str)  # ... never displayed
     assert "admin" not in public["stream_url"] and "10.1.2.3:554" in public["stream_url"]
     assert public["cls_name"] == "一类"
-    for row in cameras.list_cameras(db):
+    for row in cameras.list_cameras(db, scope=Scope.ALL):
         assert "hunter2" not in row["stream_url"]
-    assert "hunter2" not in "".join(cameras.read_gdf(db).stream_url)
+    assert "hunter2" not in "".join(cameras.read_gdf(db, scope=Scope.ALL).stream_url)
 
 
 def test_cameras_filters_and_counts(db):
-    assert list(cameras.read_gdf(db, cls=1).gb_id) == ["53010200001320000001"]
-    assert len(cameras.read_gdf(db, status=["online", "offline"])) == 2
-    assert list(cameras.read_gdf(db, bbox=(102.7, 24.9, 102.8, 25.1)).name) == ["金碧路"]
+    assert list(cameras.read_gdf(db, cls=1, scope=Scope.ALL).gb_id) == ["53010200001320000001"]
+    assert len(cameras.read_gdf(db, status=["online", "offline"], scope=Scope.ALL)) == 2
+    assert list(cameras.read_gdf(db, bbox=(102.7, 24.9, 102.8, 25.1), scope=Scope.ALL).name) == [
+        "金碧路"
+    ]
     g2 = grids.get_grid(db, "53010300100101")
-    assert [c["grid_code"] for c in cameras.list_cameras(db, grid_id=g2.id)] == [g2.code]
-    assert cameras.counts(db) == {
+    assert [c["grid_code"] for c in cameras.list_cameras(db, grid_id=g2.id, scope=Scope.ALL)] == [
+        g2.code
+    ]
+    assert cameras.counts(db, scope=Scope.ALL) == {
         "by_class": {1: 1, 2: 1, 3: 1},
-        "by_status": {"online": 1, "offline": 1, "stale": 0, "unknown": 1},
+        "by_status": {"online": 1, "offline": 1, "stale": 0, "stalled": 0, "unknown": 1},
         "total": 3,
     }
     assert cameras.counts_by_class_status(db)[(3, "unknown")] == 1
     with pytest.raises(ServiceError, match="status"):
-        cameras.read_gdf(db, status="broken")
+        cameras.read_gdf(db, status="broken", scope=Scope.ALL)
 
 
 def test_set_status_validates_and_writes_back(db):
@@ -207,7 +218,7 @@ def test_set_status_validates_and_writes_back(db):
     again = cameras.get_camera(db, cam.id)
     assert again.status == "stale" and again.last_seen == seen
     assert again.last_seen.tzinfo is not None
-    feature = to_geojson(cameras.read_gdf(db, status="stale"))["features"][0]
+    feature = to_geojson(cameras.read_gdf(db, status="stale", scope=Scope.ALL))["features"][0]
     assert feature["properties"]["last_seen"] == "2026-11-23T08:30:00+00:00"
     cameras.set_status(db, cam.id, "online")  # last_seen kept when not given
     assert cameras.get_camera(db, cam.id).last_seen == seen
@@ -225,50 +236,59 @@ def test_set_status_validates_and_writes_back(db):
 
 # --- centers ----------------------------------------------------------------------------
 def test_centers(db):
-    gdf = centers.read_gdf(db)
+    gdf = centers.read_gdf(db, scope=Scope.ALL)
     assert list(gdf.level) == ["county", "township"]
     assert list(gdf.area_code) == ["530102", "530102001"]
     assert gdf.geometry.iloc[0].equals(Point(102.66, 25.01))
-    assert list(centers.read_gdf(db, level="township").name) == ["华山街道综治中心"]
-    assert list(centers.read_gdf(db, area_code="530102").name) == ["五华区综治中心"]
-    assert centers.read_gdf(db, bbox=(102.7, 24.9, 102.8, 25.1)).empty
+    assert list(centers.read_gdf(db, level="township", scope=Scope.ALL).name) == [
+        "华山街道综治中心"
+    ]
+    assert list(centers.read_gdf(db, area_code="530102", scope=Scope.ALL).name) == [
+        "五华区综治中心"
+    ]
+    assert centers.read_gdf(db, bbox=(102.7, 24.9, 102.8, 25.1), scope=Scope.ALL).empty
     assert centers.counts_by_level(db) == {"city": 0, "county": 1, "township": 1, "village": 0}
     with pytest.raises(ServiceError, match="level"):
-        centers.list_centers(db, level="province")
+        centers.list_centers(db, level="province", scope=Scope.ALL)
 
 
 # --- responders -------------------------------------------------------------------------
 def test_responders_positions_and_masking(db):
-    rows = {r["name"]: r for r in responders.list_responders(db)}
+    rows = {r["name"]: r for r in responders.list_responders(db, scope=Scope.ALL)}
     assert rows["张三"]["phone"] == "138****5678"
     # no own position: the grid's representative point, or the center's location
     assert box(102.70, 24.95, 102.80, 25.05).contains(
         Point(rows["王五"]["lon"], rows["王五"]["lat"])
     )
     assert (rows["赵六"]["lon"], rows["赵六"]["lat"]) == (102.66, 25.01)
-    assert len(responders.read_gdf(db, kind="grid_worker")) == 3
+    assert len(responders.read_gdf(db, kind="grid_worker", scope=Scope.ALL)) == 3
     with pytest.raises(ServiceError, match="kind"):
-        responders.list_responders(db, kind="boss")
+        responders.list_responders(db, kind="boss", scope=Scope.ALL)
 
 
 def test_available_near_orders_by_distance_and_skips_unavailable(db):
-    near = responders.available_near(db, 102.611, 24.961, n=2)
+    near = responders.available_near(db, 102.611, 24.961, n=2, scope=Scope.ALL)
     assert [r["name"] for r in near] == ["张三", "赵六"]
     assert near[0]["distance_m"] < near[1]["distance_m"]
     assert near[0]["distance_m"] == pytest.approx(
         float(haversine_m(102.611, 24.961, 102.61, 24.96)), rel=1e-9
     )
-    assert "李四" not in [r["name"] for r in responders.available_near(db, 102.62, 24.97, 10)]
-    assert len(responders.available_near(db, 102.62, 24.97, 10)) == 3
+    assert "李四" not in [
+        r["name"] for r in responders.available_near(db, 102.62, 24.97, 10, scope=Scope.ALL)
+    ]
+    assert len(responders.available_near(db, 102.62, 24.97, 10, scope=Scope.ALL)) == 3
     assert [
-        r["name"] for r in responders.available_near(db, 102.62, 24.97, 5, kind="center_staff")
+        r["name"]
+        for r in responders.available_near(
+            db, 102.62, 24.97, 5, kind="center_staff", scope=Scope.ALL
+        )
     ] == ["赵六"]
     with pytest.raises(ServiceError, match="lon/lat"):
-        responders.available_near(db, 200, 24.97, 3)
+        responders.available_near(db, 200, 24.97, 3, scope=Scope.ALL)
     with pytest.raises(ServiceError, match="n:"):
-        responders.available_near(db, 102.6, 24.97, 0)
+        responders.available_near(db, 102.6, 24.97, 0, scope=Scope.ALL)
     responders.set_available(db, near[0]["id"], False)
-    assert responders.available_near(db, 102.611, 24.961, 1)[0]["name"] != "张三"
+    assert responders.available_near(db, 102.611, 24.961, 1, scope=Scope.ALL)[0]["name"] != "张三"
 
 
 def test_haversine_known_distance():

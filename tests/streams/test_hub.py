@@ -150,7 +150,7 @@ def test_file_source_shared_by_viewers(vtest_path):
             3,
         )
         assert statuses[0][:2] == (7, "online") and statuses[0][2] is not None
-        assert hub.snapshot(7)[:2] == b"\xff\xd8"
+        assert hub.snapshot(7).jpeg[:2] == b"\xff\xd8"
     finally:
         hub.close()
 

@@ -34,9 +34,15 @@ from layers.services import cameras as camera_service
 from layers.services import rules as rule_service
 from layers.services import video as video_service
 from streams import cluster
+from streams.floor import PrivacyFloor
 from streams.hub import HubSettings
 from streams.rules import RuleScope
 from tests.streams.conftest import lfw_face_canvas
+
+# These tests watch the first frames of each stream; a persons detector (MOG2) would make them
+# fully pixelated while it warms up, so this deployment's privacy floor is faces and plates.
+TEST_FLOOR = PrivacyFloor(targets={"faces", "plates"})
+FLOOR = sorted(TEST_FLOOR.targets)
 
 pytestmark = pytest.mark.shared
 
@@ -124,8 +130,9 @@ def city_db(tmp_path_factory, face_video):
     rule_service.save_rule(
         db,
         RuleScope(kind="default"),
-        {"masks": [{"points": BOTTOM_LEFT}], "fill_color": [0, 0, 0]},
+        {"targets": FLOOR, "masks": [{"points": BOTTOM_LEFT}], "fill_color": [0, 0, 0]},
         created_by="tests",
+        floor=TEST_FLOOR,
     )
     yield db
     db.dispose()
@@ -135,10 +142,13 @@ def city_db(tmp_path_factory, face_video):
 def pool(ray_address, city_db):
     """Return the module's pool of 2 redaction workers (own namespace; killed at the end)."""
     db_url = video_service.portable_db_url(city_db.url)
+    floor = TEST_FLOOR  # the create_app test below sets the same floor (it shares the workers)
     pool = cluster.RedactionCluster(
         ray_address,
-        functools.partial(video_service.hub_bindings_for_url, db_url, None),
-        deployment_key=cluster.deployment_key(db_url, None),
+        functools.partial(
+            video_service.hub_bindings_for_url, db_url, None, floor.model_dump(mode="json")
+        ),
+        deployment_key=cluster.deployment_key(db_url, None, floor.fingerprint()),
         workers=2,
         namespace=f"test-{uuid.uuid4().hex[:8]}",
         hub_settings=HUB,
@@ -387,10 +397,14 @@ def test_two_web_processes_watching_one_camera_share_one_pipeline(
         import cv2, numpy as np
         from layers.services import video as video_service
         from streams import cluster
+        from streams.floor import PrivacyFloor
         address, namespace, db_url = sys.argv[1:4]
+        floor = PrivacyFloor(targets={"faces", "plates"})  # the module's TEST_FLOOR
         pool = cluster.RedactionCluster(
-            address, functools.partial(video_service.hub_bindings_for_url, db_url, None),
-            deployment_key=cluster.deployment_key(db_url, None), workers=2, namespace=namespace)
+            address, functools.partial(video_service.hub_bindings_for_url, db_url, None,
+                                       floor.model_dump(mode="json")),
+            deployment_key=cluster.deployment_key(db_url, None, floor.fingerprint()),
+            workers=2, namespace=namespace)
         relay = cluster.RayStreamRelay(pool)
         dark, n, seq = [], 0, 0
         with relay.subscribe(2) as wait:
@@ -462,8 +476,9 @@ def test_rule_change_reaches_the_running_worker_stream(relay, pool, city_db):
         rule_service.save_rule(
             city_db,
             RuleScope(kind="camera", value="3"),
-            {"masks": [{"points": FULL}], "fill_color": [0, 0, 0]},
+            {"targets": FLOOR, "masks": [{"points": FULL}], "fill_color": [0, 0, 0]},
             created_by="tests",
+            floor=TEST_FLOOR,
         )
         t0 = time.monotonic()
         while True:
@@ -542,6 +557,7 @@ def test_unmask_watermark_is_made_only_for_the_requested_grant(relay, pool, city
         city_db,
         RuleScope(kind="camera", value="6"),
         {
+            "targets": FLOOR,
             "masks": [
                 {"points": BOTTOM_LEFT, "permanent": False},  # lifted by a grant
                 {"points": TOP_LEFT, "permanent": True},  # never lifted
@@ -549,6 +565,7 @@ def test_unmask_watermark_is_made_only_for_the_requested_grant(relay, pool, city
             "fill_color": [0, 0, 0],
         },
         created_by="tests",
+        floor=TEST_FLOOR,
     )
     mark = "UNMASKED alice 2026-12-01T08:00Z grant#41"
     with relay.subscribe(6) as red:
@@ -585,6 +602,7 @@ def test_video_routes_through_create_app_in_cluster_mode(ray_address, pool, city
     settings = Settings(
         db_url=city_db.url, data_dir=tmp_path, seed_on_start=False, simulator=False,
         ray_address=ray_address, ray_workers=2, ray_namespace=pool.namespace,
+        privacy_floor_targets=FLOOR,
     )  # fmt: skip
     app = create_app(settings, start_background=False)
     hub = app.server.config["GRIDSIGHT"].services["stream_hub"]
@@ -594,17 +612,18 @@ def test_video_routes_through_create_app_in_cluster_mode(ray_address, pool, city
         login(client, app, "operator")
         r = client.get("/video/7.jpg?wait=15")
         assert r.status_code == 200 and r.mimetype == "image/jpeg"
-        assert r.headers["X-Redacted"] == "true"
+        assert r.headers["X-Redacted"] == "faces,plates,masks"  # what the worker applied
         img = decode(r.data)
         assert img.shape == (H, W, 3) and not is_placeholder(img)
         assert bottom_left(img).max() < 40
         r = client.get("/video/7.mjpg", buffered=False)
-        assert r.status_code == 200 and r.headers["X-Redacted"] == "true"
-        chunks = iter(r.response)
+        assert r.status_code == 200
+        parts = (c for c in r.response if c != b"\r\n")
         for _ in range(3):
-            head, body = next(chunks).split(b"\r\n\r\n", 1)
+            head, body = next(parts).split(b"\r\n\r\n", 1)
             assert head.startswith(b"--gridsightframe")
-            assert bottom_left(decode(body[:-2])).max() < 40
+            assert b"X-Redacted: faces,plates,masks" in head
+            assert bottom_left(decode(body)).max() < 40
         r.close()
         index, info = pool.streams_info()[7]
         assert index == cluster.worker_index(7, 2) and info["started"] == 1

@@ -108,6 +108,8 @@ class Recorder:
 
     def __init__(self, hub: StreamHub, camera_id: int) -> None:
         self.frames: list[tuple[float, np.ndarray]] = []
+        self.placeholders: list[float] = []  # when a placeholder (no camera pixel) came
+        self.markers: set[str] = set()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, args=(hub, camera_id), daemon=True)
         self._t.start()
@@ -119,6 +121,10 @@ class Recorder:
                 got = wait(seq, 0.5)
                 if got:
                     seq = got[0]
+                    if got.placeholder:
+                        self.placeholders.append(time.monotonic())
+                        continue
+                    self.markers.add(got.marker)
                     img = cv2.imdecode(np.frombuffer(got[1], np.uint8), cv2.IMREAD_COLOR)
                     self.frames.append((time.monotonic(), img))
 
@@ -184,8 +190,10 @@ def test_killed_server_goes_offline_and_recovers_at_new_resolution(
         t_kill = time.monotonic()
         t_off = wait_for(lambda: statuses[-1][1] == "offline", 10, "offline after kill")
         offline_after = t_off - t_kill
-        # responsive while the source is down: the last redacted frame is still served
-        assert hub.snapshot(1, timeout=1) is not None
+        # while the camera is down viewers get the placeholder, not the last frame repeated
+        wait_for(lambda: any(t > t_kill for t in rec.placeholders), 10, "the placeholder")
+        snap = hub.snapshot(1, timeout=1)
+        assert snap is not None and snap.placeholder
 
         n_before = len(rec.frames)
         servers(vtest_path, port, "--size", "320x240")
@@ -198,17 +206,19 @@ def test_killed_server_goes_offline_and_recovers_at_new_resolution(
         hub.close()
     print(f"offline {offline_after:.1f} s after the kill; counters {stream.stats()}")
     assert_never_raw(rec.frames, source_thumbs)
+    assert rec.markers == {"faces,masks"}
     assert stream.counters["connects"] >= 2
     assert PASSWORD not in caplog.text
     assert PASSWORD not in stream.last_error and PASSWORD not in stream.display_url
 
 
 def test_resolution_change_mid_stream_and_slow_source(servers, vtest_path, source_thumbs):
+    """4:3 then 16:9 in one RTSP session: served at 16:9 (not squashed), counted as an event."""
     port = free_port()
     url = f"rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/cam"
     # 0.25 s per frame: 4 fps delivered while the stream is timed for 10 fps
     servers(vtest_path, port, "--size", "640x480", "--switch-after", "3", "--switch-size",
-            "320x240", "--slow", "250000")  # fmt: skip
+            "640x360", "--slow", "250000")  # fmt: skip
     statuses: list[tuple[float, str]] = []
     hub = StreamHub(
         lambda cid: RtspSourceConfig(url=url, transport="udp", open_timeout_s=8, read_timeout_s=4),
@@ -219,14 +229,19 @@ def test_resolution_change_mid_stream_and_slow_source(servers, vtest_path, sourc
     rec = Recorder(hub, 2)
     try:
         wait_for(lambda: len(rec.frames) >= 25, 40, "25 frames from the slow source")
+        wait_for(lambda: rec.frames[-1][1].shape[:2] == (360, 640), 30, "16:9 frames")
     finally:
         rec.stop()
         stream = hub.streams()[2]
         hub.close()
     assert_never_raw(rec.frames, source_thumbs)
     assert "offline" not in [s for _, s in statuses]
-    print(f"statuses {[s for _, s in statuses]}; shapes {sorted({f.shape for _, f in rec.frames})}")
+    shapes = [f.shape[:2] for _, f in rec.frames]
+    print(f"statuses {[s for _, s in statuses]}; shapes {sorted(set(shapes))}")
     assert stream.counters["processed"] >= 25
+    # the 4:3 frames first, then 16:9 ones at their own size: never 640x360 squashed to 480
+    assert shapes[0] == (480, 640) and shapes[-1] == (360, 640)
+    assert stream.counters["resolution_changes"] >= 1
 
 
 def test_garbage_speaking_server_stays_offline_without_frames(vtest_path):
@@ -263,7 +278,8 @@ def test_garbage_speaking_server_stays_offline_without_frames(vtest_path):
     )
     try:
         t0 = time.monotonic()
-        assert hub.snapshot(3, timeout=6) is None  # nothing decodable, nothing served
+        snap = hub.snapshot(3, timeout=6)  # nothing decodable: only the placeholder is served
+        assert snap is not None and snap.placeholder and snap.marker == "placeholder"
         assert time.monotonic() - t0 < 8  # and the call came back: the app stays responsive
         wait_for(lambda: statuses and statuses[-1] == "offline", 10, "offline")
         stream = hub.streams()[3]
