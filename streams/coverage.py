@@ -1,9 +1,10 @@
 """What the detectors have seen of a stream, and which regions of a new frame they have not.
 
 A frame is reduced to a grid of small cells (a quarter of the minimum face size, so a face
-covers at least 4x4 cells) holding the mean grey level. ``reference`` keeps, per cell, the
-value the detectors last saw there (NaN: never seen). A cell whose value moved more than
-the threshold since then is *new*: its pixels were not seen by any detection and must be
+covers at least 4x4 cells) holding the mean grey level and its standard deviation (texture:
+a face over an even grey of the same brightness changes the deviation, not the mean).
+``reference`` keeps, per cell, the values the detectors last saw there (NaN: never seen).
+A cell where either moved more than the threshold since then is *new*: its pixels were not seen by any detection and must be
 detected on this frame before they are served. Changes accumulate against the reference,
 not against the previous frame, so a slow change (a face turning, light drifting) is caught
 once it adds up.
@@ -96,12 +97,15 @@ class Regions:
     specks: list[Rect] = field(default_factory=list)
 
 
-def merge_rects(rects: list[Rect], slack: float = 1.25) -> list[Rect]:
-    """Return ``rects`` with overlapping pairs merged where the union costs little more.
+def merge_rects(rects: list[Rect], slack: float = 1.25, near: int = 0) -> list[Rect]:
+    """Return ``rects`` with overlapping (or ``near``-px close) pairs merged where the union
+    costs little more.
 
-    Two overlapping rectangles become their union when its area is at most ``slack`` times
-    the area they cover together; otherwise both stay (a detector looks at the overlap twice
-    rather than at a large empty union).
+    Two such rectangles become their union when its area is at most ``slack`` times the
+    area they cover together; otherwise both stay (a detector looks at the overlap twice
+    rather than at a large empty union). ``near``: rectangles that close are joined too, so
+    an object whose middle did not change (a face moving over its own even skin) is not cut
+    in two crops, neither of which holds it whole.
     """
     out = list(rects)
     merged = True
@@ -110,11 +114,11 @@ def merge_rects(rects: list[Rect], slack: float = 1.25) -> list[Rect]:
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
                 a, b = out[i], out[j]
-                if not a.intersects(b.x1, b.y1, b.x2, b.y2):
+                if not a.intersects(b.x1 - near, b.y1 - near, b.x2 + near, b.y2 + near):
                     continue
                 u = a.union(b)
-                ix = min(a.x2, b.x2) - max(a.x1, b.x1)
-                iy = min(a.y2, b.y2) - max(a.y1, b.y1)
+                ix = max(0, min(a.x2, b.x2) - max(a.x1, b.x1))
+                iy = max(0, min(a.y2, b.y2) - max(a.y1, b.y1))
                 if u.area <= slack * (a.area + b.area - ix * iy):
                     out[i] = u
                     del out[j]
@@ -142,11 +146,19 @@ class Coverage:
         self._frame_size = None
 
     def grid_of(self, frame: np.ndarray) -> np.ndarray:
-        """Return the cell grid (float32 mean grey per cell) of a BGR frame."""
+        """Return the cell grid of a BGR frame: (rows, cols, 2) float32, mean grey and its
+        standard deviation per cell.
+
+        The deviation catches a change that keeps the mean: a face (dark eyes, light skin)
+        appearing over an even grey of the same average brightness.
+        """
         h, w = frame.shape[:2]
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
         gw, gh = max(1, -(-w // self.cell)), max(1, -(-h // self.cell))
-        return cv2.resize(gray, (gw, gh), interpolation=cv2.INTER_AREA).astype(np.float32)
+        mean = cv2.resize(gray, (gw, gh), interpolation=cv2.INTER_AREA)
+        mean_sq = cv2.resize(gray * gray, (gw, gh), interpolation=cv2.INTER_AREA)
+        std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+        return np.dstack([mean, std])
 
     def changes(self, frame: np.ndarray) -> Changes:
         """Return which cells of ``frame`` are new versus the reference (following a pan)."""
@@ -154,7 +166,7 @@ class Coverage:
         grid = self.grid_of(frame)
         ref = self.reference
         if ref is None or ref.shape != grid.shape or self._frame_size != (w, h):
-            return Changes(grid, np.ones(grid.shape, bool), 1.0, everything=True)
+            return Changes(grid, np.ones(grid.shape[:2], bool), 1.0, everything=True)
         new = self._new_cells(ref, grid)
         fraction = float(new.mean())
         shift = (0.0, 0.0)
@@ -228,25 +240,28 @@ class Coverage:
         outside the range of the 3x3 reference cells around it, widened by the threshold.
         """
         with np.errstate(invalid="ignore"):
-            new = ~(np.abs(grid - ref) <= self.threshold)
+            new = ~(np.abs(grid - ref) <= self.threshold)  # per channel
         if not subcell:
-            return new
+            return new.any(axis=2)
         unseen = ~np.isfinite(ref)
         kernel = np.ones((3, 3), np.uint8)
         lo = cv2.erode(np.where(unseen, 1e6, ref).astype(np.float32), kernel)
         hi = cv2.dilate(np.where(unseen, -1e6, ref).astype(np.float32), kernel)
         outside = (grid < lo - self.threshold) | (grid > hi + self.threshold)
-        return unseen | (new & outside)
+        return (unseen | (new & outside)).any(axis=2)
 
     def _follow_pan(
         self, ref: np.ndarray, grid: np.ndarray
     ) -> tuple[np.ndarray, tuple[float, float]] | None:
-        seen = np.isfinite(ref)
+        seen = np.isfinite(ref[..., 0])
         if seen.mean() < 0.5:
             return None
-        filled = np.where(seen, ref, float(np.nanmean(ref))).astype(np.float32)
-        (dx, dy), response = cv2.phaseCorrelate(filled, grid)
-        gh, gw = grid.shape
+        fill = np.nanmean(ref, axis=(0, 1))
+        filled = np.where(seen[..., None], ref, fill).astype(np.float32)
+        (dx, dy), response = cv2.phaseCorrelate(
+            np.ascontiguousarray(filled[..., 0]), np.ascontiguousarray(grid[..., 0])
+        )
+        gh, gw = grid.shape[:2]
         if response < 0.1 or (abs(dx) < 0.25 and abs(dy) < 0.25):
             return None
         if abs(dx) > gw / 3 or abs(dy) > gh / 3:
@@ -321,4 +336,4 @@ class Coverage:
             for px, py, pw, ph in pieces:
                 r = Rect(int(px * c), int(py * c), int((px + pw) * c), int((py + ph) * c))
                 rects.append(r.grown(margin_px, width, height))
-        return merge_rects(rects), specks
+        return merge_rects(rects, near=margin_px), specks

@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 PACK_WIDTH = 640
 #: Black gutter (px) between packed regions and around the canvas.
 PACK_GAP = 16
+#: A box this close (px) to a region's inner edge counts as cut by it (box regression is not
+#: pixel-exact, least of all after scaling).
+CUT_PX = 4
 
 
 class DetectionTimeout(RuntimeError):
@@ -256,7 +259,7 @@ class RedactionPipeline:
         rects = [Rect(0, 0, w, h)] if whole else self._with_tracks(regions.rects, margin, w, h)
         t2 = self._clock()
         try:
-            found = every + self._detect_regions(frame, rects, rules, t0)
+            found = every + self._detect_regions(frame, rects, rules, margin)
         except Exception as exc:  # noqa: BLE001 - every detector failure fails closed
             return self._detector_failure(frame, exc)
         t3 = self._clock()
@@ -310,7 +313,7 @@ class RedactionPipeline:
                 if r.intersects(b.x1, b.y1, b.x2, b.y2):
                     box_rect = Rect(int(b.x1), int(b.y1), math.ceil(b.x2), math.ceil(b.y2))
                     grown[i] = r.union(box_rect.grown(margin, w, h))
-        return merge_rects(grown)
+        return merge_rects(grown, near=margin)
 
     def _detector_failure(self, frame: np.ndarray, exc: Exception) -> FrameResult:
         if isinstance(exc, DetectionTimeout):
@@ -329,24 +332,52 @@ class RedactionPipeline:
         return found
 
     def _detect_regions(
-        self, frame: np.ndarray, rects: list[Rect], rules: RedactionRules, t0: float
+        self, frame: np.ndarray, rects: list[Rect], rules: RedactionRules, margin: int
     ) -> list[Box]:
-        """Return the region detectors' boxes in ``rects``; raise on bad output."""
+        """Return the region detectors' boxes in ``rects``; raise on bad output.
+
+        A box cut by a region's inner edge is an object that goes on outside the region (a
+        face whose middle did not change, so only its edges were new): it is detected again
+        in a region grown around it by its own size, so the track gets the whole object.
+        """
+        h, w = frame.shape[:2]
         found: list[Box] = []
         for target, det in self.detectors.items():
             if getattr(det, "sees_every_frame", False):
                 continue
             scale = (getattr(det, "min_face_px", 0) or rules.min_face_px) / rules.min_face_px
             ts = self._clock()
-            small = [r for r in rects if max(r.x2 - r.x1, r.y2 - r.y1) * scale < PACK_WIDTH / 2]
-            if len(small) > 1:
-                found.extend(self._detect_packed(det, frame, small, scale, target))
-            else:
-                small = []
-            for r in rects:
-                if r not in small:
-                    found.extend(self._detect_region(det, frame, r, scale, target))
+            boxes = self._detect_in(det, frame, rects, scale, target)
+            cut = [b for b in boxes if _cut_by_region(b, rects, w, h)]
+            if cut:
+                self.stats["cut_boxes_redetected"] += len(cut)
+                grown = [
+                    Rect(int(b.x1), int(b.y1), math.ceil(b.x2), math.ceil(b.y2)).grown(
+                        int(max(b.width, b.height)) + margin, w, h
+                    )
+                    for b in cut
+                ]
+                again = self._detect_in(det, frame, merge_rects(grown, near=margin), scale, target)
+                # keep a cut box too unless the second look found something over it
+                kept = [b for b in cut if not any(_overlap(b, a) for a in again)]
+                boxes = [b for b in boxes if b not in cut] + again + kept
+            found.extend(boxes)
             self.target_ms[target] = (self._clock() - ts) * 1e3
+        return found
+
+    def _detect_in(
+        self, det: Detector, frame: np.ndarray, rects: list[Rect], scale: float, target: str
+    ) -> list[Box]:
+        """Return ``det``'s boxes in ``rects`` (small ones packed onto one canvas)."""
+        found: list[Box] = []
+        small = [r for r in rects if max(r.x2 - r.x1, r.y2 - r.y1) * scale < PACK_WIDTH / 2]
+        if len(small) > 1:
+            found.extend(self._detect_packed(det, frame, small, scale, target))
+        else:
+            small = []
+        for r in rects:
+            if r not in small:
+                found.extend(self._detect_region(det, frame, r, scale, target))
         return found
 
     @staticmethod
@@ -443,6 +474,25 @@ def _shelf_pack(
         x += w + gap
         row_h = max(row_h, h)
     return places, width, y + row_h + gap
+
+
+def _cut_by_region(b: Box, rects: list[Rect], width: int, height: int) -> bool:
+    """Return True when ``b`` touches an inner edge (not the frame's) of the region it is in."""
+    cx, cy = (b.x1 + b.x2) / 2, (b.y1 + b.y2) / 2
+    for r in rects:
+        if r.x1 <= cx < r.x2 and r.y1 <= cy < r.y2:
+            return (
+                (r.x1 > 0 and b.x1 <= r.x1 + CUT_PX)
+                or (r.y1 > 0 and b.y1 <= r.y1 + CUT_PX)
+                or (r.x2 < width and b.x2 >= r.x2 - CUT_PX)
+                or (r.y2 < height and b.y2 >= r.y2 - CUT_PX)
+            )
+    return False
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    """Return True when two boxes overlap."""
+    return a.x1 < b.x2 and b.x1 < a.x2 and a.y1 < b.y2 and b.y1 < a.y2
 
 
 def _labels_of(det: object) -> set[str]:
