@@ -25,7 +25,9 @@ Every served pixel was covered by a detection that saw it, by construction:
 - Region detectors see the frame at a scale where a ``min_face_px`` face at SOURCE
   resolution is above the detector's own minimum (``min_face_px`` attribute, e.g.
   CenterFace 20 px: 16 px faces are searched at 1.25x). No fixed-width downscale. Many
-  small regions are packed onto one canvas: one detector call instead of one each.
+  small regions are packed onto one canvas: one detector call instead of one each. A box
+  cut by a region's inner edge (an object reaching out of the region) is detected again in
+  a region grown by its size, so a track never shrinks to part of a face.
 - Detectors that must see every frame (``sees_every_frame``: MOG2 motion) run on the whole
   frame every frame, first.
 - A detector's output is checked: anything but a list of ``Box`` with finite coordinates,
