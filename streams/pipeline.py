@@ -37,8 +37,8 @@ Every served pixel was covered by a detection that saw it, by construction:
 Why not "detect every k-th frame and track": a face that appears between two detections is
 served raw (measured before this design: 15 of 79 face frames from a file camera). Why not
 "detect every whole frame": CenterFace at the 16 px scale costs ~110-200 CPU ms per 720p
-frame. Detecting what changed costs 11.5 ms per 720p frame on vtest.avi with the default
-rules (48 fps per core) and leaks no face in bench_leak_scan (bench/RESULTS.md); the leaks
+frame. Detecting what changed costs ~13 ms per 720p frame on vtest.avi with the default
+rules (42 fps per core) and leaks no face in bench_leak_scan (bench/RESULTS.md); the leaks
 left in faces-only rules are detector misses of 16-19 px faces, not timing. ``detect_every``
 is accepted for stored rules and has no effect.
 """
