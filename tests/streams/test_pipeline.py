@@ -249,3 +249,33 @@ def test_a_late_detection_fails_its_frame_but_is_kept_so_the_stream_recovers():
     assert p.process(still).failed == "detector_timeout"
     r = p.process(still)
     assert r.failed is None and det.calls == 1 and r.boxes
+
+
+def test_a_box_cut_by_a_region_edge_is_detected_again_in_a_grown_region():
+    """An object reaching out of the region it was found in is looked at again whole."""
+    seen = []
+
+    class BlackObject(ScriptedDetector):
+        """Finds the pure black object; in a crop narrower than 120 px it 'sees' it cut by
+        the crop's right edge (as a face cut by a region edge is found only in part)."""
+
+        def detect(self, frame):
+            h, w = frame.shape[:2]
+            seen.append((h, w))
+            ys, xs = np.nonzero((frame == 0).all(axis=2))
+            if len(xs) == 0:
+                return []
+            if w < 120:
+                return [Box(w - 50, 20, w, 60, label="face")]
+            return [Box(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, label="face")]
+
+    p, _ = make(RedactionRules(targets={"faces"}), BlackObject())
+    still = _frame(0)
+    p.process(still)
+    moved = still.copy()
+    moved[100:116, 100:116] = 0  # the object appears
+    r = p.process(moved)
+    assert len(seen) == 3 and seen[2][1] > seen[1][1]  # looked again, wider
+    assert p.stats["cut_boxes_redetected"] == 1
+    (b,) = [b for b in r.boxes if b.label == "face"]
+    assert (b.x1, b.y1, b.x2, b.y2) == (100, 100, 116, 116)  # the object, not the cut box

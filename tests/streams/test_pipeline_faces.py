@@ -180,3 +180,40 @@ def test_inverted_box_around_a_real_face_fails_closed(astronaut_bgr, flip):
     fx1, fy1, fx2, fy2 = ASTRONAUT_FACE
     assert not np.array_equal(r.frame[fy1:fy2, fx1:fx2], astronaut_bgr[fy1:fy2, fx1:fx2])
     assert not face_recognisable(r.frame, astronaut_bgr, ASTRONAUT_FACE)
+
+
+def test_slowly_moving_smooth_face_is_never_split_between_regions(
+    vtest_frames, lfw_faces, tmp_path
+):
+    """A smooth face moving 3 px a frame over even grey changes little but its edges: the
+    regions to detect were its left and right edges, each crop held part of the face, and
+    its track shrank to that part (the rest was served)."""
+    from streams.redact import expand_box
+    from tests.streams.conftest import lfw_face_canvas
+
+    canvas = lfw_face_canvas(lfw_faces[3], scale=3)
+    side = canvas.shape[0] // 3
+    pipeline = RedactionPipeline(RedactionRules(targets={"faces", "plates"}))
+    path = tmp_path / "face.avi"  # through an MJPG file, as a file camera delivers it
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 360))
+    truth = []
+    for i in range(50):
+        f = cv2.resize(vtest_frames[i], (640, 360), interpolation=cv2.INTER_AREA)
+        x = 330 + round(80 * abs(i / 25 - 1))  # right, then back left
+        f[10 : 10 + canvas.shape[0], x : x + canvas.shape[1]] = canvas
+        writer.write(f)
+        truth.append((x + side, 10 + side, x + 2 * side, 10 + 2 * side))
+    writer.release()
+    cap = cv2.VideoCapture(str(path))
+    frames = [(cap.read()[1], box) for box in truth]
+    cap.release()
+    half_covered = []
+    for i, (raw, (x1, y1, x2, y2)) in enumerate(frames):
+        r = pipeline.process(raw)
+        obscured = np.zeros(raw.shape[:2], bool)
+        for b in r.boxes:
+            bx1, by1, bx2, by2 = expand_box(b, pipeline.rules.margin, 640, 360)
+            obscured[by1:by2, bx1:bx2] = True
+        if obscured[y1:y2, x1:x2].mean() < 0.9:  # the whole face, not part of it
+            half_covered.append(i)
+    assert half_covered == []
