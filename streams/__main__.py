@@ -79,7 +79,7 @@ def redact_image(src: Path, dst: Path, rules) -> dict:
     """Return pipeline counters after writing the redacted image ``src`` to ``dst``."""
     import cv2
 
-    from streams.pipeline import RedactionPipeline
+    from streams.pipeline import RedactionPipeline, rules_for_still
 
     if dst.suffix.lower() not in IMAGE_SUFFIXES:
         raise CliError(
@@ -88,7 +88,7 @@ def redact_image(src: Path, dst: Path, rules) -> dict:
     frame = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if frame is None:
         raise CliError(f"{src} is not a readable image")
-    pipeline = RedactionPipeline(rules.model_copy(update={"detect_every": 1}), name=src.name)
+    pipeline = RedactionPipeline(rules_for_still(rules), name=src.name)
     result = pipeline.process(frame)
     out = result.frame if result.frame is not None else frame * 0
     try:

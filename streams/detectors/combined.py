@@ -34,6 +34,17 @@ class AnyOfDetector:
         """Return True when every member detector is ready (MOG2 needs warm-up)."""
         return all(getattr(m, "ready", True) for m in self.members)
 
+    @property
+    def sees_every_frame(self) -> bool:
+        """Return True when a member must see every whole frame (then all members do)."""
+        return any(getattr(m, "sees_every_frame", False) for m in self.members)
+
+    @property
+    def min_face_px(self) -> float:
+        """Return the largest minimum object size (px) among members that declare one."""
+        sizes = [getattr(m, "min_face_px", 0) for m in self.members]
+        return max(sizes) if any(sizes) else 0
+
     def detect(self, frame: np.ndarray) -> list[Box]:
         """Return every member's boxes for ``frame``."""
         out: list[Box] = []

@@ -23,6 +23,8 @@ class SlimefaceDetector:
     """Return faces found by libfacedetection (input BGR, any size up to ~960 px wide)."""
 
     label = "face"
+    #: Smallest face (px at the detector's input) found reliably (measured like CenterFace's).
+    min_face_px = 24
 
     def __init__(self, config: SlimefaceConfig) -> None:
         try:

