@@ -105,14 +105,15 @@ class FrameResult:
 
 def rules_for_still(rules: RedactionRules) -> RedactionRules:
     """Return ``rules`` for one still image: motion-based person detection, which needs a
-    video to learn a background from, is replaced by OpenCV's HOG people detector."""
-    if "persons" not in rules.targets:
-        return rules
-    det = DETECTORS.create(rules.detector_config("persons"))
-    if not getattr(det, "sees_every_frame", False):
-        return rules
+    video to learn a background from, is replaced by OpenCV's HOG people detector, and the
+    detection deadline is the longest allowed (a still has no frame rate to keep up with; a
+    loaded machine must not turn an image into a fully pixelated one)."""
     data = rules.model_dump(mode="json")
-    data["detectors"]["persons"] = {"type": "hog"}
+    data["detector_timeout_ms"] = 60_000  # the longest RedactionRules allows
+    if "persons" in rules.targets:
+        det = DETECTORS.create(rules.detector_config("persons"))
+        if getattr(det, "sees_every_frame", False):
+            data["detectors"]["persons"] = {"type": "hog"}
     return RedactionRules.model_validate(data)
 
 

@@ -150,7 +150,9 @@ def test_tokens_of_privileged_roles_only_from_the_shell(app, admin_page):
         assert "gst_" in msg
 
 
-def test_the_shell_cli_acts_alone(app, capsys):
+def test_the_shell_cli_acts_alone(app, capsys, monkeypatch):
+    # the CLI writes to the app's sealed audit log with the app's key (beside its data dir)
+    monkeypatch.setenv("GRIDSIGHT_DATA_DIR", str(app.server.config["GRIDSIGHT"].settings.data_dir))
     url = _db(app).url
     assert cli_users.run_users(_cli("add", "cheng", role="auditor", db=url)) == 0
     assert cli_users.run_users(_cli("add", "feng", role="operator", db=url)) == 0

@@ -48,6 +48,8 @@ NO_DATA_RULES = {
     "/<path:path>", "/login", "/logout", "/account/password", "/healthz",
     "/api/v1/video/streams", "/api/v1/rules", "/api/v1/rules/<kind>/<value>",
     "/api/v1/rules/<kind>", "/api/v1/cameras/<int:camera_id>/rules",
+    "/api/v1/rules/floor", "/api/v1/rules/changes",
+    "/api/v1/rules/changes/<int:change_id>/<decision>",
     "/api/v1/incidents/batch", "/api/v1/categories", "/api/v1/openapi.json",
     "/open311/v2/services.json", "/open311/v2/services/<code>.json", "/ogc", "/ogc/api",
     "/ogc/conformance", "/ogc/collections", "/ogc/collections/<name>",
