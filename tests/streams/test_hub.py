@@ -149,7 +149,10 @@ def test_file_source_shared_by_viewers(vtest_path):
             768,
             3,
         )
-        assert statuses[0][:2] == (7, "online") and statuses[0][2] is not None
+        # the first status that says anything is online, with the time of a frame (a status
+        # of "unknown" may be reported while the reader is still opening on a busy machine)
+        known = [s for s in statuses if s[1] != "unknown"]
+        assert known[0][:2] == (7, "online") and known[0][2] is not None, statuses
         assert hub.snapshot(7).jpeg[:2] == b"\xff\xd8"
     finally:
         hub.close()
