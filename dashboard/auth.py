@@ -36,7 +36,6 @@ import functools
 import hashlib
 import hmac
 import html
-import json
 import logging
 import secrets
 import time
@@ -74,7 +73,6 @@ from dashboard.policy import (  # noqa: F401 - the access API, imported from her
     allowed_paths,
     camera_allowed,
     declare_policy,
-    district_allowed,
     home_for,
     is_allowed,
     may_see_personal_data,
@@ -761,9 +759,3 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     install_video_hooks(ctx)
     bootstrap_first_admin(ctx)
 
-
-def principal_json(p: Principal | None) -> str:
-    """Return a principal as JSON (for logs and tests); never includes secrets."""
-    if p is None:
-        return "null"
-    return json.dumps({"name": p.name, "role": p.role, "kind": p.kind, "via": p.via})

@@ -2,9 +2,9 @@
 
 ``ACCESS_MATRIX`` plus the rows route modules add with ``declare_policy``; the longest prefix
 wins, a method-specific row beats a method-less one, and a path no row covers is denied
-(``resolve_policy`` / ``is_allowed``). Camera and district scopes (``camera_allowed``,
-``district_allowed``) and who sees personal data. No sessions or requests here:
-``dashboard.auth`` resolves the principal and enforces the answers.
+(``resolve_policy`` / ``is_allowed``). Camera scopes (``camera_allowed``; district scopes
+reach the query layer as ``layers.services.scope.Scope``) and who sees personal data. No
+sessions or requests here: ``dashboard.auth`` resolves the principal and enforces the answers.
 """
 
 from __future__ import annotations
@@ -119,17 +119,6 @@ def camera_allowed(principal: Principal | None, gb_id: str, camera_pk: int | Non
     if gb_id in cams or (camera_pk is not None and str(camera_pk) in cams):
         return True
     return bool(gb_id) and gb_id[:6] in districts
-
-
-def district_allowed(principal: Principal | None, code: str) -> bool:
-    """Return True if ``principal`` may see the district ``code`` (6-digit GB/T 2260)."""
-    if principal is None:
-        return False
-    districts = principal.scopes.get("districts") or []
-    cams = principal.scopes.get("cameras") or []
-    if not districts and not cams:
-        return True
-    return str(code)[:6] in districts
 
 
 # Roles that see reporters' names and phone numbers in clear (dispatchers call reporters back,

@@ -25,6 +25,7 @@ import shapely
 from dash import Input, Output, State, callback, dcc, html, no_update
 from sqlalchemy import func, select
 
+from dashboard.auth import current_principal, require_roles
 from dashboard.context import get_ctx
 from dashboard.i18n import t
 from dashboard.scoping import request_scope
@@ -69,20 +70,10 @@ SLA_STYLE = {
 }  # fmt: skip
 
 
-def _guard(func):
-    """Return ``func`` wrapped by ``dashboard.auth.require_roles`` for dispatchers."""
-    try:
-        from dashboard.auth import require_roles
-    except ImportError:  # pragma: no cover - auth is part of the app
-        return func
-    return require_roles(*ROLES)(func)
+_guard = require_roles(*ROLES)
 
 
 def _principal() -> tuple[str, str]:
-    try:
-        from dashboard.auth import current_principal
-    except ImportError:  # pragma: no cover
-        return "anonymous", "dispatcher"
     p = current_principal()
     return (p.actor, p.role) if p is not None else ("anonymous", "none")
 

@@ -29,7 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from dashboard.auth import current_principal
 from dashboard.context import AppContext
+from dashboard.policy import declare_policy
 from dashboard.scoping import request_scope
 from layers.services import MAX_ROW_ID, NotFoundError, ServiceError, workflow
 from layers.services import duplicates as duplicate_service
@@ -103,10 +105,6 @@ def _pydantic_errors(exc: ValidationError) -> list[dict]:
 
 def principal() -> tuple[str, str]:
     """Return (actor, role) of the request's principal (``anonymous``/``none`` if unknown)."""
-    try:
-        from dashboard.auth import current_principal
-    except ImportError:  # pragma: no cover - auth is part of the app
-        return "anonymous", "none"
     p = current_principal()
     if p is None:
         return "anonymous", "none"
@@ -489,21 +487,14 @@ def _routing_errors_as_json(server: flask.Flask) -> None:
 
 
 def _audit_export(ctx: AppContext, actor: str, role: str, fmt: str, n: int) -> None:
-    try:
-        from layers.services import audit
-    except ImportError:  # pragma: no cover
-        return
+    from layers.services import audit
+
     with ctx.db.session() as s:
         audit.record(s, actor=actor, role=role, action="kpi.export", target=f"kpi.{fmt}",
                      detail={"rows": n})  # fmt: skip
 
 
 def _declare(server: flask.Flask) -> None:
-    try:
-        from dashboard.auth import declare_policy
-    except ImportError:  # pragma: no cover - auth is part of the app
-        log.warning("dashboard.auth missing: /api/v1 incident routes are not access-controlled")
-        return
     declare_policy(server, f"{PREFIX}/incidents", INTAKE_ROLES, methods=("POST",))
     declare_policy(server, f"{PREFIX}/incidents", READ_ROLES, methods=("GET",))
     declare_policy(server, f"{PREFIX}/categories", READ_ROLES | {"intake", "gis"})

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.context import AppContext
+from dashboard.policy import declare_policy
 from dashboard.scoping import request_scope
 from layers.db import Database
 from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
@@ -433,9 +434,4 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         return _json(feat, GEOJSON)
 
     server.register_blueprint(bp)
-    try:
-        from dashboard.auth import declare_policy
-    except ImportError:  # pragma: no cover - auth is part of the app
-        log.warning("dashboard.auth missing: /ogc is not access-controlled")
-        return
     declare_policy(server, PREFIX, OGC_ROLES, methods=("GET",))

@@ -25,6 +25,7 @@ import flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.context import AppContext
+from dashboard.policy import declare_policy
 from dashboard.routes.api import MAX_ID, intake_writer
 from dashboard.scoping import request_scope
 from layers.models import Center
@@ -283,11 +284,6 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
 
     server.register_blueprint(bp)
     server.wsgi_app = ApiKeyShim(server.wsgi_app)
-    try:
-        from dashboard.auth import declare_policy
-    except ImportError:  # pragma: no cover - auth is part of the app
-        log.warning("dashboard.auth missing: /open311 is not access-controlled")
-        return
     declare_policy(server, f"{PREFIX}/services.json", "public")
     declare_policy(server, f"{PREFIX}/services", "public")
     declare_policy(server, f"{PREFIX}/requests.json", READ_ROLES, methods=("GET",))

@@ -29,6 +29,7 @@ from markupsafe import escape
 
 from dashboard.context import AppContext
 from dashboard.i18n import t
+from dashboard.policy import declare_policy
 from dashboard.scoping import request_scope
 from layers.services import mapdata
 from layers.services.scope import Scope
@@ -301,12 +302,7 @@ def build_situation_html(
 
 def register(server: flask.Flask, ctx: AppContext) -> None:
     """Add ``/export/situation.html`` to ``server`` (map roles only, each export audited)."""
-    try:
-        from dashboard.auth import declare_policy
-    except ImportError:
-        declare_policy = None
-    if declare_policy is not None:
-        declare_policy(server, "/export/", EXPORT_ROLES)
+    declare_policy(server, "/export/", EXPORT_ROLES)
 
     @server.get("/export/situation.html")
     def situation_export():
