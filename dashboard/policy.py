@@ -122,14 +122,22 @@ def camera_allowed(principal: Principal | None, gb_id: str, camera_pk: int | Non
 
 
 # Roles that see reporters' names and phone numbers in clear (dispatchers call reporters back,
-# 一线回访); everybody else gets layers.codes.mask_name / mask_phone.
+# 一线回访); the handler of a case sees its reporter too; everybody else gets
+# layers.codes.mask_name / mask_phone.
 PERSONAL_DATA_ROLES = frozenset({"dispatcher"})
 
 
-def may_see_personal_data(principal: Principal | None) -> bool:
-    """Return True if ``principal`` may see reporter names/phones unmasked (UI and exports)."""
-    return (
-        principal is not None and principal.kind == "user" and principal.role in PERSONAL_DATA_ROLES
+def may_see_personal_data(principal: Principal | None, handler: str | None = None) -> bool:
+    """Return True if ``principal`` may see a case's reporter name/phone unmasked (UI and API).
+
+    Dispatchers always; any other signed-in user only as the case's ``handler`` (the user
+    name ``layers.services.cases`` names: who accepted the case, while it is with them).
+    API tokens never.
+    """
+    if principal is None or principal.kind != "user":
+        return False
+    return principal.role in PERSONAL_DATA_ROLES or (
+        handler is not None and principal.name == handler
     )
 
 

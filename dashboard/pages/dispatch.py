@@ -27,7 +27,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 from dashboard.auth import current_principal, require_roles
 from dashboard.context import get_ctx
 from dashboard.i18n import t
-from dashboard.scoping import request_scope
+from dashboard.scoping import request_reveal, request_scope
 from layers.db import Database
 from layers.services import NotFoundError, cases, queue, workflow
 from layers.services.scope import Scope
@@ -465,7 +465,8 @@ def show_detail(incident_id, _changed, lang):
                 [], *off)  # fmt: skip
     try:
         db = get_ctx().db
-        view = detail_view(db, int(incident_id), lang, _principal()[1], scope=request_scope())
+        view = detail_view(db, int(incident_id), lang, _principal()[1], scope=request_scope(),
+                           reveal=request_reveal())  # fmt: skip
     except NotFoundError:
         return html.P(t("dispatch.gone", lang)), [], no_update, [], None, [], *off
     enabled = set(view["actions"])

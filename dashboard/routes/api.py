@@ -26,18 +26,17 @@ from typing import Any, Literal
 
 import flask
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from dashboard.auth import current_principal
 from dashboard.context import AppContext
 from dashboard.policy import declare_policy
-from dashboard.scoping import request_scope
-from layers.services import MAX_ROW_ID, NotFoundError, ServiceError, workflow
-from layers.services import duplicates as duplicate_service
+from dashboard.scoping import request_reveal, request_scope
+from layers.services import MAX_ROW_ID, NotFoundError, ServiceError, audit, cases, workflow
 from layers.services import incidents as incident_service
 from layers.services import kpi as kpi_service
 from layers.services.incidents import IncidentIn, IncidentInputError
+from layers.services.transaction import QueryError, run
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +261,8 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.message, exc.errors)
 
-    @bp.errorhandler(SQLAlchemyError)
-    def _db_error(exc: SQLAlchemyError):
+    @bp.errorhandler(QueryError)
+    def _db_error(exc: QueryError):
         log.warning("database error in %s: %s", flask.request.path, type(exc).__name__)
         resp = error_response(503, "the database is unavailable; retry in a few seconds")
         resp.headers["Retry-After"] = "5"
@@ -326,7 +325,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
                 created.append({"index": i, "id": doc["id"], "grid_id": doc["grid_id"]})
             except IncidentInputError as exc:
                 errors.append({"index": i, "errors": exc.errors})
-            except SQLAlchemyError:
+            except QueryError:
                 errors.append({"index": i, "errors": [{"field": "body", "message":
                                "database error; resend this item"}]})  # fmt: skip
         errors.sort(key=lambda e: e["index"])
@@ -347,20 +346,20 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
             raise ApiError(400, "unknown status", [{"field": "status", "message":
                            f"{bad[0]!r}; use open or one of collected, registered, dispatched, "
                            "handling, reported, closed, evaluated"}])  # fmt: skip
-        with ctx.db.session() as s:
-            rows, total = incident_service.list_incidents(
-                s,
-                scope=request_scope(),
-                bbox=parse_bbox(args.get("bbox")),
-                start=parse_time("start", args.get("start")),
-                end=parse_time("end", args.get("end")),
-                category=parse_categories(args.get("category")),
-                status=statuses or None,
-                grid_id=parse_int("grid_id", grid_id, 0, 1, MAX_ID) if grid_id else None,
-                limit=limit,
-                offset=offset,
-            )
-            items = [incident_service.public_dict(r) for r in rows]
+        items, total = run(
+            ctx.db,
+            cases.list_documents,
+            scope=request_scope(),
+            reveal=request_reveal(),
+            bbox=parse_bbox(args.get("bbox")),
+            start=parse_time("start", args.get("start")),
+            end=parse_time("end", args.get("end")),
+            category=parse_categories(args.get("category")),
+            status=statuses or None,
+            grid_id=parse_int("grid_id", grid_id, 0, 1, MAX_ID) if grid_id else None,
+            limit=limit,
+            offset=offset,
+        )
         nxt = None
         if offset + len(items) < total:
             q = args.to_dict()
@@ -374,14 +373,8 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     def get_incident(incident_id: int):
         if incident_id > MAX_ID:
             raise ApiError(404, f"no incident with id {incident_id}")
-        with ctx.db.session() as s:
-            scope = request_scope()
-            row = incident_service.get_incident(s, incident_id, scope=scope)
-            doc = incident_service.public_dict(row)
-            doc["history"] = workflow.history(s, row.id)
-            doc["possible_duplicates"] = duplicate_service.candidates(s, row.id, scope=scope)
-            doc["linked_reports"] = duplicate_service.linked_reports(s, row.id)
-            doc["allowed_actions"] = workflow.allowed_actions(row.status, principal()[1])
+        doc = run(ctx.db, cases.case_document, incident_id, scope=request_scope(),
+                  role=principal()[1], reveal=request_reveal())  # fmt: skip
         return flask.jsonify(doc)
 
     @bp.post("/incidents/<int:incident_id>/actions")
@@ -394,14 +387,12 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
             raise ApiError(422, "the action is not valid", _pydantic_errors(exc)) from None
         actor, role = principal()
         try:
-            with ctx.db.session() as s:
-                incident_service.get_incident(s, incident_id, scope=request_scope())
-                row = workflow.apply(
-                    s, incident_id, req.action, actor=actor, role=role, reason=req.reason,
-                    assignee_id=req.assignee_id, into=req.into, hours=req.hours,
-                    rework_to=req.rework_to, distinct=req.distinct,
-                )  # fmt: skip
-                doc = incident_service.public_dict(row)
+            doc = run(
+                ctx.db, cases.act, incident_id, req.action, scope=request_scope(), actor=actor,
+                role=role, reveal=request_reveal(), reason=req.reason,
+                assignee_id=req.assignee_id, into=req.into, hours=req.hours,
+                rework_to=req.rework_to, distinct=req.distinct,
+            )  # fmt: skip
         except workflow.ActionNotPermittedError as exc:
             raise ApiError(403, str(exc), [{"field": "action", "message": str(exc)}]) from None
         except workflow.TransitionError as exc:
@@ -411,8 +402,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     @bp.get("/categories")
     def get_categories():
         check_params(set())
-        with ctx.db.session() as s:
-            return flask.jsonify({"categories": incident_service.list_categories(s)})
+        return flask.jsonify({"categories": run(ctx.db, incident_service.list_categories)})
 
     @bp.get("/kpi")
     def get_kpi():
@@ -428,11 +418,10 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         lang = args.get("lang", "zh")
         if lang not in ("zh", "en"):
             raise ApiError(400, "bad lang", [{"field": "lang", "message": "zh or en"}])
-        with ctx.db.session() as s:
-            rows = kpi_service.compute_kpis(
-                s, start, end, scope=request_scope(), group_by=args.get("group_by", "city"),
-                period=args.get("period") or None, lang=lang,
-            )  # fmt: skip
+        rows = run(
+            ctx.db, kpi_service.compute_kpis, start, end, scope=request_scope(),
+            group_by=args.get("group_by", "city"), period=args.get("period") or None, lang=lang,
+        )  # fmt: skip
         if fmt == "json":
             return flask.jsonify({"rows": rows})
         name = f"kpi_{start.date()}_{end.date()}"
@@ -487,11 +476,8 @@ def _routing_errors_as_json(server: flask.Flask) -> None:
 
 
 def _audit_export(ctx: AppContext, actor: str, role: str, fmt: str, n: int) -> None:
-    from layers.services import audit
-
-    with ctx.db.session() as s:
-        audit.record(s, actor=actor, role=role, action="kpi.export", target=f"kpi.{fmt}",
-                     detail={"rows": n})  # fmt: skip
+    run(ctx.db, audit.record, actor=actor, role=role, action="kpi.export",
+        target=f"kpi.{fmt}", detail={"rows": n})  # fmt: skip
 
 
 def _declare(server: flask.Flask) -> None:
