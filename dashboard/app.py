@@ -220,17 +220,13 @@ def _start_leader_election(ctx: AppContext) -> None:
 
 
 def _seed_if_empty(ctx: AppContext) -> None:
-    from sqlalchemy import func, select
+    from layers.seed import seed_city
+    from layers.services.inventory import city_is_empty
+    from layers.services.transaction import run
 
-    from layers.models import AdminArea, Grid
-
-    with ctx.db.session() as s:
-        n = s.execute(select(func.count()).select_from(Grid)).scalar_one()
-        n += s.execute(select(func.count()).select_from(AdminArea)).scalar_one()
-    if n:
+    if not run(ctx.db, city_is_empty):
         # an imported (possibly partial) city is the operator's data: never seed over it
         return
-    from layers.seed import seed_city
 
     log.info(
         "empty database: seeding the %s city (seed %s)", ctx.settings.seed_scale, ctx.settings.seed
