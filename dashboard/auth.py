@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import functools
 import hashlib
 import hmac
@@ -44,7 +43,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import flask
-from sqlalchemy.exc import IntegrityError
 
 from dashboard import auth_forms, throttle
 from dashboard.auth_forms import LABELS
@@ -80,11 +78,11 @@ from dashboard.policy import (  # noqa: F401 - the access API, imported from her
     resolve_policy,
 )
 from dashboard.proxies import SessionCookies, TrustedProxyFix, cookie_secure_now
-from layers.models import ROLES, User
-from layers.models.base import utcnow
-from layers.services import audit
+from layers.services import logins
 from layers.services import sessions as session_service
 from layers.services import users as user_service
+from layers.services.transaction import ConflictError, run
+from layers.services.users import ROLES, User
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +123,11 @@ def _resolve_principal() -> Principal | None:
         if cached is not None:
             return cached
         epoch = user_service.auth_epoch()  # before the read: a change after it invalidates
-        with ctx.db.session() as s:
-            row = user_service.find_token(s, plaintext)
-            if row is None:
-                flask.g.auth_error = "invalid or revoked API token"
-                return None
-            principal = Principal(name=row.name, role=row.role, kind="token", via="bearer")
+        row = run(ctx.db, user_service.find_token, plaintext)
+        if row is None:
+            flask.g.auth_error = "invalid or revoked API token"
+            return None
+        principal = Principal(name=row.name, role=row.role, kind="token", via="bearer")
         return _remember_principal(ctx, key, principal, epoch)
     if scheme == "basic" and not req.path.startswith(BASIC_PREFIXES):
         # Browsers resend Basic credentials cached for /ogc to other paths of the site: ignore
@@ -157,9 +154,7 @@ def _resolve_principal() -> Principal | None:
         if result.user.must_change_password:
             flask.g.auth_error = "change the one-time password at /login first"
             return None
-        with ctx.db.session() as s:
-            user = s.get(User, result.user.id)
-            _basic_cache_store(ctx, username, password, user)
+        _basic_cache_store(ctx, username, password, result.user)
         return flask.g.pop("new_principal")
     return _session_principal(ctx)
 
@@ -183,17 +178,15 @@ def _session_principal(ctx: AppContext) -> Principal | None:
     principal = _recent_principal(ctx, key)
     if principal is None:
         epoch = user_service.auth_epoch()
-        with ctx.db.session() as s:
-            live = session_service.live_session(s, digest, idle_limit)
-            if live is None:
-                _end_session(reason="revoked")
-                return None
-            principal = principal_from_user(live[1], "session", digest)
+        live = run(ctx.db, session_service.live_session, digest, idle_limit)
+        if live is None:
+            _end_session(reason="revoked")
+            return None
+        principal = principal_from_user(live[1], "session", digest)
         _remember_principal(ctx, key, principal, epoch)
     if now - float(sess.get("last", 0)) > SESSION_TOUCH_S:  # the idle clocks, not every request
         sess["last"] = now
-        with ctx.db.session() as s:
-            session_service.touch_session(s, digest)
+        run(ctx.db, session_service.touch_session, digest)
     return principal
 
 
@@ -214,23 +207,13 @@ def principal_still_valid(principal: Principal | None, ctx: AppContext) -> bool:
     if principal is None:
         return False
     try:
-        with ctx.db.session() as s:
-            if principal.kind == "token":
-                row = user_service.find_token_by_name(s, principal.name)
-                return row is not None and row.revoked_at is None and row.role == principal.role
-            if principal.session_id is not None:
-                live = session_service.live_session(
-                    s, principal.session_id, ctx.settings.session_minutes * 60
-                )
-                user = live[1] if live is not None else None
-            else:
-                user = s.get(User, principal.user_id) if principal.user_id is not None else None
-            return (
-                user is not None
-                and user.active
-                and user.role == principal.role
-                and user_service.parse_scopes(user.scopes) == principal.scopes
-            )
+        if principal.kind == "token":
+            return run(ctx.db, logins.token_in_force, principal.name, principal.role)
+        return run(
+            ctx.db, logins.account_in_force, role=principal.role, scopes=principal.scopes,
+            session_digest=principal.session_id, user_id=principal.user_id,
+            idle_s=ctx.settings.session_minutes * 60,
+        )  # fmt: skip
     except Exception:  # noqa: BLE001 - cannot tell: the stream ends (fails closed)
         log.exception("re-checking %s failed; ending its stream", principal.actor)
         return False
@@ -294,16 +277,15 @@ def _basic_cache_lookup(ctx: AppContext, username: str, password: str) -> Princi
     if hit is None or hit[0] < time.time():
         return None
     _expires, user_id, fingerprint = hit
-    with ctx.db.session() as s:
-        user = s.get(User, user_id)
-        if (
-            user is None
-            or not user.active
-            or user.must_change_password
-            or _pw_fingerprint(user.password_hash) != fingerprint
-        ):
-            return None
-        return principal_from_user(user, "basic")
+    user = run(ctx.db, logins.user_by_id, user_id)
+    if (
+        user is None
+        or not user.active
+        or user.must_change_password
+        or _pw_fingerprint(user.password_hash) != fingerprint
+    ):
+        return None
+    return principal_from_user(user, "basic")
 
 
 def _basic_cache_store(ctx: AppContext, username: str, password: str, user: User) -> None:
@@ -490,11 +472,13 @@ def _safe_next(url: str | None) -> str:
     return url
 
 
-def _start_session(s, user: User) -> str:
-    """Return the digest of a new server-side session for ``user``, set in the cookie."""
-    sid = session_service.start_session(s, user, flask.request.remote_addr or "")
-    idle = get_ctx().settings.session_minutes * 60 + SESSION_ROWS_KEPT_S
-    session_service.purge_sessions(s, utcnow() - dt.timedelta(seconds=idle))
+def _keep_rows_s() -> float:
+    """Return how long a session row is kept: its idle limit plus SESSION_ROWS_KEPT_S."""
+    return get_ctx().settings.session_minutes * 60 + SESSION_ROWS_KEPT_S
+
+
+def _set_session_cookie(sid: str) -> str:
+    """Return the digest of the new server-side session ``sid`` after putting it in the cookie."""
     flask.session.clear()  # a fresh session id and CSRF token: no fixation across login
     flask.session.permanent = True
     flask.session["sid"] = sid
@@ -561,15 +545,14 @@ def _verify(
     with gate.slots.hold() as got_slot:
         if not got_slot:
             return None, throttle.Refusal(BUSY_RETRY_S, "busy")
-        with ctx.db.session() as s:
-            result = user_service.authenticate(
-                s, username, password, channel=channel, client=address
-            )
-            if result.ok and channel == "form":
-                digest = _start_session(s, result.user)
-                flask.g.new_principal = principal_from_user(result.user, "session", digest)
-            elif result.ok:
-                flask.g.new_principal = principal_from_user(result.user, "basic")
+        outcome = run(ctx.db, logins.sign_in, username, password, channel=channel,
+                      client=address, keep_rows_s=_keep_rows_s())  # fmt: skip
+        result = outcome.result
+        if outcome.session_id is not None:
+            digest = _set_session_cookie(outcome.session_id)
+            flask.g.new_principal = principal_from_user(result.user, "session", digest)
+        elif result.ok:
+            flask.g.new_principal = principal_from_user(result.user, "basic")
     if result.ok:
         gate.succeeded(username, address, device)
     else:
@@ -589,10 +572,7 @@ def _logout_view():
             return flask.redirect("/login")
         return _logout_html()
     if p is not None and p.kind == "user":
-        with ctx.db.session() as s:
-            if p.session_id is not None:
-                session_service.revoke_session(s, p.session_id, "logout")
-            audit.record(s, actor=p.name, role=p.role, action="logout")
+        run(ctx.db, logins.sign_out, p.session_id, actor=p.name, role=p.role)
     flask.session.clear()
     flask.g.pop("principal", None)
     return flask.redirect("/login?msg=logged_out")
@@ -609,16 +589,16 @@ def _password_view():
     current, new, confirm = form.get("current", ""), form.get("new", ""), form.get("confirm", "")
     if new != confirm:
         return flask.Response(_password_html(_bi("mismatch")), status=400)
-    with ctx.db.session() as s:
-        user = s.get(User, p.user_id)
-        if user is None or not user_service.check_password(user.password_hash, current):
-            return flask.Response(_password_html(_bi("wrong_current")), status=400)
-        try:
-            user_service.set_password(s, user.username, new, actor=p.name, actor_role=p.role)
-        except user_service.UserError as exc:
-            return flask.Response(_password_html(html.escape(str(exc))), status=400)
-        s.flush()
-        _start_session(s, user)  # every other session of the account has just ended
+    try:
+        sid = run(
+            ctx.db, logins.change_password, p.user_id, current, new, actor=p.name,
+            actor_role=p.role, client=flask.request.remote_addr or "", keep_rows_s=_keep_rows_s(),
+        )  # fmt: skip
+    except logins.WrongPasswordError:
+        return flask.Response(_password_html(_bi("wrong_current")), status=400)
+    except user_service.UserError as exc:
+        return flask.Response(_password_html(html.escape(str(exc))), status=400)
+    _set_session_cookie(sid)  # every other session of the account has just ended
     return flask.redirect(home_for(p))
 
 
@@ -718,9 +698,8 @@ def bootstrap_first_admin(ctx: AppContext, out: Callable[[str], None] = print) -
     ``out`` (the console). It is never written to the log.
     """
     try:
-        with ctx.db.session() as s:
-            password = user_service.ensure_first_admin(s)
-    except IntegrityError:  # another process created it at the same moment
+        password = run(ctx.db, user_service.ensure_first_admin)
+    except ConflictError:  # another process created it at the same moment
         return None
     if password:
         out(
