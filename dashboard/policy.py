@@ -4,7 +4,8 @@
 wins, a method-specific row beats a method-less one, and a path no row covers is denied
 (``resolve_policy`` / ``is_allowed``). Camera scopes (``camera_allowed``; district scopes
 reach the query layer as ``layers.services.scope.Scope``) and who sees personal data. No
-sessions or requests here: ``dashboard.auth`` resolves the principal and enforces the answers.
+sessions or requests here: ``dashboard.principal`` resolves the principal, ``dashboard.auth``
+enforces the answers.
 """
 
 from __future__ import annotations
