@@ -35,6 +35,7 @@ ROUTE_MODULES = [
     "dashboard.routes.video",
     "dashboard.routes.rules",
     "dashboard.routes.api",
+    "dashboard.routes.openapi",
     "dashboard.routes.events",
     "dashboard.routes.open311",
     "dashboard.routes.ogc",
