@@ -22,7 +22,7 @@ from layers.services import users as user_service
 
 @dataclass(frozen=True)
 class SignIn:
-    """Return-type of ``sign_in``: the password check's result and, for a form sign-in that
+    """The outcome of a sign-in: the password check's result and, for a form sign-in that
     succeeded, the new server-side session id (None otherwise)."""
 
     result: user_service.LoginResult
