@@ -18,6 +18,7 @@ from layers.services import audit
 from layers.services import cameras as camera_service
 from layers.services import grants as grant_service
 from layers.services import users as user_service
+from layers.services.transaction import run
 
 
 def install_video_hooks(ctx: AppContext) -> None:
@@ -54,26 +55,21 @@ def install_video_hooks(ctx: AppContext) -> None:
         p = current_principal()
         if p is None or p.kind != "user" or p.role not in VIDEO_ROLES:
             return None
-        with ctx.db.session() as s:
-            grant = grant_service.active_grant(s, p.name, camera_id, require_approval=two_person)
-            return grant_service.watermark_text(grant) if grant is not None else None
+        grant = run(ctx.db, grant_service.active_grant, p.name, camera_id,
+                    require_approval=two_person)  # fmt: skip
+        return grant_service.watermark_text(grant) if grant is not None else None
 
     def unmask_grant_for(username: str, camera_id: int) -> str | None:
         # context-free variant for long-running streams: re-check every few seconds so an
         # unredacted view ends when its grant expires or is revoked
-        with ctx.db.session() as s:
-            user = user_service.get_user(s, username)
-            if user is None or not user.active or user.role not in VIDEO_ROLES:
-                return None
-            grant = grant_service.active_grant(s, username, camera_id, require_approval=two_person)
-            return grant_service.watermark_text(grant) if grant is not None else None
+        return run(ctx.db, grant_service.watermark_for, username, camera_id, roles=VIDEO_ROLES,
+                   require_approval=two_person)  # fmt: skip
 
     def viewer_still_allowed(user: Principal | str | None, camera_id: int) -> bool:
         # for running streams: the viewer's session/account still live, camera still in scope
         if isinstance(user, str) or user is None:
-            with ctx.db.session() as s:
-                row = user_service.get_user(s, user) if user else None
-                user = principal_from_user(row, "basic") if row is not None else None
+            row = run(ctx.db, user_service.get_user, user) if user else None
+            user = principal_from_user(row, "basic") if row is not None else None
         if user is None or user.kind != "user" or user.role not in VIDEO_ROLES:
             return False
         if not principal_still_valid(user, ctx):
@@ -89,14 +85,13 @@ def install_video_hooks(ctx: AppContext) -> None:
         actor = str(fields.pop("user", None) or (p.actor if p else "unknown"))
         role = p.role if p is not None else ""
         if not role:
-            with ctx.db.session() as s:
-                user = user_service.get_user(s, actor)
-                role = user.role if user is not None else ""
+            user = run(ctx.db, user_service.get_user, actor)
+            role = user.role if user is not None else ""
         camera = fields.get("camera_id")
         target = f"camera:{camera}" if camera is not None else ""
         detail = json.loads(json.dumps(fields, default=str))
-        with ctx.db.session() as s:
-            audit.record(s, actor=actor, role=role, action=event[:48], target=target, detail=detail)
+        run(ctx.db, audit.record, actor=actor, role=role, action=event[:48], target=target,
+            detail=detail)  # fmt: skip
 
     ctx.services.update(
         authorize_video=authorize_video,

@@ -35,6 +35,7 @@ ROUTE_MODULES = [
     "dashboard.routes.video",
     "dashboard.routes.rules",
     "dashboard.routes.api",
+    "dashboard.routes.openapi",
     "dashboard.routes.events",
     "dashboard.routes.open311",
     "dashboard.routes.ogc",
@@ -147,14 +148,7 @@ def create_app(
     _register_shell_callbacks(app)
 
     for module_name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            log.debug("route module %s not present yet", module_name)
-            continue
-        module.register(server, ctx)
+        importlib.import_module(module_name).register(server, ctx)
     dash_guard.install(app)  # 4xx for malformed Dash requests, before Dash reads them
 
     if start_background:
@@ -213,9 +207,7 @@ def _start_leader_election(ctx: AppContext) -> None:
     def start_services() -> dict:
         services: dict = {}
         if ctx.settings.simulator:
-            sim = _start_simulator(ctx)
-            if sim is not None:
-                services["simulator"] = sim
+            services["simulator"] = _start_simulator(ctx)
         services["escalation"] = _start_escalation(ctx)
         retention = _start_retention(ctx)
         if retention is not None:
@@ -229,21 +221,14 @@ def _start_leader_election(ctx: AppContext) -> None:
 
 
 def _seed_if_empty(ctx: AppContext) -> None:
-    from sqlalchemy import func, select
+    from layers.seed import seed_city
+    from layers.services.inventory import city_is_empty
+    from layers.services.transaction import run
 
-    from layers.models import AdminArea, Grid
-
-    with ctx.db.session() as s:
-        n = s.execute(select(func.count()).select_from(Grid)).scalar_one()
-        n += s.execute(select(func.count()).select_from(AdminArea)).scalar_one()
-    if n:
+    if not run(ctx.db, city_is_empty):
         # an imported (possibly partial) city is the operator's data: never seed over it
         return
-    try:
-        from layers.seed import seed_city
-    except ImportError:
-        log.warning("layers.seed is not available; starting with an empty city")
-        return
+
     log.info(
         "empty database: seeding the %s city (seed %s)", ctx.settings.seed_scale, ctx.settings.seed
     )
@@ -278,12 +263,9 @@ def _start_retention(ctx: AppContext):
 
 
 def _start_simulator(ctx: AppContext):
-    """Return the started incident simulator (None when the module is absent)."""
-    try:
-        from layers.simulator import IncidentSimulator
-    except ImportError:
-        log.warning("layers.simulator is not available; no live feed")
-        return None
+    """Return the started incident simulator."""
+    from layers.simulator import IncidentSimulator
+
     sim = IncidentSimulator(ctx.db, interval_s=ctx.settings.simulator_interval_s)
     sim.start()
     return sim

@@ -1,23 +1,20 @@
-"""Authentication, the default-deny route policy, CSRF, and the login/logout/password forms.
+"""The access guard: the default-deny route policy in front of every route, and the Dash guard.
 
 ``register(server, ctx)`` runs first among the route modules (``dashboard.app.ROUTE_MODULES``)
 and installs a ``before_request`` guard in front of every route:
 
-1. who is asking (``current_principal``): the signed session cookie (form login), an API
-   token (``Authorization: Bearer gst_...``), or HTTP Basic with a user's credentials (only on
-   ``/ogc``, for GIS clients that speak nothing else);
-2. which policy covers the path (``ACCESS_MATRIX`` plus ``declare_policy`` calls of other
-   route modules; longest prefix wins, a method-specific entry beats a method-less one);
-   a path no policy covers is **denied**;
-3. CSRF: every state-changing request authenticated by the session cookie (or anonymous, such
-   as the login form) must carry the session's CSRF token, in a form field ``csrf_token`` or
-   the ``X-CSRFToken`` header (Dash's renderer copies it from the ``_csrf_token`` cookie).
-   Bearer and Basic requests carry no cookie authority and are exempt.
+1. who is asking (``dashboard.principal.current_principal``): the signed session cookie
+   (form login), an API token (``Authorization: Bearer gst_...``), or HTTP Basic with a
+   user's credentials (only on ``/ogc``, for GIS clients that speak nothing else);
+2. which policy covers the path (``dashboard.policy``: ``ACCESS_MATRIX`` plus ``declare_policy``
+   calls of other route modules; longest prefix wins, a method-specific entry beats a
+   method-less one); a path no policy covers is **denied**; a Dash callback writing to a
+   page's components is refused to whoever may not open that page;
+3. CSRF (``dashboard.csrf``): every state-changing request authenticated by the session
+   cookie (or anonymous, such as the login form) must carry the session's CSRF token.
 
-Denials: anonymous page navigations are redirected to ``/login?next=...``; anonymous API, Dash
-and video requests get ``401`` JSON; signed-in principals without the role get ``403``.
-API tokens only ever open the machine paths (``/api/``, ``/ogc``, ``/open311``) and only where a
-policy names their role explicitly.
+Denials and the sign-in pages are ``dashboard.auth_views``. API tokens only ever open the
+machine paths (``/api/``, ``/ogc``, ``/open311``) and only where a policy names their role.
 
 Sessions live on the server (``layers.services.sessions``): the signed cookie carries a random
 session id, the ``user_sessions`` table its digest. A session ends at logout, after
@@ -25,29 +22,21 @@ session id, the ``user_sessions`` table its digest. A session ends at logout, af
 password, role or scopes change; a request with an ended session is refused at once in this
 process and within ``PRINCIPAL_RECHECK_S`` in any other. Long-lived responses (MJPEG, SSE)
 call ``principal_still_valid`` every few seconds and end when it says no.
+
+This module is also the access API the pages and routes import (``require_roles``,
+``current_principal``, ``declare_policy``, ...).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
 import functools
-import hashlib
-import hmac
-import html
-import json
 import logging
-import secrets
-import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 import flask
-from sqlalchemy.exc import IntegrityError
 
-from dashboard import auth_forms, throttle
+from dashboard import auth_views, throttle
 from dashboard.auth_forms import LABELS
 from dashboard.components.console import (  # noqa: F401 - re-exported for the console pages
     CONSOLE_STYLE,
@@ -55,7 +44,8 @@ from dashboard.components.console import (  # noqa: F401 - re-exported for the c
     TABLE_STYLE,
     user_badge,
 )
-from dashboard.context import AppContext, get_ctx
+from dashboard.context import AppContext
+from dashboard.csrf import csrf_ok, csrf_token, set_csrf_cookie  # noqa: F401 - csrf_token: API
 from dashboard.policy import (  # noqa: F401 - the access API, imported from here too
     ACCESS_MATRIX,
     AUTHENTICATED,
@@ -74,270 +64,26 @@ from dashboard.policy import (  # noqa: F401 - the access API, imported from her
     allowed_paths,
     camera_allowed,
     declare_policy,
-    district_allowed,
     home_for,
     is_allowed,
     may_see_personal_data,
     policies,
     resolve_policy,
 )
-from dashboard.proxies import SessionCookies, TrustedProxyFix, cookie_secure_now
-from layers.models import ROLES, User
-from layers.models.base import utcnow
-from layers.services import audit
-from layers.services import sessions as session_service
+from dashboard.principal import (  # noqa: F401 - the access API, imported from here too
+    PRINCIPAL_RECHECK_S,
+    current_principal,
+    principal_from_user,
+    principal_still_valid,
+)
+from dashboard.proxies import SessionCookies, TrustedProxyFix
 from layers.services import users as user_service
+from layers.services.transaction import ConflictError, run
+from layers.services.users import ROLES
 
 log = logging.getLogger(__name__)
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-CSRF_COOKIE = "_csrf_token"
-CSRF_HEADER = "X-CSRFToken"
-CSRF_FIELD = auth_forms.CSRF_FIELD
-
-
-def _pw_fingerprint(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
-
-
-def principal_from_user(user: User, via: str, session_id: str | None = None) -> Principal:
-    """Return the Principal of ``user`` signed in ``via`` "session" or "basic"."""
-    return Principal(
-        name=user.username,
-        role=user.role,
-        kind="user",
-        via=via,
-        scopes=user_service.parse_scopes(user.scopes),
-        user_id=user.id,
-        must_change_password=bool(user.must_change_password),
-        session_id=session_id,
-    )
-
-
-def _resolve_principal() -> Principal | None:
-    ctx = get_ctx()
-    req = flask.request
-    header = req.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer":
-        plaintext = credentials.strip()
-        key = ("token", user_service.token_digest(plaintext))
-        cached = _recent_principal(ctx, key)
-        if cached is not None:
-            return cached
-        epoch = user_service.auth_epoch()  # before the read: a change after it invalidates
-        with ctx.db.session() as s:
-            row = user_service.find_token(s, plaintext)
-            if row is None:
-                flask.g.auth_error = "invalid or revoked API token"
-                return None
-            principal = Principal(name=row.name, role=row.role, kind="token", via="bearer")
-        return _remember_principal(ctx, key, principal, epoch)
-    if scheme == "basic" and not req.path.startswith(BASIC_PREFIXES):
-        # Browsers resend Basic credentials cached for /ogc to other paths of the site: ignore
-        # them there (they never authenticate) and fall through to the session cookie.
-        flask.g.basic_ignored = True
-    elif scheme == "basic":
-        try:
-            raw = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            flask.g.auth_error = "malformed HTTP Basic credentials"
-            return None
-        username, _, password = raw.partition(":")
-        cached = _basic_cache_lookup(ctx, username, password)
-        if cached is not None:
-            return cached
-        result, refusal = _verify(username[:64], password, "basic")
-        if refusal is not None:
-            flask.g.auth_error = f"too many sign-in attempts; retry in {refusal.retry_after_s} s"
-            flask.g.auth_retry_after = refusal.retry_after_s
-            return None
-        if not result.ok:
-            flask.g.auth_error = "wrong credentials"
-            return None
-        if result.user.must_change_password:
-            flask.g.auth_error = "change the one-time password at /login first"
-            return None
-        with ctx.db.session() as s:
-            user = s.get(User, result.user.id)
-            _basic_cache_store(ctx, username, password, user)
-        return flask.g.pop("new_principal")
-    return _session_principal(ctx)
-
-
-def _session_principal(ctx: AppContext) -> Principal | None:
-    """Return the principal of the request's server-side session, or None (ended, absent)."""
-    sess = flask.session
-    sid = sess.get("sid")
-    if not sid:
-        if sess.get("uid") is not None:  # a cookie from before server-side sessions
-            _end_session(reason="no server-side session")
-        return None
-    digest = session_service.session_digest(str(sid))
-    now = time.time()
-    idle_limit = ctx.settings.session_minutes * 60
-    if now - float(sess.get("last", 0)) > idle_limit:
-        _end_session(reason="expired")
-        flask.g.session_expired = True
-        return None
-    key = ("session", digest)
-    principal = _recent_principal(ctx, key)
-    if principal is None:
-        epoch = user_service.auth_epoch()
-        with ctx.db.session() as s:
-            live = session_service.live_session(s, digest, idle_limit)
-            if live is None:
-                _end_session(reason="revoked")
-                return None
-            principal = principal_from_user(live[1], "session", digest)
-        _remember_principal(ctx, key, principal, epoch)
-    if now - float(sess.get("last", 0)) > SESSION_TOUCH_S:  # the idle clocks, not every request
-        sess["last"] = now
-        with ctx.db.session() as s:
-            session_service.touch_session(s, digest)
-    return principal
-
-
-#: Seconds between two refreshes of a session's idle clock (cookie and database row).
-SESSION_TOUCH_S = 30
-#: How long a session row outlives its idle limit before a later sign-in deletes it.
-SESSION_ROWS_KEPT_S = 86_400
-
-
-def principal_still_valid(principal: Principal | None, ctx: AppContext) -> bool:
-    """Return True if ``principal`` may still act: asked of the database, never of a cache.
-
-    For long-lived responses (MJPEG, SSE) that call it every few seconds outside a request
-    context: a session must be live (not logged out, expired or revoked), its account active
-    with the same role and scopes; a token unrevoked with the same role; an HTTP Basic user
-    active with the same role and scopes.
-    """
-    if principal is None:
-        return False
-    try:
-        with ctx.db.session() as s:
-            if principal.kind == "token":
-                row = user_service.find_token_by_name(s, principal.name)
-                return row is not None and row.revoked_at is None and row.role == principal.role
-            if principal.session_id is not None:
-                live = session_service.live_session(
-                    s, principal.session_id, ctx.settings.session_minutes * 60
-                )
-                user = live[1] if live is not None else None
-            else:
-                user = s.get(User, principal.user_id) if principal.user_id is not None else None
-            return (
-                user is not None
-                and user.active
-                and user.role == principal.role
-                and user_service.parse_scopes(user.scopes) == principal.scopes
-            )
-    except Exception:  # noqa: BLE001 - cannot tell: the stream ends (fails closed)
-        log.exception("re-checking %s failed; ending its stream", principal.actor)
-        return False
-
-
-#: How long a resolved session user or API token is trusted without asking the database
-#: again. A change made through this process (disable, new password, role, revoke) is seen at
-#: once (``users.auth_epoch``); one made in another process or machine within this long. At
-#: 100 requests/s the lookup was ~15 % of the web tier's CPU (bench/RESULTS.md, Load).
-PRINCIPAL_RECHECK_S = 5.0
-PRINCIPAL_CACHE_MAX = 10_000
-
-
-def _principal_cache(ctx: AppContext) -> dict:
-    return ctx.services.setdefault("principal_cache", {})
-
-
-def _recent_principal(ctx: AppContext, key: tuple) -> Principal | None:
-    hit = _principal_cache(ctx).get(key)
-    if hit is None:
-        return None
-    expires, epoch, principal = hit
-    if expires < time.monotonic() or epoch != user_service.auth_epoch():
-        return None
-    return principal
-
-
-def _remember_principal(ctx: AppContext, key: tuple, principal: Principal, epoch: int) -> Principal:
-    """Cache ``principal`` under the epoch read before its lookup (a change since: a miss)."""
-    cache = _principal_cache(ctx)
-    if len(cache) >= PRINCIPAL_CACHE_MAX:
-        cache.clear()  # bounded; the next requests simply ask the database again
-    cache[key] = (time.monotonic() + PRINCIPAL_RECHECK_S, epoch, principal)
-    return principal
-
-
-BASIC_CACHE_SECONDS = 60
-BASIC_CACHE_MAX = 1000
-
-
-def _basic_cache(ctx: AppContext) -> dict:
-    # Per app (ctx.services), not per module. GIS clients send Basic credentials with every
-    # tile/feature request and an argon2 check costs ~0.1-0.5 s, so a verified pair is
-    # remembered for a minute under an HMAC with a random per-process key (never in clear).
-    cache = ctx.services.get("basic_auth_cache")
-    if cache is None:
-        cache = ctx.services.setdefault(
-            "basic_auth_cache", {"key": secrets.token_bytes(32), "entries": {}}
-        )
-    return cache
-
-
-def _basic_cache_key(cache: dict, username: str, password: str) -> str:
-    msg = f"{username}\0{password}".encode()
-    return hmac.new(cache["key"], msg, hashlib.sha256).hexdigest()
-
-
-def _basic_cache_lookup(ctx: AppContext, username: str, password: str) -> Principal | None:
-    cache = _basic_cache(ctx)
-    hit = cache["entries"].get(_basic_cache_key(cache, username, password))
-    if hit is None or hit[0] < time.time():
-        return None
-    _expires, user_id, fingerprint = hit
-    with ctx.db.session() as s:
-        user = s.get(User, user_id)
-        if (
-            user is None
-            or not user.active
-            or user.must_change_password
-            or _pw_fingerprint(user.password_hash) != fingerprint
-        ):
-            return None
-        return principal_from_user(user, "basic")
-
-
-def _basic_cache_store(ctx: AppContext, username: str, password: str, user: User) -> None:
-    cache = _basic_cache(ctx)
-    entries = cache["entries"]
-    if len(entries) >= BASIC_CACHE_MAX:
-        entries.clear()
-    entries[_basic_cache_key(cache, username, password)] = (
-        time.time() + BASIC_CACHE_SECONDS,
-        user.id,
-        _pw_fingerprint(user.password_hash),
-    )
-
-
-def current_principal() -> Principal | None:
-    """Return who makes the current request (session, Bearer token or Basic), or None.
-
-    Resolved once per request and cached on ``flask.g``. Outside a request: None.
-    """
-    if not flask.has_request_context():
-        return None
-    if "principal" not in flask.g:
-        flask.g.principal = _resolve_principal()
-    return flask.g.principal
-
-
-def _end_session(reason: str) -> None:
-    keep_csrf = flask.session.get("csrf")
-    flask.session.clear()
-    if keep_csrf:
-        flask.session["csrf"] = keep_csrf
-    log.debug("session ended (%s)", reason)
 
 
 # -- Dash page / callback guard ---------------------------------------------------------------
@@ -393,237 +139,6 @@ def require_roles(*roles: str, deny: str | None = None) -> Callable:
     return decorate
 
 
-# -- CSRF -------------------------------------------------------------------------------------
-def csrf_token() -> str:
-    """Return the session's CSRF token, creating one if needed."""
-    token = flask.session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        flask.session["csrf"] = token
-    return token
-
-
-def _csrf_ok() -> bool:
-    expected = flask.session.get("csrf")
-    if not expected:
-        return False
-    sent = flask.request.headers.get(CSRF_HEADER) or flask.request.form.get(CSRF_FIELD) or ""
-    return hmac.compare_digest(str(sent), str(expected))
-
-
-# -- responses --------------------------------------------------------------------------------
-def _wants_html() -> bool:
-    req = flask.request
-    if req.method not in ("GET", "HEAD"):
-        return False
-    if req.path.startswith(
-        MACHINE_PREFIXES + ("/_dash-", "/layers/", "/video/", "/tiles/", "/assets/")
-    ):
-        return False
-    best = req.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "text/html"
-
-
-def _json_error(status: int, message: str, **headers: str) -> flask.Response:
-    resp = flask.jsonify(error=message, status=status)
-    resp.status_code = status
-    for k, v in headers.items():
-        resp.headers[k] = v
-    return resp
-
-
-def _deny(principal: Principal | None) -> flask.Response:
-    req = flask.request
-    if principal is None:
-        if _wants_html():
-            target = req.full_path.rstrip("?") if req.query_string else req.path
-            url = "/login?next=" + quote(target, safe="/")
-            if flask.g.get("session_expired"):
-                url += "&msg=expired"
-            return flask.redirect(url, code=302)
-        message = flask.g.get("auth_error") or "login required"
-        headers = {}
-        retry = flask.g.get("auth_retry_after")
-        if retry is not None:
-            return _json_error(429, message, **{"Retry-After": str(retry)})
-        if req.path.startswith(BASIC_PREFIXES):
-            headers["WWW-Authenticate"] = 'Basic realm="GridSight OGC", charset="UTF-8"'
-        elif req.path.startswith(MACHINE_PREFIXES):
-            headers["WWW-Authenticate"] = 'Bearer realm="GridSight API"'
-        return _json_error(401, message, **headers)
-    if _wants_html():
-        return flask.Response(_forbidden_html(), status=403, mimetype="text/html")
-    return _json_error(403, f"role {principal.role!r} may not {req.method} {req.path}")
-
-
-def _bi(key: str, **fmt: str) -> str:
-    return auth_forms.bi(key, **fmt)
-
-
-def _login_html(
-    message: str = "", kind: str = "err", next_url: str = "", username: str = ""
-) -> str:
-    return auth_forms.login_html(csrf_token(), message, kind, next_url, username)
-
-
-def _password_html(message: str = "", kind: str = "err") -> str:
-    p = current_principal()
-    name, must_change = (p.name, p.must_change_password) if p else ("", False)
-    return auth_forms.password_html(csrf_token(), name, must_change, message, kind)
-
-
-def _logout_html() -> str:
-    return auth_forms.logout_html(csrf_token())
-
-
-def _forbidden_html() -> str:
-    p = current_principal()
-    return auth_forms.forbidden_html(f"{p.name} ({p.role})" if p else "")
-
-
-def _safe_next(url: str | None) -> str:
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//"):
-        return ""
-    if "\\" in url or url.startswith(("/login", "/logout")):
-        return ""
-    return url
-
-
-def _start_session(s, user: User) -> str:
-    """Return the digest of a new server-side session for ``user``, set in the cookie."""
-    sid = session_service.start_session(s, user, flask.request.remote_addr or "")
-    idle = get_ctx().settings.session_minutes * 60 + SESSION_ROWS_KEPT_S
-    session_service.purge_sessions(s, utcnow() - dt.timedelta(seconds=idle))
-    flask.session.clear()  # a fresh session id and CSRF token: no fixation across login
-    flask.session.permanent = True
-    flask.session["sid"] = sid
-    flask.session["last"] = time.time()
-    flask.session["csrf"] = secrets.token_urlsafe(32)
-    flask.g.pop("principal", None)
-    return session_service.session_digest(sid)
-
-
-# -- views ------------------------------------------------------------------------------------
-def _login_view():
-    req = flask.request
-    if req.method == "GET":
-        p = current_principal()
-        if p is not None and p.kind == "user":
-            return flask.redirect(_safe_next(req.args.get("next")) or home_for(p))
-        msg = req.args.get("msg", "")
-        kind = "info" if msg in ("logged_out", "changed") else "err"
-        text = _bi(msg) if msg in ("expired", "logged_out", "changed") else ""
-        return _login_html(text, kind, _safe_next(req.args.get("next")))
-    username = (req.form.get("username") or "").strip()[:64]
-    password = req.form.get("password") or ""
-    next_url = _safe_next(req.form.get("next"))
-    result, refusal = _verify(username, password, "form")
-    if refusal is not None:
-        key = "busy" if refusal.reason == "busy" else "throttled"
-        resp = flask.Response(
-            _login_html(_bi(key, m=str(refusal.minutes)), "err", next_url, username),
-            status=503 if key == "busy" else 429,
-        )
-        resp.headers["Retry-After"] = str(refusal.retry_after_s)
-        return resp
-    if not result.ok:
-        # unknown name, wrong password, disabled account: one answer, so none is revealed
-        return flask.Response(_login_html(_bi("bad"), "err", next_url, username), status=401)
-    principal = flask.g.pop("new_principal")
-    if principal.must_change_password:
-        resp = flask.redirect("/account/password")
-    else:
-        resp = flask.redirect(next_url or home_for(principal))
-    _throttle().remember_device(resp, username, cookie_secure_now())
-    return resp
-
-
-def _throttle() -> throttle.LoginThrottle:
-    return get_ctx().services["login_throttle"]
-
-
-def _verify(
-    username: str, password: str, channel: str
-) -> tuple[user_service.LoginResult | None, throttle.Refusal | None]:
-    """Return (login result, None) after a throttled password check, or (None, refusal).
-
-    A form sign-in that succeeds also starts its server-side session (``flask.g``).
-    """
-    ctx = get_ctx()
-    gate = _throttle()
-    address = flask.request.remote_addr or ""
-    device = gate.device_for(username)
-    refusal = gate.check(username, address, device)
-    if refusal is not None:
-        log.info("sign-in for %r from %s refused (%s limit)", username, address, refusal.reason)
-        return None, refusal
-    with gate.slots.hold() as got_slot:
-        if not got_slot:
-            return None, throttle.Refusal(BUSY_RETRY_S, "busy")
-        with ctx.db.session() as s:
-            result = user_service.authenticate(
-                s, username, password, channel=channel, client=address
-            )
-            if result.ok and channel == "form":
-                digest = _start_session(s, result.user)
-                flask.g.new_principal = principal_from_user(result.user, "session", digest)
-            elif result.ok:
-                flask.g.new_principal = principal_from_user(result.user, "basic")
-    if result.ok:
-        gate.succeeded(username, address, device)
-    else:
-        gate.failed(username, address, device)
-    return result, None
-
-
-#: Seconds a sign-in told "busy" (every verification slot taken) is asked to wait.
-BUSY_RETRY_S = 2
-
-
-def _logout_view():
-    ctx = get_ctx()
-    p = current_principal()
-    if flask.request.method == "GET":
-        if p is None or p.kind != "user":
-            return flask.redirect("/login")
-        return _logout_html()
-    if p is not None and p.kind == "user":
-        with ctx.db.session() as s:
-            if p.session_id is not None:
-                session_service.revoke_session(s, p.session_id, "logout")
-            audit.record(s, actor=p.name, role=p.role, action="logout")
-    flask.session.clear()
-    flask.g.pop("principal", None)
-    return flask.redirect("/login?msg=logged_out")
-
-
-def _password_view():
-    ctx = get_ctx()
-    p = current_principal()
-    if p is None or p.kind != "user" or p.via != "session":
-        return _deny(p)
-    if flask.request.method == "GET":
-        return _password_html()
-    form = flask.request.form
-    current, new, confirm = form.get("current", ""), form.get("new", ""), form.get("confirm", "")
-    if new != confirm:
-        return flask.Response(_password_html(_bi("mismatch")), status=400)
-    with ctx.db.session() as s:
-        user = s.get(User, p.user_id)
-        if user is None or not user_service.check_password(user.password_hash, current):
-            return flask.Response(_password_html(_bi("wrong_current")), status=400)
-        try:
-            user_service.set_password(s, user.username, new, actor=p.name, actor_role=p.role)
-        except user_service.UserError as exc:
-            return flask.Response(_password_html(html.escape(str(exc))), status=400)
-        s.flush()
-        _start_session(s, user)  # every other session of the account has just ended
-    return flask.redirect(home_for(p))
-
-
 # Dash component ids start with their page's name (STYLE.md); a callback whose outputs belong
 # to a page is refused to anybody who may not open that page, whatever the page module does.
 PAGE_ID_PREFIXES = {
@@ -666,49 +181,36 @@ def _guard():
         flask.g.user = principal  # dashboard/routes/video.py reads the viewer's name here
     if flask.g.get("auth_error") and req.headers.get("Authorization"):
         # explicit but wrong credentials: never fall back to anything else
-        return _deny(None)
+        return auth_views.deny(None)
     if (
         principal is not None
         and principal.kind == "user"
         and principal.must_change_password
         and not path.startswith(MUST_CHANGE_OK)
     ):
-        if _wants_html():
+        if auth_views.wants_html():
             return flask.redirect("/account/password")
-        return _json_error(403, "change your one-time password at /account/password first")
+        return auth_views.json_error(
+            403, "change your one-time password at /account/password first"
+        )
     policy = resolve_policy(server, path, req.method)
     if not is_allowed(policy, principal, path):
         if policy is None:
             log.info("denied undeclared path %s %s", req.method, path)
-        return _deny(principal)
+        return auth_views.deny(principal)
     if path == "/_dash-update-component" and req.method == "POST":
         for page in callback_pages(req.get_json(silent=True)):
             if not is_allowed(resolve_policy(server, page), principal, page):
                 log.info("refused a %s callback to %s", page, principal.name if principal else "-")
-                return _json_error(403, f"role may not use the {page} page's callbacks")
+                return auth_views.json_error(403, f"role may not use the {page} page's callbacks")
     if req.method in UNSAFE_METHODS and (principal is None or principal.via == "session"):
-        if not _csrf_ok():
+        if not csrf_ok():
             if path == "/login":
-                return flask.Response(_login_html(_bi("csrf")), status=400)
-            return _json_error(400, "missing or wrong CSRF token; reload the page and retry")
+                return flask.Response(auth_views.login_html(auth_views.bi("csrf")), status=400)
+            return auth_views.json_error(
+                400, "missing or wrong CSRF token; reload the page and retry"
+            )
     return None
-
-
-def _set_csrf_cookie(resp: flask.Response) -> flask.Response:
-    token = flask.session.get("csrf")
-    if token and flask.request.cookies.get(CSRF_COOKIE) != token:
-        resp.set_cookie(
-            CSRF_COOKIE,
-            token,
-            samesite="Lax",
-            httponly=False,  # Dash's renderer reads it to send the X-CSRFToken header
-            secure=cookie_secure_now(),
-        )
-    if flask.request.path.startswith(("/login", "/account/", "/logout")):
-        resp.headers["Cache-Control"] = "no-store"
-    resp.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return resp
 
 
 # -- first start ------------------------------------------------------------------------------
@@ -720,9 +222,8 @@ def bootstrap_first_admin(ctx: AppContext, out: Callable[[str], None] = print) -
     ``out`` (the console). It is never written to the log.
     """
     try:
-        with ctx.db.session() as s:
-            password = user_service.ensure_first_admin(s)
-    except IntegrityError:  # another process created it at the same moment
+        password = run(ctx.db, user_service.ensure_first_admin)
+    except ConflictError:  # another process created it at the same moment
         return None
     if password:
         out(
@@ -750,20 +251,13 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     for prefix, methods, roles in ACCESS_MATRIX:
         declare_policy(server, prefix, roles, methods)
     server.before_request(_guard)
-    server.after_request(_set_csrf_cookie)
-    server.add_url_rule("/login", "auth_login", _login_view, methods=["GET", "POST"])
-    server.add_url_rule("/logout", "auth_logout", _logout_view, methods=["GET", "POST"])
+    server.after_request(set_csrf_cookie)
+    server.add_url_rule("/login", "auth_login", auth_views.login_view, methods=["GET", "POST"])
+    server.add_url_rule("/logout", "auth_logout", auth_views.logout_view, methods=["GET", "POST"])
     server.add_url_rule(
-        "/account/password", "auth_password", _password_view, methods=["GET", "POST"]
+        "/account/password", "auth_password", auth_views.password_view, methods=["GET", "POST"]
     )
     from dashboard.access_hooks import install_video_hooks  # it builds on this module
 
     install_video_hooks(ctx)
     bootstrap_first_admin(ctx)
-
-
-def principal_json(p: Principal | None) -> str:
-    """Return a principal as JSON (for logs and tests); never includes secrets."""
-    if p is None:
-        return "null"
-    return json.dumps({"name": p.name, "role": p.role, "kind": p.kind, "via": p.via})

@@ -2,9 +2,10 @@
 
 ``ACCESS_MATRIX`` plus the rows route modules add with ``declare_policy``; the longest prefix
 wins, a method-specific row beats a method-less one, and a path no row covers is denied
-(``resolve_policy`` / ``is_allowed``). Camera and district scopes (``camera_allowed``,
-``district_allowed``) and who sees personal data. No sessions or requests here:
-``dashboard.auth`` resolves the principal and enforces the answers.
+(``resolve_policy`` / ``is_allowed``). Camera scopes (``camera_allowed``; district scopes
+reach the query layer as ``layers.services.scope.Scope``) and who sees personal data. No
+sessions or requests here: ``dashboard.principal`` resolves the principal, ``dashboard.auth``
+enforces the answers.
 """
 
 from __future__ import annotations
@@ -121,26 +122,23 @@ def camera_allowed(principal: Principal | None, gb_id: str, camera_pk: int | Non
     return bool(gb_id) and gb_id[:6] in districts
 
 
-def district_allowed(principal: Principal | None, code: str) -> bool:
-    """Return True if ``principal`` may see the district ``code`` (6-digit GB/T 2260)."""
-    if principal is None:
-        return False
-    districts = principal.scopes.get("districts") or []
-    cams = principal.scopes.get("cameras") or []
-    if not districts and not cams:
-        return True
-    return str(code)[:6] in districts
-
-
 # Roles that see reporters' names and phone numbers in clear (dispatchers call reporters back,
-# 一线回访); everybody else gets layers.codes.mask_name / mask_phone.
+# 一线回访); the handler of a case sees its reporter too; everybody else gets
+# layers.codes.mask_name / mask_phone.
 PERSONAL_DATA_ROLES = frozenset({"dispatcher"})
 
 
-def may_see_personal_data(principal: Principal | None) -> bool:
-    """Return True if ``principal`` may see reporter names/phones unmasked (UI and exports)."""
-    return (
-        principal is not None and principal.kind == "user" and principal.role in PERSONAL_DATA_ROLES
+def may_see_personal_data(principal: Principal | None, handler: str | None = None) -> bool:
+    """Return True if ``principal`` may see a case's reporter name/phone unmasked (UI and API).
+
+    Dispatchers always; any other signed-in user only as the case's ``handler`` (the user
+    name ``layers.services.cases`` names: who accepted the case, while it is with them).
+    API tokens never.
+    """
+    if principal is None or principal.kind != "user":
+        return False
+    return principal.role in PERSONAL_DATA_ROLES or (
+        handler is not None and principal.name == handler
     )
 
 

@@ -25,10 +25,11 @@ from dashboard.auth import (
     require_roles,
 )
 from dashboard.context import get_ctx
-from layers.models import ROLES, SOD_ROLES
-from layers.services import role_requests
+from layers.services import account_admin, role_requests
 from layers.services import users as user_service
 from layers.services.audit import AuditError
+from layers.services.transaction import run
+from layers.services.users import ROLES, SOD_ROLES
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +69,17 @@ def _table(header: list[str], rows: list[list], table_id: str) -> html.Table:
 
 def users_table() -> html.Table:
     """Return the users table (no password hashes)."""
-    with get_ctx().db.session() as s:
-        rows = [
-            [
-                u.username,
-                u.role,
-                "yes" if u.active else "no",
-                u.locked_until.strftime("%Y-%m-%d %H:%M") if u.locked_until else "",
-                "yes" if u.must_change_password else "",
-                json.dumps(user_service.parse_scopes(u.scopes), ensure_ascii=False),
-            ]
-            for u in user_service.list_users(s)
+    rows = [
+        [
+            u.username,
+            u.role,
+            "yes" if u.active else "no",
+            u.locked_until.strftime("%Y-%m-%d %H:%M") if u.locked_until else "",
+            "yes" if u.must_change_password else "",
+            json.dumps(user_service.parse_scopes(u.scopes), ensure_ascii=False),
         ]
+        for u in run(get_ctx().db, user_service.list_users)
+    ]
     header = [
         "用户 user",
         "角色 role",
@@ -93,35 +93,33 @@ def users_table() -> html.Table:
 
 def requests_table() -> html.Table:
     """Return the pending two-person requests (who asked for what, when)."""
-    with get_ctx().db.session() as s:
-        rows = [
-            [
-                f"#{r.id}",
-                r.action,
-                r.username,
-                r.role,
-                r.requested_by,
-                r.requested_at.strftime("%Y-%m-%d %H:%M"),
-            ]
-            for r in role_requests.list_requests(s)
+    rows = [
+        [
+            f"#{r.id}",
+            r.action,
+            r.username,
+            r.role,
+            r.requested_by,
+            r.requested_at.strftime("%Y-%m-%d %H:%M"),
         ]
+        for r in run(get_ctx().db, role_requests.list_requests)
+    ]
     header = ["申请 #", "操作 change", "用户 user", "角色 role", "申请人 by", "时间 at"]
     return _table(header, rows, "admin-requests-table")
 
 
 def tokens_table() -> html.Table:
     """Return the API tokens table (names and state, never the token)."""
-    with get_ctx().db.session() as s:
-        rows = [
-            [
-                t.name,
-                t.role,
-                t.created_by,
-                t.created_at.strftime("%Y-%m-%d %H:%M"),
-                f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active",
-            ]
-            for t in user_service.list_tokens(s)
+    rows = [
+        [
+            t.name,
+            t.role,
+            t.created_by,
+            t.created_at.strftime("%Y-%m-%d %H:%M"),
+            f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active",
         ]
+        for t in run(get_ctx().db, user_service.list_tokens)
+    ]
     return _table(
         ["令牌 token", "角色 role", "创建人 by", "创建 created", "状态 state"],
         rows,
@@ -213,19 +211,13 @@ def create_user_action(name: str, role: str, districts: str, cameras: str) -> st
     """
     p = current_principal()
     scopes = {"districts": _split(districts), "cameras": _split(cameras)}
-    with get_ctx().db.session() as s:
-        if user_service.needs_second_person(role):
-            row = role_requests.request_change(
-                s, "create", (name or "").strip(), role, scopes=scopes,
-                actor=p.name, actor_role=p.role,
-            )  # fmt: skip
-            return _filed(row)
-        user, password = user_service.create_user(
-            s, (name or "").strip(), role, None, scopes=scopes, actor=p.name, actor_role=p.role
-        )
+    done = run(get_ctx().db, account_admin.create_account, name, role, scopes,
+               actor=p.name, actor_role=p.role)  # fmt: skip
+    if done.filed is not None:
+        return _filed(done.filed)
     return (
-        f"已创建 created {user.username} ({user.role}). 一次性密码 one-time password "
-        f"(仅显示一次 shown once): {password}"
+        f"已创建 created {done.user.username} ({done.user.role}). 一次性密码 one-time password "
+        f"(仅显示一次 shown once): {done.password}"
     )
 
 
@@ -233,20 +225,14 @@ def _change_account(trigger: str, target: str, target_role: str | None) -> str:
     """Return the message after disabling, enabling or re-roling ``target`` (or filing it)."""
     p = current_principal()
     who = {"actor": p.name, "actor_role": p.role}
-    with get_ctx().db.session() as s:
-        user = user_service.get_user(s, target)
-        if trigger == "admin-change-role":
-            if not target_role:
-                raise user_service.UserError("choose the new role in the role list first")
-            if user is not None and user_service.needs_second_person(target_role):
-                return _filed(role_requests.request_change(s, "role", target, target_role, **who))
-            user_service.set_role_and_scopes(s, target, role=target_role, **who)
-            return f"{target}: 角色 role -> {target_role}"
-        active = trigger == "admin-enable-user"
-        if active and user is not None and not user.active:
-            if user_service.needs_second_person(user.role):
-                return _filed(role_requests.request_change(s, "enable", target, user.role, **who))
-        user_service.set_active(s, target, active, **who)
+    db = get_ctx().db
+    if trigger == "admin-change-role":
+        done = run(db, account_admin.change_role, target, target_role, **who)
+        return _filed(done.filed) if done.filed else f"{target}: 角色 role -> {target_role}"
+    active = trigger == "admin-enable-user"
+    done = run(db, account_admin.set_account_active, target, active, **who)
+    if done.filed:
+        return _filed(done.filed)
     return f"{target}: {'enabled 已启用' if active else 'disabled 已停用'}"
 
 
@@ -310,16 +296,17 @@ def request_action(trigger: str, request_id) -> tuple[str, html.Table, html.Tabl
     """Return (message, requests table, users table) after ``trigger`` (approve / reject)."""
     p = current_principal()
     rid = str(request_id or "").strip().lstrip("#")
+    db = get_ctx().db
     try:
-        with get_ctx().db.session() as s:
-            if trigger == "admin-approve-request":
-                row, password = role_requests.approve(s, rid, approver=p.name, approver_role=p.role)
-                message = f"已批准 approved #{row.id}: {row.action} {row.username} ({row.role})"
-                if password:
-                    message += f". 一次性密码 one-time password (仅显示一次 shown once): {password}"
-            else:
-                row = role_requests.reject(s, rid, actor=p.name, actor_role=p.role)
-                message = f"#{row.id}: {row.state}"
+        if trigger == "admin-approve-request":
+            row, password = run(db, role_requests.approve, rid, approver=p.name,
+                                approver_role=p.role)  # fmt: skip
+            message = f"已批准 approved #{row.id}: {row.action} {row.username} ({row.role})"
+            if password:
+                message += f". 一次性密码 one-time password (仅显示一次 shown once): {password}"
+        else:
+            row = run(db, role_requests.reject, rid, actor=p.name, actor_role=p.role)
+            message = f"#{row.id}: {row.state}"
     except (user_service.UserError, AuditError) as exc:
         message = f"错误 error: {exc}"
     return message, requests_table(), users_table()
@@ -351,18 +338,17 @@ def token_action(trigger: str, name: str | None, role: str | None) -> tuple[str,
                 f"a token of role {role!r} is made only with `python -m layers tokens create` "
                 "on the server (tokens for people's roles bypass the second admin)"
             )
-        with get_ctx().db.session() as s:
-            if trigger == "admin-create-token":
-                row, plaintext = user_service.create_token(
-                    s, name, role, actor=p.name, actor_role=p.role
-                )
-                message = (
-                    f"已创建 created token {row.name} ({row.role}); 仅显示一次 shown once: "
-                    f"{plaintext}"
-                )
-            else:
-                user_service.revoke_token(s, name, actor=p.name, actor_role=p.role)
-                message = f"已吊销 revoked {name}"
+        db = get_ctx().db
+        if trigger == "admin-create-token":
+            row, plaintext = run(db, user_service.create_token, name, role, actor=p.name,
+                                 actor_role=p.role)  # fmt: skip
+            message = (
+                f"已创建 created token {row.name} ({row.role}); 仅显示一次 shown once: "
+                f"{plaintext}"
+            )
+        else:
+            run(db, user_service.revoke_token, name, actor=p.name, actor_role=p.role)
+            message = f"已吊销 revoked {name}"
     except (user_service.UserError, AuditError) as exc:
         message = f"错误 error: {exc}"
     return message, tokens_table()

@@ -20,6 +20,7 @@ from dashboard.auth import (
 )
 from dashboard.context import get_ctx
 from layers.services import audit as audit_service
+from layers.services.transaction import run
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,7 @@ def on_search(_n, actor, action, start, end):
         filters = parse_filters(actor, action, start, end)
     except ValueError as exc:
         return html.Div(), f"错误 error: {exc}"
-    with get_ctx().db.session() as s:
-        entries = audit_service.search(s, limit=PAGE_ROWS, **filters)
+    entries = run(get_ctx().db, audit_service.search, limit=PAGE_ROWS, **filters)
     note = f"{len(entries)} 条 entries" + (
         f" (显示前 showing first {PAGE_ROWS})" if len(entries) == PAGE_ROWS else ""
     )

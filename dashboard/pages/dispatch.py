@@ -23,24 +23,22 @@ import dash_ag_grid as dag
 import dash_leaflet as dl
 import shapely
 from dash import Input, Output, State, callback, dcc, html, no_update
-from sqlalchemy import func, select
 
+from dashboard.auth import current_principal, require_roles
 from dashboard.context import get_ctx
 from dashboard.i18n import t
-from dashboard.scoping import request_scope
-from layers.models import Category, Grid, Incident, Responder, utcnow
-from layers.services import NotFoundError, routing, workflow
-from layers.services import duplicates as duplicate_service
-from layers.services import incidents as incident_service
+from dashboard.scoping import request_reveal, request_scope
+from layers.db import Database
+from layers.services import NotFoundError, cases, queue, workflow
 from layers.services.scope import Scope
+from layers.services.transaction import run
 
 log = logging.getLogger(__name__)
 
 dash.register_page(__name__, path="/dispatch", name="dispatch", title="GridSight · 调度")
 
 TICK_MS = 3000
-QUEUE_LIMIT = 500
-WARN_HOURS = 8.0  # amber when less than this many hours remain
+QUEUE_LIMIT = queue.QUEUE_LIMIT
 ROLES = ("dispatcher", "admin")
 ACTION_KEYS = {"register": "r", "dispatch": "d", "accept": "h", "report": "b", "close": "c",
                "rework": "w", "escalate": "e", "merge": "m", "evaluate": "v",
@@ -69,20 +67,10 @@ SLA_STYLE = {
 }  # fmt: skip
 
 
-def _guard(func):
-    """Return ``func`` wrapped by ``dashboard.auth.require_roles`` for dispatchers."""
-    try:
-        from dashboard.auth import require_roles
-    except ImportError:  # pragma: no cover - auth is part of the app
-        return func
-    return require_roles(*ROLES)(func)
+_guard = require_roles(*ROLES)
 
 
 def _principal() -> tuple[str, str]:
-    try:
-        from dashboard.auth import current_principal
-    except ImportError:  # pragma: no cover
-        return "anonymous", "dispatcher"
     p = current_principal()
     return (p.actor, p.role) if p is not None else ("anonymous", "none")
 
@@ -97,86 +85,34 @@ def _local(iso: str, fmt: str = "%m-%d %H:%M") -> str:
 
 
 def queue_rows(
-    db, now: dt.datetime | None = None, lang: str = "zh", *, scope: Scope
+    db: Database, now: dt.datetime | None = None, lang: str = "zh", *, scope: Scope
 ) -> list[dict]:
     """Return the open cases in ``scope`` as AG Grid rows, most urgent first (SLA hours left)."""
-    now = now or utcnow()
-    with db.session() as s:
-        rows = s.execute(
-            select(Incident, Grid.code, Responder.name, Category.name_zh, Category.name_en,
-                   Category.owner_level)
-            .outerjoin(Grid, Incident.grid_id == Grid.id)
-            .outerjoin(Responder, Incident.assignee_id == Responder.id)
-            .outerjoin(Category, Category.code == Incident.category_code)
-            .where(Incident.status.in_(workflow.OPEN_STATUSES), Incident.duplicate_of.is_(None),
-                   *scope.incidents(s))
-            .order_by(Incident.due_at, Incident.id)
-            .limit(QUEUE_LIMIT)
-        ).all()  # fmt: skip
-        suspects = {d["duplicate"] for d in duplicate_service.suggest_merges(
-            s, since=now - dt.timedelta(days=2), limit=QUEUE_LIMIT)}  # fmt: skip
-    out = []
-    seen = set()
-    for inc, gcode, assignee, name_zh, name_en, owner in rows:
-        if inc.id in seen:  # one row per case even if the dictionary has several versions
-            continue
-        seen.add(inc.id)
-        # a paused clock (approved extension) shows the time that was left when it stopped
-        ref = inc.sla_paused_at or now
-        left = None if inc.due_at is None else (inc.due_at - ref).total_seconds() / 3600
-        state = ("paused" if inc.sla_paused_at else "none" if left is None else
-                 "overdue" if left < 0 else "warn" if left < WARN_HOURS else "ok")  # fmt: skip
-        out.append({
-            "id": inc.id,
-            "category": (name_zh if lang == "zh" else name_en) or inc.category_code,
-            "priority": inc.priority,
-            "status": t(f"dispatch.status.{inc.status}", lang),
-            "status_code": inc.status,
-            "grid": gcode or "",
-            "level": t(f"dispatch.level.{inc.escalation_level}", lang),
-            "escalated": inc.escalation_level != (owner or inc.escalation_level),
-            "assignee": assignee or "",
-            "created": inc.created_at.astimezone(CST).strftime("%m-%d %H:%M"),
-            "sla_hours": None if left is None else round(left, 1),
-            "sla_state": state,
-            "duplicate": inc.id in suspects,
-        })  # fmt: skip
-    return out
+    cases = run(db, queue.open_cases, scope=scope, now=now, limit=QUEUE_LIMIT)
+    return [
+        {
+            "id": c["id"],
+            "category": (c["category_zh"] if lang == "zh" else c["category_en"])
+            or c["category_code"],
+            "priority": c["priority"],
+            "status": t(f"dispatch.status.{c['status']}", lang),
+            "status_code": c["status"],
+            "grid": c["grid_code"],
+            "level": t(f"dispatch.level.{c['escalation_level']}", lang),
+            "escalated": c["escalated"],
+            "assignee": c["assignee"],
+            "created": c["created_at"].astimezone(CST).strftime("%m-%d %H:%M"),
+            "sla_hours": c["sla_hours"],
+            "sla_state": c["sla_state"],
+            "duplicate": c["duplicate"],
+        }
+        for c in cases
+    ]
 
 
-def queue_totals(db, now: dt.datetime | None = None, *, scope: Scope) -> dict[str, int]:
+def queue_totals(db: Database, now: dt.datetime | None = None, *, scope: Scope) -> dict[str, int]:
     """Return ``scope``'s whole-queue counts (open, overdue, escalated), not capped."""
-    now = now or utcnow()
-    with db.session() as s:
-        base = [Incident.status.in_(workflow.OPEN_STATUSES), Incident.duplicate_of.is_(None),
-                *scope.incidents(s)]  # fmt: skip
-        n_open = s.scalar(select(func.count()).select_from(Incident).where(*base)) or 0
-        n_overdue = (
-            s.scalar(
-                select(func.count())
-                .select_from(Incident)
-                .where(*base, Incident.due_at < now, Incident.sla_paused_at.is_(None))
-            )
-            or 0
-        )
-        owner = (
-            select(Category.owner_level)
-            .where(Category.code == Incident.category_code)
-            .limit(1)
-            .scalar_subquery()
-        )
-        n_escalated = (
-            s.scalar(
-                select(func.count())
-                .select_from(Incident)
-                .where(
-                    *base,
-                    Incident.escalation_level != func.coalesce(owner, Incident.escalation_level),
-                )
-            )
-            or 0
-        )
-    return {"open": n_open, "overdue": n_overdue, "escalated": n_escalated}
+    return run(db, queue.queue_totals, scope=scope, now=now)
 
 
 def queue_summary(rows: list[dict], lang: str, totals: dict[str, int] | None = None) -> list:
@@ -231,56 +167,54 @@ def column_defs(lang: str) -> list[dict]:
     ]  # fmt: skip
 
 
-def _camera_frame(s, cams: list[dict]):
-    import pandas as pd
+def _case_map(case: cases.CaseView) -> tuple[list, list[list[float]]]:
+    """Return the detail map's layers (grid, cones, cameras, responders, the case) and bounds."""
+    inc = case.incident
+    layers = []
+    if case.grid_geometry is not None:
+        layers.append(dl.GeoJSON(data={"type": "Feature", "properties": {},
+                                       "geometry": shapely.geometry.mapping(case.grid_geometry)},
+                                 style={"color": "#4cc9f0", "weight": 2, "fillOpacity": 0.08}))  # fmt: skip
+    for c in case.cameras:
+        cone = c["cone"]
+        if cone is not None and not cone.is_empty:
+            layers.append(dl.Polygon(positions=[[y, x] for x, y in cone.exterior.coords],
+                                     color="#ffd166", weight=1, fillOpacity=0.2))  # fmt: skip
+    for c in case.cameras:
+        layers.append(dl.CircleMarker(center=[c["lat"], c["lon"]], radius=5, color="#ffd166",
+                                      children=dl.Tooltip(c["name"])))  # fmt: skip
+    for p in case.nearest:
+        if p["lat"] is None:
+            continue
+        layers.append(dl.CircleMarker(center=[p["lat"], p["lon"]], radius=6, color="#06d6a0",
+                                      children=dl.Tooltip(f"{p['name']} · {p['distance_m']:.0f} m")))  # fmt: skip
+    layers.append(dl.CircleMarker(center=[inc["lat"], inc["lon"]], radius=9, color="#ef476f",
+                                  fillOpacity=0.9, children=dl.Tooltip(f"#{inc['id']}")))  # fmt: skip
+    if case.grid_geometry is not None:
+        b = case.grid_geometry.bounds
+        return layers, [[b[1], b[0]], [b[3], b[2]]]
+    d = 0.003
+    return layers, [[inc["lat"] - d, inc["lon"] - d], [inc["lat"] + d, inc["lon"] + d]]
 
-    from layers.models import Camera
 
-    if not cams:
-        return None
-    rows = s.execute(
-        select(Camera.id, Camera.lon, Camera.lat, Camera.azimuth, Camera.fov, Camera.range_m).where(
-            Camera.id.in_([c["id"] for c in cams])
-        )
-    ).all()
-    return pd.DataFrame([r._asdict() for r in rows])
-
-
-def detail_view(db, incident_id: int, lang: str, role: str, *, scope: Scope) -> dict:
-    """Return the detail panel parts of a case: header, body, map children/bounds, options.
-
-    Keys: ``info`` (Dash children), ``map`` (dash-leaflet children), ``bounds``,
-    ``assignees`` (dropdown options, nearest first), ``merge`` (duplicate options),
-    ``actions`` (allowed action names for ``role``).
-    """
-    with db.session() as s:
-        row = incident_service.get_incident(s, incident_id, scope=scope)
-        grid = s.get(Grid, row.grid_id) if row.grid_id else None
-        history = workflow.history(s, row.id)
-        near = routing.nearest_available(s, row.lon, row.lat, n=6)
-        people = {r.id: r for r in s.scalars(select(Responder).where(
-            Responder.id.in_([rid for rid, _ in near] + ([row.assignee_id] if row.assignee_id else []))))}  # fmt: skip
-        cams = routing.cameras_seeing_point(s, row.lon, row.lat, scope=scope)
-        frame = _camera_frame(s, cams)
-        dups = duplicate_service.candidates(s, row.id, scope=scope)
-        linked = duplicate_service.linked_reports(s, row.id)
-        cat = s.scalar(select(Category).where(Category.code == row.category_code).limit(1))
-        doc = incident_service.public_dict(row)
-    cat_name = (cat.name_zh if lang == "zh" else cat.name_en) if cat else row.category_code
-    assignee = people.get(row.assignee_id)
+def _case_info(case: cases.CaseView, lang: str) -> list:
+    """Return the detail panel's text: title, facts, history, linked reports, camera snapshots."""
+    inc = case.incident
+    cat_name = (case.category_zh if lang == "zh" else case.category_en) or inc["category"]
+    reporter = f"{inc['reporter_name']} {inc['reporter_phone']}".strip()
     facts = [
         ("dispatch.field.category", cat_name),
-        ("dispatch.field.status", t(f"dispatch.status.{row.status}", lang)),
-        ("dispatch.field.level", t(f"dispatch.level.{row.escalation_level}", lang)),
-        ("dispatch.field.grid", grid.code if grid else "-"),
-        ("dispatch.field.assignee", assignee.name if assignee else "-"),
-        ("dispatch.field.due", _local(doc["due_at"], "%Y-%m-%d %H:%M") if doc["due_at"] else "-"),
-        ("dispatch.field.reporter", f"{doc['reporter_name']} {doc['reporter_phone']}".strip() or "-"),
-        ("dispatch.field.rework", str(row.rework_count)),
+        ("dispatch.field.status", t(f"dispatch.status.{inc['status']}", lang)),
+        ("dispatch.field.level", t(f"dispatch.level.{inc['escalation_level']}", lang)),
+        ("dispatch.field.grid", case.grid_code or "-"),
+        ("dispatch.field.assignee", case.assignee or "-"),
+        ("dispatch.field.due", _local(inc["due_at"], "%Y-%m-%d %H:%M") if inc["due_at"] else "-"),
+        ("dispatch.field.reporter", reporter or "-"),
+        ("dispatch.field.rework", str(inc["rework_count"])),
     ]  # fmt: skip
     info = [
-        html.H3(f"#{row.id} · {cat_name}", id="dispatch-detail-title"),
-        html.P(row.description or t("dispatch.no_description", lang), className="gs-muted"),
+        html.H3(f"#{inc['id']} · {cat_name}", id="dispatch-detail-title"),
+        html.P(inc["description"] or t("dispatch.no_description", lang), className="gs-muted"),
         html.Dl([item for k, v in facts
                  for item in (html.Dt(t(k, lang), style={"color": "#8aa4c8"}),
                               html.Dd(v, style={"margin": 0}))],
@@ -291,59 +225,48 @@ def detail_view(db, incident_id: int, lang: str, role: str, *, scope: Scope) -> 
         html.Ol([html.Li(f"{_local(e['ts'])} {t('dispatch.action.' + e['action'], lang)} → "
                          f"{t('dispatch.status.' + e['to_status'], lang)} · {e['actor']}"
                          + (f" · {e['reason']}" if e["reason"] else ""))
-                 for e in history], id="dispatch-history"),
+                 for e in case.history], id="dispatch-history"),
     ]  # fmt: skip
-    if len(linked) > 1:
-        info.append(html.P(t("dispatch.linked", lang) + ", ".join(f"#{i}" for i in linked)))
+    if len(case.linked) > 1:
+        info.append(html.P(t("dispatch.linked", lang) + ", ".join(f"#{i}" for i in case.linked)))
     snaps = [
         html.Figure([html.Img(src=f"/video/{c['id']}.jpg", alt=c["name"], width=200,
                               className="dispatch-snapshot"),
                      html.Figcaption(f"{c['name']} · {c['distance_m']:.0f} m")])
-        for c in cams
+        for c in case.cameras
     ]  # fmt: skip
     info += [html.H4(t("dispatch.cameras", lang)),
              html.Div(snaps or t("dispatch.no_cameras", lang), id="dispatch-cameras",
                       className="dispatch-snapshots")]  # fmt: skip
+    return info
 
-    layers = []
-    if grid is not None:
-        layers.append(dl.GeoJSON(data={"type": "Feature", "properties": {},
-                                       "geometry": shapely.geometry.mapping(grid.geometry)},
-                                 style={"color": "#4cc9f0", "weight": 2, "fillOpacity": 0.08}))  # fmt: skip
-    if frame is not None:
-        from geo import camera_sectors
 
-        for cone in camera_sectors(frame):
-            if cone is not None and not cone.is_empty:
-                layers.append(dl.Polygon(positions=[[y, x] for x, y in cone.exterior.coords],
-                                         color="#ffd166", weight=1, fillOpacity=0.2))  # fmt: skip
-        for c in cams:
-            r = frame[frame["id"] == c["id"]].iloc[0]
-            layers.append(dl.CircleMarker(center=[r["lat"], r["lon"]], radius=5, color="#ffd166",
-                                          children=dl.Tooltip(c["name"])))  # fmt: skip
-    for rid, dist in near:
-        p = people.get(rid)
-        if p is None or p.lat is None:
-            continue
-        layers.append(dl.CircleMarker(center=[p.lat, p.lon], radius=6, color="#06d6a0",
-                                      children=dl.Tooltip(f"{p.name} · {dist:.0f} m")))  # fmt: skip
-    layers.append(dl.CircleMarker(center=[row.lat, row.lon], radius=9, color="#ef476f",
-                                  fillOpacity=0.9, children=dl.Tooltip(f"#{row.id}")))  # fmt: skip
-    if grid is not None:
-        b = grid.geometry.bounds
-        bounds = [[b[1], b[0]], [b[3], b[2]]]
-    else:
-        d = 0.003
-        bounds = [[row.lat - d, row.lon - d], [row.lat + d, row.lon + d]]
-    assignees = [{"label": f"{people[rid].name} · {dist:.0f} m", "value": rid}
-                 for rid, dist in near if rid in people]  # fmt: skip
+def detail_view(
+    db: Database,
+    incident_id: int,
+    lang: str,
+    role: str,
+    *,
+    scope: Scope,
+    reveal: cases.Reveal = cases.never,
+) -> dict:
+    """Return the detail panel parts of a case: header, body, map children/bounds, options.
+
+    Keys: ``info`` (Dash children), ``map`` (dash-leaflet children), ``bounds``,
+    ``assignees`` (dropdown options, nearest first), ``merge`` (duplicate options),
+    ``actions`` (allowed action names for ``role``). The reporter is shown in clear only
+    where ``reveal`` allows it (``dashboard.policy.may_see_personal_data``).
+    """
+    case = run(db, cases.case_view, incident_id, scope=scope, reveal=reveal)
+    layers, bounds = _case_map(case)
+    assignees = [{"label": f"{p['name']} · {p['distance_m']:.0f} m", "value": p["id"]}
+                 for p in case.nearest]  # fmt: skip
     merge = [{"label": f"#{d['id']} · {d['distance_m']:.0f} m · {d['minutes_apart']:.0f} min",
-              "value": d["id"]} for d in dups]  # fmt: skip
-    return {"info": info, "map": layers, "bounds": bounds, "assignees": assignees,
-            "merge": merge, "actions": [
-                a for a in workflow.allowed_actions(row.status, role)
-                if not (a == "pause" and row.sla_paused_at is not None)
-                and not (a == "resume" and row.sla_paused_at is None)]}  # fmt: skip
+              "value": d["id"]} for d in case.duplicates]  # fmt: skip
+    inc = case.incident
+    return {"info": _case_info(case, lang), "map": layers, "bounds": bounds,
+            "assignees": assignees, "merge": merge,
+            "actions": cases.actions_for(inc["status"], inc["sla_paused"], role)}  # fmt: skip
 
 
 def perform_action(
@@ -362,18 +285,15 @@ def perform_action(
 ) -> tuple[bool, str]:
     """Return (ok, message) after applying a workflow action from the page."""
     try:
-        with db.session() as s:
-            incident_service.get_incident(s, incident_id, scope=scope)
-            row = workflow.apply(
-                s, incident_id, action, actor=actor, role=role, reason=reason or "",
-                assignee_id=assignee_id if action in ("dispatch", "reassign") else None,
-                into=into, distinct=distinct,
-            )  # fmt: skip
-            status = row.status
+        doc = run(
+            db, cases.act, incident_id, action, scope=scope, actor=actor, role=role,
+            reason=reason or "", into=into, distinct=distinct,
+            assignee_id=assignee_id if action in ("dispatch", "reassign") else None,
+        )  # fmt: skip
     except (workflow.TransitionError, workflow.ActionNotPermittedError, NotFoundError) as exc:
         return False, f"{t('dispatch.error', lang)}: {str(exc).strip(chr(39))}"
     return True, t("dispatch.done", lang, action=t(f"dispatch.action.{action}", lang),
-                   id=incident_id, status=t(f"dispatch.status.{status}", lang))  # fmt: skip
+                   id=incident_id, status=t(f"dispatch.status.{doc['status']}", lang))  # fmt: skip
 
 
 # -- layout -----------------------------------------------------------------------------------
@@ -545,7 +465,8 @@ def show_detail(incident_id, _changed, lang):
                 [], *off)  # fmt: skip
     try:
         db = get_ctx().db
-        view = detail_view(db, int(incident_id), lang, _principal()[1], scope=request_scope())
+        view = detail_view(db, int(incident_id), lang, _principal()[1], scope=request_scope(),
+                           reveal=request_reveal())  # fmt: skip
     except NotFoundError:
         return html.P(t("dispatch.gone", lang)), [], no_update, [], None, [], *off
     enabled = set(view["actions"])
@@ -589,7 +510,7 @@ def on_action(*args):
 
 def month_window(now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
     """Return the current local (UTC+8) calendar month as [start, end) aware datetimes."""
-    local = (now or utcnow()).astimezone(CST)
+    local = (now or dt.datetime.now(dt.UTC)).astimezone(CST)
     start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = (start + dt.timedelta(days=32)).replace(day=1)
     return start, end
@@ -631,9 +552,8 @@ def refresh_kpi(_n, _changed, lang):
 
     lang = lang or "zh"
     start, end = month_window()
-    with get_ctx().db.session() as s:
-        rows = kpi_service.compute_kpis(s, start, end, scope=request_scope(), group_by="district",
-                                        lang=lang)  # fmt: skip
+    rows = run(get_ctx().db, kpi_service.compute_kpis, start, end, scope=request_scope(),
+               group_by="district", lang=lang)  # fmt: skip
     q = {"start": start.isoformat(), "end": end.isoformat(), "group_by": "district",
          "lang": lang}  # fmt: skip
     title = t("dispatch.kpi.title", lang, month=start.strftime("%Y-%m"))

@@ -47,6 +47,7 @@ from layers.services import cameras as camera_service
 from layers.services import grants as grant_service
 from layers.services import rule_changes as change_service
 from layers.services import rules as rule_service
+from layers.services.transaction import run
 from streams.rules import RedactionRules, RuleScope
 
 log = logging.getLogger(__name__)
@@ -302,22 +303,20 @@ def versions_table(scope: RuleScope | None) -> html.Table:
 
 def grants_table() -> html.Table:
     """Return the grants in force or awaiting approval, newest first."""
-    with get_ctx().db.session() as s:
-        grants = grant_service.list_grants(s)
-        body = [
-            html.Tr(
-                [
-                    html.Td(f"#{g.id}"),
-                    html.Td(g.grantee),
-                    html.Td(", ".join(str(c) for c in json.loads(g.camera_ids))),
-                    html.Td(g.reason),
-                    html.Td(g.granted_by),
-                    html.Td(g.approved_by or "—"),
-                    html.Td(g.expires_at.strftime("%Y-%m-%d %H:%M UTC")),
-                ]
-            )
-            for g in grants
-        ]
+    body = [
+        html.Tr(
+            [
+                html.Td(f"#{g.id}"),
+                html.Td(g.grantee),
+                html.Td(", ".join(str(c) for c in json.loads(g.camera_ids))),
+                html.Td(g.reason),
+                html.Td(g.granted_by),
+                html.Td(g.approved_by or "—"),
+                html.Td(g.expires_at.strftime("%Y-%m-%d %H:%M UTC")),
+            ]
+        )
+        for g in run(get_ctx().db, grant_service.list_grants)
+    ]
     head = ["授权 grant", "用户 user", "摄像机 cameras", "事由 reason", "授权人 by", "复核 approved",
             "到期 expires"]  # fmt: skip
     return html.Table(
@@ -446,10 +445,9 @@ def save_rule(camera_id, kind, value, targets, method, strength, permanent, shap
 def _base_rule(scope: RuleScope, camera_id: int | None) -> dict | None:
     """Return the rule an edit starts from: the scope's own, else the camera's in force."""
     db = get_ctx().db
-    with db.session() as s:
-        row = rule_service.active_row(s, scope)
-        if row is not None:
-            return rule_service.rule_dict(row)["config"]
+    row = run(db, rule_service.active_row, scope)
+    if row is not None:
+        return rule_service.rule_dict(row)["config"]
     if camera_id is None:
         return None
     try:
@@ -508,33 +506,32 @@ def grant_action(trigger, grantee, cameras, minutes, reason, grant_id):
     """Return (message, grants table) after creating, approving or revoking a grant."""
     p = current_principal()
     message = ""
+    db = get_ctx().db
     try:
-        with get_ctx().db.session() as s:
-            if trigger == "privacy-grant":
-                ids = [c for c in re.split(r"[,\s，]+", cameras or "") if c]
-                g = grant_service.create_grant(
-                    s,
-                    grantee=(grantee or "").strip(),
-                    camera_ids=ids,
-                    reason=reason or "",
-                    minutes=int(minutes) if minutes is not None else 0,
-                    granted_by=p.name,
-                    granted_by_role=p.role,
-                )
-                message = (
-                    f"已授权 granted #{g.id} → {g.grantee}, 到期 until {g.expires_at:%H:%M} UTC"
-                )
-            elif trigger in ("privacy-approve", "privacy-revoke"):
-                if grant_id is None:
-                    raise grant_service.GrantError("grant #: enter the grant number first")
-                if trigger == "privacy-approve":
-                    grant_service.approve_grant(
-                        s, int(grant_id), approver=p.name, approver_role=p.role
-                    )
-                    message = f"已批准 approved #{int(grant_id)}"
-                else:
-                    grant_service.revoke_grant(s, int(grant_id), actor=p.name, actor_role=p.role)
-                    message = f"已撤销 revoked #{int(grant_id)}"
+        if trigger == "privacy-grant":
+            ids = [c for c in re.split(r"[,\s，]+", cameras or "") if c]
+            g = run(
+                db,
+                grant_service.create_grant,
+                grantee=(grantee or "").strip(),
+                camera_ids=ids,
+                reason=reason or "",
+                minutes=int(minutes) if minutes is not None else 0,
+                granted_by=p.name,
+                granted_by_role=p.role,
+            )
+            message = f"已授权 granted #{g.id} → {g.grantee}, 到期 until {g.expires_at:%H:%M} UTC"
+        elif trigger in ("privacy-approve", "privacy-revoke"):
+            if grant_id is None:
+                raise grant_service.GrantError("grant #: enter the grant number first")
+            if trigger == "privacy-approve":
+                run(db, grant_service.approve_grant, int(grant_id), approver=p.name,
+                    approver_role=p.role)  # fmt: skip
+                message = f"已批准 approved #{int(grant_id)}"
+            else:
+                run(db, grant_service.revoke_grant, int(grant_id), actor=p.name,
+                    actor_role=p.role)  # fmt: skip
+                message = f"已撤销 revoked #{int(grant_id)}"
     except (grant_service.GrantError, audit_service.AuditError, ValueError) as exc:
         message = f"错误 error: {exc}"
     return message, grants_table()

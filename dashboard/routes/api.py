@@ -11,6 +11,7 @@ Routes
 ``GET  /api/v1/categories``                the category dictionary
 ``GET  /api/v1/kpi``                       KPIs as JSON, CSV or XLSX
 ``GET  /api/v1/openapi.json``              the OpenAPI 3.1 document of all of the above
+                                           (``dashboard.routes.openapi``)
 
 Errors are JSON ``{"error": ..., "errors": [{"field", "message"}]}`` with a 4xx status;
 database failures become 503 with a retry hint, never a 500 with a traceback.
@@ -26,16 +27,17 @@ from typing import Any, Literal
 
 import flask
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from dashboard.auth import current_principal
 from dashboard.context import AppContext
-from dashboard.scoping import request_scope
-from layers.services import MAX_ROW_ID, NotFoundError, ServiceError, workflow
-from layers.services import duplicates as duplicate_service
+from dashboard.policy import declare_policy
+from dashboard.scoping import request_reveal, request_scope
+from layers.services import MAX_ROW_ID, NotFoundError, ServiceError, audit, cases, workflow
 from layers.services import incidents as incident_service
 from layers.services import kpi as kpi_service
-from layers.services.incidents import IncidentIn, IncidentInputError
+from layers.services.incidents import IncidentInputError
+from layers.services.transaction import QueryError, run
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +105,6 @@ def _pydantic_errors(exc: ValidationError) -> list[dict]:
 
 def principal() -> tuple[str, str]:
     """Return (actor, role) of the request's principal (``anonymous``/``none`` if unknown)."""
-    try:
-        from dashboard.auth import current_principal
-    except ImportError:  # pragma: no cover - auth is part of the app
-        return "anonymous", "none"
     p = current_principal()
     if p is None:
         return "anonymous", "none"
@@ -264,8 +262,8 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.message, exc.errors)
 
-    @bp.errorhandler(SQLAlchemyError)
-    def _db_error(exc: SQLAlchemyError):
+    @bp.errorhandler(QueryError)
+    def _db_error(exc: QueryError):
         log.warning("database error in %s: %s", flask.request.path, type(exc).__name__)
         resp = error_response(503, "the database is unavailable; retry in a few seconds")
         resp.headers["Retry-After"] = "5"
@@ -328,7 +326,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
                 created.append({"index": i, "id": doc["id"], "grid_id": doc["grid_id"]})
             except IncidentInputError as exc:
                 errors.append({"index": i, "errors": exc.errors})
-            except SQLAlchemyError:
+            except QueryError:
                 errors.append({"index": i, "errors": [{"field": "body", "message":
                                "database error; resend this item"}]})  # fmt: skip
         errors.sort(key=lambda e: e["index"])
@@ -349,20 +347,20 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
             raise ApiError(400, "unknown status", [{"field": "status", "message":
                            f"{bad[0]!r}; use open or one of collected, registered, dispatched, "
                            "handling, reported, closed, evaluated"}])  # fmt: skip
-        with ctx.db.session() as s:
-            rows, total = incident_service.list_incidents(
-                s,
-                scope=request_scope(),
-                bbox=parse_bbox(args.get("bbox")),
-                start=parse_time("start", args.get("start")),
-                end=parse_time("end", args.get("end")),
-                category=parse_categories(args.get("category")),
-                status=statuses or None,
-                grid_id=parse_int("grid_id", grid_id, 0, 1, MAX_ID) if grid_id else None,
-                limit=limit,
-                offset=offset,
-            )
-            items = [incident_service.public_dict(r) for r in rows]
+        items, total = run(
+            ctx.db,
+            cases.list_documents,
+            scope=request_scope(),
+            reveal=request_reveal(),
+            bbox=parse_bbox(args.get("bbox")),
+            start=parse_time("start", args.get("start")),
+            end=parse_time("end", args.get("end")),
+            category=parse_categories(args.get("category")),
+            status=statuses or None,
+            grid_id=parse_int("grid_id", grid_id, 0, 1, MAX_ID) if grid_id else None,
+            limit=limit,
+            offset=offset,
+        )
         nxt = None
         if offset + len(items) < total:
             q = args.to_dict()
@@ -376,14 +374,8 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     def get_incident(incident_id: int):
         if incident_id > MAX_ID:
             raise ApiError(404, f"no incident with id {incident_id}")
-        with ctx.db.session() as s:
-            scope = request_scope()
-            row = incident_service.get_incident(s, incident_id, scope=scope)
-            doc = incident_service.public_dict(row)
-            doc["history"] = workflow.history(s, row.id)
-            doc["possible_duplicates"] = duplicate_service.candidates(s, row.id, scope=scope)
-            doc["linked_reports"] = duplicate_service.linked_reports(s, row.id)
-            doc["allowed_actions"] = workflow.allowed_actions(row.status, principal()[1])
+        doc = run(ctx.db, cases.case_document, incident_id, scope=request_scope(),
+                  role=principal()[1], reveal=request_reveal())  # fmt: skip
         return flask.jsonify(doc)
 
     @bp.post("/incidents/<int:incident_id>/actions")
@@ -396,14 +388,12 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
             raise ApiError(422, "the action is not valid", _pydantic_errors(exc)) from None
         actor, role = principal()
         try:
-            with ctx.db.session() as s:
-                incident_service.get_incident(s, incident_id, scope=request_scope())
-                row = workflow.apply(
-                    s, incident_id, req.action, actor=actor, role=role, reason=req.reason,
-                    assignee_id=req.assignee_id, into=req.into, hours=req.hours,
-                    rework_to=req.rework_to, distinct=req.distinct,
-                )  # fmt: skip
-                doc = incident_service.public_dict(row)
+            doc = run(
+                ctx.db, cases.act, incident_id, req.action, scope=request_scope(), actor=actor,
+                role=role, reveal=request_reveal(), reason=req.reason,
+                assignee_id=req.assignee_id, into=req.into, hours=req.hours,
+                rework_to=req.rework_to, distinct=req.distinct,
+            )  # fmt: skip
         except workflow.ActionNotPermittedError as exc:
             raise ApiError(403, str(exc), [{"field": "action", "message": str(exc)}]) from None
         except workflow.TransitionError as exc:
@@ -413,8 +403,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     @bp.get("/categories")
     def get_categories():
         check_params(set())
-        with ctx.db.session() as s:
-            return flask.jsonify({"categories": incident_service.list_categories(s)})
+        return flask.jsonify({"categories": run(ctx.db, incident_service.list_categories)})
 
     @bp.get("/kpi")
     def get_kpi():
@@ -430,11 +419,10 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         lang = args.get("lang", "zh")
         if lang not in ("zh", "en"):
             raise ApiError(400, "bad lang", [{"field": "lang", "message": "zh or en"}])
-        with ctx.db.session() as s:
-            rows = kpi_service.compute_kpis(
-                s, start, end, scope=request_scope(), group_by=args.get("group_by", "city"),
-                period=args.get("period") or None, lang=lang,
-            )  # fmt: skip
+        rows = run(
+            ctx.db, kpi_service.compute_kpis, start, end, scope=request_scope(),
+            group_by=args.get("group_by", "city"), period=args.get("period") or None, lang=lang,
+        )  # fmt: skip
         if fmt == "json":
             return flask.jsonify({"rows": rows})
         name = f"kpi_{start.date()}_{end.date()}"
@@ -447,10 +435,6 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         _audit_export(ctx, actor, role, fmt, len(rows))
         return flask.Response(body, mimetype=mime, headers={
             "Content-Disposition": f'attachment; filename="{name}.{fmt}"'})  # fmt: skip
-
-    @bp.get("/openapi.json")
-    def openapi():
-        return flask.jsonify(openapi_document())
 
     server.register_blueprint(bp)
     _routing_errors_as_json(server)
@@ -489,196 +473,12 @@ def _routing_errors_as_json(server: flask.Flask) -> None:
 
 
 def _audit_export(ctx: AppContext, actor: str, role: str, fmt: str, n: int) -> None:
-    try:
-        from layers.services import audit
-    except ImportError:  # pragma: no cover
-        return
-    with ctx.db.session() as s:
-        audit.record(s, actor=actor, role=role, action="kpi.export", target=f"kpi.{fmt}",
-                     detail={"rows": n})  # fmt: skip
+    run(ctx.db, audit.record, actor=actor, role=role, action="kpi.export",
+        target=f"kpi.{fmt}", detail={"rows": n})  # fmt: skip
 
 
 def _declare(server: flask.Flask) -> None:
-    try:
-        from dashboard.auth import declare_policy
-    except ImportError:  # pragma: no cover - auth is part of the app
-        log.warning("dashboard.auth missing: /api/v1 incident routes are not access-controlled")
-        return
     declare_policy(server, f"{PREFIX}/incidents", INTAKE_ROLES, methods=("POST",))
     declare_policy(server, f"{PREFIX}/incidents", READ_ROLES, methods=("GET",))
     declare_policy(server, f"{PREFIX}/categories", READ_ROLES | {"intake", "gis"})
     declare_policy(server, f"{PREFIX}/kpi", KPI_ROLES)
-    declare_policy(server, f"{PREFIX}/openapi.json", "public")
-
-
-# -- OpenAPI ----------------------------------------------------------------------------------
-def _err(desc: str) -> dict:
-    return {"description": desc,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}  # fmt: skip
-
-
-def _ok(desc: str, ref: str) -> dict:
-    return {"description": desc,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}  # fmt: skip
-
-
-def _q(name: str, desc: str, schema: dict, required: bool = False) -> dict:
-    return {"name": name, "in": "query", "required": required, "description": desc,
-            "schema": schema}  # fmt: skip
-
-
-def _schema(model: type[BaseModel]) -> dict:
-    doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    doc.pop("$defs", None)
-    return doc
-
-
-def openapi_document() -> dict:
-    """Return the OpenAPI 3.1 document of the incident API."""
-    auth_errors = {"401": _err("not signed in / no valid token"),
-                   "403": _err("the role may not do this")}  # fmt: skip
-    incident_ref = {"$ref": "#/components/schemas/Incident"}
-    id_param = {"name": "incident_id", "in": "path", "required": True,
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}  # fmt: skip
-    statuses = list(incident_service.OPEN_STATUSES) + ["closed", "evaluated", "open"]
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "GridSight incident API", "version": "1.0.0",
-                 "description": "Incident intake, queries, GB/T 30428 workflow actions and KPIs. "
-                 "Machine clients send Authorization: Bearer <token>."},
-        "servers": [{"url": "/"}],
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "IncidentIn": _schema(IncidentIn),
-                "ActionIn": _schema(ActionIn),
-                "BatchIn": {"type": "object", "additionalProperties": False,
-                            "required": ["incidents"],
-                            "properties": {"incidents": {"type": "array", "minItems": 1,
-                                                         "maxItems": MAX_BATCH,
-                                                         "items": {"$ref": "#/components/schemas/IncidentIn"}}}},
-                "Incident": {"type": "object", "required": ["id", "lon", "lat", "category", "status"],
-                             "properties": {"id": {"type": "integer"}, "lon": {"type": "number"},
-                                            "lat": {"type": "number"}, "category": {"type": "string"},
-                                            "status": {"type": "string"},
-                                            "grid_id": {"type": ["integer", "null"]},
-                                            "center_id": {"type": ["integer", "null"]},
-                                            "assignee_id": {"type": ["integer", "null"]},
-                                            "due_at": {"type": ["string", "null"]}}},
-                "Error": {"type": "object", "required": ["error", "status", "errors"],
-                          "properties": {"error": {"type": "string"}, "status": {"type": "integer"},
-                                         "errors": {"type": "array", "items": {"type": "object",
-                                                    "properties": {"field": {"type": "string"},
-                                                                   "message": {"type": "string"}}}}}},
-                "IncidentPage": {"type": "object", "required": ["items", "total"],
-                                 "properties": {"items": {"type": "array", "items": incident_ref},
-                                                "total": {"type": "integer"},
-                                                "limit": {"type": "integer"},
-                                                "offset": {"type": "integer"},
-                                                "next": {"type": ["string", "null"]}}},
-            },
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            f"{PREFIX}/incidents": {
-                "post": {
-                    "operationId": "createIncident",
-                    "summary": "File one incident (committed before the 201)",
-                    "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                    "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"},
-                                    "description": "retries with the same key return the first incident"}],
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/IncidentIn"}}}},
-                    "responses": {"201": _ok("created", "Incident"),
-                                  "200": _ok("replay of an Idempotency-Key", "Incident"),
-                                  "400": _err("not JSON / bad header"),
-                                  "409": _err("external_id or Idempotency-Key conflict"),
-                                  "422": _err("invalid field"), "503": _err("database busy"),
-                                  **auth_errors},
-                },
-                "get": {
-                    "operationId": "listIncidents",
-                    "summary": "Incidents, newest first, with filters and paging",
-                    "parameters": [
-                        _q("bbox", "minx,miny,maxx,maxy WGS-84", {"type": "string"}),
-                        _q("start", "created at or after (ISO 8601 with zone)", {"type": "string", "format": "date-time"}),
-                        _q("end", "created before (ISO 8601 with zone)", {"type": "string", "format": "date-time"}),
-                        _q("category", "comma-separated category codes (parents match children)", {"type": "string"}),
-                        _q("status", "comma-separated: " + ", ".join(statuses), {"type": "string"}),
-                        _q("grid_id", "only this grid", {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
-                        _q("limit", "page size", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
-                        _q("offset", "items to skip", {"type": "integer", "minimum": 0}),
-                    ],
-                    "responses": {"200": _ok("a page", "IncidentPage"), "400": _err("bad parameter"),
-                                  "503": _err("database busy"), **auth_errors},
-                },
-            },
-            f"{PREFIX}/incidents/batch": {
-                "post": {
-                    "operationId": "importIncidents",
-                    "summary": "File up to 1000 incidents; valid ones are committed",
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/BatchIn"}}}},
-                    "responses": {"200": {"description": "per-item results", "content": {
-                        "application/json": {"schema": {"type": "object"}}}},
-                                  "400": _err("not JSON"), "422": _err("not a batch"),
-                                  "503": _err("database busy"), **auth_errors},
-                },
-            },
-            f"{PREFIX}/incidents/{{incident_id}}": {
-                "get": {
-                    "operationId": "getIncident",
-                    "parameters": [id_param],
-                    "responses": {"200": _ok("the incident with history", "Incident"),
-                                  "404": _err("no such incident"), "503": _err("database busy"),
-                                  **auth_errors},
-                },
-            },
-            f"{PREFIX}/incidents/{{incident_id}}/actions": {
-                "post": {
-                    "operationId": "actOnIncident",
-                    "summary": "A workflow action: " + ", ".join(workflow.ACTIONS),
-                    "parameters": [id_param],
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/ActionIn"}}}},
-                    "responses": {"200": _ok("the incident after the action", "Incident"),
-                                  "400": _err("not JSON"), "404": _err("no such incident"),
-                                  "409": _err("not allowed in the current status"),
-                                  "422": _err("invalid action body"),
-                                  "503": _err("database busy"), **auth_errors},
-                },
-            },
-            f"{PREFIX}/categories": {
-                "get": {"operationId": "listCategories",
-                        "responses": {"200": {"description": "the dictionary", "content": {
-                            "application/json": {"schema": {"type": "object"}}}},
-                                      "400": _err("unknown parameter"),
-                                      "503": _err("database busy"), **auth_errors}},
-            },
-            f"{PREFIX}/kpi": {
-                "get": {
-                    "operationId": "getKpis",
-                    "parameters": [
-                        _q("start", "window start", {"type": "string", "format": "date-time"}, True),
-                        _q("end", "window end", {"type": "string", "format": "date-time"}, True),
-                        _q("group_by", "grouping", {"type": "string", "enum": list(kpi_service.GROUPS)}),
-                        _q("period", "split", {"type": "string", "enum": ["day", "week", "month"]}),
-                        _q("format", "output", {"type": "string", "enum": ["json", "csv", "xlsx"]}),
-                        _q("lang", "column names", {"type": "string", "enum": ["zh", "en"]}),
-                    ],
-                    "responses": {"200": {"description": "KPI rows (JSON, CSV or XLSX)", "content": {
-                        "application/json": {"schema": {"type": "object"}},
-                        "text/csv": {"schema": {"type": "string"}},
-                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet":
-                            {"schema": {"type": "string", "format": "binary"}}}},
-                                  "400": _err("bad parameter"), "503": _err("database busy"),
-                                  **auth_errors},
-                },
-            },
-            f"{PREFIX}/openapi.json": {
-                "get": {"operationId": "openapi", "security": [],
-                        "responses": {"200": {"description": "this document", "content": {
-                            "application/json": {"schema": {"type": "object"}}}}}},
-            },
-        },
-    }  # fmt: skip

@@ -36,6 +36,8 @@ import flask
 
 from dashboard.context import AppContext
 from layers.events import EVENT_KINDS
+from layers.services.scope import visible_grid_ids
+from layers.services.transaction import run
 from streams.events import Event, EventBus, is_event_id
 
 log = logging.getLogger(__name__)
@@ -78,8 +80,7 @@ class _Viewer:
         self.ctx = ctx
         self.principal = current_principal()
         self.scope = request_scope()
-        with ctx.db.session() as s:
-            self.grid_ids = self.scope.grid_ids(s)
+        self.grid_ids = run(ctx.db, visible_grid_ids, self.scope)
 
     def may_see(self, event: Event) -> bool:
         """Return True if the viewer's scopes include the event's incident or camera."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import flask
-from sqlalchemy import func, select
 
 from dashboard.context import AppContext
-from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
+from layers.services.inventory import layer_counts
+from layers.services.transaction import run
 
 
 def health_report(ctx: AppContext) -> tuple[dict, int]:
@@ -20,17 +20,7 @@ def health_report(ctx: AppContext) -> tuple[dict, int]:
     """
     doc: dict = {"status": "ok", "db": {"backend": ctx.db.dialect}}
     try:
-        with ctx.db.session() as s:
-            counts = {
-                "districts": s.scalar(
-                    select(func.count()).select_from(AdminArea).where(AdminArea.level == "district")
-                ),
-                "grids": s.scalar(select(func.count()).select_from(Grid)),
-                "centers": s.scalar(select(func.count()).select_from(Center)),
-                "cameras": s.scalar(select(func.count()).select_from(Camera)),
-                "responders": s.scalar(select(func.count()).select_from(Responder)),
-                "incidents": s.scalar(select(func.count()).select_from(Incident)),
-            }
+        counts = run(ctx.db, layer_counts)
         doc["db"].update(status="ok", schema=ctx.db.current_revision())
         doc["counts"] = counts
         status = 200

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import flask
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.context import AppContext
+from dashboard.policy import declare_policy
 from dashboard.scoping import request_scope
 from layers.db import Database
-from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
 from layers.services import ServiceError, to_geojson
+from layers.services.published import AREA_LEVELS, incident_features, layer_extent
 from layers.services.scope import Scope
+from layers.services.transaction import QueryError, run
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
 ]
-AREA_LEVELS = {"districts": "district", "streets": "street", "communities": "community"}
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 GEOJSON = "application/geo+json"
@@ -57,14 +56,12 @@ class OgcError(Exception):
 
 @dataclass(frozen=True)
 class Collection:
-    """One published layer: how to read it as features and where its extent lives."""
+    """One published layer: how to read it as features (its extent: ``published.layer_extent``)."""
 
     name: str
     title: str
     description: str
     features: Callable[[Database, tuple | None, Scope], list[dict]]
-    extent_model: type
-    polygon: bool
 
 
 def _from_gdf(gdf, drop: tuple[str, ...] = ()) -> list[dict]:
@@ -109,60 +106,28 @@ def _responders(db, bbox, scope: Scope):
 
 
 def _incidents(db, bbox, scope: Scope):
-    from layers.services import incidents
-
-    with db.session() as s:
-        rows, _ = incidents.list_incidents(s, scope=scope, bbox=bbox, limit=1_000_000)
-        out = []
-        for r in sorted(rows, key=lambda r: r.id):
-            props = incidents.public_dict(r)
-            for private in ("reporter_name", "reporter_phone", "description"):
-                props.pop(private, None)
-            out.append({"type": "Feature", "id": r.id, "properties": props,
-                        "geometry": {"type": "Point", "coordinates": [r.lon, r.lat]}})  # fmt: skip
-    return out
+    return run(db, incident_features, scope=scope, bbox=bbox)
 
 
 COLLECTIONS: dict[str, Collection] = {
     c.name: c
     for c in (
         Collection("districts", "区县 Districts", "District/county boundaries (GB/T 2260 code)",
-                   _areas("district"), AdminArea, True),
-        Collection("streets", "街道 Streets", "Street/township boundaries", _areas("street"),
-                   AdminArea, True),
+                   _areas("district")),
+        Collection("streets", "街道 Streets", "Street/township boundaries", _areas("street")),
         Collection("communities", "社区 Communities", "Community/village boundaries",
-                   _areas("community"), AdminArea, True),
+                   _areas("community")),
         Collection("grids", "网格 Grids", "Responsibility grids (14-digit unit-grid code)",
-                   _grids, Grid, True),
-        Collection("centers", "综治中心 Centers", "Comprehensive governance centers", _centers,
-                   Center, False),
+                   _grids),
+        Collection("centers", "综治中心 Centers", "Comprehensive governance centers", _centers),
         Collection("cameras", "摄像机 Cameras", "Public-video cameras (GB/T 28181 ID, viewshed)",
-                   _cameras, Camera, False),
+                   _cameras),
         Collection("responders", "处置力量 Responders", "Grid workers and center staff",
-                   _responders, Responder, False),
+                   _responders),
         Collection("incidents", "事件 Incidents", "Reported incidents (no reporter details)",
-                   _incidents, Incident, False),
+                   _incidents),
     )
 }  # fmt: skip
-
-
-def _extent(db: Database, col: Collection) -> list[float] | None:
-    m = col.extent_model
-    with db.session() as s:
-        if col.polygon:
-            q = select(func.min(m.minx), func.min(m.miny), func.max(m.maxx), func.max(m.maxy))
-            if m is AdminArea:
-                q = q.where(AdminArea.level == AREA_LEVELS[col.name])
-        elif m is Responder:
-            q = select(
-                func.min(Grid.minx), func.min(Grid.miny), func.max(Grid.maxx), func.max(Grid.maxy)
-            )
-        else:
-            q = select(func.min(m.lon), func.min(m.lat), func.max(m.lon), func.max(m.lat))
-        box = s.execute(q).one()
-    if any(v is None for v in box):
-        return None
-    return [float(v) for v in box]
 
 
 # cameras change status all the time and responders availability: always read fresh
@@ -254,7 +219,7 @@ def _int(name: str, value: str | None, default: int, lo: int, hi: int) -> int:
 
 
 def _collection_doc(db: Database, col: Collection) -> dict:
-    box = _extent(db, col)
+    box = run(db, layer_extent, col.name)
     doc = {
         "id": col.name, "title": col.title, "description": col.description,
         "itemType": "feature", "crs": [CRS84], "storageCrs": CRS84,
@@ -314,8 +279,8 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         resp.status_code = exc.status
         return resp
 
-    @bp.errorhandler(SQLAlchemyError)
-    def _db(exc: SQLAlchemyError):
+    @bp.errorhandler(QueryError)
+    def _db(exc: QueryError):
         log.warning("ogc database error: %s", type(exc).__name__)
         resp = flask.jsonify({"code": "ServiceUnavailable", "description": "database unavailable"})
         resp.status_code = 503
@@ -433,9 +398,4 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         return _json(feat, GEOJSON)
 
     server.register_blueprint(bp)
-    try:
-        from dashboard.auth import declare_policy
-    except ImportError:  # pragma: no cover - auth is part of the app
-        log.warning("dashboard.auth missing: /ogc is not access-controlled")
-        return
     declare_policy(server, PREFIX, OGC_ROLES, methods=("GET",))

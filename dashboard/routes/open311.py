@@ -22,14 +22,15 @@ import logging
 from urllib.parse import parse_qs
 
 import flask
-from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.context import AppContext
+from dashboard.policy import declare_policy
 from dashboard.routes.api import MAX_ID, intake_writer
 from dashboard.scoping import request_scope
-from layers.models import Center
-from layers.services import NotFoundError
+from layers.services import NotFoundError, cases
 from layers.services import incidents as incident_service
+from layers.services.published import center_names
+from layers.services.transaction import QueryError, run
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,8 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     def _o311(exc: Open311Error):
         return _error(exc.code, exc.description)
 
-    @bp.errorhandler(SQLAlchemyError)
-    def _db(exc: SQLAlchemyError):
+    @bp.errorhandler(QueryError)
+    def _db(exc: QueryError):
         log.warning("open311 database error: %s", type(exc).__name__)
         return _error(503, "database unavailable; retry in a few seconds")
 
@@ -163,8 +164,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         return _error(405, f"{flask.request.method} not allowed here")
 
     def services_by_code() -> dict[str, dict]:
-        with ctx.db.session() as s:
-            return {c["code"]: c for c in incident_service.list_categories(s)}
+        return {c["code"]: c for c in run(ctx.db, incident_service.list_categories)}
 
     @bp.get("/services.json")
     def services():
@@ -222,11 +222,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
 
     def _answer(rows) -> flask.Response:
         svcs = services_by_code()
-        with ctx.db.session() as s:
-            ids = {r.center_id for r in rows if r.center_id}
-            centers = (
-                {c.id: c.name for c in s.query(Center).filter(Center.id.in_(ids))} if ids else {}
-            )
+        centers = run(ctx.db, center_names, {r.center_id for r in rows if r.center_id})
         return flask.jsonify([request_doc(r, svcs, centers) for r in rows])
 
     @bp.get("/requests.json")
@@ -252,42 +248,29 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
                 ids.append(int(part))
         end = _time("end_date", args.get("end_date")) or dt.datetime.now(dt.UTC)
         start = _time("start_date", args.get("start_date")) or end - dt.timedelta(days=90)
-        with ctx.db.session() as s:
-            if ids:
-                scope = request_scope()
-                rows = []
-                for i in ids[:1000]:
-                    try:
-                        rows.append(incident_service.get_incident(s, i, scope=scope))
-                    except NotFoundError:
-                        continue
-            else:
-                codes = _service_codes(args.get("service_code"))
-                statuses = {"open": ["open"], "closed": list(CLOSED)}.get(status or "", None)
-                rows, _ = incident_service.list_incidents(
-                    s, scope=request_scope(), start=start, end=end, category=codes or None,
-                    status=statuses, limit=1000,
-                )  # fmt: skip
+        if ids:
+            rows = run(ctx.db, cases.find_many, ids[:1000], scope=request_scope())
+        else:
+            codes = _service_codes(args.get("service_code"))
+            statuses = {"open": ["open"], "closed": list(CLOSED)}.get(status or "", None)
+            rows, _ = run(
+                ctx.db, incident_service.list_incidents, scope=request_scope(), start=start,
+                end=end, category=codes or None, status=statuses, limit=1000,
+            )  # fmt: skip
         return _answer(rows)
 
     @bp.get("/requests/<request_id>.json")
     def get_request(request_id: str):
         if not _is_request_id(request_id):
             raise Open311Error(404, f"no service request {request_id[:40]!r}")
-        with ctx.db.session() as s:
-            try:
-                row = incident_service.get_incident(s, int(request_id), scope=request_scope())
-            except NotFoundError:
-                raise Open311Error(404, f"no service request {request_id!r}") from None
+        try:
+            row = run(ctx.db, incident_service.get_incident, int(request_id), scope=request_scope())
+        except NotFoundError:
+            raise Open311Error(404, f"no service request {request_id!r}") from None
         return _answer([row])
 
     server.register_blueprint(bp)
     server.wsgi_app = ApiKeyShim(server.wsgi_app)
-    try:
-        from dashboard.auth import declare_policy
-    except ImportError:  # pragma: no cover - auth is part of the app
-        log.warning("dashboard.auth missing: /open311 is not access-controlled")
-        return
     declare_policy(server, f"{PREFIX}/services.json", "public")
     declare_policy(server, f"{PREFIX}/services", "public")
     declare_policy(server, f"{PREFIX}/requests.json", READ_ROLES, methods=("GET",))

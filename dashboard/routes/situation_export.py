@@ -29,18 +29,18 @@ from markupsafe import escape
 
 from dashboard.context import AppContext
 from dashboard.i18n import t
+from dashboard.policy import declare_policy
 from dashboard.scoping import request_scope
 from layers.services import mapdata
 from layers.services.scope import Scope
+from layers.services.situation import Situation, situation
+from layers.services.transaction import run
 
 log = logging.getLogger(__name__)
 
 VENDOR = Path(__file__).resolve().parents[1] / "components" / "vendor" / "leaflet"
 EXPORT_ROLES = ("operator", "dispatcher", "privacy_officer", "admin")
 LAYER_NAMES = ("grids", "heat", "incidents", "cameras", "centers", "areas")
-MAX_GRIDS = 20_000
-MAX_POINTS = 3_000
-MAX_CAMERAS = 5_000
 CAMERA_COLORS = {"online": "#2ecc71", "offline": "#e74c3c", "stale": "#f39c12",
                  "unknown": "#95a5a6"}  # fmt: skip
 CENTER_COLORS = {"city": "#ff4d6d", "county": "#ff9f1c", "township": "#ffd166",
@@ -104,28 +104,9 @@ def _cov_color(v: float | None) -> str:
     return "#" + "".join(f"{round(a[k] + (b[k] - a[k]) * r):02x}" for k in range(3))
 
 
-def build_situation_html(
-    ctx: AppContext, args: dict, scope: Scope, *, now: dt.datetime | None = None
-) -> str:
-    """Return the standalone situation-map HTML of ``scope`` for the query ``args`` (offline).
-
-    Every text from the database (grid, area, center names, category names) is HTML-escaped
-    before folium puts it into a tooltip.
-
-    Raises
-    ------
-    mapdata.MapFilterError, ExportError
-        For a bad filter, bbox, layer list, mode or language (message names the field).
-    """
-    import folium
-    import shapely
-    from branca.element import Element
-    from sqlalchemy import select
-
-    from layers.models import AdminArea, Camera, Center, Grid
-
-    now = now or dt.datetime.now(dt.UTC)
-    lang = args.get("lang") or ctx.settings.language
+def _check_args(args: dict, default_lang: str) -> tuple[str, str, list[str], dict]:
+    """Return (lang, mode, layers, map filter dict) of the query, or raise ExportError."""
+    lang = args.get("lang") or default_lang
     if lang not in ("zh", "en"):
         raise ExportError(f"lang: {lang!r} is unknown; use zh or en")
     mode = args.get("mode") or "incidents"
@@ -137,11 +118,15 @@ def build_situation_html(
         raise ExportError(f"layers: {bad[0]!r} is unknown; use any of {', '.join(LAYER_NAMES)}")
     fdict = {k: args.get(k) for k in ("window", "start", "end", "playback", "categories",
                                        "area_id") if args.get(k) not in (None, "")}  # fmt: skip
-    f = mapdata.parse_filter(fdict, scope)
-    db = ctx.db
-    city = mapdata.city_bounds(db) or [102.6, 24.95, 102.85, 25.15]
-    minx, miny, maxx, maxy = _parse_bbox(args.get("bbox"), city)
+    return lang, mode, layers, fdict
 
+
+def _base_map(window: list[float]):
+    """Return a folium map of ``window`` with the vendored Leaflet inlined (no CDN link)."""
+    import folium
+    from branca.element import Element
+
+    minx, miny, maxx, maxy = window
     m = folium.Map(location=[(miny + maxy) / 2, (minx + maxx) / 2], tiles=None,
                    prefer_canvas=True, control_scale=True, attribution_control=False,
                    zoom_start=13)  # fmt: skip
@@ -160,113 +145,102 @@ def build_situation_html(
         ".gs-box h1{font-size:16px;margin:0 0 6px;color:#7fd3ff}.gs-box td{padding:1px 6px 1px 0}"
         ".gs-box td:first-child{color:#8aa4bf}.sw{display:inline-block;width:10px;height:10px;"
         "border-radius:50%;margin-right:4px}</style>"), name="gs_style")  # fmt: skip
+    return m
 
-    with db.session() as s:
-        counts = mapdata.grid_counts(s, f, now)
-        kp = mapdata.kpis(s, f, now)
-        path = mapdata.area_path(s, f.area_id, scope) if f.area_id else []
-        if "grids" in layers:
-            rows = s.execute(
-                select(Grid.id, Grid.code, Grid.name, Grid.geom_wkb)
-                .where(Grid.maxx >= minx, Grid.minx <= maxx, Grid.maxy >= miny, Grid.miny <= maxy,
-                       *scope.grids(s))
-                .limit(MAX_GRIDS)
-            ).all()
-            cov = mapdata.grid_coverage(db, scope) if mode == "coverage" else {}
-            mx = max(counts.values(), default=1)
-            feats = []
-            for r, g in zip(rows, shapely.from_wkb([r.geom_wkb for r in rows]), strict=True):
-                g = shapely.set_precision(g, 1e-6)
-                color = _cov_color(cov.get(r.id)) if mode == "coverage" else _ramp(
-                    counts.get(r.id, 0), mx)  # fmt: skip
-                feats.append({"type": "Feature", "id": r.id,
-                              "geometry": shapely.geometry.mapping(g),
-                              "properties": {"code": _text(r.code), "name": _text(r.name),
-                                             "open": counts.get(r.id, 0), "fill": color}})  # fmt: skip
-            folium.GeoJson(
-                {"type": "FeatureCollection", "features": feats},
-                name=t("operator.layer.grids", lang),
-                style_function=lambda ft: {"fillColor": ft["properties"]["fill"],
-                                           "color": "#3d6a99", "weight": 0.6,
-                                           "fillOpacity": 0.55},
-                tooltip=folium.GeoJsonTooltip(["code", "name", "open"], labels=False),
-            ).add_to(m)  # fmt: skip
-        if "areas" in layers:
-            rows = s.execute(
-                select(AdminArea.id, AdminArea.name, AdminArea.geom_wkb).where(
-                    AdminArea.level == "district", AdminArea.maxx >= minx, AdminArea.minx <= maxx,
-                    AdminArea.maxy >= miny, AdminArea.miny <= maxy, *scope.areas(s))
-            ).all()  # fmt: skip
-            feats = [{"type": "Feature", "id": r.id, "properties": {"name": _text(r.name)},
-                      "geometry": shapely.geometry.mapping(shapely.set_precision(g, 1e-6))}
-                     for r, g in zip(rows, shapely.from_wkb([r.geom_wkb for r in rows]),
-                                     strict=True)]  # fmt: skip
-            if feats:
-                folium.GeoJson(
-                    {"type": "FeatureCollection", "features": feats},
-                    name=t("operator.layer.areas", lang),
-                    style_function=lambda _ft: {"color": "#7fd3ff", "weight": 2, "fill": False,
-                                                "dashArray": "6 4"},
-                ).add_to(m)  # fmt: skip
-        if "heat" in layers:
-            lon, lat = mapdata.incident_lonlat(s, f, now)
-            raster = mapdata.density_grid(lon, lat, city, (320, 320), 350.0)
-            png = base64.b64encode(mapdata.density_png(raster)).decode()
-            folium.raster_layers.ImageOverlay(
-                image=f"data:image/png;base64,{png}", bounds=[[city[1], city[0]], [city[3], city[2]]],
-                opacity=0.6, name=t("operator.layer.heat", lang),
-            ).add_to(m)  # fmt: skip
-        if "incidents" in layers:
-            fc = mapdata.incident_points(s, f, (minx, miny, maxx, maxy), now, limit=MAX_POINTS,
-                                         lang=lang)  # fmt: skip
-            group = folium.FeatureGroup(name=t("operator.layer.incidents", lang))
-            for ft in fc["features"]:
-                p = ft["properties"]
-                x, y = ft["geometry"]["coordinates"]
-                folium.CircleMarker([y, x], radius=4, color="#0b1118", weight=1, fill=True,
-                                    fill_color=CAT_COLORS.get(p["cat"], "#e5edf5"), fill_opacity=0.9,
-                                    tooltip=str(escape(f"#{p['id']} {p['name']}"))).add_to(group)  # fmt: skip
-            group.add_to(m)
-        if "cameras" in layers:
-            rows = s.execute(
-                select(Camera.name, Camera.status, Camera.cls, Camera.lon, Camera.lat)
-                .where(Camera.lon.between(minx, maxx), Camera.lat.between(miny, maxy),
-                       *scope.cameras_condition())
-                .limit(MAX_CAMERAS)
-            ).all()
-            group = folium.FeatureGroup(name=t("operator.layer.cameras", lang))
-            for r in rows:
-                folium.CircleMarker([r.lat, r.lon], radius=4 if r.cls == 1 else 3,
-                                    color="#0b1118", weight=1, fill=True, fill_opacity=0.95,
-                                    fill_color=CAMERA_COLORS.get(r.status, "#95a5a6")).add_to(group)  # fmt: skip
-            group.add_to(m)
-        if "centers" in layers:
-            rows = s.execute(
-                select(Center.name, Center.level, Center.lon, Center.lat).where(
-                    Center.lon.between(minx, maxx), Center.lat.between(miny, maxy),
-                    *scope.centers(s),
-                )
-            ).all()
-            group = folium.FeatureGroup(name=t("operator.layer.centers", lang))
-            for r in rows:
-                folium.CircleMarker([r.lat, r.lon], radius={"city": 10, "county": 8,
-                                                            "township": 6}.get(r.level, 5),
-                                    color="#ffffff", weight=2, fill=True, fill_opacity=1,
-                                    fill_color=CENTER_COLORS.get(r.level, "#fff"),
-                                    tooltip=str(escape(r.name))).add_to(group)  # fmt: skip
-            group.add_to(m)
-    folium.LayerControl(collapsed=False, position="bottomleft").add_to(m)
-    m.fit_bounds([[miny, minx], [maxy, maxx]])
 
+def _add_grids(m, sit: Situation, cov: dict, mode: str, lang: str) -> None:
+    import folium
+    import shapely
+
+    mx = max(sit.counts.values(), default=1)
+    feats = []
+    for g in sit.grids:
+        n = sit.counts.get(g["id"], 0)
+        color = _cov_color(cov.get(g["id"])) if mode == "coverage" else _ramp(n, mx)
+        feats.append({"type": "Feature", "id": g["id"],
+                      "geometry": shapely.geometry.mapping(g["geometry"]),
+                      "properties": {"code": _text(g["code"]), "name": _text(g["name"]),
+                                     "open": n, "fill": color}})  # fmt: skip
+    folium.GeoJson(
+        {"type": "FeatureCollection", "features": feats},
+        name=t("operator.layer.grids", lang),
+        style_function=lambda ft: {"fillColor": ft["properties"]["fill"],
+                                   "color": "#3d6a99", "weight": 0.6,
+                                   "fillOpacity": 0.55},
+        tooltip=folium.GeoJsonTooltip(["code", "name", "open"], labels=False),
+    ).add_to(m)  # fmt: skip
+
+
+def _add_districts(m, sit: Situation, lang: str) -> None:
+    import folium
+    import shapely
+
+    feats = [{"type": "Feature", "id": d["id"], "properties": {"name": _text(d["name"])},
+              "geometry": shapely.geometry.mapping(d["geometry"])} for d in sit.districts]  # fmt: skip
+    if feats:
+        folium.GeoJson(
+            {"type": "FeatureCollection", "features": feats},
+            name=t("operator.layer.areas", lang),
+            style_function=lambda _ft: {"color": "#7fd3ff", "weight": 2, "fill": False,
+                                        "dashArray": "6 4"},
+        ).add_to(m)  # fmt: skip
+
+
+def _add_heat(m, sit: Situation, city: list[float], lang: str) -> None:
+    import folium
+
+    lon, lat = sit.heat
+    raster = mapdata.density_grid(lon, lat, city, (320, 320), 350.0)
+    png = base64.b64encode(mapdata.density_png(raster)).decode()
+    folium.raster_layers.ImageOverlay(
+        image=f"data:image/png;base64,{png}", bounds=[[city[1], city[0]], [city[3], city[2]]],
+        opacity=0.6, name=t("operator.layer.heat", lang),
+    ).add_to(m)  # fmt: skip
+
+
+def _add_points(m, sit: Situation, layers: list[str], lang: str) -> None:
+    """Add the incident, camera and center layers asked for."""
+    import folium
+
+    if "incidents" in layers:
+        group = folium.FeatureGroup(name=t("operator.layer.incidents", lang))
+        for ft in sit.incidents["features"]:
+            p = ft["properties"]
+            x, y = ft["geometry"]["coordinates"]
+            folium.CircleMarker([y, x], radius=4, color="#0b1118", weight=1, fill=True,
+                                fill_color=CAT_COLORS.get(p["cat"], "#e5edf5"), fill_opacity=0.9,
+                                tooltip=str(escape(f"#{p['id']} {p['name']}"))).add_to(group)  # fmt: skip
+        group.add_to(m)
+    if "cameras" in layers:
+        group = folium.FeatureGroup(name=t("operator.layer.cameras", lang))
+        for r in sit.cameras:
+            folium.CircleMarker([r["lat"], r["lon"]], radius=4 if r["cls"] == 1 else 3,
+                                color="#0b1118", weight=1, fill=True, fill_opacity=0.95,
+                                fill_color=CAMERA_COLORS.get(r["status"], "#95a5a6")).add_to(group)  # fmt: skip
+        group.add_to(m)
+    if "centers" in layers:
+        group = folium.FeatureGroup(name=t("operator.layer.centers", lang))
+        for r in sit.centers:
+            folium.CircleMarker([r["lat"], r["lon"]], radius={"city": 10, "county": 8,
+                                                              "township": 6}.get(r["level"], 5),
+                                color="#ffffff", weight=2, fill=True, fill_opacity=1,
+                                fill_color=CENTER_COLORS.get(r["level"], "#fff"),
+                                tooltip=str(escape(r["name"]))).add_to(group)  # fmt: skip
+        group.add_to(m)
+
+
+def _side_box(sit: Situation, f, lang: str, now: dt.datetime) -> tuple[str, str]:
+    """Return the side box HTML (filters, KPIs, legend) and the page title."""
     cst = now.astimezone(mapdata.CST)
     start, end = f.time_range(now)
     cats = ", ".join(f.categories) if f.categories else t("operator.export.all", lang)
-    area = " › ".join(p["name"] for p in path) or t("operator.city", lang)
+    area = " › ".join(p["name"] for p in sit.path) or t("operator.city", lang)
     window = t(f"operator.window.{f.window}", lang)
     if f.window == "custom":
         window += (
             f" {start.astimezone(mapdata.CST):%Y-%m-%d} – {end.astimezone(mapdata.CST):%Y-%m-%d}"
         )
+    kp = sit.kpis
     pct = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     rows_html = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
@@ -288,11 +262,48 @@ def build_situation_html(
     box = (f"<div class='gs-box'><h1>{html.escape(t('operator.export.title', lang))}</h1>"
            f"<div>{html.escape(window)}</div><table>{rows_html}</table>"
            f"<div style='margin-top:6px'>{legend}</div></div>")  # fmt: skip
+    title = f"{t('operator.export.title', lang)} {cst:%Y-%m-%d %H:%M}"
+    return box, title
+
+
+def build_situation_html(
+    ctx: AppContext, args: dict, scope: Scope, *, now: dt.datetime | None = None
+) -> str:
+    """Return the standalone situation-map HTML of ``scope`` for the query ``args`` (offline).
+
+    Every text from the database (grid, area, center names, category names) is HTML-escaped
+    before folium puts it into a tooltip.
+
+    Raises
+    ------
+    mapdata.MapFilterError, ExportError
+        For a bad filter, bbox, layer list, mode or language (message names the field).
+    """
+    import folium
+    from branca.element import Element
+
+    now = now or dt.datetime.now(dt.UTC)
+    lang, mode, layers, fdict = _check_args(args, ctx.settings.language)
+    f = mapdata.parse_filter(fdict, scope)
+    db = ctx.db
+    city = mapdata.city_bounds(db) or [102.6, 24.95, 102.85, 25.15]
+    window = _parse_bbox(args.get("bbox"), city)
+    sit = run(db, situation, f, tuple(window), layers, now=now, lang=lang)
+    m = _base_map(window)
+    if "grids" in layers:
+        cov = mapdata.grid_coverage(db, scope) if mode == "coverage" else {}
+        _add_grids(m, sit, cov, mode, lang)
+    if "areas" in layers:
+        _add_districts(m, sit, lang)
+    if "heat" in layers:
+        _add_heat(m, sit, city, lang)
+    _add_points(m, sit, layers, lang)
+    folium.LayerControl(collapsed=False, position="bottomleft").add_to(m)
+    minx, miny, maxx, maxy = window
+    m.fit_bounds([[miny, minx], [maxy, maxx]])
+    box, title = _side_box(sit, f, lang, now)
     m.get_root().html.add_child(Element(box))
-    m.get_root().header.add_child(
-        Element(f"<title>{html.escape(t('operator.export.title', lang))} {cst:%Y-%m-%d %H:%M}</title>"),
-        name="gs_title",
-    )  # fmt: skip
+    m.get_root().header.add_child(Element(f"<title>{html.escape(title)}</title>"), name="gs_title")
     out = m.get_root().render()
     if _URL_IN_TAG.search(out):  # a folium element brought its own CDN link: fail loudly
         raise RuntimeError("the situation export would load a resource from the internet")
@@ -301,12 +312,7 @@ def build_situation_html(
 
 def register(server: flask.Flask, ctx: AppContext) -> None:
     """Add ``/export/situation.html`` to ``server`` (map roles only, each export audited)."""
-    try:
-        from dashboard.auth import declare_policy
-    except ImportError:
-        declare_policy = None
-    if declare_policy is not None:
-        declare_policy(server, "/export/", EXPORT_ROLES)
+    declare_policy(server, "/export/", EXPORT_ROLES)
 
     @server.get("/export/situation.html")
     def situation_export():

@@ -15,14 +15,13 @@ Routes
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
-from pathlib import Path
 
 import flask
 
 from dashboard.context import AppContext
+from dashboard.policy import declare_policy
 from dashboard.scoping import request_scope
+from layers.mbtiles import MBTiles
 from layers.services import mapdata
 
 log = logging.getLogger(__name__)
@@ -32,62 +31,10 @@ HEAT_SHAPE = (320, 320)
 HEAT_BANDWIDTH_M = 350.0
 
 
-class MBTiles:
-    """Return-type of ``open_mbtiles``: read-only access to one MBTiles file (thread-safe)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(
-                f"mbtiles_path: {self.path} does not exist; set GRIDSIGHT_MBTILES_PATH to an "
-                "MBTiles file or unset it to run without a base map"
-            )
-        self._local = threading.local()
-        conn = self._conn()
-        try:
-            self.metadata = dict(conn.execute("SELECT name, value FROM metadata").fetchall())
-        except sqlite3.DatabaseError as exc:
-            raise ValueError(
-                f"mbtiles_path: {self.path} is not an MBTiles file ({exc}); it needs the "
-                "'tiles' and 'metadata' tables"
-            ) from exc
-        self.format = self.metadata.get("format", "png")
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            self._local.conn = conn
-        return conn
-
-    def tile(self, z: int, x: int, y: int) -> bytes | None:
-        """Return the tile image at XYZ (z, x, y), or None if the file has none."""
-        if z < 0 or z > 30 or not (0 <= x < 2**z and 0 <= y < 2**z):
-            return None
-        tms_y = (2**z - 1) - y
-        row = (
-            self._conn()
-            .execute(
-                "SELECT tile_data FROM tiles WHERE zoom_level=? AND tile_column=? AND tile_row=?",
-                (z, x, tms_y),
-            )
-            .fetchone()
-        )
-        return None if row is None else bytes(row[0])
-
-
 def map_filter_error(exc: Exception) -> tuple[flask.Response, int]:
     """Return the 400 JSON answer to a bad map filter: {"error", "field"}."""
     msg = str(exc)
     return flask.jsonify(error=msg, field=msg.split(":", 1)[0] if ":" in msg else "query"), 400
-
-
-def _declare(server: flask.Flask, prefix: str) -> None:
-    try:
-        from dashboard.auth import declare_policy
-    except ImportError:
-        return
-    declare_policy(server, prefix, MAP_ROLES)
 
 
 def register(server: flask.Flask, ctx: AppContext) -> None:
@@ -96,7 +43,8 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
     if ctx.settings.mbtiles_path:
         tiles = MBTiles(ctx.settings.mbtiles_path)
         log.info("serving base-map tiles from %s", ctx.settings.mbtiles_path)
-    _declare(server, "/map/")  # /tiles/ is open to any signed-in user (dashboard.auth)
+    # /tiles/ is open to any signed-in user (the access matrix in dashboard.policy)
+    declare_policy(server, "/map/", MAP_ROLES)
 
     @server.get("/tiles/<int:z>/<int:x>/<int:y>.<ext>")
     def tile(z: int, x: int, y: int, ext: str):

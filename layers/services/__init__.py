@@ -1,9 +1,10 @@
 """Layer services: the only way the rest of GridSight reads and writes the map layers.
 
 One module per layer (``areas``, ``grids``, ``centers``, ``cameras``, ``responders``,
-``incidents``, ...). Every function takes either a ``layers.db.Database`` (the function opens
-and commits its own session) or an open SQLAlchemy ``Session`` (the caller owns the
-transaction). Geometries are WGS-84 (EPSG:4326) shapely objects; layers are returned as
+``incidents``, ...). A service takes an open SQLAlchemy ``Session`` first (the caller owns the
+transaction); callers holding a ``layers.db.Database`` run it with
+``layers.services.transaction.run(db, service, ...)``, the one adapter. Older functions
+also accept a ``Database`` directly (``use_session``). Geometries are WGS-84 (EPSG:4326) shapely objects; layers are returned as
 GeoDataFrames in EPSG:4326 and can be written as GeoJSON with ``to_geojson``.
 
 This package module holds the small helpers the layer modules share; it imports none of

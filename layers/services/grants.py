@@ -177,3 +177,20 @@ def watermark_text(grant: UnmaskGrant, now: dt.datetime | None = None) -> str:
     """Return the text burned into unredacted frames: who, when, which grant."""
     now = now or utcnow()
     return f"UNMASKED {grant.grantee} {now.strftime('%Y-%m-%dT%H:%MZ')} grant#{grant.id}"
+
+
+def watermark_for(
+    session: Session,
+    username: str,
+    camera_id: int,
+    *,
+    roles: frozenset[str] | set[str] | tuple[str, ...],
+    require_approval: bool = False,
+) -> str | None:
+    """Return the watermark of the grant letting ``username`` see the camera unredacted now,
+    or None (no grant in force, or the account is gone, disabled or not of one of ``roles``)."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None or not user.active or user.role not in roles:
+        return None
+    grant = active_grant(session, username, camera_id, require_approval=require_approval)
+    return watermark_text(grant) if grant is not None else None

@@ -182,3 +182,8 @@ Scope.NONE = Scope(districts=frozenset(), cameras=frozenset())
 _resolved: dict = {}
 _resolved_lock = threading.Lock()
 RESOLVED_ENTRIES = 64
+
+
+def visible_grid_ids(session: Session, scope: Scope) -> frozenset[int] | None:
+    """Return the ids of the grids ``scope`` may see (None: all), for filtering live events."""
+    return scope.grid_ids(session)

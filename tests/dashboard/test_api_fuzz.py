@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dashboard.app import create_app
-from dashboard.routes.api import openapi_document
+from dashboard.routes.openapi import openapi_document
 from dashboard.settings import Settings
 from tests.helpers_auth import bearer
 from tests.incident_city import DX, DY, LAT0, LON0, new_db

@@ -332,9 +332,9 @@ def test_changes_made_elsewhere_are_seen_within_the_recheck_time(app, client, mo
     this process knows) stops working once the principal cache's short lifetime ends."""
     from sqlalchemy import text
 
-    from dashboard import auth
+    from dashboard import principal
 
-    monkeypatch.setattr(auth, "PRINCIPAL_RECHECK_S", 0.5)
+    monkeypatch.setattr(principal, "PRINCIPAL_RECHECK_S", 0.5)
     headers = bearer(app, "gis", name="qgis2")
     name = login(client, app, "operator")
     token_client = app.server.test_client()
@@ -366,7 +366,7 @@ def test_a_change_through_this_process_is_seen_at_once_despite_the_cache(app, cl
     assert client.get("/_dash-layout").status_code == 401  # a role change ends the session
     login_as(client, name, _new_password(app, name))
     assert client.get("/_dash-layout").status_code == 200
-    from dashboard.auth import _principal_cache
+    from dashboard.principal import _principal_cache
 
     epoch = user_service.auth_epoch()
     cached = [(ep, p) for _e, ep, p in _principal_cache(app.server.config["GRIDSIGHT"]).values()]

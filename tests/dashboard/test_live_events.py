@@ -21,7 +21,7 @@ from sqlalchemy import event
 from dashboard.app import create_app
 from dashboard.settings import Settings
 from layers.services import cameras as camera_service
-from layers.services import mapdata
+from layers.services import mapdata, refresh
 from layers.services.scope import Scope
 from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import bearer, login
@@ -43,10 +43,10 @@ def app_city(tmp_path):
 
 
 def _operator():
-    import dash
+    """Return the operator map's live refresh module (``op.live_refresh``)."""
+    from dashboard.operator import live
 
-    entry = next(p for p in dash.page_registry.values() if p["path"] == "/")
-    return sys.modules[entry["module"]]
+    return live
 
 
 @contextmanager
@@ -87,14 +87,14 @@ def test_quiet_ticks_ask_the_bus_not_the_database(app_city):
         cursor = first.cursor
         assert cursor["bep"] == app.server.config["GRIDSIGHT"].services["events"].epoch
         sql_per_tick = []
-        for _ in range(op.DB_PROBE_TICKS):
+        for _ in range(refresh.DB_PROBE_TICKS):
             with count_queries(db) as n:
                 out = op.live_refresh(F, cursor, "operator-tick", "zh", Scope.ALL)
             sql_per_tick.append(n["sql"])
             assert out.grids is no_update and out.live is no_update
             cursor = out.cursor
         # every tick but the probe tick (for writers outside the bus) is database-free
-        assert sql_per_tick[:-1] == [0] * (op.DB_PROBE_TICKS - 1) and sql_per_tick[-1] > 0
+        assert sql_per_tick[:-1] == [0] * (refresh.DB_PROBE_TICKS - 1) and sql_per_tick[-1] > 0
         inc = _new_incident(db)
         with count_queries(db) as n:
             out = op.live_refresh(F, cursor, "operator-tick", "zh", Scope.ALL)
@@ -116,7 +116,7 @@ def test_writer_outside_the_bus_shows_at_the_probe_tick(app_city):
         cursor = op.live_refresh(F, None, None, "zh", Scope.ALL).cursor
         inc = _new_incident(cli_db)
         seen_at = None
-        for tick in range(1, op.DB_PROBE_TICKS + 1):
+        for tick in range(1, refresh.DB_PROBE_TICKS + 1):
             out = op.live_refresh(F, cursor, "operator-tick", "zh", Scope.ALL)
             cursor = out.cursor
             if out.live is not no_update:
@@ -124,7 +124,7 @@ def test_writer_outside_the_bus_shows_at_the_probe_tick(app_city):
                 feats = out.live.to_plotly_json()["operations"][0]["params"]["value"]
                 assert [f["id"] for f in feats] == [inc]
                 break
-        assert seen_at == op.DB_PROBE_TICKS
+        assert seen_at == refresh.DB_PROBE_TICKS
 
 
 def test_camera_status_reaches_an_open_map(app_city):
@@ -170,7 +170,7 @@ def test_refresh_falls_back_to_the_database_when_the_bus_cannot_vouch(app_city):
         feats = out.live.to_plotly_json()["operations"][0]["params"]["value"]
         assert [f["id"] for f in feats] == [inc]
         full = op.live_refresh(
-            F, {**out.cursor, "n": op.RESYNC_TICKS}, "operator-tick", "zh", Scope.ALL
+            F, {**out.cursor, "n": refresh.RESYNC_TICKS}, "operator-tick", "zh", Scope.ALL
         )
         assert isinstance(full.cameras, dict) and "base" in full.cameras
 

@@ -14,6 +14,9 @@ import pytest
 from dash import Patch, no_update
 
 from dashboard.app import create_app
+from dashboard.operator import common, views
+from dashboard.operator.live import live_refresh
+from dashboard.operator.panes import map_component
 from dashboard.settings import Settings
 from layers.services import mapdata
 from layers.services.incidents import create_incident
@@ -38,16 +41,6 @@ def app_city(tmp_path):
     return app, ids
 
 
-def _operator_page():
-    """Return the operator page module as Dash's page loader imported it (not a 2nd copy)."""
-    import sys
-
-    import dash
-
-    entry = next(p for p in dash.page_registry.values() if p["path"] == "/")
-    return sys.modules[entry["module"]]
-
-
 def _payload_bytes(value) -> int:
     from plotly.utils import PlotlyJSONEncoder
 
@@ -65,25 +58,24 @@ def _payload_bytes(value) -> int:
 
 def test_refresh_full_then_incremental(app_city):
     app, ids = app_city
-    operator = _operator_page()
     db = app.server.config["GRIDSIGHT"].db
     f = {"window": "24h"}
     with app.server.test_request_context():
-        hide, live, feed, cursor, kpis = operator.refresh_payload(f, None, None, "zh", Scope.ALL)
+        hide, live, feed, cursor, kpis, _ = live_refresh(f, None, None, "zh", Scope.ALL)
         assert isinstance(hide, Patch)
         full_counts = hide.to_plotly_json()["operations"][0]["params"]["value"]
         assert full_counts == {str(k): v for k, v in
                                mapdata.grid_counts(db, mapdata.parse_filter(f, scope=Scope.ALL)).items()}  # fmt: skip
         assert live == {"type": "FeatureCollection", "features": []}
         # nothing happened: nothing but the cursor is sent
-        out = operator.refresh_payload(f, cursor, "operator-tick", "zh", Scope.ALL)
+        out = live_refresh(f, cursor, "operator-tick", "zh", Scope.ALL)
         assert out[0] is no_update and out[1] is no_update and out[2] is no_update
         assert all(v is no_update for v in out[4])
         # one new incident: one grid count and one feature, as Patch operations
         lon, lat = cell_center(6, 2)
         with db.session() as s:
             inc_id = create_incident(s, {"lon": lon, "lat": lat, "category": "SECURITY"}).id
-        hide2, live2, feed2, cursor2, kpis2 = operator.refresh_payload(
+        hide2, live2, feed2, cursor2, kpis2, _ = live_refresh(
             f, out[3], "operator-tick", "zh", Scope.ALL
         )
         ops = hide2.to_plotly_json()["operations"]
@@ -191,19 +183,18 @@ def test_export_bad_parameter_is_400(app_city, query, field):
 
 def test_cards_render_in_both_languages(app_city):
     app, ids = app_city
-    operator = _operator_page()
     db = app.server.config["GRIDSIGHT"].db
     with app.server.test_request_context():
         for lang in ("zh", "en"):
-            card = operator.grid_card_view(
+            card = views.grid_card_view(
                 mapdata.grid_card(db, ids["grids"][(0, 0)], scope=Scope.ALL), lang
             )
             text = json.dumps(card[1].to_plotly_json(), default=str, ensure_ascii=False)
             assert "138****" in text and "13800" not in text.replace("138****", "")
-            cam = operator.camera_card_view(mapdata.camera_card(db, ids["cameras"][0], scope=Scope.ALL), lang,
+            cam = views.camera_card_view(mapdata.camera_card(db, ids["cameras"][0], scope=Scope.ALL), lang,
                                             video=True)  # fmt: skip
             assert cam[-1].src == f"/video/{ids['cameras'][0]}.mjpg"
-            meta_only = operator.camera_card_view(
+            meta_only = views.camera_card_view(
                 mapdata.camera_card(db, ids["cameras"][0], scope=Scope.ALL), lang, video=False
             )
             assert meta_only[-1].className == "gs-muted"
@@ -214,8 +205,9 @@ def test_every_operator_label_exists_in_both_catalogs():
     en = json.loads((REPO / "dashboard/i18n/en.json").read_text(encoding="utf-8"))
     src = "".join(
         (REPO / p).read_text(encoding="utf-8")
-        for p in ("dashboard/pages/operator.py", "dashboard/routes/situation_export.py")
-    )
+        for p in ("dashboard/pages/operator.py", "dashboard/routes/situation_export.py",
+                  *(f"dashboard/operator/{m}.py" for m in ("callbacks", "views", "layout")))
+    )  # fmt: skip
     used = set(re.findall(r"""t\(\s*["'](operator\.[a-z0-9_.]+)["']""", src))
     assert used and not (used - set(zh)) and not (used - set(en))
     assert {k for k in zh if k.startswith("operator.")} == {
@@ -286,16 +278,15 @@ def test_gcj02_base_map_shifts_our_wgs84_layers(tmp_path):
         start_background=False,
     )  # fmt: skip
     build_city(app.server.config["GRIDSIGHT"].db, incidents=0)
-    operator = _operator_page()
     with app.server.test_request_context():
         b = mapdata.city_bounds(app.server.config["GRIDSIGHT"].db)
-        (s, w), (n, e) = operator._display_bounds(b)
+        (s, w), (n, e) = common.display_bounds(b)
         ex, ey = wgs84_to_gcj02([b[0], b[2]], [b[1], b[3]])
         assert (w, s, e, n) == pytest.approx((ex[0], ey[0], ex[1], ey[1]))
         assert w - b[0] > 0.001  # ~ a few hundred metres east in Kunming
-        lon, lat = operator._unshift(float(ex[0]), float(ey[0]))
+        lon, lat = common.unshift(float(ex[0]), float(ey[0]))
         assert (lon, lat) == pytest.approx((b[0], b[1]), abs=1e-7)
-        m = operator._map(operator._display_bounds(b), True)
+        m = map_component(common.display_bounds(b), True)
         text = json.dumps(m.to_plotly_json(), default=lambda o: o.to_plotly_json())
         assert text.count("gridsight.gcjLatLng") == 10  # every GeoJSON layer on the map
         assert "tiles.intranet" in text
