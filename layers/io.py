@@ -1557,9 +1557,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _open_db(url: str | None) -> Database:
-    from layers.db import DEFAULT_DB_URL
+    from layers.settings import load_settings
 
-    db = Database(url or DEFAULT_DB_URL)
+    db = Database(url or load_settings().db.url)
     db.migrate()
     return db
 

@@ -168,7 +168,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
                 "Last-Event-ID" if flask.request.headers.get("Last-Event-ID") else "last_event_id"
             )
             return _error(400, field, "an event id such as 1718000000000-0, as sent in id: lines")
-        bus: EventBus | None = ctx.services.get("events")
+        bus: EventBus | None = ctx.events
         if bus is None:
             return _error(503, "events", "the live event bus is not running; retry shortly")
         viewer = _Viewer(ctx)

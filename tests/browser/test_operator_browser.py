@@ -12,10 +12,10 @@ import time
 import pytest
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.services import mapdata
 from layers.services.incidents import create_incident
 from layers.services.scope import Scope
+from layers.settings import load_settings
 from tests.browser.chromium import make_driver, require_browser
 from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import make_user
@@ -29,7 +29,7 @@ def server(tmp_path_factory):
     from werkzeug.serving import make_server
 
     tmp = tmp_path_factory.mktemp("opbrowser")
-    settings = Settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
+    settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
                         seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db

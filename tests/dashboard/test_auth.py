@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.services import audit
 from layers.services import users as user_service
+from layers.settings import load_settings
 from tests.helpers_auth import bearer, csrf_headers, form_csrf, login, login_as, make_user
 
 ECHO_CALLBACK = {
@@ -36,7 +36,7 @@ def _add_echo_callback(app):
 
 @pytest.fixture
 def settings(tmp_path):
-    return Settings(
+    return load_settings(
         db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}",
         data_dir=tmp_path,
         seed_on_start=False,
@@ -320,7 +320,7 @@ def test_basic_auth_is_cached_briefly_and_follows_password_changes(app, client):
     for _ in range(5):
         assert client.get("/ogc", headers=good).status_code not in (401, 403)
     assert (time.perf_counter() - t0) / 5 < first  # no argon2 check on the cached pair
-    cache = app.server.config["GRIDSIGHT"].services["basic_auth_cache"]["entries"]
+    cache = app.server.config["GRIDSIGHT"].basic_auth_cache.entries
     assert pw not in str(cache) and name not in str(cache)  # keyed hashes only
     with _db(app).session() as s:
         user_service.set_password(s, name, "a changed password", actor="admin")

@@ -11,7 +11,7 @@ import pytest
 
 from dashboard.app import create_app
 from dashboard.routes.ogc import COLLECTIONS
-from dashboard.settings import Settings
+from layers.settings import load_settings
 from tests.helpers_auth import bearer
 from tests.incident_city import LAT0, LON0, free_port, grid_center, new_db, start_server
 
@@ -26,7 +26,7 @@ def app(db_backend, tmp_path_factory):
         lon, lat = grid_center(1, 1)
         incidents.create_incident(s, {"lon": lon, "lat": lat, "category": "ENV",
                                       "reporter_phone": "13812345678", "reporter_name": "王五"})  # fmt: skip
-    settings = Settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
+    settings = load_settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
     return create_app(settings, db=db, start_background=False)
 
 

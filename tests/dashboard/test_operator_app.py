@@ -17,10 +17,10 @@ from dashboard.app import create_app
 from dashboard.operator import common, views
 from dashboard.operator.live import live_refresh
 from dashboard.operator.panes import map_component
-from dashboard.settings import Settings
 from layers.services import mapdata
 from layers.services.incidents import create_incident
 from layers.services.scope import Scope
+from layers.settings import Settings, load_settings
 from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import login
 
@@ -30,7 +30,7 @@ CDN_HOSTS = ("cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com", "code.jque
 
 
 def _settings(tmp_path, **kw) -> Settings:
-    return Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
+    return load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
                     seed_on_start=False, simulator=False, **kw)  # fmt: skip
 
 

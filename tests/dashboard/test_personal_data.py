@@ -13,7 +13,7 @@ import pytest
 
 from dashboard.app import create_app
 from dashboard.policy import Principal, may_see_personal_data
-from dashboard.settings import Settings
+from layers.settings import load_settings
 from tests.helpers_auth import bearer, csrf_headers, login
 from tests.incident_city import grid_center, new_db
 
@@ -26,7 +26,7 @@ NAME = "王小明"
 def app(db_backend, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("personal")
     db = new_db(tmp / "gs.sqlite", db_backend)
-    settings = Settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
+    settings = load_settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
     return create_app(settings, db=db, start_background=False)
 
 

@@ -147,16 +147,16 @@ def test_masks_are_compared_by_what_they_cover(new_masks, lowers):
 
 
 def test_settings_build_the_floor_from_the_environment(monkeypatch):
-    from dashboard.settings import Settings, floor_of
+    from layers.settings import Settings, SettingsError, load_settings
 
     monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_TARGETS", '["faces", "plates"]')
     monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"persons": ["hog"]}')
-    floor = Settings().privacy_floor()
+    floor = load_settings().privacy.floor()
     assert floor.targets == {"faces", "plates"} and floor.detectors["persons"] == {"hog"}
-    assert floor_of(Settings()) == floor and floor_of(object()) == DEFAULT_FLOOR
+    assert Settings().privacy.floor() == DEFAULT_FLOOR  # built without the environment
     monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"faces": ["yolo"]}')
-    with pytest.raises(ValidationError, match="GRIDSIGHT_PRIVACY_FLOOR_DETECTORS"):
-        Settings()
+    with pytest.raises(SettingsError, match="GRIDSIGHT_PRIVACY_FLOOR_DETECTORS"):
+        load_settings()
 
 
 def test_an_option_the_order_does_not_rank_counts_as_weaker():

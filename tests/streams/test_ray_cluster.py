@@ -596,16 +596,16 @@ def test_unmask_watermark_is_made_only_for_the_requested_grant(relay, pool, city
 
 def test_video_routes_through_create_app_in_cluster_mode(ray_address, pool, city_db, tmp_path):
     from dashboard.app import create_app
-    from dashboard.settings import Settings
+    from layers.settings import load_settings
     from tests.helpers_auth import login
 
-    settings = Settings(
+    settings = load_settings(
         db_url=city_db.url, data_dir=tmp_path, seed_on_start=False, simulator=False,
         ray_address=ray_address, ray_workers=2, ray_namespace=pool.namespace,
         privacy_floor_targets=FLOOR,
     )  # fmt: skip
     app = create_app(settings, start_background=False)
-    hub = app.server.config["GRIDSIGHT"].services["stream_hub"]
+    hub = app.server.config["GRIDSIGHT"].stream_hub
     assert isinstance(hub, cluster.RayStreamRelay)
     try:
         client = app.server.test_client()
