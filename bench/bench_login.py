@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.incident_city import free_port, start_server  # noqa: E402 - after the path
+from bench.incident_city import free_port, start_server  # noqa: E402 - after the path
 
 CONFIGS = {
     "unbounded": ({"GRIDSIGHT_LOGIN_CONCURRENCY": "64"}, True),
@@ -47,9 +47,9 @@ CONFIGS = {
 
 def prepare(db_path: Path) -> str:
     """Return an operator token after migrating a small city into ``db_path``."""
+    from bench.operator_city import build_city
     from layers.db import Database
     from layers.services import users
-    from tests.dashboard.operator_city import build_city
 
     db = Database(f"sqlite:///{db_path}")
     db.migrate()

@@ -90,6 +90,21 @@ def db_url(path: str | os.PathLike, backend: str = "sqlite") -> str:
     return _urls[key]
 
 
+def new_db(path, backend: str = "sqlite"):
+    """Return a migrated Database for ``path`` on ``backend`` holding the fixture city.
+
+    The ids are in ``.city``; ``backend`` is "sqlite" (the file at ``path``) or "postgis" (a
+    fresh PostgreSQL database, see above).
+    """
+    from bench.incident_city import build_city
+    from layers.db import Database
+
+    db = Database(db_url(path, backend))
+    db.migrate()
+    db.city = build_city(db)  # type: ignore[attr-defined]
+    return db
+
+
 def copy_database(src_path, dst_path, backend: str = "sqlite") -> str:
     """Return the URL of a copy of the database of ``src_path`` made for ``dst_path``.
 

@@ -18,10 +18,13 @@ from sqlalchemy.engine import make_url
 from layers.db import Database
 from layers.services import cameras as camera_service
 from layers.services import rules as rule_service
-from streams.floor import PrivacyFloor
-from streams.hub import HubBindings
-from streams.rules import RedactionRules
-from streams.sources import FileSourceConfig, SourceError
+from layers.streams_seam import (
+    FileSourceConfig,
+    HubBindings,
+    PrivacyFloor,
+    RedactionRules,
+    SourceError,
+)
 
 log = logging.getLogger(__name__)
 

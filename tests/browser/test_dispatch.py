@@ -23,7 +23,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from tests.incident_city import free_port, grid_center, new_db, start_server  # noqa: E402
+from bench.incident_city import free_port, grid_center, start_server  # noqa: E402
+from tests.dbs import new_db  # noqa: E402
 
 PASSWORD = "dispatch-pass-2026"
 

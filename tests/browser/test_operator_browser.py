@@ -11,13 +11,13 @@ import time
 
 import pytest
 
+from bench.operator_city import build_city, cell_center
 from dashboard.app import create_app
 from layers.services import mapdata
 from layers.services.incidents import create_incident
 from layers.services.scope import Scope
 from layers.settings import load_settings
 from tests.browser.chromium import make_driver, require_browser
-from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import make_user
 
 pytestmark = pytest.mark.browser

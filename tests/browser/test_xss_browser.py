@@ -16,12 +16,12 @@ import time
 import pytest
 from sqlalchemy import select
 
+from bench.operator_city import build_city, cell_center
 from dashboard.app import create_app
 from layers.models import AdminArea, Camera, Category, Center, Grid, Incident, Responder
 from layers.settings import load_settings
 from tests.browser.chromium import make_driver, require_browser
 from tests.browser.test_operator_browser import LAYER_COUNTS_JS, _open, _wait
-from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import login, make_user
 
 pytestmark = pytest.mark.browser

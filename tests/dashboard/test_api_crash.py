@@ -16,7 +16,8 @@ import time
 import pytest
 import requests
 
-from tests.incident_city import free_port, grid_center, new_db, start_server
+from bench.incident_city import free_port, grid_center, start_server
+from tests.dbs import new_db
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.incident_city import DX, DY, LAT0, LON0
 from dashboard.app import create_app
 from dashboard.routes.openapi import openapi_document
 from layers.settings import load_settings
+from tests.dbs import new_db
 from tests.helpers_auth import bearer
-from tests.incident_city import DX, DY, LAT0, LON0, new_db
 
 
 @pytest.fixture(scope="module")

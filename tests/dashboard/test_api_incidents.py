@@ -7,11 +7,12 @@ import io
 
 import pytest
 
+from bench.incident_city import grid_center
 from dashboard.app import create_app
 from layers.services.scope import Scope
 from layers.settings import load_settings
+from tests.dbs import new_db
 from tests.helpers_auth import bearer, csrf_headers, login
-from tests.incident_city import grid_center, new_db
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import time
 import pytest
 from sqlalchemy import select, text
 
+from bench.operator_city import build_city
 from dashboard import auth, principal
 from dashboard.app import create_app
 from dashboard.routes import video as video_route
@@ -16,7 +17,6 @@ from layers.models import UserSession
 from layers.services import sessions as session_service
 from layers.services import users as user_service
 from layers.settings import Settings, load_settings
-from tests.dashboard.operator_city import build_city
 from tests.dashboard.test_live_events import _sse
 from tests.helpers_auth import bearer, form_csrf, login, login_as, make_user
 

@@ -18,12 +18,12 @@ import pytest
 from dash import Patch, no_update
 from sqlalchemy import event
 
+from bench.operator_city import build_city, cell_center
 from dashboard.app import create_app
 from layers.services import cameras as camera_service
 from layers.services import mapdata, refresh
 from layers.services.scope import Scope
 from layers.settings import Settings, load_settings
-from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import bearer, login
 
 REPO = Path(__file__).resolve().parents[2]

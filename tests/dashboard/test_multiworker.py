@@ -30,12 +30,12 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select
 
+from bench.operator_city import build_city, cell_center, refresh_body
 from layers.db import Database
 from layers.leader import read_holder, sqlite_lock_path
 from layers.models import Incident, IncidentEvent
 from layers.services.audit_key import AuditKey, default_key_path
 from tests import dbs
-from tests.dashboard.operator_city import build_city, cell_center, refresh_body
 from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.slow

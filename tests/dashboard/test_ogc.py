@@ -9,11 +9,12 @@ import subprocess
 
 import pytest
 
+from bench.incident_city import LAT0, LON0, free_port, grid_center, start_server
 from dashboard.app import create_app
 from dashboard.routes.ogc import COLLECTIONS
 from layers.settings import load_settings
+from tests.dbs import new_db
 from tests.helpers_auth import bearer
-from tests.incident_city import LAT0, LON0, free_port, grid_center, new_db, start_server
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from bench.incident_city import grid_center
 from dashboard.app import create_app
 from layers.settings import load_settings
+from tests.dbs import new_db
 from tests.helpers_auth import bearer
-from tests.incident_city import grid_center, new_db
 
 
 @pytest.fixture(scope="module")

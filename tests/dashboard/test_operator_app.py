@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from dash import Patch, no_update
 
+from bench.operator_city import build_city, cell_center
 from dashboard.app import create_app
 from dashboard.operator import common, views
 from dashboard.operator.live import live_refresh
@@ -21,7 +22,6 @@ from layers.services import mapdata
 from layers.services.incidents import create_incident
 from layers.services.scope import Scope
 from layers.settings import Settings, load_settings
-from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import login
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,11 +11,12 @@ import json
 
 import pytest
 
+from bench.incident_city import grid_center
 from dashboard.app import create_app
 from dashboard.policy import Principal, may_see_personal_data
 from layers.settings import load_settings
+from tests.dbs import new_db
 from tests.helpers_auth import bearer, csrf_headers, login
-from tests.incident_city import grid_center, new_db
 
 PHONE = "13812345678"
 MASKED = "138****5678"

@@ -16,9 +16,9 @@ import re
 
 import pytest
 
+from bench.operator_city import build_city
 from dashboard.app import create_app
 from layers.settings import load_settings
-from tests.dashboard.operator_city import build_city
 from tests.helpers_auth import bearer, csrf_headers, login
 
 SEED = 20261202

@@ -18,11 +18,11 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
+from bench.operator_city import build_city, cell_center
 from dashboard.app import create_app
 from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
 from layers.services.scope import Scope
 from layers.settings import load_settings
-from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import csrf_headers, login
 
 SCOPE = {"districts": ["530102"]}
