@@ -37,6 +37,7 @@ from layers.streams_seam import (
     VideoSettings,
     describe_errors,
     json_value,
+    require_installed,
     setting,
 )
 
@@ -249,6 +250,7 @@ class EventsSettings(SettingsSection):
                 "GRIDSIGHT_REDIS_URL must be a Redis URL such as redis://127.0.0.1:6379/0 "
                 "(or rediss://, unix://); leave it unset for the in-process event bus"
             )
+        require_installed("redis", "GRIDSIGHT_REDIS_URL (live events through Redis)")
         return v
 
 
@@ -400,6 +402,8 @@ class Settings(BaseModel):
                 "redis://127.0.0.1:6379/0): live events must reach every worker; set it, or "
                 "run one worker"
             )
+        if workers > 1:
+            require_installed("gunicorn", f"GRIDSIGHT_WORKERS={workers} (several web workers)")
         if workers > 1 and not self.db.is_shared():
             raise ValueError(
                 f"GRIDSIGHT_WORKERS={workers} needs a database the workers share; an in-memory "

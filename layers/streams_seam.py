@@ -20,6 +20,7 @@ from streams.settings import (
     describe_errors,
     json_value,
     known_timezone,
+    require_installed,
     setting,
 )
 from streams.sources import FileSourceConfig, SourceError
@@ -51,5 +52,6 @@ __all__ = [
     "known_timezone",
     "lowering_reasons",
     "parse_rules",
+    "require_installed",
     "setting",
 ]

@@ -1,6 +1,7 @@
 """Cluster mode: each camera's reader + redaction pipeline runs once, in a Ray worker process.
 
-Three parts (Ray is imported lazily, here only, so the embedded in-process mode never needs it):
+Three parts (Ray is imported lazily, here only, so the embedded in-process mode never needs it;
+configured without Ray installed, cluster mode stops with ``RAY_MISSING``):
 
 - ``RedactionWorker``: a Ray actor hosting a ``StreamHub``, i.e. the very ``CameraStream``
   code of the in-process mode (capture -> detect -> track -> redact -> encode, fail-closed).
@@ -91,6 +92,25 @@ class ClusterConfigError(ClusterError):
 
 # -- connecting ------------------------------------------------------------------------------
 
+RAY_MISSING = (
+    "cluster mode (GRIDSIGHT_RAY_ADDRESS) needs Ray, which is not installed: "
+    "pip install -r requirements-cluster.txt"
+)
+
+
+def require_ray():
+    """Return the ``ray`` module; raise ``ClusterError`` saying how to install it if it is absent.
+
+    Ray is optional: only cluster mode needs it, so it is imported here, when that mode is
+    configured, and its absence stops that mode with this message (video never falls back to
+    anything unredacted or silently in-process).
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise ClusterError(RAY_MISSING) from exc
+    return ray
+
 
 def connect(address: str, *, num_cpus: int | None = None) -> None:
     """Connect this process to the Ray cluster at ``address`` (no-op when already connected).
@@ -114,12 +134,7 @@ def connect(address: str, *, num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if _is_loopback(address):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    try:
-        import ray
-    except ImportError as exc:
-        raise ClusterError(
-            "cluster mode needs Ray: pip install -r requirements-cluster.txt"
-        ) from exc
+    ray = require_ray()
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {
@@ -509,6 +524,7 @@ class RedactionCluster:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        require_ray()  # configured without Ray installed: refuse now, not per stream later
         self.address = address
         self.workers = workers
         self.namespace = namespace
@@ -762,10 +778,8 @@ class RemoteStream:
 
 
 def _ray_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from ray.exceptions import RayError
-    except ImportError:
-        return ()
+    from ray.exceptions import RayError  # a RedactionCluster exists: Ray is installed
+
     return (RayError,)
 
 
@@ -854,15 +868,11 @@ class _RelayFeed:
         return self.relay.closed or (idle and self.relay._end_feed(self))
 
     def _run(self) -> None:
-        ray_errors = _ray_errors()
-        died_error: tuple[type[BaseException], ...] = ()
-        try:
-            import ray
-            from ray.exceptions import ActorDiedError
+        import ray  # a RedactionCluster exists: Ray is installed
+        from ray.exceptions import ActorDiedError
 
-            died_error = (ActorDiedError,)
-        except ImportError:
-            ray = None  # connect() reports it as a ClusterError below
+        ray_errors = _ray_errors()
+        died_error = (ActorDiedError,)
         cluster = self.relay.cluster
         token: str | None = None
         after = 0

@@ -9,13 +9,21 @@ import nothing of ``layers``; ``python -m streams`` reads it on its own.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "GRIDSIGHT_"
 
@@ -68,6 +76,20 @@ def describe_errors(exc: ValidationError) -> str:
         msg = str(err["msg"]).removeprefix("Value error, ")
         lines.append(msg if msg.startswith(ENV_PREFIX) else f"{where}: {msg}")
     return "\n".join(dict.fromkeys(lines))
+
+
+def require_installed(module: str, because: str) -> None:
+    """Raise a ValueError saying how to install ``module`` if it is not importable.
+
+    For the optional dependencies of a configured feature (Ray for cluster mode, Redis for
+    the shared event bus, gunicorn for several workers): the deployment stops at start with
+    this message instead of failing later, or quietly running without the feature.
+    """
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"{because} needs the {module} package, which is not installed: "
+            "pip install -r requirements-cluster.txt"
+        )
 
 
 def json_value(value: Any) -> Any:
@@ -173,6 +195,12 @@ class VideoSettings(SettingsSection):
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:
         return v or None
+
+    @model_validator(mode="after")
+    def _cluster_mode_has_ray(self) -> VideoSettings:
+        if self.ray_address:
+            require_installed("ray", f"GRIDSIGHT_RAY_ADDRESS={self.ray_address} (cluster mode)")
+        return self
 
     def hub_settings(self):
         """Return the ``streams.hub.HubSettings`` of this deployment's live streams."""
