@@ -19,10 +19,13 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding=
 
 def test_every_setting_is_documented_in_readme():
     missing = []
-    for env, _section, field in iter_settings():
+    for env, section, field in iter_settings():
         row = next((ln for ln in README.splitlines() if ln.startswith(f"| `{env}`")), None)
+        section_cell = f"`{section}`" if section else "`data_dir`"
         if row is None or (field.description or "x") not in row:
             missing.append(env)
+        elif row.split(" | ")[1] != section_cell:
+            missing.append(f"{env} (section column should be {section_cell})")
     assert not missing, f"document these settings in README.md's settings table: {missing}"
 
 
