@@ -47,9 +47,9 @@ def start(tmp: Path, views: int, routed: bool):
     from layers.settings import load_settings
 
     settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False, host="127.0.0.1",
-                        stream_threads=views + 16, video_max_streams=views + 8,
-                        video_max_streams_per_user=views + 8)  # fmt: skip
+                             seed_on_start=False, simulator=False, host="127.0.0.1",
+                             stream_threads=views + 16, video_max_streams=views + 8,
+                             video_max_streams_per_user=views + 8)  # fmt: skip
     app = create_app(settings, start_background=False)
     with app.server.config["GRIDSIGHT"].db.session() as s:
         s.add(Camera(id=1, gb_id="53010200001320000001", name="dead", cls=1, lon=102.7, lat=25.0,

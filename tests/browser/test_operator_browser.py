@@ -30,7 +30,7 @@ def server(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("opbrowser")
     settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     ids = build_city(db, incidents=60)

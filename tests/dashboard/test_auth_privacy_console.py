@@ -25,7 +25,7 @@ from tests.helpers_auth import make_user
 @pytest.fixture
 def app(tmp_path):
     settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     with app.server.config["GRIDSIGHT"].db.session() as s:
         s.add(
@@ -128,8 +128,8 @@ def test_officer_saves_a_masked_rule_that_the_camera_then_uses(app, page):
 def test_console_lowering_waits_for_a_second_officer(tmp_path, page):
     tmp_path = tmp_path / "two-person"  # the page fixture's app uses tmp_path itself
     settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False,
-                        unmask_requires_second_approver=True)  # fmt: skip
+                             seed_on_start=False, simulator=False,
+                             unmask_requires_second_approver=True)  # fmt: skip
     app = create_app(settings, start_background=False)
     with _db(app).session() as s:
         s.add(Camera(id=7, gb_id="53010200001310000007", name="翠湖东门", cls=1, lon=102.7,

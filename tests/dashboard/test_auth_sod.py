@@ -21,7 +21,7 @@ from tests.dashboard.test_auth_pages import _page_module, _text, as_role
 @pytest.fixture
 def app(tmp_path):
     settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+                             seed_on_start=False, simulator=False)  # fmt: skip
     return create_app(settings, start_background=False)
 
 

@@ -15,7 +15,7 @@ from tests.helpers_auth import login
 
 def test_gzip_and_etag(tmp_path):
     settings = load_settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     with db.session() as s:

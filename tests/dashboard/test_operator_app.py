@@ -30,7 +30,7 @@ CDN_HOSTS = ("cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com", "code.jque
 
 def _settings(tmp_path, **kw) -> Settings:
     return load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                    seed_on_start=False, simulator=False, **kw)  # fmt: skip
+                         seed_on_start=False, simulator=False, **kw)  # fmt: skip
 
 
 @pytest.fixture

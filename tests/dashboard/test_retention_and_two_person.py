@@ -16,7 +16,7 @@ from tests.helpers_auth import make_user
 
 def _settings(tmp_path, **kw) -> Settings:
     return load_settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
-                    seed_on_start=False, simulator=False, **kw)  # fmt: skip
+                         seed_on_start=False, simulator=False, **kw)  # fmt: skip
 
 
 def test_retention_purges_old_reporter_data_and_snapshots(tmp_path):

@@ -58,7 +58,7 @@ DASH_BODIES = [{}, [], "x", {"output": 5}, {"output": "nope.children"},
 def fuzz(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("routefuzz")
     settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     build_city(app.server.config["GRIDSIGHT"].db, incidents=20)
     clients = {}

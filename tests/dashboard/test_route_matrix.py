@@ -85,7 +85,7 @@ EXPECTED = [
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("matrix")
     settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     clients = {}
     for role in ROLES:

@@ -210,7 +210,7 @@ def test_rejected_and_stale_changes_never_apply(plain):
 # -- the real app: logins, CSRF, settings --------------------------------------------------
 def _app(tmp_path, **kw):
     settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False, **kw)  # fmt: skip
+                             seed_on_start=False, simulator=False, **kw)  # fmt: skip
     app = create_app(settings, start_background=False)
     _cameras(app.server.config["GRIDSIGHT"].db)
     return app

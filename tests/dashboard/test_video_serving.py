@@ -42,8 +42,8 @@ class Served:
 
     def __init__(self, tmp_path, vtest: str, **overrides) -> None:
         settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                            seed_on_start=False, simulator=False, host="127.0.0.1",
-                            **overrides)  # fmt: skip
+                                 seed_on_start=False, simulator=False, host="127.0.0.1",
+                                 **overrides)  # fmt: skip
         self.app = create_app(settings, start_background=False)
         self.ctx = self.app.server.config["GRIDSIGHT"]
         with self.ctx.db.session() as s:

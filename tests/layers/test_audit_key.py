@@ -67,7 +67,7 @@ def _cli(*args, env_extra=None):
 def test_truncation_with_a_moved_head_fails_verify_without_an_anchor(tmp_path):
     """Deleting the last rows and updating audit_checkpoint used to pass `audit verify`."""
     settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path / "data",
-                        seed_on_start=False, simulator=False)  # fmt: skip
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     _fill(db, 8)
