@@ -60,13 +60,34 @@ class Worker:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
         if isinstance(body, dict) and headers.get("Content-Type") == "application/json":
             body = json.dumps(body)
-        self.conn.request(method, path, body=body, headers=headers)
-        resp = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            resp = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # gunicorn closes a keep-alive connection idle for its keepalive (5 s), which a
+            # slow step of a test on a busy machine outlasts; the request never reached the
+            # worker: reach the same worker again and send it there
+            self._reconnect()
+            self.conn.request(method, path, body=body, headers=headers)
+            resp = self.conn.getresponse()
         data = resp.read()
         for header in resp.headers.get_all("Set-Cookie") or []:
             for key, morsel in SimpleCookie(header).items():
                 self.jar[key] = morsel.value
         return resp.status, resp.headers, data
+
+    def _reconnect(self, tries: int = 300) -> None:
+        """Open connections until one reaches this worker's process again."""
+        self.conn.close()
+        for _ in range(tries):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            if json.loads(resp.read())["pid"] == self.pid:
+                self.conn = conn
+                return
+            conn.close()
+        raise NotAllWorkers(f"worker {self.pid} not reached again in {tries} connections")
 
     def json(self, path: str, headers=None) -> dict:
         status, _h, data = self.request("GET", path, headers=headers)
