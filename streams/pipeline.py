@@ -255,8 +255,11 @@ class RedactionPipeline:
             self.stats["pans_followed"] += 1
         # obscured in this frame whatever a detector would say: the whole-frame detectors'
         # boxes and the tracked boxes, with the margin ``redact_frame`` obscures around them
-        # (a face moving inside its obscured area needs no new detection)
-        covered = [expand_box(b, rules.margin, w, h) for b in every + self.tracker.boxes()]
+        # (a face moving inside its obscured area needs no new detection). They spare pixels
+        # from detection on THIS frame only, so each is obscured on this frame even when the
+        # tracker drops or moves it below; they never mark a pixel seen.
+        sparing = every + self.tracker.boxes()
+        covered = [expand_box(b, rules.margin, w, h) for b in sparing]
         regions = self.coverage.regions(changes, margin, w, h, covered)
         whole = regions.whole_frame or self._since_full >= rules.refresh_every
         rects = [Rect(0, 0, w, h)] if whole else self._with_tracks(regions.rects, margin, w, h)
@@ -282,6 +285,7 @@ class RedactionPipeline:
         if rects:
             self.stats["region_detections"] += 1
         if not whole:
+            boxes = boxes + _no_longer_obscured(sparing, covered, boxes, rects, rules, w, h)
             boxes = boxes + [Box(r.x1, r.y1, r.x2, r.y2, 1.0, "unseen") for r in regions.specks]
         t4 = self._clock()
         try:
@@ -491,6 +495,37 @@ def _cut_by_region(b: Box, rects: list[Rect], width: int, height: int) -> bool:
                 or (r.y2 < height and b.y2 >= r.y2 - CUT_PX)
             )
     return False
+
+
+def _no_longer_obscured(
+    sparing: list[Box],
+    covered: list[tuple[int, int, int, int]],
+    boxes: list[Box],
+    rects: list[Rect],
+    rules: RedactionRules,
+    width: int,
+    height: int,
+) -> list[Box]:
+    """Return the boxes of ``sparing`` whose area this frame's ``boxes`` no longer obscure and
+    no detection region looked at.
+
+    A box spared its pixels from detection on this frame because it was to be obscured
+    (``covered``: the same boxes with the redaction margin). The tracker may then shrink,
+    move or drop it (a person who stops is absorbed by the motion detector in a few frames;
+    a lost track expires): served as the tracker says, those pixels would leave unseen and
+    unobscured. Each such box is obscured on this frame too; from the next frame on, its
+    pixels are new and not spared, so they are detected.
+    """
+    served = [expand_box(b, rules.margin, width, height) for b in boxes]
+    out = []
+    for b, (x1, y1, x2, y2) in zip(sparing, covered, strict=True):
+        if x2 <= x1 or y2 <= y1:
+            continue
+        inside = [s for s in served if s[0] <= x1 and s[1] <= y1 and x2 <= s[2] and y2 <= s[3]]
+        seen = [r for r in rects if r.x1 <= x1 and r.y1 <= y1 and x2 <= r.x2 and y2 <= r.y2]
+        if not inside and not seen:
+            out.append(b)
+    return out
 
 
 def _overlap(a: Box, b: Box) -> bool:
