@@ -49,7 +49,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import cv2
@@ -164,8 +164,11 @@ class RedactionPipeline:
         detector_factory: Callable[[object], Detector] = DETECTORS.create,
         clock: Callable[[], float] = time.perf_counter,
         name: str = "stream",
+        enforce_deadline: bool = True,
     ) -> None:
         self.name = name
+        #: False for offline work (a file export can wait): a slow detection is not a failure.
+        self.enforce_deadline = enforce_deadline
         self._factory = detector_factory
         self._clock = clock
         self.stats: Counter[str] = Counter()
@@ -217,6 +220,31 @@ class RedactionPipeline:
         self.rules = rules
 
     # -- frames -----------------------------------------------------------------------------
+    @property
+    def learns_from_frames(self) -> bool:
+        """Return True when a detector learns from the frames it sees (a background model)."""
+        return any(callable(getattr(d, "learn", None)) for d in self.detectors.values())
+
+    def warm_up(self, frames: Iterable[np.ndarray]) -> int:
+        """Return how many of ``frames`` the learning detectors (MOG2's background model)
+        learned from, without detecting or serving anything.
+
+        A file is read ahead this way before its first frame is redacted, so motion is
+        judged against a background learned from the clip, not from its first few frames
+        (a person walking from the start was only partly boxed, and the first frames failed
+        closed while the model warmed up).
+        """
+        learners = [d.learn for d in self.detectors.values() if callable(getattr(d, "learn", None))]
+        n = 0
+        for frame in frames:
+            if not learners:
+                break
+            if isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.dtype == np.uint8:
+                for learn in learners:
+                    learn(frame)
+                n += 1
+        return n
+
     def process(self, frame: np.ndarray | None) -> FrameResult:
         """Return the redacted (or fail-closed) version of ``frame``; never ``frame`` itself."""
         rules = self.rules
@@ -272,7 +300,7 @@ class RedactionPipeline:
         boxes = self.tracker.update(found, None if whole else rects)
         self.coverage.mark_seen(changes.grid, rects, margin, w, h)
         elapsed_ms = (t3 - t0) * 1000.0
-        if elapsed_ms > rules.detector_timeout_ms:
+        if self.enforce_deadline and elapsed_ms > rules.detector_timeout_ms:
             # too late to serve, but what the detectors saw is valid: keep it, so the next
             # frame needs only its changes detected (no timeout spiral on a loaded machine)
             exc = DetectionTimeout(
