@@ -180,6 +180,8 @@ class RedactionPipeline:
         self._every_frame_labels: set[str] = set()
         self._since_full = 0
         self._shape: tuple[int, ...] | None = None
+        #: Source frame number of the last frame the detectors analysed (None: none yet).
+        self._last_seq: int | None = None
         #: Milliseconds per stage of the last frame (coverage, detect, track, mask).
         self.timings: dict[str, float] = {}
         #: Milliseconds each region detector took on the last frame, by target.
@@ -245,10 +247,31 @@ class RedactionPipeline:
                 n += 1
         return n
 
-    def process(self, frame: np.ndarray | None) -> FrameResult:
-        """Return the redacted (or fail-closed) version of ``frame``; never ``frame`` itself."""
+    def restart(self) -> None:
+        """Start a new run of the stream (a reconnect): the next frame is detected whole."""
+        self.stats["restarts"] += 1
+        self.coverage.reset()
+        self.tracker.reset()
+        self._last_seq = None
+
+    def process(self, frame: np.ndarray | None, seq: int | None = None) -> FrameResult:
+        """Return the redacted (or fail-closed) version of ``frame``; never ``frame`` itself.
+
+        ``seq``: the frame's number in its source (the reader's count, dropped frames
+        included). Without it, frames are taken as consecutive. A gap since the last frame
+        the detectors analysed (frames dropped by a slow consumer or lost by the decoder)
+        moves tracks on by the frames missed and makes this frame's changes be detected even
+        under tracked boxes (predictions across a gap spare nothing); a number that goes back
+        starts a new run (``restart``).
+        """
         rules = self.rules
         self.stats["frames"] += 1
+        gap = 0
+        if seq is not None and self._last_seq is not None:
+            if seq <= self._last_seq:
+                self.restart()
+            else:
+                gap = seq - self._last_seq - 1
         if (
             not isinstance(frame, np.ndarray)
             or frame.ndim != 3
@@ -277,7 +300,11 @@ class RedactionPipeline:
             return self._fail("warmup", frame)  # before the costly region detection
         t1 = self._clock()
         changes = self.coverage.changes(frame)
-        self._since_full += 1
+        self._since_full += 1 + gap
+        if gap:
+            self.stats["gaps"] += 1
+            self.stats["frames_skipped"] += gap
+            self.tracker.advance(gap)
         if changes.shift != (0.0, 0.0):
             self.tracker.shift(*changes.shift)
             self.stats["pans_followed"] += 1
@@ -285,8 +312,9 @@ class RedactionPipeline:
         # boxes and the tracked boxes, with the margin ``redact_frame`` obscures around them
         # (a face moving inside its obscured area needs no new detection). They spare pixels
         # from detection on THIS frame only, so each is obscured on this frame even when the
-        # tracker drops or moves it below; they never mark a pixel seen.
-        sparing = every + self.tracker.boxes()
+        # tracker drops or moves it below; they never mark a pixel seen. After a gap the
+        # tracked boxes are guesses across frames nobody saw: only this frame's own spare.
+        sparing = every + ([] if gap else self.tracker.boxes())
         covered = [expand_box(b, rules.margin, w, h) for b in sparing]
         regions = self.coverage.regions(changes, margin, w, h, covered)
         whole = regions.whole_frame or self._since_full >= rules.refresh_every
@@ -299,6 +327,8 @@ class RedactionPipeline:
         t3 = self._clock()
         boxes = self.tracker.update(found, None if whole else rects)
         self.coverage.mark_seen(changes.grid, rects, margin, w, h)
+        if seq is not None:
+            self._last_seq = seq
         elapsed_ms = (t3 - t0) * 1000.0
         if self.enforce_deadline and elapsed_ms > rules.detector_timeout_ms:
             # too late to serve, but what the detectors saw is valid: keep it, so the next
