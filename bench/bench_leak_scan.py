@@ -559,7 +559,7 @@ def _print_row(mode: str, cfg: str, size_label: str, detail, tot: Counter) -> No
           flush=True)  # fmt: skip
     for label, r in detail:
         where = r["leak_frames"][:12]
-        print(f"<!-- {label}: {r['leaked']}/{r['face_frames']} leaked, by face width: "
+        print(f"<!-- {label}: {r.get('leaked', 0)}/{r.get('face_frames', 0)} leaked, by face width: "
               f"{r['leaks_by_size']}; (frame, served since start) {where} -->")  # fmt: skip
 
 
@@ -591,8 +591,12 @@ def main() -> None:
     ap.add_argument("--vtest-scale", type=float, default=2.5,
                     help="vtest.avi is scaled by this before the pipeline (its faces are "
                          "4-11 px at 768x576)")  # fmt: skip
-    ap.add_argument("--truth-upscale", type=float, default=1.6,
-                    help="the strong detector sees the raw frame upscaled this much")
+    ap.add_argument(
+        "--truth-upscale",
+        type=float,
+        default=1.6,
+        help="the strong detector sees the raw frame upscaled this much",
+    )
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     heads = _heads(rng)
