@@ -1,6 +1,7 @@
 """Leak scan: clips with known face boxes through the real pipeline and JPEG, as served.
 
-Run: ``PYTHONPATH=. /work/main/.venv/bin/python bench/bench_leak_scan.py [--seconds 12]``
+Run: ``PYTHONPATH=. /work/main/.venv/bin/python bench/bench_leak_scan.py [--seconds 12]
+[--mode default|start|drop]``
 
 Clips are made here, offline, with KNOWN face boxes: real faces (scikit-image's astronaut
 photo, its mirror image, the cameraman, and LFW faces set into the astronaut's head so each
@@ -19,6 +20,26 @@ hub does), JPEG-encoded at the hub's quality (80) and decoded again (what a view
 snapshot gets). A face counts as LEAKED in a served frame when the SSIM of the served crop to
 the raw crop, grey at 64x64, is above 0.6. Control: the raw frames through the same JPEG path
 are scored too (every face should count as recognisable there, else the metric is blind).
+
+Modes (``--mode``):
+
+- ``default``: the three clips above, each through one pipeline from its first frame.
+- ``start``: a fresh pipeline (a viewer opening the stream, a reconnect, a worker restart)
+  started every ``--step`` frames (25), the first ``--served`` frames (10) of each scanned,
+  on ``appear`` (vtest.avi's street, real motion, no cuts, faces appearing at once about
+  once a second), ``cuts`` and ``pan``.
+- ``drop``: a reader that loses frames: only every 2nd, 3rd or 5th frame, a random half, or
+  the rest after runs of 2-12 dropped frames reach the pipeline (with their source frame
+  number when the pipeline takes one), on ``appear``, ``cuts``, ``pan`` and ``damage``.
+
+Both also scan vtest.avi itself (``--vtest-frames``, scaled ``--vtest-scale`` 2.5x: its faces
+are 4-11 px at 768x576), whose faces are not known: the truth there is CenterFace on the raw
+frame upscaled ``--truth-upscale`` 1.6x more (4x the original; cached in the temp folder).
+Leaks are also counted apart when the whole face lies under one mosaic of blocks at least
+half its size (<= 3x3 flat blocks: SSIM misreads a blurry face reduced to that as kept), and
+by cause: the detector missed a face in a region it ran on (this frame or an earlier one whose
+pixels did not change since), or no detection ever saw those pixels ("never seen": the
+failure change gating must rule out).
 
 Speed: one thread (``streams.configure_threads(1)``: OpenCV, FFmpeg and onnxruntime), CPU
 time of this process per stage (decode, detect, track, mask, encode), fps = frames / CPU s.
@@ -50,7 +71,7 @@ from skimage import data  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
 from streams.pipeline import RedactionPipeline  # noqa: E402
-from streams.redact import expand_box  # noqa: E402
+from streams.redact import block_size, expand_box  # noqa: E402
 from streams.rules import RedactionRules  # noqa: E402
 
 FPS = 25
@@ -288,6 +309,45 @@ def _obscured_fraction(result, rules: RedactionRules, shape) -> float:
     return float(mask.mean())
 
 
+def _under_coarse_mosaic(result, rules: RedactionRules, shape, box) -> bool:
+    """Return True when the whole face lies in one pixelated box (or a fail-closed frame)
+    whose blocks are at least half the face's size: it spans at most 3x3 flat blocks.
+
+    SSIM cannot see this: a blurry, low-contrast face (vtest.avi's, scaled up) keeps its
+    light-over-dark layout in two or three flat blocks and scores above 0.6 with nothing of
+    the face left (bench/RESULTS.md shows one). Such frames are counted apart, not dropped.
+    """
+    h, w = shape[:2]
+    x1, y1, x2, y2 = box
+    need = max(x2 - x1, y2 - y1) / 2
+    if result.failed is not None:
+        return max(2, w // 12) >= need  # fail_closed_frame's mosaic
+    if rules.method != "pixelate":
+        return False
+    for b in result.boxes:
+        bx1, by1, bx2, by2 = expand_box(b, rules.margin, w, h)
+        if bx1 <= x1 and by1 <= y1 and x2 <= bx2 and y2 <= by2:
+            if block_size(bx2 - bx1, by2 - by1, rules.strength) >= need:
+                return True
+    return False
+
+
+def _leak_kind(pipeline, result, box) -> str:
+    """Return why a face was served: ``missed_now`` (inside a region detected on this frame:
+    the detector missed it), ``missed_before`` (every cell of it unchanged since a detection
+    saw it: that detection missed it) or ``unseen`` (no detection saw these pixels: a gap in
+    the coverage itself, what change gating must never allow)."""
+    x1, y1, x2, y2 = box
+    if any(r.x1 <= x1 and r.y1 <= y1 and x2 <= r.x2 and y2 <= r.y2 for r in result.regions):
+        return "missed_now"
+    ref, c = pipeline.coverage.reference, pipeline.coverage.cell
+    if ref is not None and bool(
+        np.isfinite(ref[y1 // c : -(-y2 // c), x1 // c : -(-x2 // c)]).all()
+    ):
+        return "missed_before"
+    return "unseen"
+
+
 class Scorer:
     """Leak counts of served frames against their raw frames and known face boxes."""
 
@@ -297,7 +357,9 @@ class Scorer:
         self.leaks_by_size: Counter = Counter()
         self.leak_frames: list[tuple[int, int]] = []  # (frame index, served frames since start)
 
-    def score(self, raw, result, faces, rules, index: int = -1, served_n: int = -1) -> None:
+    def score(
+        self, raw, result, faces, rules, index: int = -1, served_n: int = -1, pipeline=None
+    ) -> None:
         """Count one served frame: JPEG as served, decoded, each face >= 16 px scored."""
         res = self.res
         res["frames"] += 1
@@ -323,6 +385,10 @@ class Scorer:
                 res["leaked"] += 1
                 self.leaks_by_size[(box[2] - box[0]) // 10 * 10] += 1
                 leaked_here = True
+                if _under_coarse_mosaic(result, rules, raw.shape, box):
+                    res["leaked_coarse"] += 1
+                if pipeline is not None:
+                    res[f"leaked_{_leak_kind(pipeline, result, box)}"] += 1
         if leaked_here:
             self.leak_frames.append((index, served_n))
 
@@ -383,7 +449,7 @@ def scan(path: Path, truth, rules: RedactionRules, name: str) -> dict:
         c1 = time.process_time()
         result = _process(pipeline, raw, i)
         scorer.add_timings(pipeline, c_dec, time.process_time() - c1)
-        scorer.score(raw, result, truth(i) if callable(truth) else truth[i], rules, i, i)
+        scorer.score(raw, result, truth(i) if callable(truth) else truth[i], rules, i, i, pipeline)
     return scorer.result([pipeline])
 
 
@@ -410,7 +476,7 @@ def scan_starts(path: Path, truth, rules: RedactionRules, name: str, step: int, 
             scorer.add_timings(pipeline, c_dec, time.process_time() - c1)
             c_dec = 0.0
             faces = faces if faces is not None else (truth(i) if callable(truth) else truth[i])
-            scorer.score(raw, result, faces, rules, i, n)
+            scorer.score(raw, result, faces, rules, i, n, pipeline)
             entry[1] = n + 1
         done += [p for p, n in live if n >= served]
         live = [e for e in live if e[1] < served]
@@ -452,7 +518,7 @@ def scan_drops(path: Path, truth, rules: RedactionRules, name: str, pattern: str
         c1 = time.process_time()
         result = _process(pipeline, raw, i)
         scorer.add_timings(pipeline, c_dec, time.process_time() - c1)
-        scorer.score(raw, result, truth(i) if callable(truth) else truth[i], rules, i, n)
+        scorer.score(raw, result, truth(i) if callable(truth) else truth[i], rules, i, n, pipeline)
         n += 1
     return scorer.result([pipeline])
 
@@ -542,9 +608,10 @@ def make_appear_clip(size, seconds: int, heads, rng):
 
 def _print_header() -> None:
     print("| mode | config | size | clips | frames | face frames >= 16 px | leaked "
-          "| control recognisable | failed closed | obscured | fps (1 core) "
-          "| ms/frame decode / detect / track / mask / encode |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| of which under a <= 3x3 block mosaic | of which never seen by a detection "
+          "| control recognisable | failed closed "
+          "| obscured | fps (1 core) | ms/frame decode / detect / track / mask / encode |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _print_row(mode: str, cfg: str, size_label: str, detail, tot: Counter) -> None:
@@ -553,13 +620,19 @@ def _print_row(mode: str, cfg: str, size_label: str, detail, tot: Counter) -> No
     det = tot["s_detect_whole"] + tot["s_coverage"] + tot["s_detect_regions"]
     ms = [tot["s_decode"], det, tot["s_track"], tot["s_mask"], tot["s_encode"]]
     print(f"| {mode} | {cfg} | {size_label} | {len(detail)} | {tot['frames']} "
-          f"| {tot['face_frames']} | {tot['leaked']} | {tot['control_recognisable']} "
+          f"| {tot['face_frames']} | {tot['leaked']} | {tot['leaked_coarse']} "
+          f"| {tot['leaked_unseen']} "
+          f"| {tot['control_recognisable']} "
           f"| {tot['failed_closed']} | {100 * tot['obscured'] / n:.0f} % "
           f"| {n / max(cpu, 1e-9):.1f} | {' / '.join(f'{1000 * v / n:.1f}' for v in ms)} |",
           flush=True)  # fmt: skip
     for label, r in detail:
         where = r["leak_frames"][:12]
-        print(f"<!-- {label}: {r.get('leaked', 0)}/{r.get('face_frames', 0)} leaked, by face width: "
+        print(f"<!-- {label}: {r.get('leaked', 0)}/{r.get('face_frames', 0)} leaked "
+              f"({r.get('leaked_coarse', 0)} under a <= 3x3 mosaic; detector missed it on this "
+              f"frame {r.get('leaked_missed_now', 0)}, on an earlier one "
+              f"{r.get('leaked_missed_before', 0)}; never seen {r.get('leaked_unseen', 0)}), "
+              "by face width: "
               f"{r['leaks_by_size']}; (frame, served since start) {where} -->")  # fmt: skip
 
 
