@@ -21,7 +21,14 @@ Every served pixel was covered by a detection that saw it, by construction:
   picture, and only the strip entering the view (and a band seen cut by the edge) is new.
 - What is obscured anyway needs no detection: cells under the boxes of the whole-frame
   detectors and under tracked boxes (with the redaction margin) stay new but are not sent
-  to the region detectors; specks too small to hold a face are obscured, not detected.
+  to the region detectors; specks too small to hold a face are obscured, not detected. A
+  box that spared cells is obscured on that frame even when the tracker then shrinks, moves
+  or drops it (a person box never stands in for a face detection: it only hides pixels on
+  the frames it is drawn on, and never marks them seen).
+- Frames may carry their number in the source (``seq``). A gap since the last analysed
+  frame (frames dropped by a slow consumer, lost by the decoder) moves tracks on by the
+  frames missed, and only that frame's own detections spare cells; a number that goes back
+  (or ``restart()``, a reconnect) starts a new run whose first frame is detected whole.
 - Region detectors see the frame at a scale where a ``min_face_px`` face at SOURCE
   resolution is above the detector's own minimum (``min_face_px`` attribute, e.g.
   CenterFace 20 px: 16 px faces are searched at 1.25x). No fixed-width downscale. Many
