@@ -41,7 +41,6 @@ import functools
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from typing import Any
 import flask
 
 from dashboard.settings import floor_of
+from dashboard.stream_caps import StreamLimiter
 from layers.services import NotFoundError
 from layers.services import cameras as camera_service
 from layers.services import video as video_service
@@ -74,44 +74,6 @@ GRANT_RECHECK_S = 5.0
 #: Defaults of the caps on open MJPEG views (``GRIDSIGHT_VIDEO_MAX_STREAMS*`` settings).
 MAX_STREAMS = 48
 MAX_STREAMS_PER_USER = 6
-
-
-class StreamLimiter:
-    """Counts the open MJPEG views of one web process, in total and per user, within caps."""
-
-    def __init__(self, total: int, per_user: int) -> None:
-        self.total = total
-        self.per_user = per_user
-        self._open: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def acquire(self, user: str) -> str | None:
-        """Return None and count one more view of ``user``, or the reason it is refused."""
-        with self._lock:
-            if self._open[user] >= self.per_user:
-                return (
-                    f"{user} already has {self._open[user]} open video streams (the limit, "
-                    "GRIDSIGHT_VIDEO_MAX_STREAMS_PER_USER); close one and retry"
-                )
-            if sum(self._open.values()) >= self.total:
-                return (
-                    f"the server already serves {self.total} video streams (the limit, "
-                    "GRIDSIGHT_VIDEO_MAX_STREAMS); retry later"
-                )
-            self._open[user] += 1
-            return None
-
-    def release(self, user: str) -> None:
-        """Count one view of ``user`` less."""
-        with self._lock:
-            self._open[user] -= 1
-            if self._open[user] <= 0:
-                del self._open[user]
-
-    def open_streams(self) -> dict[str, int]:
-        """Return the open views per user."""
-        with self._lock:
-            return dict(self._open)
 
 
 def stream_cap(settings: Any) -> int:
@@ -151,6 +113,8 @@ def _waiting_placeholder(tz: str) -> ServedFrame:
     """Return the placeholder a view sends before its stream published anything."""
     text = placeholder_text(None, tz, cjk=cjk_font_path() is not None)
     return ServedFrame(0, placeholder_jpeg(1280, 720, text), PLACEHOLDER, None, True)
+
+
 VIEWER_RECHECK_S = 2.5  # + one PART_EVERY_S wait at most: a revoked viewer is cut within 5 s
 
 
