@@ -294,7 +294,9 @@ def verify_password(
     gate = login_throttle()
     address = flask.request.remote_addr or ""
     device = gate.device_for(username)
-    refusal = gate.check(username, address, device)
+    refusal = gate.check(
+        username, address, device, lambda: run(ctx.db, logins.account_active, username)
+    )
     if refusal is not None:
         log.info("sign-in for %r from %s refused (%s limit)", username, address, refusal.reason)
         return None, refusal
