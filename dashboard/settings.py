@@ -55,9 +55,9 @@ class Settings(BaseSettings):
     )
     login_limit_per_address: str = Field(
         "30/minute",
-        description="Failed sign-ins from one client address (form and HTTP Basic, limits "
-        "notation such as 30/minute); over it only names of active accounts are still checked "
-        "there, so people sharing a NAT address are not locked out.",
+        description="Failed sign-ins, and attempts for names that are not active accounts, "
+        "from one client address (form and HTTP Basic; limits notation such as 30/minute); over "
+        "it only active accounts are still checked there, so people behind one NAT get in.",
     )
     login_limit_per_client: str = Field(
         "5/15minutes",

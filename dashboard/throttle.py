@@ -3,7 +3,7 @@
 Every password check (the login form, and HTTP Basic on ``/ogc`` when its cache misses) first
 asks ``LoginThrottle.check``; three moving-window limits, kept in Flask-Limiter's storage
 (memory in one process, Redis when ``GRIDSIGHT_REDIS_URL`` is set, so all workers count
-together), all counting failures:
+together):
 
 - per (account name, client) (``login_limit_per_client``): five wrong guesses lock that
   pair, not the account. The client is the browser's device cookie when it signed in to
@@ -11,13 +11,13 @@ together), all counting failures:
 - per account name, from browsers that never signed in to it (``login_limit_per_account``):
   slows guessing spread over many addresses without locking out the account's owner, whose
   browser holds the device cookie;
-- per client address (``login_limit_per_address``): every failure there. Once an address is
-  over it, only names of active accounts are still verified there (whether a name is one is
-  read from the database only then); any other name is refused at once, costing no argon2
-  work. So a command
-  centre's operators behind one NAT address keep signing in while someone at that address
-  floods it with unknown names: the limit never refuses a correct password of an active,
-  unlocked account.
+- per client address (``login_limit_per_address``): every failure there, and every attempt
+  for a name that is not an active account (it cannot succeed: counted before its dummy
+  argon2 check, so a flood of unknown names is refused after the limit's worth of them).
+  Once an address is over it, only names of active accounts are still verified there; any
+  other name is refused at once, costing no argon2 work. So a command centre's operators
+  behind one NAT address keep signing in while someone at that address floods it with
+  unknown names: the limit never refuses a correct password of an active, unlocked account.
 
 Every refusal answers alike (429, the same message, ``Retry-After`` the length of the
 per-client window), whether the name is unknown, disabled or locked. The difference that
@@ -146,8 +146,10 @@ class LoginThrottle:
     ) -> Refusal | None:
         """Return a Refusal if this attempt may not be verified now, else None.
 
-        ``known()`` says whether the name is an active account; it is asked (a database
-        read) only when the address is over its limit.
+        ``known()`` says whether the name is an active account (a database read, asked once
+        the per-client and per-account limits let the attempt through). An attempt for any
+        other name cannot succeed and counts against its address at once, before its dummy
+        argon2 check; an active account's attempt only if it fails (``failed``).
         """
         name = username[:64]
         client = f"d:{device}" if device else f"a:{address}"
@@ -155,7 +157,9 @@ class LoginThrottle:
             return self._refusal("client")
         if device is None and not self._call("test", self.per_account, "account", name):
             return self._refusal("account")
-        if not self._call("test", self.per_address, "address", address) and not known():
+        if known():
+            return None  # the address limit never refuses an active account's attempt
+        if not self._call("hit", self.per_address, "address", address):
             return self._refusal("address")
         return None
 
@@ -163,14 +167,16 @@ class LoginThrottle:
         # one wait for every reason: the answer must not tell an unknown name from a locked one
         return Refusal(self.per_client.get_expiry(), reason)
 
-    def failed(self, username: str, address: str, device: str | None) -> None:
-        """Count a failed verification against the (account, client), account and address limits."""
+    def failed(self, username: str, address: str, device: str | None, known: bool) -> None:
+        """Count a failed verification against its limits (an unknown name's address hit was
+        counted by ``check`` already)."""
         name = username[:64]
         client = f"d:{device}" if device else f"a:{address}"
         self._call("hit", self.per_client, "client", name, client)
         if device is None:
             self._call("hit", self.per_account, "account", name)
-        self._call("hit", self.per_address, "address", address)
+        if known:
+            self._call("hit", self.per_address, "address", address)
 
     def succeeded(self, username: str, address: str, device: str | None) -> None:
         """Forget the failures of this (account, client) pair after a successful sign-in."""
