@@ -6,7 +6,8 @@ Routes
                                  least every second (the placeholder while nothing is fresh),
                                  each with its own ``X-Redacted`` and ``X-Timestamp`` headers;
                                  429 over the per-user or total cap of open streams
-``GET /video/<camera_id>.jpg``   newest redacted snapshot (503 + Retry-After if none yet), a
+``GET /video/<camera_id>.jpg``   newest redacted snapshot (503 + Retry-After if none yet after
+                                 ``?wait=`` seconds, 0-15, default 5; else 400 naming it), a
                                  frame whose detection ran on it; ``X-Redacted`` says what was
                                  applied (format in ``streams.frames``)
 ``GET /api/v1/video/streams``    running streams: status, viewers, counters (no URLs with secrets)
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -173,6 +175,26 @@ def _user_name() -> str:
 
 def _error(status: int, message: str):
     return flask.jsonify({"error": scrub_text(message)}), status
+
+
+def _field_error(status: int, field: str, message: str):
+    text = f"{field}: {message}"
+    return flask.jsonify({"error": text, "errors": [{"field": field, "message": message}]}), status
+
+
+#: Longest a snapshot request may wait for a first frame (``?wait=``, seconds; default 5).
+SNAPSHOT_WAIT_MAX_S = 15.0
+
+
+def snapshot_wait(raw: str | None) -> float | None:
+    """Return the seconds ``?wait=`` asks for (5 when absent), or None if not 0-15 seconds."""
+    if raw is None:
+        return 5.0
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 <= value <= SNAPSHOT_WAIT_MAX_S else None
 
 
 def register(server: flask.Flask, ctx: Any) -> None:
@@ -324,8 +346,10 @@ def register(server: flask.Flask, ctx: Any) -> None:
         denied = check_camera(camera_id)
         if denied is not None:
             return denied
+        timeout = snapshot_wait(flask.request.args.get("wait"))
+        if timeout is None:
+            return _field_error(400, "wait", f"give seconds between 0 and {SNAPSHOT_WAIT_MAX_S:g}")
         mark = watermark_for(camera_id)
-        timeout = max(0.0, min(flask.request.args.get("wait", 5.0, type=float), 15.0))
         if mark is None:
             got = hub.snapshot(camera_id, timeout=timeout)
         else:
