@@ -20,7 +20,7 @@ from layers.db import Database
 from layers.settings import Settings
 
 if TYPE_CHECKING:
-    from dashboard.routes.video import StreamLimiter
+    from dashboard.stream_caps import StreamLimiter
     from dashboard.throttle import LoginThrottle
     from layers.leader import LeaderElector
     from layers.services.incidents import IntakeWriter
@@ -74,6 +74,8 @@ class AppContext:
     #: the video hub (in-process, or the Ray relay in cluster mode) and the open-view caps
     stream_hub: StreamHub | RayStreamRelay | None = None
     video_streams: StreamLimiter | None = None
+    #: the caps on open live event streams (``/api/v1/events``)
+    event_streams: StreamLimiter | None = None
     #: live-stream tuning when not derived from ``settings.video`` (tests shorten timeouts)
     hub_settings: HubSettings | None = None
     login_throttle: LoginThrottle | None = None

@@ -82,6 +82,7 @@ from layers.models import (
     Incident,
     geometry_columns,
 )
+from layers.publish import published_after
 from layers.services import areas as areas_service
 from layers.services import audit, make_gdf
 from layers.services import cameras as cameras_service
@@ -1425,8 +1426,9 @@ def export_layer(
 ) -> int:
     """Return the number of features written after exporting a layer to a GIS file.
 
-    Every export is written to the audit log (``layer.export``: who, layer, file, count);
-    ``actor`` defaults to ``cli:<os user>``. Text cells of CSV files cannot run as formulas
+    Every export is written to the audit log (``layer.export``: who, layer, file, count)
+    before the file appears (``layers.publish``): no record, no file. ``actor`` defaults to
+    ``cli:<os user>``. Text cells of CSV files cannot run as formulas
     (``layers.exportsafe``).
 
     The format follows the extension (see FORMATS). ``crs`` (default WGS-84) converts the
@@ -1437,6 +1439,8 @@ def export_layer(
     ------
     UsageError
         Unknown layer, unknown format or CRS, or the file cannot be written.
+    AuditError
+        The export cannot be audited (e.g. a sealed log and no key); no file is written.
     """
     spec = _layer(layer)
     path = Path(path)
@@ -1449,26 +1453,28 @@ def export_layer(
     out_crs = dst if isinstance(dst, pyproj.CRS) else ("EPSG:4326" if dst == "wgs84" else None)
     attrs = pd.DataFrame(gdf.drop(columns=gdf.geometry.name)).reset_index(drop=True)
     out = gpd.GeoDataFrame(attrs, geometry=gpd.GeoSeries(geoms, crs=out_crs), crs=out_crs)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if kind == ".csv":
-            _write_csv(out, path, spec)
-        elif kind == ".zip":
-            with tempfile.TemporaryDirectory() as tmp:
-                shp = Path(tmp) / f"{spec.name}.shp"
-                _write_vector(out, shp, ".shp", spec)
-                with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-                    for member in sorted(Path(tmp).iterdir()):
-                        zf.write(member, member.name)
-        else:
-            _write_vector(out, path, kind, spec)
+        # written to a staging file, audited, and only then renamed into place: an export
+        # whose audit record did not commit leaves no file
+        with published_after(path, keep_existing=kind == ".gpkg") as staged:
+            if kind == ".csv":
+                _write_csv(out, staged, spec)
+            elif kind == ".zip":
+                with tempfile.TemporaryDirectory() as tmp:
+                    shp = Path(tmp) / f"{spec.name}.shp"
+                    _write_vector(out, shp, ".shp", spec)
+                    with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as zf:
+                        for member in sorted(Path(tmp).iterdir()):
+                            zf.write(member, member.name)
+            else:
+                _write_vector(out, staged, kind, spec)
+            with db.session() as s:
+                audit.record(s, actor=actor or _cli_actor(), role=role, action="layer.export",
+                             target=spec.name, detail={"file": str(path), "features": len(out),
+                                                       "crs": _crs_label(dst)})  # fmt: skip
     except OSError as exc:
         raise UsageError(f"FILE {str(path)!r}: cannot write it ({exc})") from exc
     log.info("exported %s %s features to %s (%s)", len(out), spec.name, path, _crs_label(dst))
-    with db.session() as s:
-        audit.record(s, actor=actor or _cli_actor(), role=role, action="layer.export",
-                     target=spec.name, detail={"file": str(path), "features": len(out),
-                                               "crs": _crs_label(dst)})  # fmt: skip
     return len(out)
 
 
@@ -1553,13 +1559,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("file", metavar="FILE", help=f"output file ({formats_text})")
     e.add_argument("--crs", default=None, help=f"output CRS (default wgs84): {ACCEPTED_CRS_TEXT}")
     e.add_argument("--db", default=None, help="database URL (default GRIDSIGHT_DB_URL or SQLite)")
+    e.add_argument("--key", default=None, help="audit key file (default: the app's)")
     e.set_defaults(func=run_export)
 
 
-def _open_db(url: str | None) -> Database:
+def _open_db(url: str | None, key: str | None = None) -> Database:
+    from layers.__main__ import cli_audit_key
     from layers.settings import load_settings
 
-    db = Database(url or load_settings().db.url)
+    db = Database(url or load_settings().db.url, audit_key=cli_audit_key(key))
     db.migrate()
     return db
 
@@ -1597,10 +1605,14 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         _layer(args.layer)
         parse_crs(args.crs)
-        db = _open_db(args.db)
+        db = _open_db(args.db, args.key)
         n = export_layer(db, args.layer, args.file, crs=args.crs)
     except (UsageError, DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except audit.AuditError as exc:
+        print(f"error: the export was not audited, so no file was written: {exc}",
+              file=sys.stderr)  # fmt: skip
         return 2
     print(f"{args.layer}: exported {n} features to {args.file}")
     return 0

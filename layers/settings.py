@@ -31,12 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from layers.streams_seam import (
-    PrivacyFloor,
+    PrivacyFloorSettings,
     SettingsError,
     SettingsSection,
     VideoSettings,
     describe_errors,
-    json_value,
     require_installed,
     setting,
 )
@@ -59,7 +58,6 @@ __all__ = [
 
 DEFAULT_DATA_DIR = Path("data")
 DB_FILE_NAME = "gridsight.sqlite"
-FloorTarget = Literal["faces", "plates", "persons"]
 
 
 def default_db_url(data_dir: Path | str = DEFAULT_DATA_DIR) -> str:
@@ -145,8 +143,9 @@ class WebSettings(SettingsSection):
     login_limit_per_address: str = setting(
         "30/minute",
         "LOGIN_LIMIT_PER_ADDRESS",
-        "Sign-in attempts one client address may make (all attempts, form and "
-        "HTTP Basic), in limits notation such as 30/minute.",
+        "Failed sign-ins, and attempts for names that are not active accounts, "
+        "from one client address (form and HTTP Basic; limits notation such as 30/minute); over "
+        "it only active accounts are still checked there, so people behind one NAT get in.",
     )
     login_limit_per_client: str = setting(
         "5/15minutes",
@@ -239,6 +238,19 @@ class EventsSettings(SettingsSection):
         "Redis stream key of the live events (one per deployment sharing a Redis).",
         pattern=r"^[A-Za-z0-9_.:\-]{1,128}$",
     )
+    max_streams: int = setting(
+        12,
+        "EVENTS_MAX_STREAMS",
+        "Open live event streams (/api/v1/events) per web process; one more "
+        "answers 429 (with several workers at most a quarter of GRIDSIGHT_THREADS).",
+        ge=1,
+    )
+    max_streams_per_user: int = setting(
+        4,
+        "EVENTS_MAX_STREAMS_PER_USER",
+        "Open live event streams per user or API token and web process; one more answers 429.",
+        ge=1,
+    )
 
     @field_validator("redis_url")
     @classmethod
@@ -254,21 +266,13 @@ class EventsSettings(SettingsSection):
         return v
 
 
-class PrivacySettings(SettingsSection):
-    """The privacy section: the redaction floor, unmasking approval, audit key, retention."""
+class PrivacySettings(PrivacyFloorSettings):
+    """The privacy section: the redaction floor, unmasking approval, audit key, retention.
 
-    floor_targets: frozenset[FloorTarget] = setting(
-        frozenset({"faces", "persons", "plates"}),
-        "PRIVACY_FLOOR_TARGETS",
-        "Privacy floor: targets no redaction rule may drop (JSON list); a rule "
-        "without one is refused, a stored one is served raised.",
-    )
-    floor_detectors: dict[FloorTarget, list[str]] | None = setting(
-        None,
-        "PRIVACY_FLOOR_DETECTORS",
-        "Privacy floor: detector types allowed per target (JSON object, e.g. "
-        '{"faces": ["centerface"]}); unset = the default rule\'s detectors (persons: hog too).',
-    )
+    The floor's two settings come from ``streams.settings.PrivacyFloorSettings``, which
+    ``python -m streams`` reads on its own (its exports are held to the same floor).
+    """
+
     unmask_requires_second_approver: bool = setting(
         False,
         "UNMASK_REQUIRES_SECOND_APPROVER",
@@ -287,26 +291,6 @@ class PrivacySettings(SettingsSection):
         "Days after which reporter names/phones and snapshots are purged; 0 = never.",
         ge=0,
     )
-
-    @field_validator("floor_targets", "floor_detectors", mode="before")
-    @classmethod
-    def _json_from_env(cls, v: Any) -> Any:
-        return json_value(v)
-
-    @model_validator(mode="after")
-    def _floor_is_valid(self) -> PrivacySettings:
-        try:
-            self.floor()
-        except ValidationError as exc:
-            raise ValueError(
-                "GRIDSIGHT_PRIVACY_FLOOR_TARGETS / GRIDSIGHT_PRIVACY_FLOOR_DETECTORS: "
-                f"{exc.errors()[0]['msg']}"
-            ) from exc
-        return self
-
-    def floor(self) -> PrivacyFloor:
-        """Return the deployment's privacy floor (the least redaction any rule may ask for)."""
-        return PrivacyFloor(targets=self.floor_targets, detectors=self.floor_detectors)
 
 
 class DemoSettings(SettingsSection):
@@ -394,6 +378,12 @@ class Settings(BaseModel):
                 f"GRIDSIGHT_VIDEO_MAX_STREAMS={self.video.max_streams} must be at most "
                 f"GRIDSIGHT_STREAM_THREADS - 4 ({pool - 4}): refusals (429), snapshots and "
                 "event streams need threads too"
+            )
+        if self.events.max_streams > pool - 4:
+            raise ValueError(
+                f"GRIDSIGHT_EVENTS_MAX_STREAMS={self.events.max_streams} must be at most "
+                f"GRIDSIGHT_STREAM_THREADS - 4 ({pool - 4}): refusals (429) and snapshots need "
+                "threads too"
             )
         workers = self.web.workers
         if workers > 1 and not self.events.redis_url:

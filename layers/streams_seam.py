@@ -14,6 +14,7 @@ from streams.floor import DEFAULT_FLOOR, FloorError, PrivacyFloor, lowering_reas
 from streams.hub import HubBindings
 from streams.rules import SCOPE_PRECEDENCE, RedactionRules, RuleScope, parse_rules
 from streams.settings import (
+    PrivacyFloorSettings,
     SettingsError,
     SettingsSection,
     VideoSettings,
@@ -41,6 +42,7 @@ __all__ = [
     "FloorError",
     "HubBindings",
     "PrivacyFloor",
+    "PrivacyFloorSettings",
     "RedactionRules",
     "RuleScope",
     "SettingsError",

@@ -1,10 +1,12 @@
-"""The ``video`` section of the deployment's settings, and what every section is made of.
+"""The ``video`` section and the privacy floor of the deployment's settings, and what every
+section is made of.
 
 A section is a frozen, validated model whose fields carry their environment variable as their
 alias (``GRIDSIGHT_*``): ``SettingsSection.from_env(os.environ)`` reads one section, and
 ``layers.settings.load_settings`` reads the whole tree (db, web, events, video, privacy,
-demo) for the web app and the CLIs. The video section lives here because ``streams`` may
-import nothing of ``layers``; ``python -m streams`` reads it on its own.
+demo) for the web app and the CLIs. The video section and the floor part of the privacy
+section live here because ``streams`` may import nothing of ``layers``; ``python -m streams``
+reads them on their own (``load_video_settings``, ``load_privacy_floor``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from streams.floor import FloorError, PrivacyFloor
+from streams.rules import Target
 
 ENV_PREFIX = "GRIDSIGHT_"
 
@@ -111,6 +116,60 @@ def known_timezone(name: str, env: str) -> str:
             f"{env}: unknown time zone {name!r}; use an IANA name such as Asia/Shanghai"
         ) from exc
     return name
+
+
+class PrivacyFloorSettings(SettingsSection):
+    """The privacy floor's settings: the least redaction any rule may ask for, deployment-wide.
+
+    Part of the privacy section of the tree (``layers.settings.PrivacySettings`` adds the rest);
+    ``python -m streams`` reads it alone with ``load_privacy_floor``.
+    """
+
+    floor_targets: frozenset[Target] = setting(
+        frozenset({"faces", "persons", "plates"}),
+        "PRIVACY_FLOOR_TARGETS",
+        "Privacy floor: targets no redaction rule may drop (JSON list); a rule "
+        "without one is refused, a stored one is served raised.",
+    )
+    floor_detectors: dict[Target, list[str]] | None = setting(
+        None,
+        "PRIVACY_FLOOR_DETECTORS",
+        "Privacy floor: detector types allowed per target (JSON object, e.g. "
+        '{"faces": ["centerface"]}); unset = the default rule\'s detectors (persons: hog too).',
+    )
+
+    @field_validator("floor_targets", "floor_detectors", mode="before")
+    @classmethod
+    def _json_from_env(cls, v: Any) -> Any:
+        return json_value(v)
+
+    @model_validator(mode="after")
+    def _floor_is_valid(self) -> Self:
+        try:
+            self.floor()
+        except ValidationError as exc:
+            raise ValueError(
+                "GRIDSIGHT_PRIVACY_FLOOR_TARGETS / GRIDSIGHT_PRIVACY_FLOOR_DETECTORS: "
+                f"{exc.errors()[0]['msg']}"
+            ) from exc
+        return self
+
+    def floor(self) -> PrivacyFloor:
+        """Return the deployment's privacy floor (the least redaction any rule may ask for)."""
+        return PrivacyFloor(targets=self.floor_targets, detectors=self.floor_detectors)
+
+
+def load_privacy_floor(environ: Mapping[str, str] | None = None) -> PrivacyFloor:
+    """Return the privacy floor from ``environ`` (default ``os.environ``; built-in if unset).
+
+    Raises ``FloorError`` with one line naming the variable whose value is refused.
+    """
+    import os
+
+    try:
+        return PrivacyFloorSettings.from_env(os.environ if environ is None else environ).floor()
+    except SettingsError as exc:
+        raise FloorError("; ".join(str(exc).splitlines())) from None
 
 
 class VideoSettings(SettingsSection):

@@ -44,7 +44,7 @@ def hub_bindings(
         Video file looped for cameras without a ``stream_url`` (demo walls); None = such
         cameras have no source (their stream reports the error, nothing is served).
     floor : PrivacyFloor or its dict, optional
-        The deployment's privacy floor (``Settings.privacy_floor()``); every rule a stream
+        The deployment's privacy floor (``settings.privacy.floor()``); every rule a stream
         gets is raised to it. None = the built-in floor (faces, persons, plates).
     """
     floor = floor if isinstance(floor, PrivacyFloor) else PrivacyFloor.model_validate(floor or {})

