@@ -87,6 +87,7 @@ from layers.services import audit, make_gdf
 from layers.services import cameras as cameras_service
 from layers.services import centers as centers_service
 from layers.services import grids as grids_service
+from layers.services.incidents import create_incident
 from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
@@ -1143,13 +1144,6 @@ def _prepare_context(session: Session, spec: LayerSpec, metric: pyproj.CRS) -> I
             ctx.extra["grid_ids"] = np.array([g[0] for g in grids], dtype=np.int64)
             ctx.extra["grid_index"] = GridIndex(shapely.from_wkb([g[1] for g in grids]))
     if spec.name == "incidents":
-        try:
-            from layers.services.incidents import create_incident
-        except ImportError as exc:
-            raise UsageError(
-                "incidents import needs layers.services.incidents.create_incident, which is not "
-                f"available ({exc})"
-            ) from exc
         ctx.extra["create_incident"] = create_incident
     return ctx
 

@@ -29,6 +29,7 @@ import shapely
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from geo.density import density as geo_density
 from layers.db import Database
 from layers.models import AdminArea, Camera, Category, Grid, Incident, IncidentEvent
 from layers.services import MAX_ROW_ID, NotFoundError, keep_recent
@@ -1099,11 +1100,6 @@ def _grid_coverage_all(db: Database) -> dict[int, float]:
 # -- heat map raster --------------------------------------------------------------------------
 
 
-def _mercator_y(lat: np.ndarray) -> np.ndarray:
-    lat = np.radians(np.clip(lat, -85.0, 85.0))
-    return np.log(np.tan(np.pi / 4 + lat / 2))
-
-
 def density_grid(
     lon: np.ndarray,
     lat: np.ndarray,
@@ -1114,38 +1110,12 @@ def density_grid(
     """Return a (rows, cols) kernel density raster of points over ``bounds`` (north row first).
 
     Uses ``geo.density`` (rows evenly spaced in latitude; over a city's few tenths of a
-    degree that differs from the Web-Mercator spacing of a Leaflet ImageOverlay by < 0.3 %)
-    and falls back to a binned Gaussian KDE with rows evenly spaced in Web-Mercator y.
+    degree that differs from the Web-Mercator spacing of a Leaflet ImageOverlay by < 0.3 %).
     Units: relative density (max 1).
     """
-    import geo
-
-    minx, miny, maxx, maxy = (float(v) for v in bounds)
-    rows, cols = shape
     if len(lon) == 0:
         return np.zeros(shape)
-    geo_density = getattr(geo, "density", None)
-    if geo_density is not None:
-        try:
-            raster = np.asarray(
-                geo_density(lon, lat, (minx, miny, maxx, maxy), shape, bandwidth_m), dtype=float
-            )
-            if raster.shape == shape:
-                raster = np.flipud(raster)  # geo.density puts the southern edge in row 0
-                m = raster.max()
-                return raster / m if m > 0 else raster
-        except (TypeError, ValueError) as exc:  # an older/newer signature: use our own
-            log.warning("geo.density failed (%s); using the built-in binned KDE", exc)
-    from scipy.ndimage import gaussian_filter
-
-    y0, y1 = _mercator_y(np.array([miny, maxy]))
-    ys = _mercator_y(np.asarray(lat))
-    hist, _, _ = np.histogram2d(
-        y1 - ys + y0, np.asarray(lon), bins=shape, range=[[y0, y1], [minx, maxx]]
-    )  # first axis flipped so row 0 is the north edge
-    m_per_col = (maxx - minx) * 111_320.0 * math.cos(math.radians((miny + maxy) / 2)) / cols
-    sigma = max(bandwidth_m / max(m_per_col, 1e-6), 0.5)
-    raster = gaussian_filter(hist, sigma=sigma, mode="constant")
+    raster = np.flipud(geo_density(lon, lat, tuple(float(v) for v in bounds), shape, bandwidth_m))
     m = raster.max()
     return raster / m if m > 0 else raster
 

@@ -9,7 +9,7 @@ duplicate into its primary case, so one problem is never dispatched twice.
 
 ``apply`` is the only function that changes an incident's status; every call writes one
 ``IncidentEvent`` (actor, role, time, reason), one ``incident.updated`` live event (published
-at commit, ``layers.events``) and, when ``layers.services.audit`` exists, one audit record.
+at commit, ``layers.events``) and one audit record.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from layers.events import emit
 from layers.models import INCIDENT_STATUSES, Incident, IncidentEvent, utcnow
-from layers.services import NotFoundError, ServiceError, get_row
+from layers.services import NotFoundError, ServiceError, audit, get_row
 from layers.services import sla as sla_service
 from layers.services.routing import route_incident
 from layers.services.spatial import locator
@@ -99,15 +99,9 @@ def allowed_actions(status: str, role: str | None = None) -> list[str]:
 
 
 def _audit(session: Session, actor: str, role: str, action: str, target: str, detail: str):
-    try:
-        from layers.services import audit
-    except ImportError:
-        return
-    record = getattr(audit, "record", None)
-    if record is not None:
-        record(
-            session, actor=actor, role=role, action=action, target=target, detail={"reason": detail}
-        )
+    audit.record(
+        session, actor=actor, role=role, action=action, target=target, detail={"reason": detail}
+    )
 
 
 def _refuse_second_dispatch(session: Session, row: Incident) -> None:
