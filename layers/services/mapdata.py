@@ -35,6 +35,7 @@ from layers.models import AdminArea, Camera, Category, Grid, Incident, IncidentE
 from layers.services import MAX_ROW_ID, NotFoundError, keep_recent
 from layers.services.incidents import OPEN_STATUSES, default_categories
 from layers.services.scope import Scope
+from layers.services.versions import COVERAGE_STAMPS, stamps
 
 log = logging.getLogger(__name__)
 
@@ -1043,18 +1044,16 @@ _coverage_cache = _CoverageCache()
 
 
 def _layer_fingerprint(session: Session) -> tuple:
-    g = session.execute(select(func.count(), func.max(Grid.id))).one()
-    c = session.execute(
-        select(func.count(), func.max(Camera.id), func.sum(Camera.azimuth + Camera.range_m))
-    ).one()
-    return (tuple(g), tuple(c))
+    return stamps(session, COVERAGE_STAMPS)
 
 
 def grid_coverage(db: Database, scope: Scope) -> dict[int, float]:
     """Return {grid id: fraction 0..1 of its area inside a camera cone} of ``scope``'s grids.
 
-    Computed once per grid/camera layer version and kept in a process cache keyed by the
-    database URL and that version (a cache of derived data, not per-user state).
+    Computed once per version of the grid shapes and camera cones (the database-kept stamps
+    ``versions.COVERAGE_STAMPS``: a moved camera or reshaped grid recomputes it, a camera
+    going offline does not) and kept in a process cache keyed by the database URL and those
+    stamps (a cache of derived data, not per-user state).
     """
     with db.session() as s:
         allowed = scope.grid_ids(s)
