@@ -138,3 +138,21 @@ def test_coverage_is_kept_when_only_a_status_changes(city, monkeypatch):
     # the module, not the function ``geo.coverage`` the package re-exports under its name
     monkeypatch.setattr(sys.modules["geo.coverage"], "coverage", fail)
     assert mapdata.grid_coverage(db, Scope.ALL)
+
+
+def test_the_models_name_the_stamps_the_migrations_create():
+    import importlib.util
+    from pathlib import Path
+
+    from layers.models import VERSIONED_COLUMNS
+
+    folder = Path(__file__).resolve().parents[2] / "layers" / "migrations" / "versions"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    assert load("0006_layer_versions").VERSIONED_COLUMNS == VERSIONED_COLUMNS
+    assert load("0009_feature_versions").FEATURE_VERSIONS == FEATURE_VERSIONS
