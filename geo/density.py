@@ -18,24 +18,12 @@ import numpy as np
 from numba import prange
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["density", "metres_per_degree"]
+from geo.measure import metres_per_degree
 
-_A = 6378137.0  # WGS-84 semi-major axis
-_E2 = 6.69437999014e-3  # WGS-84 first eccentricity squared
+__all__ = ["density"]
+
 _MAX_PX_PER_BANDWIDTH = 2.5  # pixels per bandwidth below which we oversample
 _MAX_FINE_CELLS = 40_000_000  # cap on the oversampled raster (memory)
-
-
-def metres_per_degree(lat: float) -> tuple[float, float]:
-    """Return (metres per degree of longitude, metres per degree of latitude) at ``lat``.
-
-    Uses the WGS-84 radii of curvature, so it is exact for small steps at that latitude.
-    """
-    phi = math.radians(lat)
-    w = math.sqrt(1.0 - _E2 * math.sin(phi) ** 2)
-    n = _A / w  # prime-vertical radius
-    m = _A * (1.0 - _E2) / w**3  # meridional radius
-    return math.radians(1.0) * n * math.cos(phi), math.radians(1.0) * m
 
 
 @numba.njit(parallel=True, cache=True)

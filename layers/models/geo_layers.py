@@ -62,6 +62,9 @@ VERSIONED_COLUMNS = {
 
 #: The published layers' stamps: name -> (table, the columns whose changes bump it), kept in
 #: step with migration 0009. A camera's heartbeat (``last_seen``) and its stream address
+_CAMERA_SHOWN = ("id", "gb_id", "name", "cls", "ptz_type", "use_type", "lon", "lat", "azimuth",
+                 "fov", "range_m", "owner", "status", "grid_id")  # fmt: skip
+
 #: bump nothing: neither is shown on the map.
 FEATURE_VERSIONS = {
     "area_features": ("admin_areas", ("id", "code", "name", "level", "parent_id", "geom_wkb")),
@@ -70,11 +73,7 @@ FEATURE_VERSIONS = {
         "centers",
         ("id", "name", "level", "area_id", "lon", "lat", "phone", "hours", "services"),
     ),
-    "camera_features": (
-        "cameras",
-        ("id", "gb_id", "name", "cls", "ptz_type", "use_type", "lon", "lat", "azimuth", "fov",
-         "range_m", "owner", "status", "grid_id"),
-    ),  # fmt: skip
+    "camera_features": ("cameras", _CAMERA_SHOWN),
     "camera_views": ("cameras", ("id", "lon", "lat", "azimuth", "fov", "range_m")),
 }
 

@@ -17,8 +17,9 @@ import math
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from geo.measure import degree_box, haversine_m
 from layers.models import Incident
-from layers.services import NotFoundError, ServiceError, get_row, haversine_m
+from layers.services import NotFoundError, ServiceError, get_row
 from layers.services import workflow as workflow_service
 from layers.services.scope import Scope
 
@@ -56,8 +57,7 @@ def candidates_near(
     those in ``scope``.
     """
     _check(radius_m, window)
-    dlat = radius_m / 110_574.0 * 1.01
-    dlon = radius_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6)) * 1.01
+    dlon, dlat = degree_box(lat, radius_m)
     stmt = select(
         Incident.id, Incident.lon, Incident.lat, Incident.created_at, Incident.status
     ).where(

@@ -30,10 +30,12 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from geo.density import density as geo_density
+from geo.measure import mercator_metres_per_pixel, metres_per_degree
 from layers.db import Database
 from layers.models import AdminArea, Camera, Category, Grid, Incident, IncidentEvent
 from layers.services import MAX_ROW_ID, NotFoundError, keep_recent
 from layers.services.incidents import OPEN_STATUSES, default_categories
+from layers.services.kpi import closure_rates
 from layers.services.scope import Scope
 from layers.services.versions import COVERAGE_STAMPS, stamps
 
@@ -191,7 +193,9 @@ def parse_filter(data: dict | None, scope: Scope) -> MapFilter:
         try:
             area = int(str(area)[:20])
         except (TypeError, ValueError):
-            raise MapFilterError(f"area_id: {str(area)[:40]!r} is not an area id (an integer)") from None
+            raise MapFilterError(
+                f"area_id: {str(area)[:40]!r} is not an area id (an integer)"
+            ) from None
         if not 1 <= area <= MAX_ROW_ID:
             raise MapFilterError(f"area_id: {area} is not an area id; give 1..{MAX_ROW_ID}")
     return MapFilter(window=window, start=start, end=end, playback=playback,
@@ -697,7 +701,8 @@ def kpis(session: Session, f: MapFilter, now: dt.datetime | None = None) -> dict
     dict with ``open`` and ``overdue`` (current, whole history), ``new_today`` (since 00:00
     China time), and over the window: ``due`` (应结案: incidents whose deadline falls in the
     window), ``closed``, ``closed_on_time``, ``closure_rate`` (结案率 = closed / due)
-    and ``ontime_rate`` (按期结案率 = closed on time / due), rates None when nothing is due.
+    and ``ontime_rate`` (按期结案率 = closed on time / due) as 0..1 fractions
+    (``kpi.closure_rates``), None when nothing is due.
     """
     now = _now(now)
     base: list = []
@@ -733,11 +738,12 @@ def kpis(session: Session, f: MapFilter, now: dt.datetime | None = None) -> dict
             func.coalesce(func.sum(case((ontime, 1), else_=0)), 0),
         ).where(Incident.due_at >= start, Incident.due_at <= t, *windowed)
     ).one()
+    closure, ontime = closure_rates(int(n_closed), int(n_ontime), int(n_due))
     return {
         "open": int(n_open), "overdue": int(n_overdue), "new_today": int(new_today or 0),
         "due": int(n_due), "closed": int(n_closed), "closed_on_time": int(n_ontime),
-        "closure_rate": (n_closed / n_due) if n_due else None,
-        "ontime_rate": (n_ontime / n_due) if n_due else None,
+        "closure_rate": None if closure is None else float(closure),
+        "ontime_rate": None if ontime is None else float(ontime),
     }  # fmt: skip
 
 
@@ -1009,10 +1015,9 @@ def locate_click(
 
     out: dict = {"camera": None, "grid": None}
     if cameras:
-        m_per_px = 156_543.03 * math.cos(math.radians(lat)) / (2.0 ** float(zoom))
-        r_m = tolerance_px * m_per_px
-        dlat = r_m / 110_574.0
-        dlon = r_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
+        r_m = tolerance_px * mercator_metres_per_pixel(lat, zoom)
+        m_lon, m_lat = metres_per_degree(lat)
+        dlon, dlat = r_m / max(m_lon, 1e-6), r_m / m_lat
         window = (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
         rows = session.execute(
             select(Camera.id, Camera.lon, Camera.lat).where(

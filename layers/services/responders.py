@@ -16,6 +16,7 @@ import shapely
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from geo.measure import haversine_m
 from layers.codes import mask_phone
 from layers.db import Database
 from layers.models import Center, Grid, Responder
@@ -24,7 +25,6 @@ from layers.services import (
     ServiceError,
     check_bbox,
     get_row,
-    haversine_m,
     make_gdf,
     use_session,
 )

@@ -42,9 +42,7 @@ def test_gzip_and_etag(tmp_path):
     assert again.status_code == 304
 
 
-def test_cameras_layer_is_not_answered_304_after_a_status_or_position_change(
-    db_backend, tmp_path
-):
+def test_cameras_layer_is_not_answered_304_after_a_status_or_position_change(db_backend, tmp_path):
     from sqlalchemy import text
 
     from layers.services import cameras

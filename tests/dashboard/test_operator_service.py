@@ -290,6 +290,26 @@ def test_kpis_against_manual_count(city):
     assert due and 0 <= k["ontime_rate"] <= k["closure_rate"] <= 1
 
 
+def test_the_map_panel_and_the_kpi_table_give_one_closure_rate(city):
+    """结案率 and 按期结案率 come from ``kpi.closure_rates`` on the map and in the KPI table."""
+    from fractions import Fraction
+
+    from layers.services import kpi
+
+    db, _ = city
+    now = dt.datetime.now(dt.UTC)
+    panel = mapdata.kpis(db, mapdata.parse_filter({"window": "7d"}, scope=Scope.ALL), now)
+    with db.session() as s:  # the same cases: due in the last 7 days, closed by now
+        (row,) = kpi.compute_kpis(s, now - dt.timedelta(days=7), now + dt.timedelta(microseconds=1),
+                                  scope=Scope.ALL)  # fmt: skip
+    assert (row["due"], row["closed"], row["closed_on_time"]) == (
+        panel["due"], panel["closed"], panel["closed_on_time"])  # fmt: skip
+    assert row["closure_rate"] == kpi.as_percent(Fraction(panel["closure_rate"]).limit_denominator(
+        panel["due"]))  # fmt: skip
+    assert panel["closure_rate"] == float(Fraction(row["closed"], row["due"]))
+    assert panel["ontime_rate"] == float(Fraction(row["closed_on_time"], row["due"]))
+
+
 def test_trend_and_hotspots(city):
     db, _ = city
     f = mapdata.parse_filter({"window": "7d"}, scope=Scope.ALL)

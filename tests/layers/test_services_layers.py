@@ -10,6 +10,7 @@ import pytest
 import shapely
 from shapely.geometry import Point, box
 
+from geo.measure import haversine_m
 from layers.db import Database
 from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
 from layers.services import (
@@ -20,7 +21,6 @@ from layers.services import (
     centers,
     check_bbox,
     grids,
-    haversine_m,
     responders,
     to_geojson,
 )

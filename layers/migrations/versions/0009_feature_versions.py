@@ -28,6 +28,9 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+_CAMERA_SHOWN = ("id", "gb_id", "name", "cls", "ptz_type", "use_type", "lon", "lat", "azimuth",
+                 "fov", "range_m", "owner", "status", "grid_id")  # fmt: skip
+
 #: stamp name -> (table, the columns whose changes bump it)
 FEATURE_VERSIONS = {
     "area_features": ("admin_areas", ("id", "code", "name", "level", "parent_id", "geom_wkb")),
@@ -36,11 +39,7 @@ FEATURE_VERSIONS = {
         "centers",
         ("id", "name", "level", "area_id", "lon", "lat", "phone", "hours", "services"),
     ),
-    "camera_features": (
-        "cameras",
-        ("id", "gb_id", "name", "cls", "ptz_type", "use_type", "lon", "lat", "azimuth", "fov",
-         "range_m", "owner", "status", "grid_id"),
-    ),  # fmt: skip
+    "camera_features": ("cameras", _CAMERA_SHOWN),
     "camera_views": ("cameras", ("id", "lon", "lat", "azimuth", "fov", "range_m")),
 }
 PG_FUNCTION = "gridsight_bump_named_version"
