@@ -1006,7 +1006,7 @@ def _write_incidents(
 def _escalate(rank, due, end_s, add_step, stages, top: int):
     """Return (rank, escalate_at, escalated_at, escalations) after replaying escalations.
 
-    Like ``layers.services.sla.escalate_overdue``: a case still open at its ``escalate_at``
+    Like ``layers.services.escalation.escalate_overdue``: a case still open at its ``escalate_at``
     (first the deadline, then one SLA step later each time) moves up one level, until
     ``end_s`` (its closing, or now) or the top level. ``escalations`` holds flat arrays
     (incident index, time, status at that time, step number), one entry per escalation.

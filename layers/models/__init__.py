@@ -17,6 +17,7 @@ from layers.models.geo_layers import (
 )
 from layers.models.incidents import (
     INCIDENT_STATUSES,
+    OPEN_STATUSES,
     SOURCES,
     Category,
     IdempotencyKey,
@@ -39,6 +40,7 @@ __all__ = [
     "CAMERA_STATUSES",
     "CENTER_LEVELS",
     "INCIDENT_STATUSES",
+    "OPEN_STATUSES",
     "ROLES",
     "SOD_ROLES",
     "SOURCES",

@@ -28,7 +28,15 @@ from sqlalchemy.orm import Session
 from layers.codes import mask_name, mask_phone
 from layers.db import Database
 from layers.events import emit
-from layers.models import SOURCES, Category, IdempotencyKey, Incident, IncidentEvent, utcnow
+from layers.models import (
+    OPEN_STATUSES,
+    SOURCES,
+    Category,
+    IdempotencyKey,
+    Incident,
+    IncidentEvent,
+    utcnow,
+)
 from layers.services import get_row
 from layers.services.scope import Scope
 from layers.services.spatial import GridLocator, locator
@@ -36,7 +44,6 @@ from layers.services.spatial import GridLocator, locator
 log = logging.getLogger(__name__)
 
 CATEGORIES_FILE = Path(__file__).resolve().parents[1] / "data" / "categories_v1.json"
-OPEN_STATUSES = ("collected", "registered", "dispatched", "handling", "reported")
 
 
 class IncidentInputError(ValueError):
