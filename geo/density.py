@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from geo.measure import metres_per_degree
 
-__all__ = ["density"]
+__all__ = ["density", "density_image"]
 
 _MAX_PX_PER_BANDWIDTH = 2.5  # pixels per bandwidth below which we oversample
 _MAX_FINE_CELLS = 40_000_000  # cap on the oversampled raster (memory)
@@ -183,3 +183,39 @@ def density(
     out = out[pad_y + f // 2 : pad_y + ny * f : f, pad_x + f // 2 : pad_x + nx * f : f]
     # Kernels sum to 1 over pixels; divide by the (fine) pixel area for weight per m^2.
     return out.astype(np.float64) / (fpx_w * fpx_h)
+
+
+def density_image(
+    lon: ArrayLike,
+    lat: ArrayLike,
+    bounds: tuple[float, float, float, float],
+    shape: tuple[int, int] = (256, 256),
+    bandwidth_m: float = 400.0,
+) -> NDArray[np.float64]:
+    """Return a north-up kernel density image of the points, scaled to a maximum of 1.
+
+    For an image overlay on a Web-Mercator map: rows are evenly spaced in latitude, which over
+    a city's few tenths of a degree differs from the Web-Mercator spacing by < 0.3 %.
+
+    Parameters
+    ----------
+    lon, lat : array-like of float
+        Points in EPSG:4326 degrees.
+    bounds : (minx, miny, maxx, maxy)
+        Image extent in EPSG:4326 degrees.
+    shape : (rows, cols)
+        Image size; row 0 is the NORTHERN edge.
+    bandwidth_m : float
+        Standard deviation of the Gaussian kernel in metres.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape ``shape``
+        Relative density 0..1 (all zeros without points).
+    """
+    if len(np.atleast_1d(lon)) == 0:
+        return np.zeros(shape)
+    minx, miny, maxx, maxy = (float(v) for v in bounds)
+    raster = np.flipud(density(lon, lat, (minx, miny, maxx, maxy), shape, bandwidth_m))
+    peak = raster.max()
+    return raster / peak if peak > 0 else raster

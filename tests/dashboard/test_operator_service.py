@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from dashboard.components.heatmap import density_png
+from geo.density import density_image
 from layers.db import Database
 from layers.models import Incident
 from layers.services import mapdata
@@ -184,7 +186,7 @@ def test_cursor_waits_at_an_id_gap_a_transaction_may_still_fill(fresh_city):
 def test_shared_grid_counts_equal_a_fresh_count_and_are_reused(fresh_city, monkeypatch):
     from sqlalchemy import event
 
-    monkeypatch.setattr(mapdata, "TAIL_FRESH_S", 0.0)  # every call sees the newest events
+    monkeypatch.setattr(mapdata.live, "TAIL_FRESH_S", 0.0)  # every call sees the newest events
     from layers.models import IncidentEvent
 
     db, ids = fresh_city
@@ -220,7 +222,7 @@ def test_shared_grid_counts_equal_a_fresh_count_and_are_reused(fresh_city, monke
 def test_shared_event_tail_answers_like_the_database(fresh_city, monkeypatch):
     """Open maps at different cursors get, from the shared tail, what the log itself says."""
     db, _ids = fresh_city
-    monkeypatch.setattr(mapdata, "TAIL_FRESH_S", 1e9)  # refresh only when a map is at its end
+    monkeypatch.setattr(mapdata.live, "TAIL_FRESH_S", 1e9)  # refresh only when a map is at its end
     start = mapdata.last_event_id(db)
     mapdata.changes_since(db, start)  # the first map: the tail starts here
     made = []
@@ -239,7 +241,7 @@ def test_shared_event_tail_answers_like_the_database(fresh_city, monkeypatch):
         for cursor in range(start, first["cursor"]):  # maps at every cursor behind the newest
             got = mapdata.changes_since(db, cursor)
             with db.session() as s:
-                rows, _ = mapdata._fetch_events(s, cursor, 5000)
+                rows, _ = mapdata.live._fetch_events(s, cursor, 5000)
             want_incidents = sorted({r[1] for r in rows})
             assert got["incidents"] == want_incidents and got["cursor"] == (
                 rows[-1][0] if rows else cursor
@@ -366,11 +368,11 @@ def test_density_peak_and_orientation():
     bounds = (102.70, 25.00, 102.80, 25.10)
     lon = np.full(50, 102.72)
     lat = np.full(50, 25.09)  # north-west corner
-    r = mapdata.density_grid(lon, lat, bounds, (100, 100), bandwidth_m=200)
+    r = density_image(lon, lat, bounds, (100, 100), bandwidth_m=200)
     row, col = np.unravel_index(np.argmax(r), r.shape)
     assert row < 20 and col < 30  # row 0 is the north edge
     assert r.max() == pytest.approx(1.0)
-    png = mapdata.density_png(r)
+    png = density_png(r)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
