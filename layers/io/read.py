@@ -111,6 +111,7 @@ def parse_crs(value: str | None) -> str | pyproj.CRS | None:
 
 
 def crs_label(crs: str | pyproj.CRS) -> str:
+    """Return a short name of a CRS for reports ("EPSG:4490", "gcj02", ...)."""
     if isinstance(crs, pyproj.CRS):
         epsg = crs.to_epsg()
         return f"EPSG:{epsg}" if epsg else crs.name
@@ -127,6 +128,7 @@ def _file_crs(crs: Any) -> str | pyproj.CRS | None:
 
 
 def is_geographic(crs: str | pyproj.CRS) -> bool:
+    """Return True for a CRS in degrees (the named offset systems are)."""
     return not isinstance(crs, pyproj.CRS) or crs.is_geographic
 
 
@@ -135,6 +137,7 @@ def _norm_name(name: object) -> str:
 
 
 def find_column(columns: Iterable[str], names: Iterable[str]) -> str | None:
+    """Return the first of ``columns`` matching one of ``names`` (case, spaces, _ - . ignored)."""
     by_norm: dict[str, str] = {}
     for c in columns:
         by_norm.setdefault(_norm_name(c), c)
@@ -157,6 +160,7 @@ class SourceTable:
 
 
 def format_of(path: Path) -> str:
+    """Return the file's format suffix (a key of ``FORMATS``); UsageError for any other."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise UsageError(
@@ -177,6 +181,7 @@ def _read_csv_frame(path: Path) -> pd.DataFrame:
 
 
 def parse_float(value: object) -> float | None:
+    """Return a cell as a finite float, or None if it is empty or not a number."""
     if value is None:
         return None
     try:

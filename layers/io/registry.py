@@ -74,6 +74,7 @@ def register_layer(spec: LayerSpec) -> LayerSpec:
 
 
 def get_layer(name: str) -> LayerSpec:
+    """Return the registered LayerSpec called ``name``; UsageError naming the choices otherwise."""
     if name not in LAYERS:
         raise UsageError(f"LAYER {name!r} is unknown; use one of {', '.join(LAYERS)}")
     return LAYERS[name]

@@ -206,6 +206,7 @@ def check_polygon(
 
 
 def point_of(geom: shapely.Geometry) -> shapely.Point:
+    """Return the row's geometry as a Point (a one-point MultiPoint too); RowError otherwise."""
     if isinstance(geom, shapely.MultiPoint) and len(geom.geoms) == 1:
         geom = geom.geoms[0]
     if not isinstance(geom, shapely.Point):
@@ -267,6 +268,7 @@ class ImportContext:
 
 
 def validate_district_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
+    """Return (district model values, notes) of a row, or raise RowError."""
     notes: list[str] = []
     code = validate_admin_code(row.require("code"))
     if code.endswith("00"):
@@ -290,6 +292,8 @@ def validate_district_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]
 
 
 def validate_area_row(level: str, parent_len: int, validator: Callable[[str], str]):
+    """Return a row validator for streets or communities (``level``) under their parent code."""
+
     def validate(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
         code = validator(row.require("code"))
         name = row.require("name")
@@ -313,6 +317,7 @@ def validate_area_row(level: str, parent_len: int, validator: Callable[[str], st
 
 
 def store_areas(session: Session, rows: list[dict], ctx: ImportContext) -> None:
+    """Add validated area rows, creating the city above districts where it is missing."""
     for r in rows:
         kwargs = {k: v for k, v in r.items() if k != "city_code"}
         if "city_code" in r:
@@ -367,6 +372,7 @@ def _bounds_xy(geom: shapely.Geometry) -> tuple[list[float], list[float]]:
 
 
 def validate_grid_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
+    """Return (grid model values, notes) of a row, linked to its community; or raise RowError."""
     parts = validate_grid_code(row.require("code"))
     code = parts.county + parts.street + parts.community + parts.serial
     name = row.require("name")
@@ -386,6 +392,7 @@ def validate_grid_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
 
 
 def validate_center_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
+    """Return (center model values, notes) of a row, linked to the area covering it."""
     name = row.require("name")
     level_text = row.require("level")
     level = CENTER_LEVEL_VALUES.get(level_text.strip().lower())
@@ -412,6 +419,7 @@ def validate_center_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
 
 
 def validate_camera_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
+    """Return (camera model values, notes) of a row, linked to the grid covering it."""
     city_prefix = ctx.extra.get("city_prefix")
     gb_id = row.require("gb_id")
     parsed = validate_gb28181(gb_id, region_prefix=city_prefix)
@@ -457,6 +465,7 @@ def validate_camera_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
 
 
 def validate_incident_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]]:
+    """Return (create_incident input, notes) of a row; masked reporter data is not stored."""
     data: dict[str, Any] = {"lon": row.geometry.x, "lat": row.geometry.y}
     notes: list[str] = []
     data["category"] = row.require("category")
@@ -474,6 +483,7 @@ def validate_incident_row(ctx: ImportContext, row: Row) -> tuple[dict, list[str]
 
 
 def store_incidents(session: Session, rows: list[dict], ctx: ImportContext) -> None:
+    """Create the incidents through ``create_incident`` (validation, routing, audit)."""
     create_incident = ctx.extra["create_incident"]
     for r in rows:
         create_incident(session, r, actor="import", role="system")

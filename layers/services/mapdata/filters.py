@@ -188,6 +188,7 @@ def parse_filter(data: dict | None, scope: Scope) -> MapFilter:
 
 
 def now_utc(now: dt.datetime | None) -> dt.datetime:
+    """Return ``now``, or the current time (UTC) when it is None."""
     return now or dt.datetime.now(dt.UTC)
 
 
@@ -197,6 +198,7 @@ def category_group(code: str) -> str:
 
 
 def category_condition(groups: Sequence[str]):
+    """Return the condition selecting the category groups (and their sub-codes), or None."""
     if not groups:
         return None
     return or_(*[or_(Incident.category_code == g, Incident.category_code.like(f"{g}.%"))
@@ -266,6 +268,7 @@ def incident_conditions(
 
 
 def filter_conditions(session: Session, f: MapFilter, *, use_index: bool = False) -> list:
+    """Return the filter's category, area and scope conditions (no time window)."""
     conds = []
     cat = category_condition(f.categories)
     if cat is not None:

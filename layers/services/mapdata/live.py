@@ -354,6 +354,7 @@ def live_counts_delta(
 
 
 def incident_feature(r, lang: str = "zh") -> dict:
+    """Return one incident row as a GeoJSON point Feature (category named in ``lang``)."""
     cats = default_categories()
     group = category_group(r.category_code)
     entry = cats.get(r.category_code) or cats.get(group) or {}
