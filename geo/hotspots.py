@@ -13,7 +13,26 @@ from scipy import stats
 from geo.assign import _as_polygon_array
 from geo.crs import from_wgs84, local_metric_crs
 
-__all__ = ["hotspots"]
+__all__ = ["hotspots", "neighbourhood_weights"]
+
+
+def neighbourhood_weights(grids, distance_m: float | None = None):
+    """Return the grids' neighbourhood as binary libpysal weights, for repeated ``hotspots``.
+
+    Parameters
+    ----------
+    grids : sequence or GeoSeries of shapely (Multi)Polygons, EPSG:4326
+        No None or empty geometries.
+    distance_m : float, optional
+        None: QUEEN contiguity; a number: a distance band between centroids, in metres.
+
+    Returns
+    -------
+    libpysal.weights.W
+        One observation per grid, in the order of ``grids``. Building it is the costly part
+        of Gi* (polygon contiguity); reuse it while the grid shapes stay the same.
+    """
+    return _weights(_as_polygon_array(grids), distance_m)
 
 
 def _weights(geoms: np.ndarray, distance_m: float | None):
@@ -43,6 +62,7 @@ def hotspots(
     *,
     distance_m: float | None = None,
     alpha: float = 0.05,
+    weights=None,
 ) -> pd.DataFrame:
     """Return Getis-Ord Gi* z-scores, p-values and a hot/cold label for each grid.
 
@@ -59,6 +79,8 @@ def hotspots(
         vertices exactly (digitising gaps), where contiguity finds no neighbours.
     alpha : float, default 0.05
         Two-sided significance level for the ``hotspot`` label.
+    weights : libpysal.weights.W, optional
+        The grids' ``neighbourhood_weights`` computed before (``distance_m`` is then unused).
 
     Returns
     -------
@@ -81,7 +103,9 @@ def hotspots(
     if (shapely.is_missing(geoms) | shapely.is_empty(geoms)).any():
         raise ValueError("grids contains None or empty geometries")
     index = grids.index if isinstance(grids, pd.Series) else pd.RangeIndex(len(geoms))
-    w = _weights(geoms, distance_m)
+    w = _weights(geoms, distance_m) if weights is None else weights
+    if w.n != len(geoms):
+        raise ValueError(f"weights hold {w.n} grids, not {len(geoms)}")
     if np.all(y == y[0]):
         z = np.full(len(y), np.nan)
     else:

@@ -326,6 +326,35 @@ def test_trend_and_hotspots(city):
     assert len(hot[0]["code"]) == 14
 
 
+def test_hotspots_carry_the_gi_star_z_of_their_grid(city):
+    """z is geo.hotspots' Gi* over every grid of the filter's area, with the filter's counts."""
+    import shapely
+
+    from geo.hotspots import hotspots
+    from layers.models import Grid
+
+    db, ids = city
+    now = dt.datetime.now(dt.UTC)
+    with db.session() as s:
+        grids_all = s.execute(select(Grid.id, Grid.geom_wkb).order_by(Grid.id)).all()
+        recent = [r.grid_id for r in s.execute(select(Incident)).scalars()
+                  if r.created_at >= now - dt.timedelta(days=7) and r.grid_id is not None]  # fmt: skip
+    counts = {g: recent.count(g) for g in set(recent)}
+    for area in (None, ids["districts"][0]):
+        f = mapdata.parse_filter({"window": "7d", **({"area_id": area} if area else {})},
+                                 scope=Scope.ALL)  # fmt: skip
+        hot = mapdata.top_hotspots(db, f, now, n=5)
+        grids = grids_all
+        if area is not None:
+            mine = {gid for (col, _row), gid in ids["grids"].items() if col < 4}
+            grids = [g for g in grids if g.id in mine]
+        want = hotspots(shapely.from_wkb([g.geom_wkb for g in grids]),
+                        [counts.get(g.id, 0) for g in grids])  # fmt: skip
+        z = dict(zip([g.id for g in grids], want["gi_z"], strict=True))
+        assert hot and all(h["z"] is not None for h in hot)
+        assert [h["z"] for h in hot] == [pytest.approx(z[h["grid_id"]], abs=1e-3) for h in hot]
+
+
 def test_locate_click_camera_then_grid(city):
     db, ids = city
     card = mapdata.camera_card(db, ids["cameras"][5], scope=Scope.ALL)

@@ -65,3 +65,15 @@ def test_constant_counts_and_bad_input():
         hotspots(STRIP, [1, 2, np.nan, 4, 5])
     with pytest.raises(ValueError, match="empty"):
         hotspots([*STRIP, shapely.Polygon()], [1, 2, 3, 4, 5, 6])
+
+
+def test_precomputed_weights_give_the_same_z_and_must_fit():
+    from geo.hotspots import neighbourhood_weights
+
+    w = neighbourhood_weights(STRIP)
+    out = hotspots(STRIP, COUNTS, weights=w)
+    np.testing.assert_allclose(out["gi_z"], EXPECTED_Z, rtol=1e-9)
+    np.testing.assert_allclose(hotspots(STRIP, COUNTS[::-1], weights=w)["gi_z"],
+                               hotspots(STRIP, COUNTS[::-1])["gi_z"], rtol=1e-12)  # fmt: skip
+    with pytest.raises(ValueError, match="weights hold 5 grids, not 4"):
+        hotspots(STRIP[:4], COUNTS[:4], weights=w)

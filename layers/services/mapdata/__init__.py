@@ -10,9 +10,10 @@ created in the window no later than T and not closed by T; for the live view (no
 instant) it is the incident's current status.
 
 One module per part of the map: ``filters`` (``MapFilter`` and its SQL conditions),
-``live`` (per-grid counts, the event cursor, incident points), ``kpis`` (side panel, trend,
-hotspots), ``cards`` (areas, grid and camera cards, cones, clicks) and ``coverage`` (camera
-coverage per grid). The heat-map raster is ``geo.density.density_image``.
+``live`` (per-grid counts, the event cursor, incident points), ``kpis`` (side panel,
+trend), ``hotspots`` (the busiest grids with their Gi* z), ``cards`` (areas, grid and camera
+cards, cones, clicks) and ``coverage`` (camera coverage per grid). The heat-map raster is
+``geo.density.density_image``.
 """
 
 from layers.services.mapdata.cards import (
@@ -38,7 +39,8 @@ from layers.services.mapdata.filters import (
     incident_conditions,
     parse_filter,
 )
-from layers.services.mapdata.kpis import kpis, top_hotspots, trend
+from layers.services.mapdata.hotspots import top_hotspots
+from layers.services.mapdata.kpis import kpis, trend
 from layers.services.mapdata.live import (
     GAP_GRACE_S,
     changes_since,

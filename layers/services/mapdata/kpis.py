@@ -1,4 +1,4 @@
-"""The situation map's side panel: KPIs of the filter's window, the trend, the hotspots."""
+"""The situation map's side panel: KPIs of the filter's window and the trend by category."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from layers.models import Grid, Incident
+from layers.models import Incident
 from layers.services.incidents import OPEN_STATUSES
 from layers.services.kpi import closure_rates
 from layers.services.mapdata.filters import (
@@ -105,39 +105,3 @@ def trend(
             series.setdefault(category_group(code), [0] * buckets)[i] += 1
     ordered = dict(sorted(series.items(), key=lambda kv: -sum(kv[1])))
     return {"edges": [e.isoformat(timespec="minutes") for e in edges], "series": ordered}
-
-
-@sessioned
-def top_hotspots(
-    session: Session, f: MapFilter, now: dt.datetime | None = None, n: int = 8
-) -> list[dict]:
-    """Return the ``n`` grids with the most incidents in the filter (code, name, count, z).
-
-    ``z`` is the Getis-Ord Gi* z-score from ``geo.hotspots`` when that is available (None
-    otherwise); the list is ordered by count.
-    """
-    rows = session.execute(
-        select(Incident.grid_id, func.count().label("n"))
-        .where(*incident_conditions(session, f, now), Incident.grid_id.is_not(None))
-        .group_by(Incident.grid_id)
-        .order_by(func.count().desc())
-        .limit(n)
-    ).all()
-    if not rows:
-        return []
-    ids = [int(r.grid_id) for r in rows]
-    info = {
-        g.id: g
-        for g in session.execute(
-            select(Grid.id, Grid.code, Grid.name, Grid.minx, Grid.miny, Grid.maxx, Grid.maxy)
-            .where(Grid.id.in_(ids))
-        )
-    }  # fmt: skip
-    out = []
-    for r in rows:
-        g = info.get(int(r.grid_id))
-        if g is None:
-            continue
-        out.append({"grid_id": g.id, "code": g.code, "name": g.name, "count": int(r.n),
-                    "bounds": [g.minx, g.miny, g.maxx, g.maxy], "z": None})  # fmt: skip
-    return out
