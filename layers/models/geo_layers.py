@@ -115,7 +115,7 @@ class Camera(PointGeomMixin, Base):
     """A public-video camera (雪亮工程 channel) identified by its 20-digit GB/T 28181 ID.
 
     ``stream_url`` may hold credentials: never display or log it raw; use
-    ``streams.sources.redact_url`` (or ``layers.codes.strip_url_credentials``).
+    ``streams.sources.redact_url``.
     """
 
     __tablename__ = "cameras"

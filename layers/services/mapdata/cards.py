@@ -119,7 +119,7 @@ def camera_statuses(session: Session, scope: Scope) -> dict[int, str]:
 
 @sessioned
 def camera_card(session: Session, camera_id: int, scope: Scope) -> dict:
-    """Return the display-safe camera card (credentials stripped from the stream URL).
+    """Return the display-safe camera card (no stream URL at all).
 
     Raises ``layers.services.NotFoundError`` for an unknown camera or one outside ``scope``.
     """
@@ -132,7 +132,7 @@ def camera_card(session: Session, camera_id: int, scope: Scope) -> dict:
     if cam.grid_id is not None:
         grid_code = session.scalar(select(Grid.code).where(Grid.id == cam.grid_id))
     card = camera_service.public_dict(cam, grid_code)
-    card.pop("stream_url", None)  # the operator needs none of it, even stripped
+    card.pop("stream_url", None)  # the operator needs none of it, even scrubbed
     if card.get("last_seen") is not None:
         card["last_seen"] = card["last_seen"].astimezone(CST).isoformat(timespec="seconds")
     return card
