@@ -121,15 +121,6 @@ def read_gdf(
     return make_gdf(records, geoms, COLUMNS)
 
 
-def get_responder(db: Database | Session, responder_id: int) -> Responder:
-    """Return the Responder with this id; raise NotFoundError if none."""
-    with use_session(db) as session:
-        responder = get_row(session, Responder, responder_id)
-    if responder is None:
-        raise NotFoundError(f"no responder with id {responder_id!r}")
-    return responder
-
-
 def available_near(
     db: Database | Session,
     lon: float,

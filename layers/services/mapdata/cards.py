@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from geo.measure import mercator_metres_per_pixel, metres_per_degree
 from layers.db import Database
-from layers.models import AdminArea, Camera, Category, Grid, Incident
+from layers.models import OPEN_STATUSES, AdminArea, Camera, Category, Grid, Incident
 from layers.services import NotFoundError
-from layers.services.incidents import OPEN_STATUSES, default_categories
+from layers.services.incidents import default_categories
 from layers.services.mapdata.coverage import grid_coverage
 from layers.services.mapdata.filters import CST, sessioned
 from layers.services.mapdata.live import POINT_COLUMNS, incident_feature

@@ -15,9 +15,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, aliased
 
 from layers.db import Database
-from layers.models import AdminArea, Grid, Incident
+from layers.models import OPEN_STATUSES, AdminArea, Grid, Incident
 from layers.services import MAX_ROW_ID
-from layers.services.incidents import OPEN_STATUSES, default_categories
+from layers.services.incidents import default_categories
 from layers.services.scope import Scope
 
 P = ParamSpec("P")

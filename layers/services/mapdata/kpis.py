@@ -7,8 +7,7 @@ import datetime as dt
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
-from layers.models import Incident
-from layers.services.incidents import OPEN_STATUSES
+from layers.models import OPEN_STATUSES, Incident
 from layers.services.kpi import closure_rates
 from layers.services.mapdata.filters import (
     CST,

@@ -18,9 +18,9 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from layers.models import Incident, IncidentEvent
+from layers.models import OPEN_STATUSES, Incident, IncidentEvent
 from layers.services import keep_recent
-from layers.services.incidents import OPEN_STATUSES, default_categories
+from layers.services.incidents import default_categories
 from layers.services.mapdata.filters import (
     CST,
     MapFilter,
