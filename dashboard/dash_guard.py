@@ -5,8 +5,12 @@ Dash answers a ``/_dash-update-component`` body it cannot read, or a
 a traceback in the log). ``install(app)`` checks both before Dash sees them:
 
 - the callback body must be the object Dash's renderer sends: ``output`` naming a registered
-  callback, ``outputs``, ``inputs`` and ``state`` lists of ``{id, property[, value]}`` of the
-  callback's declared lengths, ``changedPropIds`` a list of text; else 400 naming the field;
+  server-side callback, ``outputs``, ``inputs`` and ``state`` lists of ``{id, property[,
+  value]}`` of the callback's declared lengths, ``changedPropIds`` a list of text; else 400
+  naming the field;
+- every input and state value must be of the JSON type its component property holds
+  (``dashboard.callback_types``: a dict where a text box's string belongs, a list for a
+  slider's number, NaN, a negative click count...); else 400 naming ``id.property``;
 - an unknown package or file under ``/_dash-component-suites/`` is a 404 JSON;
 - a JSON body (any route) nested more than ``MAX_JSON_DEPTH`` levels is a 400;
 - a filter or service value a callback cannot use (``MapFilterError``, ``ServiceError``)
@@ -24,6 +28,7 @@ import flask
 from dash import Dash
 from dash.exceptions import DependencyException
 
+from dashboard import callback_types
 from dashboard.routes.api import MAX_JSON_DEPTH, json_depth
 from layers.services import NotFoundError, ServiceError
 from layers.services.mapdata import MapFilterError
@@ -70,6 +75,27 @@ def body_problem(body: Any, callback_map: dict) -> tuple[str, str] | None:
     changed = body.get("changedPropIds", [])
     if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
         return "changedPropIds", "give a list of 'id.property' strings"
+    if "callback" not in cb:
+        return "output", "this callback runs in the browser; the server computes nothing for it"
+    for name in ("inputs", "state"):
+        for dep in body.get(name) or []:
+            problem = _value_problem(dep)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _value_problem(dep: dict | list) -> tuple[str, str] | None:
+    """Return (field, message) if a dependency's value (or pattern id) has the wrong type."""
+    for item in dep if isinstance(dep, list) else [dep]:
+        cid, prop = item["id"], item["property"]
+        field = callback_types.field_name(cid, prop)
+        wrong_id = callback_types.id_problem(cid)
+        if wrong_id is not None:
+            return field, wrong_id
+        wrong = callback_types.value_problem(cid, prop, item.get("value"))
+        if wrong is not None:
+            return field, f"{wrong}; send what this component holds"
     return None
 
 

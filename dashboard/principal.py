@@ -294,7 +294,14 @@ def verify_password(
     gate = login_throttle()
     address = flask.request.remote_addr or ""
     device = gate.device_for(username)
-    refusal = gate.check(username, address, device)
+    known: list[bool] = []
+
+    def is_known() -> bool:  # one database read per attempt, only if the throttle asks
+        if not known:
+            known.append(run(ctx.db, logins.account_active, username))
+        return known[0]
+
+    refusal = gate.check(username, address, device, is_known)
     if refusal is not None:
         log.info("sign-in for %r from %s refused (%s limit)", username, address, refusal.reason)
         return None, refusal
@@ -312,7 +319,7 @@ def verify_password(
     if result.ok:
         gate.succeeded(username, address, device)
     else:
-        gate.failed(username, address, device)
+        gate.failed(username, address, device, is_known())
     return result, None
 
 

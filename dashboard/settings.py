@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     )
     login_limit_per_address: str = Field(
         "30/minute",
-        description="Sign-in attempts one client address may make (all attempts, form and "
-        "HTTP Basic), in limits notation such as 30/minute.",
+        description="Failed sign-ins, and attempts for names that are not active accounts, "
+        "from one client address (form and HTTP Basic; limits notation such as 30/minute); over "
+        "it only active accounts are still checked there, so people behind one NAT get in.",
     )
     login_limit_per_client: str = Field(
         "5/15minutes",
@@ -144,6 +145,18 @@ class Settings(BaseSettings):
     )
     video_max_streams_per_user: int = Field(
         6, ge=1, description="Open MJPEG views per user and web process; one more answers 429."
+    )
+    events_max_streams: int = Field(
+        12,
+        ge=1,
+        description="Open live event streams (/api/v1/events) per web process; one more "
+        "answers 429 (with several workers at most a quarter of GRIDSIGHT_THREADS).",
+    )
+    events_max_streams_per_user: int = Field(
+        4,
+        ge=1,
+        description="Open live event streams per user or API token and web process; one more "
+        "answers 429.",
     )
     video_stall_after_s: float = Field(
         5.0,
@@ -234,6 +247,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"GRIDSIGHT_VIDEO_MAX_STREAMS={v} must be at most GRIDSIGHT_STREAM_THREADS - 4 "
                 f"({pool - 4}): refusals (429), snapshots and event streams need threads too"
+            )
+        return v
+
+    @field_validator("events_max_streams")
+    @classmethod
+    def _events_below_pool(cls, v: int, info: ValidationInfo) -> int:
+        pool = info.data.get("stream_threads")
+        if pool is not None and v > pool - 4:
+            raise ValueError(
+                f"GRIDSIGHT_EVENTS_MAX_STREAMS={v} must be at most GRIDSIGHT_STREAM_THREADS - 4 "
+                f"({pool - 4}): refusals (429) and snapshots need threads too"
             )
         return v
 

@@ -5,19 +5,27 @@ asks ``LoginThrottle.check``; three moving-window limits, kept in Flask-Limiter'
 (memory in one process, Redis when ``GRIDSIGHT_REDIS_URL`` is set, so all workers count
 together):
 
-- per client address, every attempt (``login_limit_per_address``): one address cannot flood
-  the server with argon2 work;
-- per (account name, client), failures only (``login_limit_per_client``): five wrong guesses
-  lock that pair, not the account. The client is the browser's device cookie when it signed
-  in to that account before, else the address;
-- per account name, failures from browsers that never signed in to it
-  (``login_limit_per_account``): slows guessing spread over many addresses without locking
-  out the account's owner, whose browser holds the device cookie.
+- per (account name, client) (``login_limit_per_client``): five wrong guesses lock that
+  pair, not the account. The client is the browser's device cookie when it signed in to
+  that account before, else the address;
+- per account name, from browsers that never signed in to it (``login_limit_per_account``):
+  slows guessing spread over many addresses without locking out the account's owner, whose
+  browser holds the device cookie;
+- per client address (``login_limit_per_address``): every failure there, and every attempt
+  for a name that is not an active account (it cannot succeed: counted before its dummy
+  argon2 check, so a flood of unknown names is refused after the limit's worth of them).
+  Once an address is over it, only names of active accounts are still verified there; any
+  other name is refused at once, costing no argon2 work. So a command centre's operators
+  behind one NAT address keep signing in while someone at that address floods it with
+  unknown names: the limit never refuses a correct password of an active, unlocked account.
 
-The limits are keyed by the name as typed, whether or not such an account exists, so unknown
-and existing names are answered alike. ``VerifySlots`` lets at most ``login_concurrency``
-argon2 verifications run at once in a process and only a few more wait; the rest are told to
-retry, so a login flood cannot take the threads that serve the API.
+Every refusal answers alike (429, the same message, ``Retry-After`` the length of the
+per-client window), whether the name is unknown, disabled or locked. The difference that
+remains is deliberate: at an address over its limit, a wrong password for an active account
+is still verified (401, and counted on that pair's lock) while an unknown name is refused.
+``VerifySlots`` lets at most ``login_concurrency`` argon2 verifications run at once in a
+process and only a few more wait; the rest are told to retry, so a login flood cannot take the
+threads that serve the API.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import flask
@@ -133,25 +141,42 @@ class LoginThrottle:
         return max(1, math.ceil(stats.reset_time - time.time()))
 
     # -- the checks ---------------------------------------------------------------------
-    def check(self, username: str, address: str, device: str | None) -> Refusal | None:
-        """Return a Refusal if this attempt may not be verified now, else None (counted)."""
+    def check(
+        self, username: str, address: str, device: str | None, known: Callable[[], bool]
+    ) -> Refusal | None:
+        """Return a Refusal if this attempt may not be verified now, else None.
+
+        ``known()`` says whether the name is an active account (a database read, asked once
+        the per-client and per-account limits let the attempt through). An attempt for any
+        other name cannot succeed and counts against its address at once, before its dummy
+        argon2 check; an active account's attempt only if it fails (``failed``).
+        """
         name = username[:64]
         client = f"d:{device}" if device else f"a:{address}"
         if not self._call("test", self.per_client, "client", name, client):
-            return Refusal(self._wait(self.per_client, "client", name, client), "client")
+            return self._refusal("client")
         if device is None and not self._call("test", self.per_account, "account", name):
-            return Refusal(self._wait(self.per_account, "account", name), "account")
+            return self._refusal("account")
+        if known():
+            return None  # the address limit never refuses an active account's attempt
         if not self._call("hit", self.per_address, "address", address):
-            return Refusal(self._wait(self.per_address, "address", address), "address")
+            return self._refusal("address")
         return None
 
-    def failed(self, username: str, address: str, device: str | None) -> None:
-        """Count a failed verification against the (account, client) and account limits."""
+    def _refusal(self, reason: str) -> Refusal:
+        # one wait for every reason: the answer must not tell an unknown name from a locked one
+        return Refusal(self.per_client.get_expiry(), reason)
+
+    def failed(self, username: str, address: str, device: str | None, known: bool) -> None:
+        """Count a failed verification against its limits (an unknown name's address hit was
+        counted by ``check`` already)."""
         name = username[:64]
         client = f"d:{device}" if device else f"a:{address}"
         self._call("hit", self.per_client, "client", name, client)
         if device is None:
             self._call("hit", self.per_account, "account", name)
+        if known:
+            self._call("hit", self.per_address, "address", address)
 
     def succeeded(self, username: str, address: str, device: str | None) -> None:
         """Forget the failures of this (account, client) pair after a successful sign-in."""

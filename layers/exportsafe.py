@@ -1,33 +1,38 @@
 """Spreadsheet-safe export cells: no exported text can run as a formula (CSV injection).
 
-A cell whose text starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is read
-by Excel, WPS and LibreOffice as a formula (``=HYPERLINK(...)``, ``@SUM(...)``, DDE
-``=cmd|' /C calc'!A0``). CSV files are written through ``defusedcsv`` (which prefixes such
-cells with ``'`` and escapes ``|``) after tab- and CR-led text, which defusedcsv 3.0 lets
-through, got the same ``'`` prefix. XLSX cells holding text are stored as string cells,
-never formulas, with the same prefix. Numbers stay numbers; number-like text such as
-``-12.5`` is left as it is.
+A cell whose text starts with ``=``, ``+``, ``-``, ``@`` is read by Excel, WPS and
+LibreOffice as a formula (``=HYPERLINK(...)``, ``@SUM(...)``, DDE ``=cmd|' /C calc'!A0``);
+some spreadsheet apps also start DDE from a cell led by ``|`` or ``%``, and a leading tab or
+carriage return hides any of them. ``safe_text`` applies defusedcsv's rule (a ``'`` before
+a cell led by ``= + - @ | %`` that is not a plain number, and ``|`` escaped as ``\\|`` in
+it) and extends it to tab- and CR-led cells, which defusedcsv 3.0 lets through. Every export
+path uses it: CSV files through ``csv_writer`` / ``csv_dict_writer`` (defusedcsv underneath,
+which then finds nothing left to change), pandas frames through ``safe_frame``, XLSX cells
+through ``xlsx_row`` (string cells, never formulas). Numbers stay numbers; number-like text
+such as ``-12.5`` or ``1,200`` is left as it is.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 from defusedcsv import csv as defused_csv
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"^[-+]?[0-9][0-9,]*(\.[0-9]+)?$")
+#: defusedcsv's formula characters, then the two it lets through
+FORMULA_START = ("=", "+", "-", "@", "|", "%", "\t", "\r")
+#: defusedcsv's "plain number" exemption, so every export path agrees on every cell
+_NUMBER = re.compile(r"^-?[0-9,\.]+$")
 
 
 def safe_text(value: Any) -> Any:
-    """Return ``value`` with a leading ``'`` if it is text a spreadsheet would run as a formula."""
+    """Return ``value`` with a leading ``'`` (and ``|`` escaped) if a spreadsheet would run it."""
     if not isinstance(value, str) or not value.startswith(FORMULA_START):
         return value
     if _NUMBER.match(value):
         return value
-    return "'" + value
+    return "'" + value.replace("|", "\\|")
 
 
 class _SafeWriter:
@@ -49,6 +54,36 @@ class _SafeWriter:
 def csv_writer(out: IO[str], **fmtparams: Any) -> _SafeWriter:
     """Return a CSV writer for ``out`` that neutralises formula-like text cells."""
     return _SafeWriter(out, **fmtparams)
+
+
+class _SafeDictWriter:
+    """A ``csv.DictWriter`` over ``_SafeWriter``: rows are dicts, every text cell neutralised."""
+
+    def __init__(self, out: IO[str], fieldnames: Sequence[str], **fmtparams: Any) -> None:
+        self.fieldnames = list(fieldnames)
+        self._writer = _SafeWriter(out, **fmtparams)
+
+    def writeheader(self) -> Any:
+        """Return what the underlying writer returns after writing the header row."""
+        return self._writer.writerow(self.fieldnames)
+
+    def writerow(self, row: Mapping[str, Any]) -> Any:
+        """Return what the underlying writer returns after writing one row (missing: empty).
+
+        Raises
+        ------
+        ValueError
+            If ``row`` names a field that is not a column.
+        """
+        extra = set(row) - set(self.fieldnames)
+        if extra:
+            raise ValueError(f"row has fields that are not columns: {sorted(extra)}")
+        return self._writer.writerow([row.get(k, "") for k in self.fieldnames])
+
+
+def csv_dict_writer(out: IO[str], fieldnames: Sequence[str], **fmtparams: Any) -> _SafeDictWriter:
+    """Return a dict-row CSV writer for ``out`` that neutralises formula-like text cells."""
+    return _SafeDictWriter(out, fieldnames, **fmtparams)
 
 
 def safe_frame(frame: Any) -> Any:

@@ -144,6 +144,11 @@ class CameraStream:
         self._rules_dirty = threading.Event()
         self._raw: np.ndarray | None = None  # newest captured frame: never leaves this object
         self._raw_seq = 0
+        #: Frames the source delivered or lost to decode errors, numbering ``_raw``: a gap
+        #: between two processed frames is what the pipeline never saw.
+        self._raw_source_seq = 0
+        self._raw_conn = 0  # the connection ``_raw`` came from (``counters["connects"]``)
+        self._processed_conn = 0
         self._raw_at = 0.0
         self._raw_utc: dt.datetime | None = None
         self._first_raw_at = 0.0
@@ -310,12 +315,14 @@ class CameraStream:
             paced_by_consumer = bool(getattr(source, "paced_by_consumer", False))
             log.info("camera %s: connected to %s", self.camera_id, source.display_url)
             bad = 0
+            lost = 0
             try:
                 while not self._stop.is_set():
                     try:
                         frame = source.read()
                     except FrameDecodeError as exc:
                         bad += 1
+                        lost += 1
                         self.counters["decode_errors"] += 1
                         if bad <= 3:
                             log.warning("camera %s: %s", self.camera_id, exc)
@@ -327,6 +334,9 @@ class CameraStream:
                     with self._cond:
                         self._raw = frame
                         self._raw_seq += 1
+                        self._raw_source_seq += 1 + lost
+                        self._raw_conn = self.counters["connects"]
+                        lost = 0
                         self._raw_at = time.monotonic()
                         self._raw_utc = dt.datetime.now(dt.UTC)
                         if not self._first_raw_at:
@@ -383,6 +393,7 @@ class CameraStream:
                 if self._raw_seq <= done_seq:
                     self._cond.wait(min(0.25, st.rules_poll_s))
                 frame, seq, utc = self._raw, self._raw_seq, self._raw_utc
+                source_seq, conn = self._raw_source_seq, self._raw_conn
                 if seq > self._taken_seq:
                     self._taken_seq = seq
                     self._cond.notify_all()  # a consumer-paced source may read the next one
@@ -407,10 +418,21 @@ class CameraStream:
                         )
                 done_seq = seq
                 self._last_frame_utc = utc
-                self._handle_frame(frame, utc)
+                self._handle_frame(frame, utc, source_seq, conn)
 
-    def _handle_frame(self, frame: np.ndarray, captured_utc: dt.datetime | None) -> None:
-        result = self.pipeline.process(frame)
+    def _handle_frame(
+        self,
+        frame: np.ndarray,
+        captured_utc: dt.datetime | None,
+        source_seq: int | None = None,
+        conn: int = 0,
+    ) -> None:
+        if conn != self._processed_conn:
+            # a new connection is a new run of the stream: its first frame is detected whole
+            if self._processed_conn:
+                self.pipeline.restart()
+            self._processed_conn = conn
+        result = self.pipeline.process(frame, seq=source_seq)
         self.counters["processed"] += 1
         if result.frame is None:
             self.counters["withheld"] += 1

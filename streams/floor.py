@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import shapely
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from streams.detectors import DETECTORS
 from streams.registry import StrictModel
@@ -195,6 +197,46 @@ class PrivacyFloor(StrictModel):
 
 
 DEFAULT_FLOOR = PrivacyFloor()
+
+#: The environment variables that set the floor (the web app's settings read the same ones).
+FLOOR_ENV = ("GRIDSIGHT_PRIVACY_FLOOR_TARGETS", "GRIDSIGHT_PRIVACY_FLOOR_DETECTORS")
+
+
+class FloorSettings(BaseSettings):
+    """The privacy floor as a deployment's environment sets it: ``GRIDSIGHT_PRIVACY_FLOOR_TARGETS``
+    (a JSON list) and ``GRIDSIGHT_PRIVACY_FLOOR_DETECTORS`` (a JSON object), parsed like the
+    web app's ``Settings.privacy_floor_targets`` / ``privacy_floor_detectors``."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDSIGHT_PRIVACY_FLOOR_", extra="ignore")
+
+    targets: frozenset[Target] = frozenset({"faces", "persons", "plates"})
+    detectors: dict[Target, list[str]] | None = None
+
+
+def floor_from_env() -> PrivacyFloor:
+    """Return the deployment's privacy floor from the environment (the built-in one if unset).
+
+    Raises
+    ------
+    FloorError
+        When a variable is not valid JSON or names an unknown target or detector type; the
+        message names the variable.
+    """
+    try:
+        env = FloorSettings()
+        return PrivacyFloor(targets=env.targets, detectors=env.detectors)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = f"GRIDSIGHT_PRIVACY_FLOOR_{field.upper()}" if field else " / ".join(FLOOR_ENV)
+        raise FloorError(f"{name}: {err['msg']}") from exc
+    except SettingsError as exc:  # not JSON
+        m = re.search(r'field "(\w+)"', str(exc))
+        name = f"GRIDSIGHT_PRIVACY_FLOOR_{m.group(1).upper()}" if m else " / ".join(FLOOR_ENV)
+        raise FloorError(
+            f'{name} is not valid JSON (e.g. ["faces", "persons", "plates"] or '
+            '{"faces": ["centerface"]})'
+        ) from exc
 
 
 # -- lowering ---------------------------------------------------------------------------------

@@ -21,7 +21,14 @@ Every served pixel was covered by a detection that saw it, by construction:
   picture, and only the strip entering the view (and a band seen cut by the edge) is new.
 - What is obscured anyway needs no detection: cells under the boxes of the whole-frame
   detectors and under tracked boxes (with the redaction margin) stay new but are not sent
-  to the region detectors; specks too small to hold a face are obscured, not detected.
+  to the region detectors; specks too small to hold a face are obscured, not detected. A
+  box that spared cells is obscured on that frame even when the tracker then shrinks, moves
+  or drops it (a person box never stands in for a face detection: it only hides pixels on
+  the frames it is drawn on, and never marks them seen).
+- Frames may carry their number in the source (``seq``). A gap since the last analysed
+  frame (frames dropped by a slow consumer, lost by the decoder) moves tracks on by the
+  frames missed, and only that frame's own detections spare cells; a number that goes back
+  (or ``restart()``, a reconnect) starts a new run whose first frame is detected whole.
 - Region detectors see the frame at a scale where a ``min_face_px`` face at SOURCE
   resolution is above the detector's own minimum (``min_face_px`` attribute, e.g.
   CenterFace 20 px: 16 px faces are searched at 1.25x). No fixed-width downscale. Many
@@ -49,7 +56,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import cv2
@@ -164,8 +171,11 @@ class RedactionPipeline:
         detector_factory: Callable[[object], Detector] = DETECTORS.create,
         clock: Callable[[], float] = time.perf_counter,
         name: str = "stream",
+        enforce_deadline: bool = True,
     ) -> None:
         self.name = name
+        #: False for offline work (a file export can wait): a slow detection is not a failure.
+        self.enforce_deadline = enforce_deadline
         self._factory = detector_factory
         self._clock = clock
         self.stats: Counter[str] = Counter()
@@ -177,6 +187,8 @@ class RedactionPipeline:
         self._every_frame_labels: set[str] = set()
         self._since_full = 0
         self._shape: tuple[int, ...] | None = None
+        #: Source frame number of the last frame the detectors analysed (None: none yet).
+        self._last_seq: int | None = None
         #: Milliseconds per stage of the last frame (coverage, detect, track, mask).
         self.timings: dict[str, float] = {}
         #: Milliseconds each region detector took on the last frame, by target.
@@ -217,10 +229,56 @@ class RedactionPipeline:
         self.rules = rules
 
     # -- frames -----------------------------------------------------------------------------
-    def process(self, frame: np.ndarray | None) -> FrameResult:
-        """Return the redacted (or fail-closed) version of ``frame``; never ``frame`` itself."""
+    @property
+    def learns_from_frames(self) -> bool:
+        """Return True when a detector learns from the frames it sees (a background model)."""
+        return any(callable(getattr(d, "learn", None)) for d in self.detectors.values())
+
+    def warm_up(self, frames: Iterable[np.ndarray]) -> int:
+        """Return how many of ``frames`` the learning detectors (MOG2's background model)
+        learned from, without detecting or serving anything.
+
+        A file is read ahead this way before its first frame is redacted, so motion is
+        judged against a background learned from the clip, not from its first few frames
+        (a person walking from the start was only partly boxed, and the first frames failed
+        closed while the model warmed up).
+        """
+        learners = [d.learn for d in self.detectors.values() if callable(getattr(d, "learn", None))]
+        n = 0
+        for frame in frames:
+            if not learners:
+                break
+            if isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.dtype == np.uint8:
+                for learn in learners:
+                    learn(frame)
+                n += 1
+        return n
+
+    def restart(self) -> None:
+        """Start a new run of the stream (a reconnect): the next frame is detected whole."""
+        self.stats["restarts"] += 1
+        self.coverage.reset()
+        self.tracker.reset()
+        self._last_seq = None
+
+    def process(self, frame: np.ndarray | None, seq: int | None = None) -> FrameResult:
+        """Return the redacted (or fail-closed) version of ``frame``; never ``frame`` itself.
+
+        ``seq``: the frame's number in its source (the reader's count, dropped frames
+        included). Without it, frames are taken as consecutive. A gap since the last frame
+        the detectors analysed (frames dropped by a slow consumer or lost by the decoder)
+        moves tracks on by the frames missed and makes this frame's changes be detected even
+        under tracked boxes (predictions across a gap spare nothing); a number that goes back
+        starts a new run (``restart``).
+        """
         rules = self.rules
         self.stats["frames"] += 1
+        gap = 0
+        if seq is not None and self._last_seq is not None:
+            if seq <= self._last_seq:
+                self.restart()
+            else:
+                gap = seq - self._last_seq - 1
         if (
             not isinstance(frame, np.ndarray)
             or frame.ndim != 3
@@ -249,14 +307,22 @@ class RedactionPipeline:
             return self._fail("warmup", frame)  # before the costly region detection
         t1 = self._clock()
         changes = self.coverage.changes(frame)
-        self._since_full += 1
+        self._since_full += 1 + gap
+        if gap:
+            self.stats["gaps"] += 1
+            self.stats["frames_skipped"] += gap
+            self.tracker.advance(gap)
         if changes.shift != (0.0, 0.0):
             self.tracker.shift(*changes.shift)
             self.stats["pans_followed"] += 1
         # obscured in this frame whatever a detector would say: the whole-frame detectors'
         # boxes and the tracked boxes, with the margin ``redact_frame`` obscures around them
-        # (a face moving inside its obscured area needs no new detection)
-        covered = [expand_box(b, rules.margin, w, h) for b in every + self.tracker.boxes()]
+        # (a face moving inside its obscured area needs no new detection). They spare pixels
+        # from detection on THIS frame only, so each is obscured on this frame even when the
+        # tracker drops or moves it below; they never mark a pixel seen. After a gap the
+        # tracked boxes are guesses across frames nobody saw: only this frame's own spare.
+        sparing = every + ([] if gap else self.tracker.boxes())
+        covered = [expand_box(b, rules.margin, w, h) for b in sparing]
         regions = self.coverage.regions(changes, margin, w, h, covered)
         whole = regions.whole_frame or self._since_full >= rules.refresh_every
         rects = [Rect(0, 0, w, h)] if whole else self._with_tracks(regions.rects, margin, w, h)
@@ -268,8 +334,10 @@ class RedactionPipeline:
         t3 = self._clock()
         boxes = self.tracker.update(found, None if whole else rects)
         self.coverage.mark_seen(changes.grid, rects, margin, w, h)
+        if seq is not None:
+            self._last_seq = seq
         elapsed_ms = (t3 - t0) * 1000.0
-        if elapsed_ms > rules.detector_timeout_ms:
+        if self.enforce_deadline and elapsed_ms > rules.detector_timeout_ms:
             # too late to serve, but what the detectors saw is valid: keep it, so the next
             # frame needs only its changes detected (no timeout spiral on a loaded machine)
             exc = DetectionTimeout(
@@ -282,6 +350,7 @@ class RedactionPipeline:
         if rects:
             self.stats["region_detections"] += 1
         if not whole:
+            boxes = boxes + _no_longer_obscured(sparing, covered, boxes, rects, rules, w, h)
             boxes = boxes + [Box(r.x1, r.y1, r.x2, r.y2, 1.0, "unseen") for r in regions.specks]
         t4 = self._clock()
         try:
@@ -491,6 +560,37 @@ def _cut_by_region(b: Box, rects: list[Rect], width: int, height: int) -> bool:
                 or (r.y2 < height and b.y2 >= r.y2 - CUT_PX)
             )
     return False
+
+
+def _no_longer_obscured(
+    sparing: list[Box],
+    covered: list[tuple[int, int, int, int]],
+    boxes: list[Box],
+    rects: list[Rect],
+    rules: RedactionRules,
+    width: int,
+    height: int,
+) -> list[Box]:
+    """Return the boxes of ``sparing`` whose area this frame's ``boxes`` no longer obscure and
+    no detection region looked at.
+
+    A box spared its pixels from detection on this frame because it was to be obscured
+    (``covered``: the same boxes with the redaction margin). The tracker may then shrink,
+    move or drop it (a person who stops is absorbed by the motion detector in a few frames;
+    a lost track expires): served as the tracker says, those pixels would leave unseen and
+    unobscured. Each such box is obscured on this frame too; from the next frame on, its
+    pixels are new and not spared, so they are detected.
+    """
+    served = [expand_box(b, rules.margin, width, height) for b in boxes]
+    out = []
+    for b, (x1, y1, x2, y2) in zip(sparing, covered, strict=True):
+        if x2 <= x1 or y2 <= y1:
+            continue
+        inside = [s for s in served if s[0] <= x1 and s[1] <= y1 and x2 <= s[2] and y2 <= s[3]]
+        seen = [r for r in rects if r.x1 <= x1 and r.y1 <= y1 and x2 <= r.x2 and y2 <= r.y2]
+        if not inside and not seen:
+            out.append(b)
+    return out
 
 
 def _overlap(a: Box, b: Box) -> bool:

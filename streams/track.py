@@ -55,6 +55,15 @@ class BoxTracker:
         """Forget every track (resolution change, new detector set)."""
         self.tracks.clear()
 
+    def advance(self, frames: int) -> None:
+        """Move every moving track on by ``frames`` frames nobody looked at (the reader dropped
+        them): its predicted box follows its velocity that much further and grows with the
+        uncertainty. A still track is left as it is (its pixels are checked by the caller)."""
+        for t in self.tracks:
+            if t.vx or t.vy:
+                t.since_update += frames
+                t.since_hit += frames
+
     def shift(self, dx: float, dy: float) -> None:
         """Move every track by (dx, dy) px: the camera panned and the picture moved with it."""
         for t in self.tracks:

@@ -19,6 +19,7 @@ from dashboard.auth import (
     require_roles,
 )
 from dashboard.context import get_ctx
+from layers.services import ServiceError
 from layers.services import audit as audit_service
 from layers.services.transaction import run
 
@@ -77,12 +78,24 @@ def parse_filters(
         "action": (action or "").strip() or None,
     }
     if start:
-        filters["since"] = dt.datetime.fromisoformat(start[:10]).replace(tzinfo=CHINA_TZ)
+        filters["since"] = _day(start, "start_date")
     if end:
-        filters["until"] = dt.datetime.fromisoformat(end[:10]).replace(
-            tzinfo=CHINA_TZ
-        ) + dt.timedelta(days=1)
+        filters["until"] = _day(end, "end_date") + dt.timedelta(days=1)
     return filters
+
+
+def _day(value: str, field: str) -> dt.datetime:
+    """Return midnight (China time) of the ``YYYY-MM-DD`` day ``value`` starts with.
+
+    Raises
+    ------
+    ServiceError
+        If it is not such a day (the message names ``field``).
+    """
+    try:
+        return dt.datetime.fromisoformat(value[:10]).replace(tzinfo=CHINA_TZ)
+    except ValueError:
+        raise ServiceError(f"{field}: {value[:40]!r} is not a day; use YYYY-MM-DD") from None
 
 
 def results_table(entries) -> html.Table:

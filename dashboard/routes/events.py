@@ -17,6 +17,11 @@ stream ends after ``MAX_STREAM_S`` (the client reconnects and resumes), and with
 ``RECHECK_S`` of its session ending or its account or token being disabled or revoked
 (``dashboard.auth.principal_still_valid``, asked of the database).
 
+Open streams are capped per user or token (``GRIDSIGHT_EVENTS_MAX_STREAMS_PER_USER``) and per
+web process (``GRIDSIGHT_EVENTS_MAX_STREAMS``): each holds a server thread, and one more
+answers 429 with ``Retry-After`` and the setting's name (``dashboard.stream_caps``, the
+mechanism of the MJPEG caps).
+
 Who: operators, dispatchers and admins (session or token) and ``gis`` tokens. A user with a
 district scope only gets the incidents of those districts and the cameras in scope.
 Payloads carry no personal data: fetch details from ``/api/v1/incidents/<id>``.
@@ -35,6 +40,7 @@ from collections.abc import Iterator
 import flask
 
 from dashboard.context import AppContext
+from dashboard.stream_caps import StreamLimiter
 from layers.events import EVENT_KINDS
 from layers.services.scope import visible_grid_ids
 from layers.services.transaction import run
@@ -140,9 +146,31 @@ def stream_events(
             yield ": keepalive\n\n"
 
 
+def events_cap(settings) -> int:
+    """Return the cap on open event streams of one web process.
+
+    One worker (waitress) serves them from the stream pool. With several gunicorn workers
+    they share a worker's ``threads`` with pages and MJPEG views (at most half): event
+    streams may take at most a quarter.
+    """
+    cap = settings.events_max_streams
+    if settings.workers > 1:
+        cap = min(cap, max(1, settings.threads // 4))
+    return cap
+
+
 def register(server: flask.Flask, ctx: AppContext) -> None:
     """Add ``GET /api/v1/events`` (SSE) and its access policy to ``server``."""
-    from dashboard.auth import declare_policy
+    from dashboard.auth import current_principal, declare_policy
+
+    limiter = StreamLimiter(
+        events_cap(ctx.settings),
+        ctx.settings.events_max_streams_per_user,
+        what="live event streams",
+        total_setting="GRIDSIGHT_EVENTS_MAX_STREAMS",
+        per_user_setting="GRIDSIGHT_EVENTS_MAX_STREAMS_PER_USER",
+    )
+    ctx.services["event_streams"] = limiter
 
     @server.get(PATH)
     def live_events():
@@ -171,9 +199,29 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         bus: EventBus | None = ctx.services.get("events")
         if bus is None:
             return _error(503, "events", "the live event bus is not running; retry shortly")
-        viewer = _Viewer(ctx)
-        body = stream_events(bus, viewer, after.strip() if after else None, kinds, heartbeat)
-        resp = flask.Response(body, mimetype="text/event-stream")
+        principal = current_principal()
+        who = principal.actor if principal is not None else "unknown"
+        refused = limiter.acquire(who)
+        if refused is not None:
+            resp = _error(429, "events", refused)
+            resp.headers["Retry-After"] = "5"
+            return resp
+        release = limiter.releaser(who)
+        try:
+            viewer = _Viewer(ctx)
+        except BaseException:
+            release()
+            raise
+
+        def body() -> Iterator[str]:
+            try:
+                yield from stream_events(bus, viewer, after.strip() if after else None, kinds,
+                                         heartbeat)  # fmt: skip
+            finally:
+                release()
+
+        resp = flask.Response(body(), mimetype="text/event-stream")
+        resp.call_on_close(release)
         resp.headers["Cache-Control"] = "no-cache"
         resp.headers["X-Accel-Buffering"] = "no"  # a reverse proxy must not hold messages back
         return resp

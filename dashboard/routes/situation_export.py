@@ -7,6 +7,14 @@ folium links Leaflet, jQuery, Bootstrap and Font Awesome from CDNs by default; h
 of those links is removed and the vendored Leaflet 1.9.4 (``dashboard/components/vendor``) is
 inlined, so the file opens on an isolated network. Each export is written to the audit log.
 
+Data text (names from the database) is made inert where it becomes HTML or JavaScript:
+folium renders each layer's script with Jinja and then renders that output again as a
+template, so text such as ``{{ ... }}`` in a name would be evaluated on the server. Every
+name goes through ``inert_html`` (HTML-escaped, with braces, ``$``, backticks and
+backslashes as character references) before folium sees it; tooltips are JSON string
+literals (``SafeTooltip``), never JavaScript template literals; the side box and title are
+``LiteralHtml`` elements, inserted as they are and never parsed as a template.
+
 Query parameters: the map filter (window, start, end, playback, categories, area_id, as for
 ``mapdata.parse_filter``), ``bbox`` (minx,miny,maxx,maxy WGS-84; default: the city),
 ``layers`` (comma list of grids, heat, incidents, cameras, centers, areas), ``mode``
@@ -17,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import logging
 import math
 import re
@@ -80,9 +87,60 @@ def _parse_bbox(value: str | None, city: list[float]) -> list[float]:
     return parts
 
 
+#: characters markupsafe leaves alone that still mean something to Jinja or JavaScript
+_INERT = str.maketrans({"{": "&#123;", "}": "&#125;", "$": "&#36;", "`": "&#96;",
+                        "\\": "&#92;"})  # fmt: skip
+
+
+def inert_html(value: object) -> str:
+    """Return ``value`` as HTML text that stays text in HTML, JavaScript strings and Jinja.
+
+    HTML-escaped (``< > & " '``), and ``{ } $ ` \\`` as character references: a browser
+    shows them as typed, while no Jinja delimiter, template-literal substitution, backtick
+    or escape character survives into the page source.
+    """
+    return str(escape(str(value))).translate(_INERT)
+
+
 def _text(value: object) -> object:
-    """Return ``value`` HTML-escaped if it is text (folium tooltips insert it as HTML)."""
-    return str(escape(value)) if isinstance(value, str) else value
+    """Return ``value`` made inert (``inert_html``) if it is text; numbers stay numbers."""
+    return inert_html(value) if isinstance(value, str) else value
+
+
+@cache
+def _literal_html_class():
+    from branca.element import Element
+    from jinja2 import Template
+
+    class LiteralHtml(Element):
+        """A piece of finished HTML placed in the page as it is (never parsed as a template)."""
+
+        _template = Template("{{ this.markup }}")
+
+        def __init__(self, markup: str) -> None:
+            super().__init__()
+            self._name = "LiteralHtml"
+            self.markup = markup
+
+    return LiteralHtml
+
+
+@cache
+def _safe_tooltip_class():
+    import folium
+    from jinja2 import Template
+
+    class SafeTooltip(folium.Tooltip):
+        """A folium tooltip whose inert HTML text is a JSON string literal in the script."""
+
+        _template = Template(
+            "{% macro script(this, kwargs) %}"
+            "{{ this._parent.get_name() }}.bindTooltip({{ this.text|tojson }}, "
+            "{{ this.options|tojson }});"
+            "{% endmacro %}"
+        )
+
+    return SafeTooltip
 
 
 def _ramp(n: int, mx: int) -> str:
@@ -126,7 +184,6 @@ def _check_args(args: dict, default_lang: str) -> tuple[str, str, list[str], dic
 def _base_map(window: list[float]):
     """Return a folium map of ``window`` with the vendored Leaflet inlined (no CDN link)."""
     import folium
-    from branca.element import Element
 
     minx, miny, maxx, maxy = window
     m = folium.Map(location=[(miny + maxy) / 2, (minx + maxx) / 2], tiles=None,
@@ -137,9 +194,10 @@ def _base_map(window: list[float]):
     m.default_css = []
     js, css = _vendored()
     root = m.get_root()
-    root.header.add_child(Element(f"<style>{css}</style>"), name="leaflet_css_inline")
-    root.header.add_child(Element(f"<script>{js}</script>"), name="leaflet_js_inline")
-    root.header.add_child(Element(
+    literal = _literal_html_class()
+    root.header.add_child(literal(f"<style>{css}</style>"), name="leaflet_css_inline")
+    root.header.add_child(literal(f"<script>{js}</script>"), name="leaflet_js_inline")
+    root.header.add_child(literal(
         "<style>body{background:#0f1720;font-family:'Noto Sans CJK SC','Microsoft YaHei',"
         "sans-serif}.leaflet-container{background:#16212e}.gs-box{position:absolute;top:10px;"
         "right:10px;z-index:1000;background:rgba(12,20,30,.9);color:#e5edf5;border:1px solid "
@@ -204,6 +262,7 @@ def _add_points(m, sit: Situation, layers: list[str], lang: str) -> None:
     """Add the incident, camera and center layers asked for."""
     import folium
 
+    tooltip = _safe_tooltip_class()
     if "incidents" in layers:
         group = folium.FeatureGroup(name=t("operator.layer.incidents", lang))
         for ft in sit.incidents["features"]:
@@ -211,7 +270,7 @@ def _add_points(m, sit: Situation, layers: list[str], lang: str) -> None:
             x, y = ft["geometry"]["coordinates"]
             folium.CircleMarker([y, x], radius=4, color="#0b1118", weight=1, fill=True,
                                 fill_color=CAT_COLORS.get(p["cat"], "#e5edf5"), fill_opacity=0.9,
-                                tooltip=str(escape(f"#{p['id']} {p['name']}"))).add_to(group)  # fmt: skip
+                                tooltip=tooltip(inert_html(f"#{p['id']} {p['name']}"))).add_to(group)  # fmt: skip
         group.add_to(m)
     if "cameras" in layers:
         group = folium.FeatureGroup(name=t("operator.layer.cameras", lang))
@@ -227,7 +286,7 @@ def _add_points(m, sit: Situation, layers: list[str], lang: str) -> None:
                                                               "township": 6}.get(r["level"], 5),
                                 color="#ffffff", weight=2, fill=True, fill_opacity=1,
                                 fill_color=CENTER_COLORS.get(r["level"], "#fff"),
-                                tooltip=str(escape(r["name"]))).add_to(group)  # fmt: skip
+                                tooltip=tooltip(inert_html(r["name"]))).add_to(group)  # fmt: skip
         group.add_to(m)
 
 
@@ -245,7 +304,7 @@ def _side_box(sit: Situation, f, lang: str, now: dt.datetime) -> tuple[str, str]
     kp = sit.kpis
     pct = lambda v: "—" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     rows_html = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        f"<tr><td>{inert_html(k)}</td><td>{inert_html(v)}</td></tr>"
         for k, v in [
             (t("operator.export.generated", lang), f"{cst:%Y-%m-%d %H:%M} (UTC+8)"),
             (t("operator.categories", lang), cats),
@@ -258,11 +317,11 @@ def _side_box(sit: Situation, f, lang: str, now: dt.datetime) -> tuple[str, str]
         ]
     )  # fmt: skip
     legend = "".join(
-        f"<span><span class='sw' style='background:{c}'></span>{html.escape(t(f'camera.status.{k}', lang))}</span> "
+        f"<span><span class='sw' style='background:{c}'></span>{inert_html(t(f'camera.status.{k}', lang))}</span> "
         for k, c in list(CAMERA_COLORS.items())[:3]
     )  # fmt: skip
-    box = (f"<div class='gs-box'><h1>{html.escape(t('operator.export.title', lang))}</h1>"
-           f"<div>{html.escape(window)}</div><table>{rows_html}</table>"
+    box = (f"<div class='gs-box'><h1>{inert_html(t('operator.export.title', lang))}</h1>"
+           f"<div>{inert_html(window)}</div><table>{rows_html}</table>"
            f"<div style='margin-top:6px'>{legend}</div></div>")  # fmt: skip
     title = f"{t('operator.export.title', lang)} {cst:%Y-%m-%d %H:%M}"
     return box, title
@@ -273,8 +332,8 @@ def build_situation_html(
 ) -> str:
     """Return the standalone situation-map HTML of ``scope`` for the query ``args`` (offline).
 
-    Every text from the database (grid, area, center names, category names) is HTML-escaped
-    before folium puts it into a tooltip.
+    Every text from the database (grid, area, center names, category names) is made inert
+    (``inert_html``) before folium puts it into the page.
 
     Raises
     ------
@@ -282,7 +341,6 @@ def build_situation_html(
         For a bad filter, bbox, layer list, mode or language (message names the field).
     """
     import folium
-    from branca.element import Element
 
     now = now or dt.datetime.now(dt.UTC)
     lang, mode, layers, fdict = _check_args(args, ctx.settings.language)
@@ -304,8 +362,9 @@ def build_situation_html(
     minx, miny, maxx, maxy = window
     m.fit_bounds([[miny, minx], [maxy, maxx]])
     box, title = _side_box(sit, f, lang, now)
-    m.get_root().html.add_child(Element(box))
-    m.get_root().header.add_child(Element(f"<title>{html.escape(title)}</title>"), name="gs_title")
+    literal = _literal_html_class()
+    m.get_root().html.add_child(literal(box))
+    m.get_root().header.add_child(literal(f"<title>{inert_html(title)}</title>"), name="gs_title")
     out = m.get_root().render()
     if _URL_IN_TAG.search(out):  # a folium element brought its own CDN link: fail loudly
         raise RuntimeError("the situation export would load a resource from the internet")

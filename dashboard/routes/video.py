@@ -6,7 +6,8 @@ Routes
                                  least every second (the placeholder while nothing is fresh),
                                  each with its own ``X-Redacted`` and ``X-Timestamp`` headers;
                                  429 over the per-user or total cap of open streams
-``GET /video/<camera_id>.jpg``   newest redacted snapshot (503 + Retry-After if none yet), a
+``GET /video/<camera_id>.jpg``   newest redacted snapshot (503 + Retry-After if none yet after
+                                 ``?wait=`` seconds, 0-15, default 5; else 400 naming it), a
                                  frame whose detection ran on it; ``X-Redacted`` says what was
                                  applied (format in ``streams.frames``)
 ``GET /api/v1/video/streams``    running streams: status, viewers, counters (no URLs with secrets)
@@ -39,9 +40,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from typing import Any
 import flask
 
 from dashboard.settings import floor_of
+from dashboard.stream_caps import StreamLimiter
 from layers.services import NotFoundError
 from layers.services import cameras as camera_service
 from layers.services import video as video_service
@@ -74,44 +76,6 @@ GRANT_RECHECK_S = 5.0
 #: Defaults of the caps on open MJPEG views (``GRIDSIGHT_VIDEO_MAX_STREAMS*`` settings).
 MAX_STREAMS = 48
 MAX_STREAMS_PER_USER = 6
-
-
-class StreamLimiter:
-    """Counts the open MJPEG views of one web process, in total and per user, within caps."""
-
-    def __init__(self, total: int, per_user: int) -> None:
-        self.total = total
-        self.per_user = per_user
-        self._open: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def acquire(self, user: str) -> str | None:
-        """Return None and count one more view of ``user``, or the reason it is refused."""
-        with self._lock:
-            if self._open[user] >= self.per_user:
-                return (
-                    f"{user} already has {self._open[user]} open video streams (the limit, "
-                    "GRIDSIGHT_VIDEO_MAX_STREAMS_PER_USER); close one and retry"
-                )
-            if sum(self._open.values()) >= self.total:
-                return (
-                    f"the server already serves {self.total} video streams (the limit, "
-                    "GRIDSIGHT_VIDEO_MAX_STREAMS); retry later"
-                )
-            self._open[user] += 1
-            return None
-
-    def release(self, user: str) -> None:
-        """Count one view of ``user`` less."""
-        with self._lock:
-            self._open[user] -= 1
-            if self._open[user] <= 0:
-                del self._open[user]
-
-    def open_streams(self) -> dict[str, int]:
-        """Return the open views per user."""
-        with self._lock:
-            return dict(self._open)
 
 
 def stream_cap(settings: Any) -> int:
@@ -151,6 +115,8 @@ def _waiting_placeholder(tz: str) -> ServedFrame:
     """Return the placeholder a view sends before its stream published anything."""
     text = placeholder_text(None, tz, cjk=cjk_font_path() is not None)
     return ServedFrame(0, placeholder_jpeg(1280, 720, text), PLACEHOLDER, None, True)
+
+
 VIEWER_RECHECK_S = 2.5  # + one PART_EVERY_S wait at most: a revoked viewer is cut within 5 s
 
 
@@ -209,6 +175,26 @@ def _user_name() -> str:
 
 def _error(status: int, message: str):
     return flask.jsonify({"error": scrub_text(message)}), status
+
+
+def _field_error(status: int, field: str, message: str):
+    text = f"{field}: {message}"
+    return flask.jsonify({"error": text, "errors": [{"field": field, "message": message}]}), status
+
+
+#: Longest a snapshot request may wait for a first frame (``?wait=``, seconds; default 5).
+SNAPSHOT_WAIT_MAX_S = 15.0
+
+
+def snapshot_wait(raw: str | None) -> float | None:
+    """Return the seconds ``?wait=`` asks for (5 when absent), or None if not 0-15 seconds."""
+    if raw is None:
+        return 5.0
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and 0 <= value <= SNAPSHOT_WAIT_MAX_S else None
 
 
 def register(server: flask.Flask, ctx: Any) -> None:
@@ -360,8 +346,10 @@ def register(server: flask.Flask, ctx: Any) -> None:
         denied = check_camera(camera_id)
         if denied is not None:
             return denied
+        timeout = snapshot_wait(flask.request.args.get("wait"))
+        if timeout is None:
+            return _field_error(400, "wait", f"give seconds between 0 and {SNAPSHOT_WAIT_MAX_S:g}")
         mark = watermark_for(camera_id)
-        timeout = max(0.0, min(flask.request.args.get("wait", 5.0, type=float), 15.0))
         if mark is None:
             got = hub.snapshot(camera_id, timeout=timeout)
         else:

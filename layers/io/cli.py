@@ -13,6 +13,7 @@ from layers.io.importer import import_layer
 from layers.io.read import ACCEPTED_CRS_TEXT, FORMATS, parse_crs
 from layers.io.registry import LAYERS, get_layer
 from layers.io.report import UsageError
+from layers.services import audit
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,13 +48,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("file", metavar="FILE", help=f"output file ({formats_text})")
     e.add_argument("--crs", default=None, help=f"output CRS (default wgs84): {ACCEPTED_CRS_TEXT}")
     e.add_argument("--db", default=None, help="database URL (default GRIDSIGHT_DB_URL or SQLite)")
+    e.add_argument("--key", default=None, help="audit key file (default: the app's)")
     e.set_defaults(func=run_export)
 
 
-def _open_db(url: str | None) -> Database:
+def _open_db(url: str | None, key: str | None = None) -> Database:
+    from layers.__main__ import cli_audit_key
     from layers.db import DEFAULT_DB_URL
 
-    db = Database(url or DEFAULT_DB_URL)
+    db = Database(url or DEFAULT_DB_URL, audit_key=cli_audit_key(key))
     db.migrate()
     return db
 
@@ -91,10 +94,14 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         get_layer(args.layer)
         parse_crs(args.crs)
-        db = _open_db(args.db)
+        db = _open_db(args.db, args.key)
         n = export_layer(db, args.layer, args.file, crs=args.crs)
     except (UsageError, DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except audit.AuditError as exc:
+        print(f"error: the export was not audited, so no file was written: {exc}",
+              file=sys.stderr)  # fmt: skip
         return 2
     print(f"{args.layer}: exported {n} features to {args.file}")
     return 0

@@ -21,6 +21,7 @@ from layers.exportsafe import safe_frame
 from layers.io.read import crs_label, format_of, parse_crs
 from layers.io.registry import LayerSpec, get_layer
 from layers.io.report import UsageError
+from layers.publish import published_after
 from layers.services import audit
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,9 @@ def export_layer(
 ) -> int:
     """Return the number of features written after exporting a layer to a GIS file.
 
-    Every export is written to the audit log (``layer.export``: who, layer, file, count);
-    ``actor`` defaults to ``cli:<os user>``. Text cells of CSV files cannot run as formulas
+    Every export is written to the audit log (``layer.export``: who, layer, file, count)
+    before the file appears (``layers.publish``): no record, no file. ``actor`` defaults to
+    ``cli:<os user>``. Text cells of CSV files cannot run as formulas
     (``layers.exportsafe``).
 
     The format follows the extension (see FORMATS). ``crs`` (default WGS-84) converts the
@@ -54,6 +56,8 @@ def export_layer(
     ------
     UsageError
         Unknown layer, unknown format or CRS, or the file cannot be written.
+    AuditError
+        The export cannot be audited (e.g. a sealed log and no key); no file is written.
     """
     spec = get_layer(layer)
     path = Path(path)
@@ -66,26 +70,28 @@ def export_layer(
     out_crs = dst if isinstance(dst, pyproj.CRS) else ("EPSG:4326" if dst == "wgs84" else None)
     attrs = pd.DataFrame(gdf.drop(columns=gdf.geometry.name)).reset_index(drop=True)
     out = gpd.GeoDataFrame(attrs, geometry=gpd.GeoSeries(geoms, crs=out_crs), crs=out_crs)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if kind == ".csv":
-            _write_csv(out, path, spec)
-        elif kind == ".zip":
-            with tempfile.TemporaryDirectory() as tmp:
-                shp = Path(tmp) / f"{spec.name}.shp"
-                _write_vector(out, shp, ".shp", spec)
-                with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-                    for member in sorted(Path(tmp).iterdir()):
-                        zf.write(member, member.name)
-        else:
-            _write_vector(out, path, kind, spec)
+        # written to a staging file, audited, and only then renamed into place: an export
+        # whose audit record did not commit leaves no file
+        with published_after(path, keep_existing=kind == ".gpkg") as staged:
+            if kind == ".csv":
+                _write_csv(out, staged, spec)
+            elif kind == ".zip":
+                with tempfile.TemporaryDirectory() as tmp:
+                    shp = Path(tmp) / f"{spec.name}.shp"
+                    _write_vector(out, shp, ".shp", spec)
+                    with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as zf:
+                        for member in sorted(Path(tmp).iterdir()):
+                            zf.write(member, member.name)
+            else:
+                _write_vector(out, staged, kind, spec)
+            with db.session() as s:
+                audit.record(s, actor=actor or _cli_actor(), role=role, action="layer.export",
+                             target=spec.name, detail={"file": str(path), "features": len(out),
+                                                       "crs": crs_label(dst)})  # fmt: skip
     except OSError as exc:
         raise UsageError(f"FILE {str(path)!r}: cannot write it ({exc})") from exc
     log.info("exported %s %s features to %s (%s)", len(out), spec.name, path, crs_label(dst))
-    with db.session() as s:
-        audit.record(s, actor=actor or _cli_actor(), role=role, action="layer.export",
-                     target=spec.name, detail={"file": str(path), "features": len(out),
-                                               "crs": crs_label(dst)})  # fmt: skip
     return len(out)
 
 

@@ -30,7 +30,7 @@ Audit entries are never purged: the Cybersecurity Law asks for ≥ 6 months of l
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import datetime as dt
 import io
 import logging
@@ -44,8 +44,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from layers.db import Database
+from layers.exportsafe import csv_dict_writer
 from layers.models import AuditCheckpoint, AuditEntry, Incident
 from layers.models.base import utcnow
+from layers.publish import published_after
 from layers.services.audit_chain import (
     CHECKPOINT_ID,
     GENESIS,
@@ -367,16 +369,12 @@ def entry_row(entry: AuditEntry) -> dict:
 
 def write_csv(entries: Iterable[AuditEntry], out: IO[str]) -> int:
     """Return the number of entries written to ``out`` as CSV (header + one row each)."""
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+    # every text cell is neutralised like the other exports (``layers.exportsafe``)
+    writer = csv_dict_writer(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     n = 0
     for e in entries:
-        row = entry_row(e)
-        # a cell starting with = + - @ would run as a formula in a spreadsheet
-        for k in ("actor", "target", "detail", "action", "role"):
-            if str(row[k]).startswith(("=", "+", "-", "@", "\t", "\r")):
-                row[k] = "'" + str(row[k])
-        writer.writerow(row)
+        writer.writerow(entry_row(e))
         n += 1
     return n
 
@@ -392,26 +390,31 @@ def export_csv(
     """Return (rows, csv_text) of the log (oldest first), written to ``path`` when given.
 
     The export itself is audited (``audit.export``) as ``actor``/``role`` with the filters and
-    the row count.
+    the row count, before the file appears: it is written to a staging file, the record is
+    committed, and only then is the file renamed into place (``layers.publish``). When the
+    record cannot be written (e.g. a sealed log and no key) no file is left.
     """
     filters = dict(filters or {})
-    with db.session() as s:
-        entries = search(s, limit=None, **filters)
-        entries.reverse()
-        buf = io.StringIO()
-        n = write_csv(entries, buf)
-        text = buf.getvalue()
-        if path is not None:
-            # UTF-8 with BOM: Excel (the usual viewer in a command center) then shows Chinese
-            Path(path).write_bytes(text.encode("utf-8-sig"))
-        record(
-            s,
-            actor=actor,
-            role=role,
-            action="audit.export",
-            target=str(path or "download")[:128],
-            detail={"rows": n, "filters": {k: str(v) for k, v in filters.items() if v}},
-        )
+    with contextlib.ExitStack() as stack:
+        staged = stack.enter_context(published_after(path)) if path is not None else None
+        with db.session() as s:
+            entries = search(s, limit=None, **filters)
+            entries.reverse()
+            buf = io.StringIO()
+            n = write_csv(entries, buf)
+            text = buf.getvalue()
+            if staged is not None:
+                # UTF-8 with BOM: Excel (the usual viewer in a command center) then shows Chinese
+                staged.write_bytes(text.encode("utf-8-sig"))
+            record(
+                s,
+                actor=actor,
+                role=role,
+                action="audit.export",
+                target=str(path or "download")[:128],
+                detail={"rows": n, "filters": {k: str(v) for k, v in filters.items() if v}},
+            )
+        # committed: leaving the stack publishes the file
     return n, text
 
 

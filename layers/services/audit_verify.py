@@ -97,13 +97,22 @@ def _iter_entries(session: Session) -> Iterator[AuditEntry]:
 class _Walk:
     """The running state of one pass over the chain."""
 
-    def __init__(self, report: VerifyReport, cp: AuditCheckpoint | None, key: AuditKey | None):
+    def __init__(
+        self,
+        report: VerifyReport,
+        cp: AuditCheckpoint | None,
+        key: AuditKey | None,
+        spare_key: AuditKey | None = None,
+    ):
         self.report = report
         self.prev_hash = GENESIS
         self.expected_seq = 1
         self.seen: set[str] = set()
         self.key_from = cp.key_from_seq if is_keyed(cp) else None
         self.key = key
+        #: the given key while the head row does not say the log is sealed: the chain's own
+        #: sealing entry, if its keyed hash checks out, says from where it is keyed
+        self.spare_key = spare_key if self.key_from is None else None
         self.anchored_hash: str | None = None
 
     def problem(self, seq: int, kind: str, message: str) -> None:
@@ -111,6 +120,8 @@ class _Walk:
 
     def check(self, e: AuditEntry) -> None:
         self.report.count += 1
+        if self.spare_key is not None and e.action == KEY_ENABLED:
+            self._keyed_from_the_chain(e)
         self._check_order(e)
         self._check_hash(e)
         self._check_detail(e)
@@ -122,6 +133,15 @@ class _Walk:
         self.prev_hash = e.hash
         self.expected_seq = max(self.expected_seq, e.seq + 1)
         self.report.last_seq, self.report.last_hash = e.seq, e.hash
+
+    def _keyed_from_the_chain(self, e: AuditEntry) -> None:
+        try:
+            key_id = json.loads(e.detail or "{}").get("key_id")
+        except (json.JSONDecodeError, AttributeError):
+            return
+        if key_id == self.spare_key.key_id:
+            self.key_from, self.key, self.spare_key = e.seq, self.spare_key, None
+            self.report.keyed_from = e.seq
 
     def _check_order(self, e: AuditEntry) -> None:
         if e.seq > self.expected_seq:
@@ -178,6 +198,12 @@ class _Walk:
                 "that existed before: expected if the key was provisioned by hand; otherwise "
                 "the older entries may have been rewritten before sealing"
             )
+        elif not detail.get("key_created_here"):
+            self.report.notes.append(
+                "sealing began at seq 1 with a key file that existed before: expected if the "
+                "key was provisioned by hand; otherwise an earlier sealed log may have been "
+                "deleted and the app sealed a new one (an anchor from `audit anchor` shows it)"
+            )
 
 
 def verify(
@@ -198,21 +224,45 @@ def verify(
     with db.session() as s:
         cp = s.get(AuditCheckpoint, CHECKPOINT_ID)
         key = _usable_key(report, cp, given)
-        walk = _Walk(report, cp, key)
+        walk = _Walk(report, cp, key, _existing(given))
         for e in _iter_entries(s):
             walk.check(e)
             if anchor_doc is not None and e.seq == anchor_doc["seq"]:
                 walk.anchored_hash = e.hash
     _check_head(report, cp, key)
-    if not is_keyed(cp) and report.count and given is not None and given.exists():
-        report.problems.append(
-            Problem(report.last_seq, "key", f"the audit key {given.path} exists but the log is "
-                    "not sealed with it: the seal was stripped, or nothing was written since "
-                    "the key was made (start the app once and verify again)")
-        )  # fmt: skip
+    if cp is not None and not is_keyed(cp) and given is not None and given.exists():
+        _unsealed_with_a_key(report, given)
     if anchor_doc is not None:
         _check_anchor(report, anchor_doc, walk.anchored_hash)
     return report
+
+
+def _existing(key: AuditKey | None) -> AuditKey | None:
+    """Return ``key`` if its file exists and holds a key, else None."""
+    if key is None or not key.exists():
+        return None
+    try:
+        key.secret()
+    except AuditKeyError:
+        return None
+    return key
+
+
+def _unsealed_with_a_key(report: VerifyReport, key: AuditKey) -> None:
+    """Report a log that is not sealed although its key file exists (emptied or stripped).
+
+    The app seals the log in the same start that creates the key, so with the key file
+    present an unsealed head, empty or not, means the sealed entries were deleted and the
+    head row rewritten by someone without the key.
+    """
+    empty = report.count == 0
+    what = "empty" if empty else f"{report.count} entries, head seq {report.last_seq}"
+    report.problems.append(
+        Problem(report.last_seq + 1, "truncated" if empty else "key", f"the audit key {key.path} exists but the "
+                f"log ({what}) is not sealed with it: sealed entries were deleted together "
+                "with the head's seal, or the seal was stripped (a key made by hand for a "
+                "database the app has not started on since: start the app once, verify again)")
+    )  # fmt: skip
 
 
 def _usable_key(report: VerifyReport, cp: AuditCheckpoint | None, key: AuditKey | None):

@@ -93,6 +93,17 @@ def change_password(
     return open_session(session, user, client, keep_rows_s)
 
 
+def account_active(session: Session, username: str) -> bool:
+    """Return True if ``username`` (as a sign-in form reads it) names an active account.
+
+    No password is checked: the sign-in throttle asks this, cheaply, before deciding whether
+    an attempt from a busy address is worth an argon2 verification.
+    """
+    name = (username or "").strip()[:64]
+    user = user_service.get_user(session, name) if name else None
+    return user is not None and bool(user.active)
+
+
 def user_by_id(session: Session, user_id: int) -> User | None:
     """Return the account with this id, or None."""
     return get_row(session, User, user_id)

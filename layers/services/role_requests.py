@@ -107,6 +107,8 @@ def _open_request(session: Session, request_id: object) -> RoleRequest:
         rid = int(request_id)
     except (TypeError, ValueError):
         raise UserError(f"request id {request_id!r} is not a number") from None
+    if not 0 < rid < 2**63:
+        raise UserError(f"no request #{str(rid)[:20]}; see the pending requests table")
     row = session.get(RoleRequest, rid)
     if row is None:
         raise UserError(f"no request #{rid}; see the pending requests table")

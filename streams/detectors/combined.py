@@ -45,6 +45,13 @@ class AnyOfDetector:
         sizes = [getattr(m, "min_face_px", 0) for m in self.members]
         return max(sizes) if any(sizes) else 0
 
+    def learn(self, frame: np.ndarray) -> None:
+        """Teach ``frame`` to every member that learns from frames (background models)."""
+        for m in self.members:
+            learn = getattr(m, "learn", None)
+            if learn is not None:
+                learn(frame)
+
     def detect(self, frame: np.ndarray) -> list[Box]:
         """Return every member's boxes for ``frame``."""
         out: list[Box] = []

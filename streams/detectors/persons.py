@@ -83,15 +83,13 @@ class Mog2PersonDetector:
         """Return True once the background model has seen ``warmup_frames`` frames."""
         return self._seen >= self.config.warmup_frames
 
+    def learn(self, frame: np.ndarray) -> None:
+        """Teach the background model ``frame`` without detecting (reading ahead in a file)."""
+        self._apply(frame)
+
     def detect(self, frame: np.ndarray) -> list[Box]:
         """Return blob boxes in ``frame`` pixels."""
-        h, w = frame.shape[:2]
-        f = min(1.0, self.config.work_width / w)
-        small = (
-            frame if f == 1.0 else cv2.resize(frame, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        )
-        fg = self._sub.apply(small)
-        self._seen += 1
+        small, fg, f = self._apply(frame)
         # 127 marks shadows; only confident foreground counts.
         _, fg = cv2.threshold(fg, 200, 255, cv2.THRESH_BINARY)
         fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, self._kernel, iterations=2)
@@ -104,6 +102,17 @@ class Mog2PersonDetector:
             if bw * bh >= min_area:
                 out.append(Box(x / f, y / f, (x + bw) / f, (y + bh) / f, 1.0, self.label))
         return out
+
+    def _apply(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Return (the frame at the working width, its foreground mask, the scale used); the
+        model learns the frame."""
+        f = min(1.0, self.config.work_width / frame.shape[1])
+        small = (
+            frame if f == 1.0 else cv2.resize(frame, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        )
+        fg = self._sub.apply(small)
+        self._seen += 1
+        return small, fg, f
 
 
 DETECTORS.register(HogConfig)(HogPersonDetector)

@@ -1,6 +1,7 @@
 """Sign-in throttling: per address, per (account, client), per account for unknown browsers;
-unknown and existing names answered alike; a stranger cannot lock the owner out; bounded
-argon2 verifications. Behaviour only (statuses and messages), never timing."""
+unknown and existing names answered alike; a stranger cannot lock the owner out, nor, from a
+shared (NAT) address, the other people behind it; bounded argon2 verifications. Behaviour
+only (statuses and messages), never timing."""
 
 from __future__ import annotations
 
@@ -83,14 +84,66 @@ def test_a_disabled_account_is_answered_like_a_wrong_password(tmp_path):
     assert _attempt(client, name, pw)[:2] == _attempt(client, "ghost-1", pw)[:2]
 
 
-def test_every_attempt_counts_per_address(tmp_path):
+def test_failures_count_per_address(tmp_path):
     app = _app(tmp_path, login_limit_per_address="3/minute")
+    name, pw = make_user(app, "operator")
     client = app.server.test_client()
     for i in range(3):
         assert _attempt(client, f"user-{i}", "x", "198.51.100.7")[0] == 401
     status, msg, _r = _attempt(client, "user-9", "x", "198.51.100.7")
     assert status == 429 and THROTTLED in msg
     assert _attempt(client, "user-9", "x", "198.51.100.8")[0] == 401  # another address
+    # an active account's right password still gets in there
+    assert _attempt(app.server.test_client(), name, pw, "198.51.100.7")[0] == 302
+
+
+def test_people_behind_one_address_sign_in_while_it_is_flooded(tmp_path):
+    """A command centre: 30 operators behind one NAT address sign in, one after another,
+    while an attacker at the same address hammers unknown names. The attacker is refused
+    (no argon2 work once over the limit); no operator is."""
+    app = _app(tmp_path, login_limit_per_address="10/minute")
+    nat = "203.0.113.50"
+    people = [make_user(app, "operator") for _ in range(30)]
+    attacker = app.server.test_client()
+    slots = app.server.config["GRIDSIGHT"].services["login_throttle"].slots
+    verified = {"n": 0}
+    real_hold = slots.hold
+
+    def counting_hold():
+        verified["n"] += 1
+        return real_hold()
+
+    slots.hold = counting_hold
+    attack: list[int] = []
+    for k, (name, pw) in enumerate(people):
+        for j in range(4):  # four guesses between two operators' sign-ins: 120 in all
+            attack.append(_attempt(attacker, f"ghost-{k}-{j}", "guess", nat)[0])
+        before = verified["n"]
+        status, msg, _r = _attempt(app.server.test_client(), name, pw, nat)
+        assert status == 302, f"operator {k} behind the shared address was refused: {msg}"
+        assert verified["n"] == before + 1
+    assert attack[:10] == [401] * 10 and set(attack[10:]) == {429}
+    assert verified["n"] == 10 + len(people)  # the refused guesses cost no verification
+
+
+def test_at_a_flooded_address_unknown_and_locked_names_answer_alike(tmp_path):
+    app = _app(tmp_path, login_limit_per_address="5/minute")
+    nat = "203.0.113.60"
+    locked, pw = make_user(app, "dispatcher")
+    disabled, dpw = make_user(app, "operator")
+    from layers.services import users
+
+    with app.server.config["GRIDSIGHT"].db.session() as s:
+        users.set_active(s, disabled, False, actor="tests")
+    client = app.server.test_client()
+    for _ in range(5):  # five wrong guesses: this pair is locked and the address is full
+        assert _attempt(client, locked, "guess", nat)[0] == 401
+    answers = {}
+    for who, password in ((locked, pw), ("no-such-user", "x"), (disabled, dpw)):
+        status, msg, r = _attempt(app.server.test_client(), who, password, nat)
+        answers[who] = (status, msg, r.headers.get("Retry-After"))
+    assert answers[locked] == answers["no-such-user"] == answers[disabled]
+    assert answers[locked][0] == 429 and THROTTLED in answers[locked][1]
 
 
 def test_the_per_account_limit_spares_a_browser_that_signed_in_before(tmp_path):

@@ -463,3 +463,45 @@ def test_several_workers_without_redis_are_refused(tmp_path):
                        capture_output=True, text=True, timeout=120)  # fmt: skip
     assert r.returncode == 2
     assert "GRIDSIGHT_WORKERS: GRIDSIGHT_WORKERS=3 needs GRIDSIGHT_REDIS_URL" in r.stderr
+
+
+def test_open_event_streams_are_capped_per_user_and_in_total(tmp_path):
+    """More streams than the caps: the one over a cap answers 429 naming its setting; a
+    closed stream frees its place."""
+    app = create_app(_settings(tmp_path, events_max_streams=5, events_max_streams_per_user=2),
+                     start_background=False)  # fmt: skip
+    build_city(app.server.config["GRIDSIGHT"].db, incidents=0)
+    limiter = app.server.config["GRIDSIGHT"].services["event_streams"]
+    alice, bob = app.server.test_client(), app.server.test_client()
+    login(alice, app, "operator")
+    login(bob, app, "dispatcher")
+    token = bearer(app, "gis")
+    path = "/api/v1/events?heartbeat=1"
+    opened = [alice.get(path, buffered=False) for _ in range(2)]
+    assert [r.status_code for r in opened] == [200, 200]
+    over = alice.get(path, buffered=False)
+    assert over.status_code == 429 and int(over.headers["Retry-After"]) > 0
+    assert "GRIDSIGHT_EVENTS_MAX_STREAMS_PER_USER" in over.get_json()["error"]
+    assert over.get_json()["errors"][0]["field"] == "events"
+    opened += [bob.get(path, buffered=False) for _ in range(2)]  # another user: 4 open
+    opened.append(bob.application.test_client().get(path, headers=token, buffered=False))
+    assert [r.status_code for r in opened] == [200] * 5
+    assert sum(limiter.open_streams().values()) == 5
+    carol = app.server.test_client()
+    login(carol, app, "admin")
+    for client, headers in ((app.server.test_client(), bearer(app, "gis")), (carol, {})):
+        full = client.get(path, headers=headers, buffered=False)
+        assert full.status_code == 429, full.get_data(as_text=True)
+        assert "GRIDSIGHT_EVENTS_MAX_STREAMS)" in full.get_json()["error"]
+    opened.pop(0).close()  # the server closes the response: its place is free again
+    assert sum(limiter.open_streams().values()) == 4
+    again = carol.get(path, buffered=False)
+    assert again.status_code == 200
+    for r in (*opened, again):
+        r.close()
+    assert limiter.open_streams() == {}
+
+
+def test_event_stream_cap_settings_are_checked():
+    with pytest.raises(ValueError, match="GRIDSIGHT_EVENTS_MAX_STREAMS=70"):
+        Settings(stream_threads=64, events_max_streams=70)

@@ -130,3 +130,110 @@ def test_no_stack_trace_reaches_a_client(fuzz):
     login(c, app, "operator")
     r = c.get("/_dash-component-suites/dash/nope.v1m1.js")
     assert r.status_code == 404 and "Traceback" not in r.get_data(as_text=True)
+
+
+#: a dict where text belongs, a list where a number does, a number where a list does, text
+#: where an id does, NaN, a negative count
+WRONG_TYPES = [{"a": {"b": 1}}, [1, [2]], 3.5, "x", float("nan"), -1]
+PAGE_ROLE = {"operator-": "operator", "dispatch-": "dispatcher", "privacy-": "privacy_officer",
+             "audit-": "auditor", "admin-": "admin"}  # fmt: skip
+
+
+def _callbacks(app) -> dict:
+    c = app.server.test_client()
+    c.get("/login")  # Dash registers the pages' callbacks with the first request
+    return app.callback_map
+
+
+def _output_spec(cb):
+    def one(o):
+        return {"id": o.component_id, "property": o.component_property}
+
+    out = cb["output"]
+    return [one(o) for o in out] if isinstance(out, list) else one(out)
+
+
+def _prop_id(dep: dict) -> str:
+    cid = dep["id"]
+    text = json.dumps(cid, sort_keys=True, separators=(",", ":")) if isinstance(cid, dict) else cid
+    return f"{text}.{dep['property']}"
+
+
+def _role_for(key: str) -> str:
+    first = key.lstrip(".")
+    return next((r for p, r in PAGE_ROLE.items() if first.startswith(p)), "operator")
+
+
+def test_every_callback_input_and_state_has_a_type(fuzz):
+    from dashboard.callback_types import spec_for
+
+    app, _clients, _ = fuzz
+    untyped = sorted({f"{d['id']}.{d['property']}" for cb in _callbacks(app).values()
+                      for d in (*cb["inputs"], *cb.get("state", []))
+                      if spec_for(d["id"], d["property"]) is None})  # fmt: skip
+    assert not untyped, f"give these a type in dashboard/callback_types.py: {untyped}"
+
+
+def test_wrong_types_in_callback_inputs_answer_400_naming_the_field(fuzz):
+    """Every input and state of every callback gets values of the wrong type: 0 x 5xx, and a
+    value its type refuses answers 400 naming ``id.property``."""
+    from dashboard.callback_types import field_name, value_problem
+
+    app, _clients, _ = fuzz
+    clients = {}
+    for role in set(PAGE_ROLE.values()):
+        clients[role] = app.server.test_client()
+        login(clients[role], app, role)
+    problems, refused, n = [], 0, 0
+    for key, cb in _callbacks(app).items():
+        if "callback" not in cb:
+            continue  # browser-side: refused as a whole (below)
+        client = clients[_role_for(key)]
+        deps = [("inputs", i, d) for i, d in enumerate(cb["inputs"])]
+        deps += [("state", i, d) for i, d in enumerate(cb.get("state", []))]
+        for kind, i, dep in deps:
+            for wrong in WRONG_TYPES:
+                body = {"output": key, "outputs": _output_spec(cb), "changedPropIds": [],
+                        "inputs": [{**d, "value": None} for d in cb["inputs"]],
+                        "state": [{**d, "value": None} for d in cb.get("state", [])]}  # fmt: skip
+                body[kind][i]["value"] = wrong
+                body["changedPropIds"] = [_prop_id(cb["inputs"][0])]
+                r = client.post("/_dash-update-component", data=json.dumps(body),
+                                headers={**csrf_headers(client),
+                                         "Content-Type": "application/json"})  # fmt: skip
+                n += 1
+                where = f"{key[:50]} {field_name(dep['id'], dep['property'])}={wrong!r}"
+                if r.status_code >= 500:
+                    problems.append(f"{where} -> {r.status_code}")
+                elif value_problem(dep["id"], dep["property"], wrong) is not None:
+                    refused += 1
+                    field = (r.get_json(silent=True) or {}).get("field")
+                    if (r.status_code, field) != (400, field_name(dep["id"], dep["property"])):
+                        problems.append(f"{where} -> {r.status_code} field {field!r}")
+    assert n > 300 and refused > 200, (n, refused)
+    assert not problems, f"{len(problems)} of {n}:\n" + "\n".join(problems[:40])
+
+
+def test_browser_side_callbacks_are_not_run_by_the_server(fuzz):
+    app, _clients, _ = fuzz
+    c = app.server.test_client()
+    login(c, app, "operator")
+    client_side = [(k, cb) for k, cb in _callbacks(app).items() if "callback" not in cb]
+    assert client_side
+    for key, cb in client_side:
+        body = {"output": key, "outputs": _output_spec(cb), "changedPropIds": [],
+                "inputs": [{**d, "value": {"a": 1}} for d in cb["inputs"]],
+                "state": [{**d, "value": None} for d in cb.get("state", [])]}  # fmt: skip
+        r = c.post("/_dash-update-component", json=body, headers=csrf_headers(c))
+        assert r.status_code == 400 and r.get_json()["field"] == "output", (key, r.status_code)
+
+
+@pytest.mark.parametrize("wait", ["nan", "inf", "-inf", "-1", "1e309", "9" * 5000, "16", "x", ""])
+def test_snapshot_wait_must_be_seconds_from_0_to_15(fuzz, wait):
+    app, _clients, _ = fuzz
+    c = app.server.test_client()
+    login(c, app, "operator")
+    r = c.get(f"/video/1.jpg?wait={wait}")
+    assert r.status_code == 400, r.get_data(as_text=True)[:200]
+    body = r.get_json()
+    assert body["errors"][0]["field"] == "wait" and "between 0 and 15" in body["error"]

