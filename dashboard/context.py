@@ -13,7 +13,7 @@ from layers.db import Database
 
 @dataclass
 class AppContext:
-    """Return-type of ``get_ctx``: settings, the database and the app's long-lived services."""
+    """The running app's context (``get_ctx``): settings, the database, long-lived services."""
 
     settings: Settings
     db: Database

@@ -19,7 +19,7 @@ FloorTarget = Literal["faces", "plates", "persons"]
 
 
 class Settings(BaseSettings):
-    """Return-value type of ``load_settings``: the whole configuration of one deployment."""
+    """The whole configuration of one deployment, as ``load_settings`` reads it."""
 
     model_config = SettingsConfigDict(env_prefix="GRIDSIGHT_", extra="forbid")
 

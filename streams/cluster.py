@@ -260,7 +260,7 @@ class _Lease:
 
 
 class RedactionWorker:
-    """Return redacted JPEGs of the cameras assigned to this worker process (a Ray actor).
+    """A redaction worker process (a Ray actor) serving redacted JPEGs of its assigned cameras.
 
     Parameters
     ----------
@@ -467,7 +467,7 @@ def _actor_class():
 
 
 class RedactionCluster:
-    """Return handles on the fixed pool of named redaction workers of one deployment.
+    """The fixed pool of named redaction workers of one deployment, with handles on each.
 
     Parameters
     ----------
@@ -918,7 +918,7 @@ class _RelayFeed:
 
 
 class RayStreamRelay:
-    """Return redacted frames of cameras running in the redaction cluster (``StreamHub`` API).
+    """A ``StreamHub`` whose cameras run in the redaction cluster: their redacted frames, relayed.
 
     Used by ``dashboard/routes/video.py`` instead of a ``StreamHub`` when a Ray address is
     set. Frames are the worker's JPEG bytes, or a placeholder while it cannot be reached.

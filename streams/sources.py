@@ -243,7 +243,7 @@ class _CaptureSource:
 
 
 class RtspSource(_CaptureSource):
-    """Return frames from an RTSP URL over TCP or UDP, with open/read timeouts.
+    """A frame source reading an RTSP URL over TCP or UDP, with open/read timeouts.
 
     ``resolution_changes`` counts pictures whose size differs from the one before.
     """
@@ -349,7 +349,7 @@ class RtspSource(_CaptureSource):
 
 
 class FileSource(_CaptureSource):
-    """Return frames of a local video, looping at the end, paced to the file's frame rate."""
+    """A frame source playing a local video, looping at the end, paced to the file's frame rate."""
 
     def __init__(self, config: FileSourceConfig) -> None:
         super().__init__()
@@ -419,7 +419,7 @@ def _decode_jpeg(data: bytes, where: str) -> np.ndarray:
 
 
 class MjpegSource:
-    """Return frames of a multipart MJPEG HTTP stream (parts found by JPEG SOI/EOI markers)."""
+    """A frame source reading a multipart MJPEG HTTP stream (parts found by JPEG SOI/EOI marks)."""
 
     expected_interval = 0.1
     _MAX_BUFFER = 16 * 1024 * 1024
@@ -468,7 +468,7 @@ class MjpegSource:
 
 
 class StillSource:
-    """Return the same still image every ``refresh_s`` seconds, refetched each time."""
+    """A frame source serving the same still image, refetched every ``refresh_s`` seconds."""
 
     def __init__(self, config: StillSourceConfig) -> None:
         self.config = config

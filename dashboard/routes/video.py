@@ -20,7 +20,7 @@ Every frame served here went through ``streams.pipeline.RedactionPipeline`` insi
 viewers. With ``GRIDSIGHT_RAY_ADDRESS`` set that hub is a ``streams.cluster.RayStreamRelay``
 (same interface): each camera then runs once in the Ray cluster, whichever web process the
 viewer reached, and only its redacted JPEGs (or a "stream restarting" placeholder) arrive
-here. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.services``:
+here. Hooks for access control, looked up on ``ctx`` or in ``ctx.services``:
 
 - ``authorize_video(request, camera_id) -> bool``: False -> 403. Absent -> 403 as well:
   access control fails closed, a missing hook never opens video to everyone.

@@ -34,7 +34,7 @@ class RowIssue:
 
 @dataclass
 class ImportReport:
-    """Return value of ``import_layer``: counts, per-row issues and general notes."""
+    """The outcome of one ``import_layer`` run: counts, per-row issues and general notes."""
 
     layer: str
     path: str

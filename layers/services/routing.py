@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Route:
-    """Return-type of ``route_incident``: owning level, center and assignee (None = queue)."""
+    """Where an incident goes (``route_incident``): owning level, center, assignee (None: queue)."""
 
     level: str
     center_id: int | None

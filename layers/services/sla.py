@@ -45,7 +45,7 @@ def _parse_hhmm(value: str) -> dt.time:
 
 @dataclass(frozen=True)
 class WorkCalendar:
-    """Return-type of ``load_calendar``: working periods of each day plus holidays and 调休 days.
+    """A working-time calendar (``load_calendar``): each day's working periods, holidays, 调休.
 
     Parameters
     ----------

@@ -29,7 +29,7 @@ ESCALATION_ORDER = ("grid", "community", "street", "district", "city")
 
 @dataclass
 class GridLocator:
-    """Return-type of ``locator``: the grid index plus the hierarchy above each grid."""
+    """The cached grid index of one database plus the hierarchy above each grid (``locator``)."""
 
     version: tuple
     grid_ids: np.ndarray  # position -> grid id

@@ -55,7 +55,7 @@ class MapFilterError(ValueError):
 
 @dataclass(frozen=True)
 class MapFilter:
-    """Return-type of ``parse_filter``: what the operator chose to look at.
+    """What the operator chose to look at (``parse_filter`` builds it).
 
     Attributes
     ----------
