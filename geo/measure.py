@@ -54,9 +54,9 @@ def metres_per_degree(lat: ArrayLike) -> tuple:
     """
     scalar = np.ndim(lat) == 0
     phi = np.radians(np.asarray(lat, dtype=float))
-    w = np.sqrt(1.0 - WGS84_E2 * np.sin(phi) ** 2)
-    n = WGS84_A / w  # prime-vertical radius
-    m = WGS84_A * (1.0 - WGS84_E2) / w**3  # meridional radius
+    q = 1.0 - WGS84_E2 * np.sin(phi) ** 2
+    n = WGS84_A / np.sqrt(q)  # prime-vertical radius
+    m = WGS84_A * (1.0 - WGS84_E2) / q**1.5  # meridional radius
     mx, my = math.radians(1.0) * n * np.cos(phi), math.radians(1.0) * m
     if scalar:
         return float(mx), float(my)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -191,15 +192,72 @@ def _write_city(
     sample_video_cameras: int,
 ) -> dict[str, int]:
     from geo.assign import GridIndex
-    from geo.crs import local_metric_crs, transform_geometries
     from layers.services.incidents import ensure_categories
 
     h = plan.hierarchy
-    plane = plan.plane
-    lake = plan.lake
-
-    # ---- administrative areas and grids (ids explicit: the rows refer to each other)
     bar.stage("writing areas")
+    areas = _write_areas(s, plan)
+    bar.stage("writing centers and people")
+    centers = _write_centers(s, plan, areas, rngs["people"])
+    people = _write_responders(s, plan, centers, rngs["people"])
+
+    # ---- cameras
+    bar.stage("placing cameras")
+    index = GridIndex(areas.grid_ll, max_cells=8_000_000)
+    cam_rows = camera_rows(plan, cfg, rngs, index, now)
+    if sample_video:
+        uri = Path(sample_video).resolve().as_uri()
+        clon, clat = centers.lon[0], centers.lat[0]
+        d2 = np.array([(r["lon"] - clon) ** 2 + (r["lat"] - clat) ** 2 for r in cam_rows])
+        cls1 = np.array([r["cls"] == 1 and r["status"] == "online" for r in cam_rows])
+        for i in np.argsort(np.where(cls1, d2, np.inf))[:sample_video_cameras]:
+            cam_rows[int(i)]["stream_url"] = uri
+    insert_rows(s, Camera, cam_rows)
+    bar.update(len(cam_rows))
+
+    # ---- categories: the shipped dictionary, unless the table already holds one
+    ensure_categories(s)
+    cats = history.CategoryDict.load()
+    n_categories = s.scalar(select(func.count()).select_from(Category)) or 0
+
+    # ---- incidents
+    bar.stage("incident history")
+    n_inc, n_events = write_incidents(
+        s, plan, cfg, rngs, index, now, bar, cats,
+        grid_community=np.array([areas.first_id["community"] + g.parent for g in h.grids]),
+        area_parent={r["id"]: r["parent_id"] for r in areas.rows},
+        center_of_area=centers.of_area, staff_of_center=people.staff_of_center,
+        worker_names=people.worker_names, worker_phones=people.worker_phones,
+    )  # fmt: skip
+    return {
+        "districts": len(h.districts),
+        "streets": len(h.streets),
+        "communities": len(h.communities),
+        "grids": len(h.grids),
+        "centers": len(centers.rows),
+        "responders": people.count,
+        "cameras": len(cam_rows),
+        "categories": n_categories,
+        "incidents": n_inc,
+        "incident_events": n_events,
+    }
+
+
+@dataclass
+class _Areas:
+    """The written areas and grids: area rows, grid outlines (WGS-84), first id per level."""
+
+    rows: list[dict]
+    grid_ll: np.ndarray
+    first_id: dict[str, int]
+
+
+def _write_areas(s: Session, plan: Plan) -> _Areas:
+    """Write the city, districts, streets, communities and grids (ids explicit: rows refer
+    to each other); areas in square metres of a local metric CRS."""
+    from geo.crs import local_metric_crs, transform_geometries
+
+    h, plane = plan.hierarchy, plan.plane
     levels = [("district", h.districts), ("street", h.streets), ("community", h.communities)]
     plane_geoms = [plan.city] + [a.geom for _, areas in levels for a in areas]
     ll = plane.geoms_to_lonlat(np.array(plane_geoms + [g.geom for g in h.grids], dtype=object))
@@ -228,25 +286,33 @@ def _write_city(
         for i, g in enumerate(h.grids)
     ]  # fmt: skip
     insert_rows(s, Grid, grid_rows)
+    return _Areas(area_rows, grid_ll, first_id)
 
-    # ---- centers at four levels
-    bar.stage("writing centers and people")
-    rng = rngs["people"]
+
+@dataclass
+class _Centers:
+    """The written centers: rows, (level, name, area id, plane xy) each, WGS-84 positions."""
+
+    rows: list[dict]
+    specs: list[tuple]
+    lon: np.ndarray
+    lat: np.ndarray
+    of_area: dict[int, int]  # area id -> center id
+
+
+def _write_centers(s: Session, plan: Plan, areas: _Areas, rng: np.random.Generator) -> _Centers:
+    """Write one governance center per area, at four levels, on dry land near its seat."""
+    h, plane, lake = plan.hierarchy, plan.plane, plan.lake
+    levels = [("district", h.districts), ("street", h.streets), ("community", h.communities)]
     centers: list[tuple] = []  # (level, name, area id, plane xy)
     cx, cy = dry_point(plan.city, (0.0, 0.0), lake)
     centers.append(("city", f"{plan.city_name}社会治理综合指挥中心", 1, (cx, cy)))
     center_of_area = {1: 1}
-    for level, areas in levels:
-        for i, a in enumerate(areas):
-            area_id = first_id[level] + i
-            centers.append(
-                (
-                    CENTER_LEVEL_OF_AREA[level],
-                    f"{a.name}综治中心",
-                    area_id,
-                    dry_point(a.geom, a.seat, lake),
-                )
-            )
+    for level, level_areas in levels:
+        for i, a in enumerate(level_areas):
+            area_id = areas.first_id[level] + i
+            centers.append((CENTER_LEVEL_OF_AREA[level], f"{a.name}综治中心", area_id,
+                            dry_point(a.geom, a.seat, lake)))  # fmt: skip
             center_of_area[area_id] = len(centers)
     cxy = np.array([c[3] for c in centers])
     clon, clat = plane.to_lonlat(cxy[:, 0], cxy[:, 1])
@@ -258,8 +324,24 @@ def _write_city(
         for i, (lvl, name, area_id, _) in enumerate(centers)
     ]  # fmt: skip
     insert_rows(s, Center, center_rows)
+    return _Centers(center_rows, centers, clon, clat, center_of_area)
 
-    # ---- responders: one worker per grid, staff per center
+
+@dataclass
+class _People:
+    """The written responders: grid workers' names and phones, staff ids per center."""
+
+    count: int
+    worker_names: np.ndarray
+    worker_phones: np.ndarray
+    staff_of_center: dict[int, tuple[int, int]]  # center id -> (first staff id, count)
+
+
+def _write_responders(
+    s: Session, plan: Plan, centers: _Centers, rng: np.random.Generator
+) -> _People:
+    """Write one grid worker per grid and the staff of every center."""
+    h, plane, lake = plan.hierarchy, plan.plane, plan.lake
     n_grids = len(h.grids)
     gxy = np.array([dry_point(g.geom, g.seat, lake) for g in h.grids])
     glon, glat = plane.to_lonlat(gxy[:, 0], gxy[:, 1])
@@ -273,13 +355,13 @@ def _write_city(
         for i in range(n_grids)
     ]  # fmt: skip
     staff_center = np.repeat(
-        np.arange(1, len(centers) + 1), [STAFF_PER_CENTER[c[0]] for c in centers]
+        np.arange(1, len(centers.specs) + 1), [STAFF_PER_CENTER[c[0]] for c in centers.specs]
     )
     n_staff = len(staff_center)
     staff_names = names.person_names(rng, n_staff)
     staff_phones = names.mobile_numbers(rng, n_staff)
     staff_avail = rng.random(n_staff) < 0.9
-    staff_of_center: dict[int, tuple[int, int]] = {}  # center id -> (first staff id, count)
+    staff_of_center: dict[int, tuple[int, int]] = {}
     for j in range(n_staff):
         rid = n_grids + j + 1
         c = int(staff_center[j])
@@ -288,50 +370,10 @@ def _write_city(
         resp_rows.append(
             {"id": rid, "name": staff_names[j], "kind": "center_staff", "grid_id": None,
              "center_id": c, "phone": staff_phones[j], "available": bool(staff_avail[j]),
-             "lon": float(clon[c - 1]), "lat": float(clat[c - 1])}
+             "lon": float(centers.lon[c - 1]), "lat": float(centers.lat[c - 1])}
         )  # fmt: skip
     insert_rows(s, Responder, resp_rows)
-
-    # ---- cameras
-    bar.stage("placing cameras")
-    index = GridIndex(grid_ll, max_cells=8_000_000)
-    cam_rows = camera_rows(plan, cfg, rngs, index, now)
-    if sample_video:
-        uri = Path(sample_video).resolve().as_uri()
-        d2 = np.array([(r["lon"] - clon[0]) ** 2 + (r["lat"] - clat[0]) ** 2 for r in cam_rows])
-        cls1 = np.array([r["cls"] == 1 and r["status"] == "online" for r in cam_rows])
-        for i in np.argsort(np.where(cls1, d2, np.inf))[:sample_video_cameras]:
-            cam_rows[int(i)]["stream_url"] = uri
-    insert_rows(s, Camera, cam_rows)
-    bar.update(len(cam_rows))
-
-    # ---- categories: the shipped dictionary, unless the table already holds one
-    ensure_categories(s)
-    cats = history.CategoryDict.load()
-    n_categories = s.scalar(select(func.count()).select_from(Category)) or 0
-
-    # ---- incidents
-    bar.stage("incident history")
-    area_parent = {r["id"]: r["parent_id"] for r in area_rows}
-    n_inc, n_events = write_incidents(
-        s, plan, cfg, rngs, index, now, bar, cats,
-        grid_community=np.array([first_id["community"] + g.parent for g in h.grids]),
-        area_parent=area_parent, center_of_area=center_of_area,
-        staff_of_center=staff_of_center, worker_names=worker_names,
-        worker_phones=worker_phones,
-    )  # fmt: skip
-    return {
-        "districts": len(h.districts),
-        "streets": len(h.streets),
-        "communities": len(h.communities),
-        "grids": n_grids,
-        "centers": len(center_rows),
-        "responders": len(resp_rows),
-        "cameras": len(cam_rows),
-        "categories": n_categories,
-        "incidents": n_inc,
-        "incident_events": n_events,
-    }
+    return _People(len(resp_rows), worker_names, worker_phones, staff_of_center)
 
 
 def _geom_cols(geom: shapely.Geometry) -> dict:
