@@ -2,8 +2,9 @@
 
 Gi* compares each grid's count, with its neighbours' (grids sharing an edge or a vertex),
 to the whole of the grids the filter covers (its area and the viewer's scope). The
-neighbourhood weights, the costly part, are built once per grid-layer version, area and
-scope and kept in a small process cache (derived data, not per-user state).
+neighbourhood weights of the whole city, the costly part, are built once per grid-layer
+version and kept in a small process cache (derived data, not per-user state); a filter's
+grids take their rows and columns.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 import shapely
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -30,18 +32,28 @@ from layers.services.mapdata.filters import (
 from layers.services.versions import stamps
 
 #: neighbourhoods kept per process: one per (database, grid version, area, scope) in use
-NEIGHBOURHOOD_ENTRIES = 16
-#: what a neighbourhood is built from: the grids' shapes and communities, and the area tree
-NEIGHBOURHOOD_STAMPS = ("grids", "admin_areas")
+#: cities kept per process: one per (database, grid version) in use
+NEIGHBOURHOOD_ENTRIES = 4
+#: what the city's neighbourhood is built from: the grids (shapes, communities)
+NEIGHBOURHOOD_STAMPS = ("grids",)
 
 
 @dataclass
 class Neighbourhood:
-    """The grids a filter covers (ids ascending, WGS-84 shapes) and their queen weights."""
+    """A set of grids (ids ascending, WGS-84 shapes) and their Gi* weights."""
 
     grid_ids: np.ndarray
     geoms: np.ndarray
-    weights: object  # libpysal.weights.W
+    weights: sp.csr_matrix  # geo.hotspots.neighbourhood_weights
+
+    def subset(self, ids: np.ndarray) -> Neighbourhood:
+        """Return the neighbourhood of the grids ``ids`` among these (same contiguity)."""
+        if not len(self.grid_ids):
+            return self
+        pos = np.clip(np.searchsorted(self.grid_ids, ids), 0, len(self.grid_ids) - 1)
+        pos = pos[self.grid_ids[pos] == ids]
+        return Neighbourhood(self.grid_ids[pos], self.geoms[pos],
+                             self.weights[pos][:, pos].tocsr())  # fmt: skip
 
 
 @dataclass
@@ -53,30 +65,37 @@ class _NeighbourhoodCache:
 _cache = _NeighbourhoodCache()
 
 
-def _neighbourhood(session: Session, f: MapFilter) -> Neighbourhood | None:
-    """Return the neighbourhood of the filter's grids (None: fewer than 3 grids)."""
-    key = (str(session.get_bind().url), stamps(session, NEIGHBOURHOOD_STAMPS), f.area_id,
-           f.scope.key())  # fmt: skip
+def _city(session: Session) -> Neighbourhood:
+    """Return every grid of the city with its queen contiguity, built once per grid version."""
+    key = (str(session.get_bind().url), stamps(session, NEIGHBOURHOOD_STAMPS))
     with _cache.lock:
         hit = _cache.entries.get(key)
         if hit is not None:
-            keep_recent(_cache.entries, key, hit, limit=NEIGHBOURHOOD_ENTRIES)
-            return hit[0]
-    stmt = select(Grid.id, Grid.geom_wkb).where(*f.scope.grids(session)).order_by(Grid.id)
-    if f.area_id is not None:
-        level = session.scalar(select(AdminArea.level).where(AdminArea.id == f.area_id))
-        if level not in (None, "city"):
-            stmt = stmt.where(Grid.id.in_(area_grid_ids_query(level, f.area_id)))
-    rows = session.execute(stmt).all()
+            return keep_recent(_cache.entries, key, hit, limit=NEIGHBOURHOOD_ENTRIES)
+    rows = session.execute(select(Grid.id, Grid.geom_wkb).order_by(Grid.id)).all()
     geoms = shapely.from_wkb([r.geom_wkb for r in rows]) if rows else np.empty(0, object)
     usable = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    hood = None
-    if usable.sum() >= 3:
-        ids = np.array([r.id for r in rows], dtype=np.int64)[usable]
-        hood = Neighbourhood(ids, geoms[usable], neighbourhood_weights(geoms[usable]))
+    ids = np.array([r.id for r in rows], dtype=np.int64)[usable]
+    weights = neighbourhood_weights(geoms[usable]) if usable.sum() else sp.csr_matrix((0, 0))
+    city = Neighbourhood(ids, geoms[usable], weights)
     with _cache.lock:
-        keep_recent(_cache.entries, key, (hood,), limit=NEIGHBOURHOOD_ENTRIES)
-    return hood
+        keep_recent(_cache.entries, key, city, limit=NEIGHBOURHOOD_ENTRIES)
+    return city
+
+
+def _neighbourhood(session: Session, f: MapFilter) -> Neighbourhood | None:
+    """Return the neighbourhood of the filter's grids (None: fewer than 3 grids)."""
+    city = _city(session)
+    if f.area_id is None and f.scope.unrestricted:
+        hood = city
+    else:
+        stmt = select(Grid.id).where(*f.scope.grids(session)).order_by(Grid.id)
+        if f.area_id is not None:
+            level = session.scalar(select(AdminArea.level).where(AdminArea.id == f.area_id))
+            if level not in (None, "city"):
+                stmt = stmt.where(Grid.id.in_(area_grid_ids_query(level, f.area_id)))
+        hood = city.subset(np.array(session.scalars(stmt).all(), dtype=np.int64))
+    return hood if len(hood.grid_ids) >= 3 else None
 
 
 def _gi_z(session: Session, f: MapFilter, counts: dict[int, int]) -> dict[int, float]:
