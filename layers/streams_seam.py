@@ -23,7 +23,7 @@ from streams.settings import (
     require_installed,
     setting,
 )
-from streams.sources import FileSourceConfig, SourceError
+from streams.sources import FileSourceConfig, SourceError, redact_url
 
 #: The streams modules this seam may import: models and settings, no engine.
 ALLOWED_STREAMS_MODULES = (
@@ -52,6 +52,7 @@ __all__ = [
     "known_timezone",
     "lowering_reasons",
     "parse_rules",
+    "redact_url",
     "require_installed",
     "setting",
 ]
