@@ -30,7 +30,7 @@ from layers.services import (
     use_session,
 )
 from layers.services.scope import Scope
-from streams.sources import redact_url
+from layers.streams_seam import redact_url
 
 log = logging.getLogger(__name__)
 

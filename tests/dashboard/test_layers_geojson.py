@@ -9,14 +9,14 @@ import pytest
 import shapely
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.models import AdminArea, Grid
+from layers.settings import load_settings
 from tests.helpers_auth import login
 
 
 def test_gzip_and_etag(tmp_path):
-    settings = Settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     with db.session() as s:
@@ -45,12 +45,12 @@ def test_gzip_and_etag(tmp_path):
 def test_cameras_layer_is_not_answered_304_after_a_status_or_position_change(db_backend, tmp_path):
     from sqlalchemy import text
 
+    from bench.operator_city import build_city
     from layers.services import cameras
-    from tests.dashboard.operator_city import build_city
     from tests.dbs import db_url
 
-    settings = Settings(db_url=db_url(tmp_path / "gs.sqlite", db_backend), data_dir=tmp_path,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=db_url(tmp_path / "gs.sqlite", db_backend), data_dir=tmp_path,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     cam = build_city(db, incidents=0)["cameras"][0]

@@ -14,13 +14,13 @@ import pytest
 import shapely
 from sqlalchemy import text
 
+from bench.operator_city import build_city, cell
 from layers.db import Database
 from layers.models import FEATURE_VERSIONS, Camera, Grid
 from layers.services import cameras, mapdata
 from layers.services.geojson import MAP_LAYERS, layer_version
 from layers.services.scope import Scope
 from layers.services.versions import COVERAGE_STAMPS, LAYER_STAMPS, stamps
-from tests.dashboard.operator_city import build_city, cell
 from tests.dbs import db_url
 
 
