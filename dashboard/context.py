@@ -61,7 +61,7 @@ class BasicAuthCache:
 
 @dataclass
 class AppContext:
-    """The running app's context (``get_ctx``): settings, the database, long-lived services, as typed fields."""
+    """One app's settings, database and long-lived services, as typed fields."""
 
     settings: Settings
     db: Database
