@@ -181,8 +181,8 @@ def run_http(db: Database, tmp: Path, args, bodies: list[dict]):
     incident per POST, and 100 incidents per batch POST."""
     import requests
 
+    from bench.incident_city import free_port, start_server
     from layers.services import users
-    from tests.incident_city import free_port, start_server
 
     with db.session() as s:
         _row, token = users.create_token(s, "bench-intake", "intake", actor="bench")

@@ -38,13 +38,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.dashboard.operator_city import refresh_body  # noqa: E402 - after the path
-from tests.incident_city import free_port  # noqa: E402
+from bench.incident_city import free_port  # noqa: E402
+from bench.operator_city import refresh_body  # noqa: E402 - after the path
 
 
 def start_server(db_url: str, port: int, workers: int, redis_url: str | None, log: Path):
     """Return the server process (its own process group) once /healthz answers."""
-    from tests.incident_city import start_server as start_dashboard
+    from bench.incident_city import start_server as start_dashboard
 
     env = {"GRIDSIGHT_WORKERS": str(workers)}
     if redis_url and workers > 1:

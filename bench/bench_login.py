@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.incident_city import free_port, start_server  # noqa: E402 - after the path
+from bench.incident_city import free_port, start_server  # noqa: E402 - after the path
 
 CONFIGS = {
     "unbounded": ({"GRIDSIGHT_LOGIN_CONCURRENCY": "64"}, True),
@@ -53,9 +53,9 @@ NAT_ADDRESS = "10.200.0.1"
 def prepare(db_path: Path, operators: int = 0) -> tuple[str, list[tuple[str, str]]]:
     """Return an operator token and ``operators`` (name, password) pairs after migrating a
     small city into ``db_path``."""
+    from bench.operator_city import build_city
     from layers.db import Database
     from layers.services import users
-    from tests.dashboard.operator_city import build_city
 
     db = Database(f"sqlite:///{db_path}")
     db.migrate()

@@ -55,10 +55,10 @@ def start_app(db_path: Path, data_dir: Path):
     from waitress import create_server
 
     from dashboard.app import create_app
-    from dashboard.settings import Settings
+    from layers.settings import load_settings
 
-    settings = Settings(db_url=f"sqlite:///{db_path}", data_dir=data_dir, seed_on_start=False,
-                        simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{db_path}", data_dir=data_dir, seed_on_start=False,
+                             simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     srv = create_server(app.server, host="127.0.0.1", port=0, threads=8)
     threading.Thread(target=srv.run, daemon=True).start()

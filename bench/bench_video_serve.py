@@ -43,13 +43,13 @@ def start(tmp: Path, views: int, routed: bool):
 
     from dashboard.app import create_app
     from dashboard.server import create_waitress_server
-    from dashboard.settings import Settings
     from layers.models import Camera
+    from layers.settings import load_settings
 
-    settings = Settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False, host="127.0.0.1",
-                        stream_threads=views + 16, video_max_streams=views + 8,
-                        video_max_streams_per_user=views + 8)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
+                             seed_on_start=False, simulator=False, host="127.0.0.1",
+                             stream_threads=views + 16, video_max_streams=views + 8,
+                             video_max_streams_per_user=views + 8)  # fmt: skip
     app = create_app(settings, start_background=False)
     with app.server.config["GRIDSIGHT"].db.session() as s:
         s.add(Camera(id=1, gb_id="53010200001320000001", name="dead", cls=1, lon=102.7, lat=25.0,
@@ -57,7 +57,7 @@ def start(tmp: Path, views: int, routed: bool):
     if routed:
         srv = create_waitress_server(app.server, settings, port=0)
     else:
-        srv = create_server(app.server, host="127.0.0.1", port=0, threads=settings.threads,
+        srv = create_server(app.server, host="127.0.0.1", port=0, threads=settings.web.threads,
                             channel_timeout=120, connection_limit=views + 100)  # fmt: skip
     threading.Thread(target=_run, args=(srv,), daemon=True).start()
     return app, srv, f"http://127.0.0.1:{srv.effective_port}"
@@ -119,7 +119,7 @@ def summary(ms: list[float]) -> str:
 def phase(label: str, views: int, routed: bool, probes: int, timeout: float, base_ms=None):
     with tempfile.TemporaryDirectory() as tmp:
         app, srv, base = start(Path(tmp), views, routed)
-        services = app.server.config["GRIDSIGHT"].services
+        ctx = app.server.config["GRIDSIGHT"]
         try:
             cookie = login_cookie(app, base)
             socks = hold_views(srv.effective_port, cookie, views) if views else []
@@ -127,10 +127,10 @@ def phase(label: str, views: int, routed: bool, probes: int, timeout: float, bas
             for s in socks:
                 s.close()
             deadline = time.monotonic() + 30  # let the abandoned views end before closing
-            while services["video_streams"].open_streams() and time.monotonic() < deadline:
+            while ctx.video_streams.open_streams() and time.monotonic() < deadline:
                 time.sleep(0.2)
         finally:
-            services["stream_hub"].close()
+            ctx.stream_hub.close()
             srv.close()
             time.sleep(0.5)
     for path, ms in result.items():

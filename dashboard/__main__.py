@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from pydantic import ValidationError
-
 from dashboard.server import shutdown_services
+from layers.settings import SettingsError, load_settings
 
 __all__ = ["main", "shutdown_services"]
 
@@ -21,15 +20,11 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from dashboard.settings import load_settings
-
     try:
         settings = load_settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            field = "GRIDSIGHT_" + "_".join(str(p) for p in err["loc"]).upper()
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            print(f"configuration error: {field}: {msg}", file=sys.stderr)
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"configuration error: {line}", file=sys.stderr)
         return 2
     from dashboard.server import serve
 

@@ -1,4 +1,4 @@
-"""The access hooks the video routes look up in ``ctx.services`` (installed by dashboard.auth)."""
+"""The access hooks the video and rules routes ask (``ctx.hooks``, installed by dashboard.auth)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dashboard.auth import (
     principal_from_user,
     principal_still_valid,
 )
-from dashboard.context import AppContext
+from dashboard.context import AccessHooks, AppContext
 from layers.services import audit
 from layers.services import cameras as camera_service
 from layers.services import grants as grant_service
@@ -22,7 +22,7 @@ from layers.services.transaction import run
 
 
 def install_video_hooks(ctx: AppContext) -> None:
-    """Put the access hooks the video routes look up into ``ctx.services``.
+    """Install the access hooks the video and rules routes ask into ``ctx.hooks``.
 
     ``authorize_video`` (role + camera scope), ``authorize_rules`` (read: privacy officer,
     auditor; write: privacy officer), ``unmask_grant`` (watermark text of an active grant, else
@@ -31,7 +31,7 @@ def install_video_hooks(ctx: AppContext) -> None:
     (False once the viewer's session, account or scope is gone: a running stream then ends)
     and ``audit`` (every view, snapshot and rule change into the audit log).
     """
-    two_person = ctx.settings.unmask_requires_second_approver
+    two_person = ctx.settings.privacy.unmask_requires_second_approver
 
     def authorize_video(_request, camera_id: int) -> bool:
         p = current_principal()
@@ -93,7 +93,7 @@ def install_video_hooks(ctx: AppContext) -> None:
         run(ctx.db, audit.record, actor=actor, role=role, action=event[:48], target=target,
             detail=detail)  # fmt: skip
 
-    ctx.services.update(
+    ctx.hooks = AccessHooks(
         authorize_video=authorize_video,
         authorize_rules=authorize_rules,
         unmask_grant=unmask_grant,

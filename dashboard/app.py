@@ -19,8 +19,8 @@ from dash import Dash, Input, Output, State, dcc, html
 from dashboard import dash_guard
 from dashboard.context import AppContext
 from dashboard.i18n import t
-from dashboard.settings import Settings
 from layers.db import Database
+from layers.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def _secret_key(settings: Settings) -> str:
     file and linked into place, which fails if another worker got there first, so every
     worker reads the same complete key (never a half-written file).
     """
-    if settings.secret_key:
-        return settings.secret_key
+    if settings.web.secret_key:
+        return settings.web.secret_key
     path = Path(settings.data_dir) / "secret_key"
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -124,7 +124,7 @@ def create_app(
     escalation and the retention purge.
     """
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # key, db, snapshots
-    db = db or Database(settings.db_url)
+    db = db or Database(settings.db.url)
     attach_audit_key(db, settings)
     ctx = AppContext(settings=settings, db=db)
     prepare_database(ctx)
@@ -176,7 +176,7 @@ def prepare_database(ctx: AppContext) -> None:
     with startup_lock(ctx.db):
         ctx.db.migrate()
         ensure_keyed(ctx.db)  # creates the audit key on first start and seals the chain
-        if ctx.settings.seed_on_start:
+        if ctx.settings.demo.seed_on_start:
             _seed_if_empty(ctx)
 
 
@@ -185,9 +185,9 @@ def _start_event_bus(ctx: AppContext) -> None:
     from layers.events import attach
     from streams.events import make_event_bus
 
-    bus = make_event_bus(ctx.settings.redis_url, ctx.settings.redis_stream)
-    ctx.services["events"] = bus
-    ctx.services["events_publisher"] = _Detach(attach(ctx.db, bus.publish))
+    bus = make_event_bus(ctx.settings.events.redis_url, ctx.settings.events.redis_stream)
+    ctx.events = bus
+    ctx.events_publisher = _Detach(attach(ctx.db, bus.publish))
 
 
 class _Detach:
@@ -206,7 +206,7 @@ def _start_leader_election(ctx: AppContext) -> None:
 
     def start_services() -> dict:
         services: dict = {}
-        if ctx.settings.simulator:
+        if ctx.settings.demo.simulator:
             services["simulator"] = _start_simulator(ctx)
         services["escalation"] = _start_escalation(ctx)
         retention = _start_retention(ctx)
@@ -215,9 +215,9 @@ def _start_leader_election(ctx: AppContext) -> None:
         return services
 
     elector = LeaderElector(
-        LeaderLease(ctx.db), start_services, retry_s=ctx.settings.leader_retry_s
+        LeaderLease(ctx.db), start_services, retry_s=ctx.settings.web.leader_retry_s
     )
-    ctx.services["leader"] = elector.start()
+    ctx.leader = elector.start()
 
 
 def _seed_if_empty(ctx: AppContext) -> None:
@@ -230,10 +230,12 @@ def _seed_if_empty(ctx: AppContext) -> None:
         return
 
     log.info(
-        "empty database: seeding the %s city (seed %s)", ctx.settings.seed_scale, ctx.settings.seed
+        "empty database: seeding the %s city (seed %s)",
+        ctx.settings.demo.seed_scale,
+        ctx.settings.demo.seed,
     )
     counts = seed_city(
-        ctx.db, scale=ctx.settings.seed_scale, seed=ctx.settings.seed, progress=False
+        ctx.db, scale=ctx.settings.demo.seed_scale, seed=ctx.settings.demo.seed, progress=False
     )
     log.info("seeded: %s", counts)
 
@@ -249,13 +251,13 @@ def _start_escalation(ctx: AppContext):
 
 def _start_retention(ctx: AppContext):
     """Return the started retention purge loop (None when retention is off)."""
-    if ctx.settings.personal_data_retention_days <= 0:
+    if ctx.settings.privacy.personal_data_retention_days <= 0:
         return None
     from layers.services.retention import RetentionLoop
 
     loop = RetentionLoop(
         ctx.db,
-        days=ctx.settings.personal_data_retention_days,
+        days=ctx.settings.privacy.personal_data_retention_days,
         snapshots_dir=Path(ctx.settings.data_dir) / "snapshots",
     )
     loop.start()
@@ -266,7 +268,7 @@ def _start_simulator(ctx: AppContext):
     """Return the started incident simulator."""
     from layers.simulator import IncidentSimulator
 
-    sim = IncidentSimulator(ctx.db, interval_s=ctx.settings.simulator_interval_s)
+    sim = IncidentSimulator(ctx.db, interval_s=ctx.settings.demo.simulator_interval_s)
     sim.start()
     return sim
 

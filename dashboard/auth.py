@@ -18,7 +18,7 @@ machine paths (``/api/``, ``/ogc``, ``/open311``) and only where a policy names 
 
 Sessions live on the server (``layers.services.sessions``): the signed cookie carries a random
 session id, the ``user_sessions`` table its digest. A session ends at logout, after
-``settings.session_minutes`` without a request, and when its account is disabled or its
+``settings.web.session_minutes`` without a request, and when its account is disabled or its
 password, role or scopes change; a request with an ended session is refused at once in this
 process and within ``PRINCIPAL_RECHECK_S`` in any other. Long-lived responses (MJPEG, SSE)
 call ``principal_still_valid`` every few seconds and end when it says no.
@@ -241,13 +241,13 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="gridsight_session",
-        PERMANENT_SESSION_LIFETIME=ctx.settings.session_minutes * 60,
-        GRIDSIGHT_COOKIE_SECURE=ctx.settings.cookie_secure,
+        PERMANENT_SESSION_LIFETIME=ctx.settings.web.session_minutes * 60,
+        GRIDSIGHT_COOKIE_SECURE=ctx.settings.web.cookie_secure,
     )
     server.session_interface = SessionCookies()
-    if ctx.settings.trusted_proxies.strip():
-        server.wsgi_app = TrustedProxyFix(server.wsgi_app, ctx.settings.trusted_proxies)
-    ctx.services["login_throttle"] = throttle.LoginThrottle(server, ctx.settings)
+    if ctx.settings.web.trusted_proxies.strip():
+        server.wsgi_app = TrustedProxyFix(server.wsgi_app, ctx.settings.web.trusted_proxies)
+    ctx.login_throttle = throttle.LoginThrottle(server, ctx.settings)
     for prefix, methods, roles in ACCESS_MATRIX:
         declare_policy(server, prefix, roles, methods)
     server.before_request(_guard)

@@ -24,7 +24,7 @@ import time
 import flask
 
 from dashboard import throttle
-from dashboard.context import AppContext, get_ctx
+from dashboard.context import AppContext, BasicAuthCache, get_ctx
 from dashboard.policy import BASIC_PREFIXES, Principal
 from layers.services import logins
 from layers.services import sessions as session_service
@@ -112,7 +112,7 @@ def _session_principal(ctx: AppContext) -> Principal | None:
         return None
     digest = session_service.session_digest(str(sid))
     now = time.time()
-    idle_limit = ctx.settings.session_minutes * 60
+    idle_limit = ctx.settings.web.session_minutes * 60
     if now - float(sess.get("last", 0)) > idle_limit:
         end_cookie_session(reason="expired")
         flask.g.session_expired = True
@@ -155,7 +155,7 @@ def principal_still_valid(principal: Principal | None, ctx: AppContext) -> bool:
         return run(
             ctx.db, logins.account_in_force, role=principal.role, scopes=principal.scopes,
             session_digest=principal.session_id, user_id=principal.user_id,
-            idle_s=ctx.settings.session_minutes * 60,
+            idle_s=ctx.settings.web.session_minutes * 60,
         )  # fmt: skip
     except Exception:  # noqa: BLE001 - cannot tell: the stream ends (fails closed)
         log.exception("re-checking %s failed; ending its stream", principal.actor)
@@ -171,7 +171,7 @@ PRINCIPAL_CACHE_MAX = 10_000
 
 
 def _principal_cache(ctx: AppContext) -> dict:
-    return ctx.services.setdefault("principal_cache", {})
+    return ctx.principal_cache
 
 
 def _recent_principal(ctx: AppContext, key: tuple) -> Principal | None:
@@ -197,26 +197,21 @@ BASIC_CACHE_SECONDS = 60
 BASIC_CACHE_MAX = 1000
 
 
-def _basic_cache(ctx: AppContext) -> dict:
-    # Per app (ctx.services), not per module. GIS clients send Basic credentials with every
+def _basic_cache(ctx: AppContext) -> BasicAuthCache:
+    # Per app (the context), not per module. GIS clients send Basic credentials with every
     # tile/feature request and an argon2 check costs ~0.1-0.5 s, so a verified pair is
-    # remembered for a minute under an HMAC with a random per-process key (never in clear).
-    cache = ctx.services.get("basic_auth_cache")
-    if cache is None:
-        cache = ctx.services.setdefault(
-            "basic_auth_cache", {"key": secrets.token_bytes(32), "entries": {}}
-        )
-    return cache
+    # remembered for a minute under an HMAC with a random per-app key (never in clear).
+    return ctx.basic_auth_cache
 
 
-def _basic_cache_key(cache: dict, username: str, password: str) -> str:
+def _basic_cache_key(cache: BasicAuthCache, username: str, password: str) -> str:
     msg = f"{username}\0{password}".encode()
-    return hmac.new(cache["key"], msg, hashlib.sha256).hexdigest()
+    return hmac.new(cache.key, msg, hashlib.sha256).hexdigest()
 
 
 def _basic_cache_lookup(ctx: AppContext, username: str, password: str) -> Principal | None:
     cache = _basic_cache(ctx)
-    hit = cache["entries"].get(_basic_cache_key(cache, username, password))
+    hit = cache.entries.get(_basic_cache_key(cache, username, password))
     if hit is None or hit[0] < time.time():
         return None
     _expires, user_id, fingerprint = hit
@@ -233,7 +228,7 @@ def _basic_cache_lookup(ctx: AppContext, username: str, password: str) -> Princi
 
 def _basic_cache_store(ctx: AppContext, username: str, password: str, user: User) -> None:
     cache = _basic_cache(ctx)
-    entries = cache["entries"]
+    entries = cache.entries
     if len(entries) >= BASIC_CACHE_MAX:
         entries.clear()
     entries[_basic_cache_key(cache, username, password)] = (
@@ -265,7 +260,7 @@ def end_cookie_session(reason: str) -> None:
 
 def keep_rows_s() -> float:
     """Return how long a session row is kept: its idle limit plus SESSION_ROWS_KEPT_S."""
-    return get_ctx().settings.session_minutes * 60 + SESSION_ROWS_KEPT_S
+    return get_ctx().settings.web.session_minutes * 60 + SESSION_ROWS_KEPT_S
 
 
 def start_cookie_session(sid: str) -> str:
@@ -280,7 +275,7 @@ def start_cookie_session(sid: str) -> str:
 
 
 def login_throttle() -> throttle.LoginThrottle:
-    return get_ctx().services["login_throttle"]
+    return get_ctx().login_throttle
 
 
 def verify_password(

@@ -25,7 +25,7 @@ import signal
 import socket
 from typing import Any
 
-from dashboard.settings import Settings
+from layers.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -103,25 +103,25 @@ def create_waitress_server(app, settings: Settings, **adjustments):
     from waitress import create_server
 
     options = {
-        "host": settings.host,
-        "port": settings.port,
-        "threads": settings.threads,
+        "host": settings.web.host,
+        "port": settings.web.port,
+        "threads": settings.web.threads,
         "channel_timeout": 120,
         "ident": "GridSight",
         # waitress drops X-Forwarded-* unless told otherwise; with trusted proxies they pass
         # and dashboard.proxies.TrustedProxyFix believes them from those peers only
-        "clear_untrusted_proxy_headers": not settings.trusted_proxies.strip(),
+        "clear_untrusted_proxy_headers": not settings.web.trusted_proxies.strip(),
         # every open stream is a connection: leave room for pages above all of them
-        "connection_limit": 100 + 2 * (settings.threads + settings.stream_threads),
+        "connection_limit": 100 + 2 * (settings.web.threads + settings.web.stream_threads),
         **adjustments,
     }
-    dispatcher = RoutedTaskDispatcher(options["threads"], settings.stream_threads)
+    dispatcher = RoutedTaskDispatcher(options["threads"], settings.web.stream_threads)
     return create_server(app, _dispatcher=dispatcher, **options)
 
 
 def shutdown_services(ctx) -> None:
     """Stop the app's background services (camera readers, simulator, loops) cleanly."""
-    for name, service in list(ctx.services.items()):
+    for name, service in list(ctx.running_services()):
         for method in ("close", "stop"):
             fn = getattr(service, method, None)
             if callable(fn):
@@ -148,10 +148,10 @@ def bind_address(host: str, port: int) -> str:
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
     """Return the gunicorn settings GridSight runs with (see the module docstring)."""
     return {
-        "bind": bind_address(settings.host, settings.port),
-        "workers": settings.workers,
+        "bind": bind_address(settings.web.host, settings.web.port),
+        "workers": settings.web.workers,
         "worker_class": "gthread",
-        "threads": settings.threads,
+        "threads": settings.web.threads,
         "timeout": GUNICORN_TIMEOUT_S,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "keepalive": 5,
@@ -160,7 +160,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "proc_name": "gridsight",
         # X-Forwarded-* only from GRIDSIGHT_TRUSTED_PROXIES (gunicorn trusts 127.0.0.1 itself
         # by default); dashboard.proxies.TrustedProxyFix applies the same list to the app
-        "forwarded_allow_ips": proxy_networks(settings.trusted_proxies),
+        "forwarded_allow_ips": proxy_networks(settings.web.trusted_proxies),
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
@@ -184,7 +184,7 @@ def _post_worker_init(worker) -> None:
 
     def on_term(signum, frame) -> None:
         ctx = _worker_ctx(worker)
-        bus = ctx.services.get("events") if ctx is not None else None
+        bus = ctx.events if ctx is not None else None
         if bus is not None:
             bus.end_streams()
         if callable(previous):
@@ -211,7 +211,7 @@ def prepare_once(settings: Settings) -> None:
     from layers.db import Database
 
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    db = Database(settings.db_url)
+    db = Database(settings.db.url)
     attach_audit_key(db, settings)
     try:
         ctx = AppContext(settings=settings, db=db)
@@ -226,8 +226,8 @@ def serve_waitress(settings: Settings) -> None:
     from dashboard.app import create_app
 
     app = create_app(settings)
-    log.info("GridSight on http://%s:%s/ (database %s)", settings.host, settings.port,
-             settings.db_url.split("@")[-1])  # fmt: skip
+    log.info("GridSight on http://%s:%s/ (database %s)", settings.web.host, settings.web.port,
+             settings.db.url.split("@")[-1])  # fmt: skip
     # SIGTERM (systemd, docker stop) ends like Ctrl-C: the services stop, the leader lease
     # is given up and queued events are flushed, instead of the process just vanishing
     signal.signal(signal.SIGTERM, _exit_on_term)
@@ -244,7 +244,7 @@ def _exit_on_term(_signum, _frame) -> None:
 
 
 def serve_gunicorn(settings: Settings) -> None:
-    """Serve the app with gunicorn: ``settings.workers`` gthread workers, until stopped."""
+    """Serve the app with gunicorn: ``settings.web.workers`` gthread workers, until stopped."""
     from gunicorn.app.base import BaseApplication
 
     class GridSightApplication(BaseApplication):
@@ -265,15 +265,15 @@ def serve_gunicorn(settings: Settings) -> None:
 
     prepare_once(settings)
     log.info("GridSight on http://%s:%s/ with %s gunicorn workers x %s threads "
-             "(database %s, events via Redis stream %s)", settings.host, settings.port,
-             settings.workers, settings.threads, settings.db_url.split("@")[-1],
-             settings.redis_stream)  # fmt: skip
+             "(database %s, events via Redis stream %s)", settings.web.host, settings.web.port,
+             settings.web.workers, settings.web.threads, settings.db.url.split("@")[-1],
+             settings.events.redis_stream)  # fmt: skip
     GridSightApplication(gunicorn_options(settings)).run()
 
 
 def serve(settings: Settings) -> None:
-    """Serve GridSight with the server ``settings.workers`` asks for."""
-    if settings.workers > 1:
+    """Serve GridSight with the server ``settings.web.workers`` asks for."""
+    if settings.web.workers > 1:
         serve_gunicorn(settings)
     else:
         serve_waitress(settings)

@@ -47,7 +47,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from dashboard.settings import Settings
+from layers.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class LoginThrottle:
     """The three sign-in limits of one app, on Flask-Limiter's storage (see module doc)."""
 
     def __init__(self, server: flask.Flask, settings: Settings) -> None:
-        url = settings.redis_url
+        url = settings.events.redis_url
         if url and url.startswith("unix://"):
             url = "redis+unix://" + url[len("unix://") :]
         self.limiter = Limiter(
@@ -117,15 +117,15 @@ class LoginThrottle:
             app=server,
             storage_uri=url or "memory://",
             strategy="moving-window",
-            key_prefix=f"{settings.redis_stream}:login",
+            key_prefix=f"{settings.events.redis_stream}:login",
             default_limits=[],
         )
-        self._prefix = f"{settings.redis_stream}:login"
+        self._prefix = f"{settings.events.redis_stream}:login"
         self._fallback = MovingWindowRateLimiter(MemoryStorage())
-        self.per_address = limits.parse(settings.login_limit_per_address)
-        self.per_client = limits.parse(settings.login_limit_per_client)
-        self.per_account = limits.parse(settings.login_limit_per_account)
-        self.slots = VerifySlots(settings.login_concurrency)
+        self.per_address = limits.parse(settings.web.login_limit_per_address)
+        self.per_client = limits.parse(settings.web.login_limit_per_client)
+        self.per_account = limits.parse(settings.web.login_limit_per_account)
+        self.slots = VerifySlots(settings.web.login_concurrency)
         self._devices = URLSafeSerializer(server.secret_key, salt="gridsight-device")
 
     # -- storage, failing over to this process's memory when Redis is unreachable --------

@@ -13,8 +13,8 @@ import logging
 import os
 import sys
 
-from layers.db import DEFAULT_DB_URL
-from layers.services.audit_key import AuditKey, default_key_path
+from layers.services.audit_key import AuditKey
+from layers.settings import SettingsError, load_settings
 
 # command name -> module providing add_parser(subparsers) and run(args) -> int
 COMMANDS = {
@@ -30,20 +30,20 @@ COMMANDS = {
 
 
 def default_db_url() -> str:
-    """Return the database URL from GRIDSIGHT_DB_URL, else the embedded SQLite default."""
-    return os.environ.get("GRIDSIGHT_DB_URL", DEFAULT_DB_URL)
+    """Return the deployment's database URL: the web app's (``layers.settings``).
+
+    GRIDSIGHT_DB_URL, else ``gridsight.sqlite`` under GRIDSIGHT_DATA_DIR (default ``data``).
+    """
+    return load_settings().db.url
 
 
 def cli_audit_key(path: str | os.PathLike | None = None) -> AuditKey:
     """Return the audit key the CLI writes and verifies with (never created by the CLI).
 
-    ``path``, else GRIDSIGHT_AUDIT_KEY_FILE, else the app's default beside
-    GRIDSIGHT_DATA_DIR (``data`` -> ``data.audit-key``): the same file the app uses.
+    ``path``, else the app's key (``Settings.audit_key_path``: GRIDSIGHT_AUDIT_KEY_FILE, else
+    beside GRIDSIGHT_DATA_DIR, ``data`` -> ``data.audit-key``): the same file the app uses.
     """
-    env = os.environ.get("GRIDSIGHT_AUDIT_KEY_FILE")
-    if path or env:
-        return AuditKey(path or env)
-    return AuditKey(default_key_path(os.environ.get("GRIDSIGHT_DATA_DIR", "data")))
+    return AuditKey(path or load_settings().audit_key_path())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    try:
+        settings = load_settings()  # the web app's settings: same database, same audit key
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"configuration error: {line}", file=sys.stderr)
+        return 2
     if getattr(args, "db", None) is None and hasattr(args, "db"):
-        args.db = default_db_url()
+        args.db = settings.db.url
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

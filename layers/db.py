@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-DEFAULT_DB_URL = "sqlite:///data/gridsight.sqlite"
 
 
 def advisory_key(name: str) -> int:
@@ -146,9 +145,7 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
 class Database:
     """Return sessions on one engine; owns migrations for that database."""
 
-    def __init__(
-        self, url: str = DEFAULT_DB_URL, engine: Engine | None = None, *, audit_key: Any = None
-    ) -> None:
+    def __init__(self, url: str, engine: Engine | None = None, *, audit_key: Any = None) -> None:
         self.url = url
         self.engine = engine or make_engine(url)
         self._factory = sessionmaker(self.engine, expire_on_commit=False, future=True)

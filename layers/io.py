@@ -1565,9 +1565,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _open_db(url: str | None, key: str | None = None) -> Database:
     from layers.__main__ import cli_audit_key
-    from layers.db import DEFAULT_DB_URL
+    from layers.settings import load_settings
 
-    db = Database(url or DEFAULT_DB_URL, audit_key=cli_audit_key(key))
+    db = Database(url or load_settings().db.url, audit_key=cli_audit_key(key))
     db.migrate()
     return db
 

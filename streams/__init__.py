@@ -10,7 +10,8 @@ Rooms inside ``streams/``:
 - ``redact.py``     pixelate / fill / blur boxes and privacy-mask polygons
 - ``pipeline.py``   per-frame pipeline with the fail-closed policy
 - ``hub.py``        one reader per camera shared by every viewer; status callbacks
-- ``cluster.py``    cluster mode: the hubs run in Ray worker processes, web processes relay
+- ``cluster/``      cluster mode: the hubs run in Ray worker processes, web processes relay
+- ``settings.py``   the video section of the settings tree (and what every section is made of)
 - ``__main__.py``   ``python -m streams redact INPUT OUTPUT [--rules FILE]``
 """
 

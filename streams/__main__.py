@@ -30,6 +30,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from streams import configure_threads
+from streams.settings import SettingsError, load_video_settings
 from streams.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger("streams")
@@ -419,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        # the deployment's video section, as the web app reads it: a bad value stops here too
+        load_video_settings()
+    except SettingsError as exc:
+        for line in str(exc).splitlines():
+            print(f"configuration error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     configure_threads(args.threads)
     try:
         _check_paths(args.input, args.output)

@@ -7,7 +7,6 @@ a missing ``../shared`` is an error: CI always has it, so a skip there would hid
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +19,11 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Return the path of ../shared/data; skip where absent (never in CI)."""
-    if SHARED_DATA.is_dir():
-        return SHARED_DATA
-    if os.environ.get("CI"):
-        pytest.fail(f"../shared/data is missing in CI (looked in {SHARED_DATA})")
-    pytest.skip("../shared/data is absent (tests that use the shared data set)")
+    from tests.absent import require_service
+
+    require_service("../shared/data", f"the shared test data set, looked in {SHARED_DATA}",
+                    available=SHARED_DATA.is_dir())  # fmt: skip
+    return SHARED_DATA
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgis"])

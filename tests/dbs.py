@@ -19,9 +19,10 @@ import os
 import uuid
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from tests.absent import missing
 
 BACKENDS = ("sqlite", "postgis")
 PG_ENV = "GRIDSIGHT_TEST_PG_URL"
@@ -61,11 +62,8 @@ def require_postgis() -> None:
                 _checked = True if has else "PostgreSQL answers but PostGIS is not installed"
             except Exception as exc:  # noqa: BLE001 - any connection failure means "absent"
                 _checked = f"PostgreSQL at {PG_ENV} does not answer: {exc}"
-    if _checked is True:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"PostGIS tests cannot run in CI: {_checked}")
-    pytest.skip(str(_checked))
+    if _checked is not True:
+        missing("PostgreSQL with PostGIS", str(_checked))
 
 
 def new_pg_database() -> str:
@@ -88,6 +86,21 @@ def db_url(path: str | os.PathLike, backend: str = "sqlite") -> str:
     if key not in _urls:
         _urls[key] = new_pg_database()
     return _urls[key]
+
+
+def new_db(path, backend: str = "sqlite"):
+    """Return a migrated Database for ``path`` on ``backend`` holding the fixture city.
+
+    The ids are in ``.city``; ``backend`` is "sqlite" (the file at ``path``) or "postgis" (a
+    fresh PostgreSQL database, see above).
+    """
+    from bench.incident_city import build_city
+    from layers.db import Database
+
+    db = Database(db_url(path, backend))
+    db.migrate()
+    db.city = build_city(db)  # type: ignore[attr-defined]
+    return db
 
 
 def copy_database(src_path, dst_path, backend: str = "sqlite") -> str:

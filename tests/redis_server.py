@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
+from tests.absent import missing, require_executable
 
 
 def free_port() -> int:
@@ -39,12 +39,7 @@ def _ping(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
 
 def require_redis_server() -> str:
     """Return the path of the ``redis-server`` binary; skip (fail in CI) where it is absent."""
-    path = shutil.which("redis-server")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing in CI (install Debian's redis-server package)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    return path
+    return require_executable("redis-server", "apt-get install redis-server")
 
 
 class RedisServer:
@@ -121,9 +116,7 @@ def shared_redis_url(tmp_root: Path) -> tuple[str, RedisServer | None]:
         try:
             redis.Redis.from_url(url, socket_connect_timeout=2).ping()
         except redis.RedisError as exc:
-            if os.environ.get("CI"):
-                pytest.fail(f"GRIDSIGHT_TEST_REDIS_URL={url} does not answer: {exc}")
-            pytest.skip(f"GRIDSIGHT_TEST_REDIS_URL={url} does not answer: {exc}")
+            missing(f"the Redis at GRIDSIGHT_TEST_REDIS_URL={url}", f"it does not answer: {exc}")
         return url, None
     server = RedisServer(tmp_root / "redis-shared", persistent=False).start()
     return server.url, server

@@ -31,7 +31,9 @@ EMPTY_FC = {"type": "FeatureCollection", "features": []}
 def shift_enabled() -> bool:
     """Return True if the base map is GCJ-02 (the map draws shifted coordinates)."""
     settings = get_ctx().settings
-    return settings.basemap_crs == "gcj02" and bool(settings.basemap_url or settings.mbtiles_path)
+    return settings.web.basemap_crs == "gcj02" and bool(
+        settings.web.basemap_url or settings.web.mbtiles_path
+    )
 
 
 def display_bounds(b: list[float] | None) -> list[list[float]]:

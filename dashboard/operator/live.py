@@ -122,7 +122,7 @@ def live_refresh(
     """
     ctx = get_ctx()
     f = mapdata.parse_filter(fdict, scope)
-    bus = read_bus(ctx.services.get("events"), dict(cursor or {}))
+    bus = read_bus(ctx.events, dict(cursor or {}))
     update = run(ctx.db, refresh.live_update, f, cursor, bus, tick=trigger == "operator-tick",
                  lang=lang, now=dt.datetime.now(dt.UTC))  # fmt: skip
     return to_outputs(update, lang)

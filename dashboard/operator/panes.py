@@ -95,11 +95,11 @@ def heat_overlay(bounds: list[list[float]], heat_version: int) -> dl.ImageOverla
 
 def _basemap() -> list:
     settings = get_ctx().settings
-    if settings.mbtiles_path:
+    if settings.web.mbtiles_path:
         return [dl.TileLayer(id="operator-basemap", url="/tiles/{z}/{x}/{y}.png", maxZoom=19,
                              maxNativeZoom=18, attribution="")]  # fmt: skip
-    if settings.basemap_url:
-        return [dl.TileLayer(id="operator-basemap", url=settings.basemap_url, maxZoom=19,
+    if settings.web.basemap_url:
+        return [dl.TileLayer(id="operator-basemap", url=settings.web.basemap_url, maxZoom=19,
                              attribution="")]  # fmt: skip
     return []
 

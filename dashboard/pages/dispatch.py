@@ -302,8 +302,8 @@ def layout(**_query) -> html.Div:
     """Return the dispatcher page skeleton; labels and data are filled in by callbacks."""
     ctx = get_ctx()
     tiles = []
-    if ctx.settings.basemap_url:
-        tiles = [dl.TileLayer(url=ctx.settings.basemap_url, maxZoom=19)]
+    if ctx.settings.web.basemap_url:
+        tiles = [dl.TileLayer(url=ctx.settings.web.basemap_url, maxZoom=19)]
     buttons = [
         html.Button(id=f"dispatch-btn-{a}", n_clicks=0, disabled=True, accessKey=ACTION_KEYS[a],
                     className="dispatch-btn")

@@ -40,7 +40,6 @@ from dashboard.components.mask_canvas import (  # noqa: F401 - re-exported for t
 )
 from dashboard.context import get_ctx
 from dashboard.scoping import request_scope
-from dashboard.settings import floor_of
 from layers.services import NotFoundError, ServiceError
 from layers.services import audit as audit_service
 from layers.services import cameras as camera_service
@@ -110,7 +109,8 @@ def layout(**_query) -> html.Div:
             dcc.Store(id="privacy-shapes", data=[]),
             html.H2("脱敏规则 Redaction rules"),
             changes_ui.floor_note(
-                floor_of(get_ctx().settings), get_ctx().settings.unmask_requires_second_approver
+                get_ctx().settings.privacy.floor(),
+                get_ctx().settings.privacy.unmask_requires_second_approver,
             ),
             html.Div(
                 style=ROW_STYLE,
@@ -171,7 +171,7 @@ def layout(**_query) -> html.Div:
                             {"label": "车牌 plates", "value": "plates"},
                             {"label": "行人 persons", "value": "persons"},
                         ],
-                        value=sorted(floor_of(get_ctx().settings).targets),
+                        value=sorted(get_ctx().settings.privacy.floor().targets),
                         inline=True,
                     ),
                     dcc.RadioItems(
@@ -347,7 +347,7 @@ def on_camera(camera_id):
 @require_roles(ROLE)
 def load_camera(camera_id: int | None):
     """Return (figure, shapes, live src, targets, method, strength, versions) for a camera."""
-    floor = floor_of(get_ctx().settings)
+    floor = get_ctx().settings.privacy.floor()
     if camera_id is None:
         return (
             canvas_figure(None, []),
@@ -422,8 +422,8 @@ def save_rule(camera_id, kind, value, targets, method, strength, permanent, shap
         masks = masks_from_shapes(shapes or [], permanent=bool(permanent))
         config = build_rules(targets, method, strength, masks, _base_rule(scope, camera_id))
         result = change_service.change_rule(
-            ctx.db, scope, config, actor=p.name, role=p.role, floor=floor_of(ctx.settings),
-            require_approval=ctx.settings.unmask_requires_second_approver,
+            ctx.db, scope, config, actor=p.name, role=p.role, floor=ctx.settings.privacy.floor(),
+            require_approval=ctx.settings.privacy.unmask_requires_second_approver,
         )  # fmt: skip
     except (ValueError, ServiceError) as exc:
         return f"错误 error: {exc}", dash.no_update
@@ -478,7 +478,7 @@ def change_action(trigger, change_id, reason):
     ctx = get_ctx()
     message = changes_ui.decide(
         ctx.db, trigger, change_id, reason, actor=p.name, role=p.role,
-        floor=floor_of(ctx.settings),
+        floor=ctx.settings.privacy.floor(),
     )  # fmt: skip
     return message, changes_ui.changes_table(ctx.db)
 

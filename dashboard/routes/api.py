@@ -229,10 +229,9 @@ def check_params(allowed: set[str]) -> None:
 
 def intake_writer(ctx: AppContext) -> incident_service.IntakeWriter:
     """Return the app's group-commit IntakeWriter (created and started on first use)."""
-    writer = ctx.services.get("intake_writer")
-    if writer is None:
-        writer = ctx.services.setdefault("intake_writer", incident_service.IntakeWriter(ctx.db))
-    return writer.start()
+    if ctx.intake_writer is None:
+        ctx.intake_writer = incident_service.IntakeWriter(ctx.db)
+    return ctx.intake_writer.start()
 
 
 def create_one(

@@ -153,9 +153,9 @@ def events_cap(settings) -> int:
     they share a worker's ``threads`` with pages and MJPEG views (at most half): event
     streams may take at most a quarter.
     """
-    cap = settings.events_max_streams
-    if settings.workers > 1:
-        cap = min(cap, max(1, settings.threads // 4))
+    cap = settings.events.max_streams
+    if settings.web.workers > 1:
+        cap = min(cap, max(1, settings.web.threads // 4))
     return cap
 
 
@@ -165,12 +165,12 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
 
     limiter = StreamLimiter(
         events_cap(ctx.settings),
-        ctx.settings.events_max_streams_per_user,
+        ctx.settings.events.max_streams_per_user,
         what="live event streams",
         total_setting="GRIDSIGHT_EVENTS_MAX_STREAMS",
         per_user_setting="GRIDSIGHT_EVENTS_MAX_STREAMS_PER_USER",
     )
-    ctx.services["event_streams"] = limiter
+    ctx.event_streams = limiter
 
     @server.get(PATH)
     def live_events():
@@ -196,7 +196,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
                 "Last-Event-ID" if flask.request.headers.get("Last-Event-ID") else "last_event_id"
             )
             return _error(400, field, "an event id such as 1718000000000-0, as sent in id: lines")
-        bus: EventBus | None = ctx.services.get("events")
+        bus: EventBus | None = ctx.events
         if bus is None:
             return _error(503, "events", "the live event bus is not running; retry shortly")
         principal = current_principal()

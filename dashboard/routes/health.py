@@ -28,18 +28,18 @@ def health_report(ctx: AppContext) -> tuple[dict, int]:
         doc["status"] = "degraded"
         doc["db"].update(status="down", error=type(exc).__name__)
         status = 503
-    leader = ctx.services.get("leader")
+    leader = ctx.leader
     services = getattr(leader, "services", None) or {}
-    sim = services.get("simulator") or ctx.services.get("simulator")
+    sim = services.get("simulator")
     if sim is not None and getattr(sim, "running", True):
         doc["simulator"] = "running"
-    elif leader is not None and ctx.settings.simulator:
+    elif leader is not None and ctx.settings.demo.simulator:
         doc["simulator"] = "standby"  # another process of the deployment runs it
     else:
         doc["simulator"] = "off"
     doc["leader"] = bool(leader is not None and leader.is_leader)
     doc["pid"] = os.getpid()  # which worker answered (several share one port)
-    bus = ctx.services.get("events")
+    bus = ctx.events
     if bus is not None:
         stats = bus.stats()
         doc["events"] = {k: stats[k] for k in ("backend", "complete", "connected") if k in stats}

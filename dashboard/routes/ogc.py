@@ -149,8 +149,8 @@ def cached_features(
     from layers.services.geojson import layer_version
 
     version = layer_version(ctx.db, "districts" if col.name in AREA_LEVELS else col.name)
-    cache: OrderedDict = ctx.services.setdefault("ogc_cache", OrderedDict())
-    lock: threading.Lock = ctx.services.setdefault("ogc_cache_lock", threading.Lock())
+    cache: OrderedDict = ctx.ogc_cache
+    lock: threading.Lock = ctx.ogc_cache_lock
     key = (col.name, version, bbox, scope.key())
     with lock:
         if key in cache:

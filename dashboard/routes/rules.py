@@ -18,8 +18,8 @@ a different privacy officer approves it. Everything else answers 201/200 and is 
 running streams within this request (``stream_hub.notify_rules_changed``). The service
 (``layers.services.rule_changes``) writes the audit entry with the change, naming both people.
 
-Access: the ``authorize_rules(request, "read"|"write")`` hook of ``dashboard.auth`` (looked up
-on ``ctx`` or ``ctx.services``); absent -> 403 (otherwise anyone could PUT ``targets: []``).
+Access: the ``authorize_rules(request, "read"|"write")`` hook of ``dashboard.auth``
+(``ctx.hooks.authorize_rules``); absent -> 403 (otherwise anyone could PUT ``targets: []``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import flask
 from pydantic import ValidationError
 
 from dashboard.auth import declare_policy
-from dashboard.settings import floor_of
+from dashboard.context import AppContext
 from layers.services import NotFoundError
 from layers.services import rule_changes as change_service
 from layers.services import rules as rule_service
@@ -42,13 +42,6 @@ log = logging.getLogger(__name__)
 
 CHANGE_STATUSES = ("pending", "approved", "rejected", "all")
 MAX_REASON = 2000
-
-
-def _hook(ctx: Any, name: str):
-    hook = getattr(ctx, name, None)
-    if hook is None:
-        hook = getattr(ctx, "services", {}).get(name)
-    return hook
 
 
 def _error(status: int, message: str, **extra: Any):
@@ -63,20 +56,20 @@ def _who() -> tuple[str, str]:
     return str(getattr(p, "actor", None) or p.name), str(p.role)
 
 
-def register(server: flask.Flask, ctx: Any) -> None:
+def register(server: flask.Flask, ctx: AppContext) -> None:
     """Add the rules API to ``server``."""
-    floor = floor_of(ctx.settings)
-    two_person = bool(getattr(ctx.settings, "unmask_requires_second_approver", False))
+    floor = ctx.settings.privacy.floor()
+    two_person = ctx.settings.privacy.unmask_requires_second_approver
     declare_policy(server, "/api/v1/rules/changes", {"privacy_officer"}, ("POST",))
 
     def allowed(action: str):
-        hook = _hook(ctx, "authorize_rules")
+        hook = ctx.hooks.authorize_rules
         if hook is None or not hook(flask.request, action):
             return _error(403, f"not allowed to {action} redaction rules")
         return None
 
     def streams_follow() -> None:
-        hub = getattr(ctx, "services", {}).get("stream_hub")
+        hub = ctx.stream_hub
         if hub is not None:
             hub.notify_rules_changed()  # running streams switch within this request
 

@@ -341,7 +341,7 @@ def build_situation_html(
     import folium
 
     now = now or dt.datetime.now(dt.UTC)
-    lang, mode, layers, fdict = _check_args(args, ctx.settings.language)
+    lang, mode, layers, fdict = _check_args(args, ctx.settings.web.language)
     f = mapdata.parse_filter(fdict, scope)
     db = ctx.db
     city = mapdata.city_bounds(db) or [102.6, 24.95, 102.85, 25.15]
@@ -380,7 +380,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
             body = build_situation_html(ctx, args, request_scope())
         except (mapdata.MapFilterError, ExportError) as exc:
             return flask.jsonify(error=str(exc)), 400
-        audit = ctx.services.get("audit")
+        audit = ctx.hooks.audit
         if audit is not None:
             audit("map.export", **{k: v for k, v in args.items() if k != "lang"})
         stamp = dt.datetime.now(mapdata.CST).strftime("%Y%m%d-%H%M")

@@ -2,7 +2,7 @@
 
 Routes
 ------
-``GET /tiles/<z>/<x>/<y>.png``  one tile of ``settings.mbtiles_path`` (XYZ numbering; MBTiles
+``GET /tiles/<z>/<x>/<y>.png``  one tile of ``settings.web.mbtiles_path`` (XYZ numbering; MBTiles
                                 stores TMS rows, so y is flipped). 404 when the file has no
                                 such tile (Leaflet shows the background), 404 + JSON when no
                                 MBTiles file is configured.
@@ -40,9 +40,9 @@ def map_filter_error(exc: Exception) -> tuple[flask.Response, int]:
 def register(server: flask.Flask, ctx: AppContext) -> None:
     """Add the tile and heat-map routes to ``server``."""
     tiles: MBTiles | None = None
-    if ctx.settings.mbtiles_path:
-        tiles = MBTiles(ctx.settings.mbtiles_path)
-        log.info("serving base-map tiles from %s", ctx.settings.mbtiles_path)
+    if ctx.settings.web.mbtiles_path:
+        tiles = MBTiles(ctx.settings.web.mbtiles_path)
+        log.info("serving base-map tiles from %s", ctx.settings.web.mbtiles_path)
     # /tiles/ is open to any signed-in user (the access matrix in dashboard.policy)
     declare_policy(server, "/map/", MAP_ROLES)
 

@@ -16,11 +16,11 @@ The redaction-rule API is ``dashboard/routes/rules.py``; the rules a stream gets
 the deployment's privacy floor inside ``layers.services.video.hub_bindings``.
 
 Every frame served here went through ``streams.pipeline.RedactionPipeline`` inside the one
-``StreamHub`` of the app (``ctx.services["stream_hub"]``): one reader per camera, however many
+``StreamHub`` of the app (``ctx.stream_hub``): one reader per camera, however many
 viewers. With ``GRIDSIGHT_RAY_ADDRESS`` set that hub is a ``streams.cluster.RayStreamRelay``
 (same interface): each camera then runs once in the Ray cluster, whichever web process the
 viewer reached, and only its redacted JPEGs (or a "stream restarting" placeholder) arrive
-here. Hooks for access control (issue 8), looked up on ``ctx`` or in ``ctx.services``:
+here. Hooks for access control, ``ctx.hooks`` (``dashboard.context.AccessHooks``):
 
 - ``authorize_video(request, camera_id) -> bool``: False -> 403. Absent -> 403 as well:
   access control fails closed, a missing hook never opens video to everyone.
@@ -49,11 +49,12 @@ from typing import Any
 
 import flask
 
-from dashboard.settings import floor_of
+from dashboard.context import AppContext
 from dashboard.stream_caps import StreamLimiter
 from layers.services import NotFoundError
 from layers.services import cameras as camera_service
 from layers.services import video as video_service
+from layers.settings import Settings
 from streams.cluster import RayStreamRelay, RedactionCluster, deployment_key
 from streams.frames import (
     PLACEHOLDER,
@@ -73,21 +74,18 @@ BOUNDARY = "gridsightframe"
 #: long a closed connection holds a stream thread.
 PART_EVERY_S = 1.0
 GRANT_RECHECK_S = 5.0
-#: Defaults of the caps on open MJPEG views (``GRIDSIGHT_VIDEO_MAX_STREAMS*`` settings).
-MAX_STREAMS = 48
-MAX_STREAMS_PER_USER = 6
 
 
-def stream_cap(settings: Any) -> int:
+def stream_cap(settings: Settings) -> int:
     """Return the cap on open MJPEG views of one web process.
 
     One worker (waitress) serves streams from a pool of their own, sized above the cap. With
     several gunicorn workers, streams share a worker's ``threads``: at most half of them may
     be streams, so pages and ``/healthz`` keep the other half.
     """
-    cap = getattr(settings, "video_max_streams", MAX_STREAMS)
-    if getattr(settings, "workers", 1) > 1:
-        cap = min(cap, max(1, settings.threads // 2))
+    cap = settings.video.max_streams
+    if settings.web.workers > 1:
+        cap = min(cap, max(1, settings.web.threads // 2))
     return cap
 
 
@@ -120,28 +118,17 @@ def _waiting_placeholder(tz: str) -> ServedFrame:
 VIEWER_RECHECK_S = 2.5  # + one PART_EVERY_S wait at most: a revoked viewer is cut within 5 s
 
 
-def _hook(ctx: Any, name: str):
-    hook = getattr(ctx, name, None)
-    if hook is None:
-        hook = getattr(ctx, "services", {}).get(name)
-    return hook
-
-
-def build_hub(ctx: Any) -> StreamHub | RayStreamRelay:
+def build_hub(ctx: AppContext) -> StreamHub | RayStreamRelay:
     """Return the app's video hub: in-process ``StreamHub``, or the Ray relay in cluster mode.
 
     Both read cameras and rules and write status through ``layers.services.video.hub_bindings``
     (in cluster mode inside the redaction workers, on their own database connection).
     """
-    settings = ctx.settings
-    sample_video = getattr(settings, "sample_video", None)
-    hub_settings = getattr(ctx, "services", {}).get("hub_settings") or HubSettings(
-        stall_after_s=getattr(settings, "video_stall_after_s", 5.0),
-        timezone=getattr(settings, "timezone", "Asia/Shanghai"),
-    )
-    address = getattr(settings, "ray_address", None)
-    floor = floor_of(settings)
-    if not address:
+    video = ctx.settings.video
+    sample_video = video.sample_video
+    hub_settings: HubSettings = ctx.hub_settings or video.hub_settings()
+    floor = ctx.settings.privacy.floor()
+    if not video.ray_address:
         return StreamHub.from_bindings(
             video_service.hub_bindings(ctx.db, sample_video, floor), hub_settings
         )
@@ -149,17 +136,17 @@ def build_hub(ctx: Any) -> StreamHub | RayStreamRelay:
     video_path = str(Path(sample_video).resolve()) if sample_video else None
     floor_data = floor.model_dump(mode="json")
     cluster = RedactionCluster(
-        address,
+        video.ray_address,
         functools.partial(video_service.hub_bindings_for_url, db_url, video_path, floor_data),
         # a worker made under another privacy floor is refused, never reused
         deployment_key=deployment_key(db_url, video_path, floor.fingerprint()),
-        workers=settings.ray_workers,
-        namespace=settings.ray_namespace,
-        hub_settings=hub_settings.model_copy(update={"idle_stop_s": settings.ray_idle_s}),
-        num_cpus=settings.ray_worker_cpus,
-        bind_cpus=settings.ray_bind_cpus,
+        workers=video.ray_workers,
+        namespace=video.ray_namespace,
+        hub_settings=hub_settings.model_copy(update={"idle_stop_s": video.ray_idle_s}),
+        num_cpus=video.ray_worker_cpus,
+        bind_cpus=video.ray_bind_cpus,
     )
-    log.info("video: cluster mode, %d redaction workers", settings.ray_workers)
+    log.info("video: cluster mode, %d redaction workers", video.ray_workers)
     return RayStreamRelay(cluster)
 
 
@@ -197,24 +184,17 @@ def snapshot_wait(raw: str | None) -> float | None:
     return value if math.isfinite(value) and 0 <= value <= SNAPSHOT_WAIT_MAX_S else None
 
 
-def register(server: flask.Flask, ctx: Any) -> None:
+def register(server: flask.Flask, ctx: AppContext) -> None:
     """Add the video routes to ``server`` (the hub starts with the first stream)."""
-    services = getattr(ctx, "services", None)
-    hub = services.get("stream_hub") if services is not None else None
-    if hub is None:
-        hub = build_hub(ctx)
-        if services is not None:
-            services["stream_hub"] = hub
-    limiter = StreamLimiter(
-        stream_cap(ctx.settings),
-        getattr(ctx.settings, "video_max_streams_per_user", MAX_STREAMS_PER_USER),
-    )
-    if services is not None:
-        services["video_streams"] = limiter
-    tz = getattr(ctx.settings, "timezone", "Asia/Shanghai")
+    if ctx.stream_hub is None:
+        ctx.stream_hub = build_hub(ctx)
+    hub = ctx.stream_hub
+    limiter = StreamLimiter(stream_cap(ctx.settings), ctx.settings.video.max_streams_per_user)
+    ctx.video_streams = limiter
+    tz = ctx.settings.video.timezone
 
     def check_camera(camera_id: int):
-        authorize = _hook(ctx, "authorize_video")
+        authorize = ctx.hooks.authorize_video
         if authorize is None or not authorize(flask.request, camera_id):
             return _error(403, "not allowed to view this camera")
         try:
@@ -226,13 +206,13 @@ def register(server: flask.Flask, ctx: Any) -> None:
     def watermark_for(camera_id: int) -> str | None:
         # The single switch between redacted and unredacted video: without a grant from the
         # issue-8 hook, every viewer gets the redacted stream.
-        grant = _hook(ctx, "unmask_grant")
+        grant = ctx.hooks.unmask_grant
         return grant(flask.request, camera_id) if grant is not None else None
 
     def grant_still_valid(user: str, camera_id: int) -> str | None:
         # Without the context-free hook a running unredacted view cannot be re-checked, so it
         # is ended (None = back to redacted) rather than trusted until the viewer leaves.
-        hook = _hook(ctx, "unmask_grant_for")
+        hook = ctx.hooks.unmask_grant_for
         if hook is None:
             return None
         try:
@@ -244,7 +224,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
     def viewer_still_allowed(viewer: Any, camera_id: int) -> bool:
         # The viewer's session or account may end while the stream runs: no hook or a
         # failing one ends the view (fail closed), as a missing authorize hook refuses it.
-        hook = _hook(ctx, "viewer_still_allowed")
+        hook = ctx.hooks.viewer_still_allowed
         if hook is None:
             return False
         try:
@@ -254,7 +234,7 @@ def register(server: flask.Flask, ctx: Any) -> None:
             return False
 
     def audit(event: str, **fields) -> None:
-        hook = _hook(ctx, "audit")
+        hook = ctx.hooks.audit
         if hook is not None:
             try:
                 hook(event, **fields)

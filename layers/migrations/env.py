@@ -14,7 +14,12 @@ def run_migrations_online() -> None:
     if engine is None:
         from layers.db import make_engine
 
-        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        url = config.get_main_option("sqlalchemy.url")
+        if not url:  # run by the alembic command itself: the deployment's database
+            from layers.settings import load_settings
+
+            url = load_settings().db.url
+        engine = make_engine(url)
     with engine.begin() as connection:
         context.configure(
             connection=connection,

@@ -189,7 +189,9 @@ def parse_filter(data: dict | None, scope: Scope) -> MapFilter:
         try:
             area = int(str(area)[:20])
         except (TypeError, ValueError):
-            raise MapFilterError(f"area_id: {str(area)[:40]!r} is not an area id (an integer)") from None
+            raise MapFilterError(
+                f"area_id: {str(area)[:40]!r} is not an area id (an integer)"
+            ) from None
         if not 1 <= area <= MAX_ROW_ID:
             raise MapFilterError(f"area_id: {area} is not an area id; give 1..{MAX_ROW_ID}")
     return MapFilter(window=window, start=start, end=end, playback=playback,

@@ -31,8 +31,13 @@ from layers.models import Camera, Grid, RedactionRule, RuleChange
 from layers.models.base import utcnow
 from layers.services import audit, get_row, use_session
 from layers.services import rules as rule_service
-from streams.floor import PrivacyFloor, lowering_reasons
-from streams.rules import RedactionRules, RuleScope, parse_rules
+from layers.streams_seam import (
+    PrivacyFloor,
+    RedactionRules,
+    RuleScope,
+    lowering_reasons,
+    parse_rules,
+)
 
 log = logging.getLogger(__name__)
 

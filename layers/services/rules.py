@@ -26,8 +26,15 @@ from sqlalchemy.orm import Session
 from layers.db import Database
 from layers.models import Camera, Grid, RedactionRule
 from layers.services import NotFoundError, ServiceError, get_row, use_session
-from streams.floor import DEFAULT_FLOOR, FloorError, PrivacyFloor
-from streams.rules import SCOPE_PRECEDENCE, RedactionRules, RuleScope, parse_rules
+from layers.streams_seam import (
+    DEFAULT_FLOOR,
+    SCOPE_PRECEDENCE,
+    FloorError,
+    PrivacyFloor,
+    RedactionRules,
+    RuleScope,
+    parse_rules,
+)
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,13 @@ from sqlalchemy.engine import make_url
 from layers.db import Database
 from layers.services import cameras as camera_service
 from layers.services import rules as rule_service
-from streams.floor import PrivacyFloor
-from streams.hub import HubBindings
-from streams.rules import RedactionRules
-from streams.sources import FileSourceConfig, SourceError
+from layers.streams_seam import (
+    FileSourceConfig,
+    HubBindings,
+    PrivacyFloor,
+    RedactionRules,
+    SourceError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ def hub_bindings(
         Video file looped for cameras without a ``stream_url`` (demo walls); None = such
         cameras have no source (their stream reports the error, nothing is served).
     floor : PrivacyFloor or its dict, optional
-        The deployment's privacy floor (``Settings.privacy_floor()``); every rule a stream
+        The deployment's privacy floor (``Settings.privacy.floor()``); every rule a stream
         gets is raised to it. None = the built-in floor (faces, persons, plates).
     """
     floor = floor if isinstance(floor, PrivacyFloor) else PrivacyFloor.model_validate(floor or {})

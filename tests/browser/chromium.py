@@ -6,11 +6,10 @@ set): CI installs it from .ci/apt-packages.txt, so a skip there would hide a bro
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
-import pytest
+from tests.absent import require_service
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -20,11 +19,8 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 
 def require_browser() -> None:
     """Return if Chromium and ChromeDriver are installed; skip (fail in CI) otherwise."""
-    if CHROMIUM.exists() and CHROMEDRIVER.exists():
-        return
-    if os.environ.get("CI"):
-        pytest.fail("chromium / chromium-driver are missing in CI (.ci/apt-packages.txt)")
-    pytest.skip("chromium or chromedriver not installed")
+    require_service("chromium / chromium-driver", "apt-get install chromium chromium-driver; "
+                    ".ci/apt-packages.txt", available=CHROMIUM.exists() and CHROMEDRIVER.exists())  # fmt: skip
 
 
 def free_port() -> int:

@@ -4,6 +4,11 @@ Headless Chromium (Debian ``chromium`` + ``chromium-driver``) against ``python -
 on 127.0.0.1 with a fixture city. Also checks that a case filed through the API while the
 page is open appears in the queue without a reload, and saves 1920x1080 screenshots of the
 page in Chinese and English (``GRIDSIGHT_SCREENSHOTS`` folder, else the test's tmp dir).
+
+The page re-renders on its own (the queue every few seconds, the detail after each action),
+so every step waits for the state it needs with a generous deadline and clicks through
+``click``, which tries again when the element it found was re-rendered meanwhile: on a
+loaded machine those re-renders land between finding an element and clicking it.
 """
 
 from __future__ import annotations
@@ -13,19 +18,27 @@ import time
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import (
+    ElementClickInterceptedException,
+    ElementNotInteractableException,
+    StaleElementReferenceException,
+)
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
 
+from bench.incident_city import free_port, grid_center, start_server
 from tests.browser.chromium import make_driver
+from tests.dbs import new_db
 
 pytestmark = pytest.mark.browser
 
-selenium = pytest.importorskip("selenium")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from tests.incident_city import free_port, grid_center, new_db, start_server  # noqa: E402
-
 PASSWORD = "dispatch-pass-2026"
+#: what a re-render between finding an element and using it raises: try again
+RERENDERED = (StaleElementReferenceException, ElementClickInterceptedException,
+              ElementNotInteractableException)  # fmt: skip
+#: seconds a step may take on a loaded machine (a 2-core box running other suites)
+STEP_S = 90
 
 
 def _driver():
@@ -84,16 +97,36 @@ def browser(server):
     d.quit()
 
 
-def wait(d, cond, timeout=30):
-    return WebDriverWait(d, timeout).until(cond)
+def wait(d, cond, timeout: float = STEP_S):
+    """Return ``cond``'s first truthy answer; a re-rendered element just means "not yet"."""
+    return WebDriverWait(d, timeout, poll_frequency=0.2, ignored_exceptions=RERENDERED).until(cond)
+
+
+def click(d, locator, keys: str | None = None) -> None:
+    """Click (or type ``keys`` into) the element at ``locator`` once it is clickable.
+
+    Finding and clicking are one attempt: when the page re-rendered the element in between,
+    Selenium raises (nothing was clicked) and the attempt is made again on the new element.
+    """
+
+    def attempt(x) -> bool:
+        element = EC.element_to_be_clickable(locator)(x)
+        if not element:
+            return False
+        element.send_keys(keys) if keys is not None else element.click()
+        return True
+
+    wait(d, attempt)
+
+
+def message(d) -> str:
+    return d.find_element(By.ID, "dispatch-message").text
 
 
 def click_action(d, action: str, incident_id: int, expect_status_zh: str) -> None:
-    before = d.find_element(By.ID, "dispatch-message").text
-    btn = wait(d, EC.element_to_be_clickable((By.ID, f"dispatch-btn-{action}")))
-    btn.click()
-    wait(d, lambda x: x.find_element(By.ID, "dispatch-message").text not in ("", before))
-    text = d.find_element(By.ID, "dispatch-message").text
+    before = wait(d, lambda x: (message(x),))[0]
+    click(d, (By.ID, f"dispatch-btn-{action}"))
+    text = wait(d, lambda x: (m := message(x)) not in ("", before) and m)
     assert f"#{incident_id}" in text and expect_status_zh in text, text
 
 
@@ -121,22 +154,21 @@ def test_dispatcher_assigns_escalates_and_closes(server, browser):
     d = browser
     d.get(server["url"] + "/dispatch")
     iid = server["first"]
-    row = wait(d, EC.element_to_be_clickable(
-        (By.CSS_SELECTOR, f".ag-center-cols-container .ag-row[row-id='{iid}'] .ag-cell")))  # fmt: skip
-    row.click()
+    click(d, (By.CSS_SELECTOR, f".ag-center-cols-container .ag-row[row-id='{iid}'] .ag-cell"))
     wait(d, EC.text_to_be_present_in_element((By.ID, "dispatch-detail-title"), f"#{iid}"))
     # the detail shows the map of its grid and the camera-less note / responders
-    assert d.find_elements(By.CSS_SELECTOR, "#dispatch-map .leaflet-interactive")
+    wait(d, lambda x: x.find_elements(By.CSS_SELECTOR, "#dispatch-map .leaflet-interactive"))
     click_action(d, "register", iid, "已立案")
-    d.find_element(By.ID, "dispatch-reason").send_keys("现场核实")
+    click(d, (By.ID, "dispatch-reason"), keys="现场核实")
+    wait(d, lambda x: x.find_element(By.ID, "dispatch-reason").get_attribute("value") == "现场核实")
     click_action(d, "dispatch", iid, "已派遣")
     click_action(d, "escalate", iid, "已派遣")
     click_action(d, "accept", iid, "处理中")
     click_action(d, "report", iid, "已反馈")
     # keyboard: the close button's access key is C (Alt+Shift+C); focus + Enter works too
-    close = wait(d, EC.element_to_be_clickable((By.ID, "dispatch-btn-close")))
-    assert close.get_attribute("accesskey") == "c"
-    close.send_keys("\n")
+    close = (By.ID, "dispatch-btn-close")
+    assert wait(d, lambda x: x.find_element(*close).get_attribute("accesskey")) == "c"
+    click(d, close, keys="\n")
     wait(d, EC.text_to_be_present_in_element((By.ID, "dispatch-message"), "已结案"))
     status, level, assignee, history = db_state(server["db"], iid)
     assert status == "closed" and level == "community" and assignee is not None
@@ -163,7 +195,7 @@ def test_new_cases_appear_without_reload(server, browser):
     assert r.status_code == 201
     new_id = r.json()["id"]
     wait(d, EC.presence_of_element_located(
-        (By.CSS_SELECTOR, f".ag-center-cols-container .ag-row[row-id='{new_id}']")), timeout=15)  # fmt: skip
+        (By.CSS_SELECTOR, f".ag-center-cols-container .ag-row[row-id='{new_id}']")))  # fmt: skip
 
 
 def test_screenshots_in_both_languages(server, browser):

@@ -11,13 +11,13 @@ import time
 
 import pytest
 
+from bench.operator_city import build_city, cell_center
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.services import mapdata
 from layers.services.incidents import create_incident
 from layers.services.scope import Scope
+from layers.settings import load_settings
 from tests.browser.chromium import make_driver, require_browser
-from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import make_user
 
 pytestmark = pytest.mark.browser
@@ -29,8 +29,8 @@ def server(tmp_path_factory):
     from werkzeug.serving import make_server
 
     tmp = tmp_path_factory.mktemp("opbrowser")
-    settings = Settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     ids = build_city(db, incidents=60)
@@ -159,13 +159,11 @@ def test_new_incident_appears_live_and_keeps_viewport(server, browser):
     with server["db"].session() as s:
         inc_id = create_incident(s, {"lon": lon, "lat": lat, "category": "SECURITY",
                                      "description": "browser live test"}).id  # fmt: skip
-    t0 = time.monotonic()
-    _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, f".gs-live-dot[data-id='{inc_id}']"), 2.0,
-          "the new incident marker within 2 s")  # fmt: skip
-    elapsed = time.monotonic() - t0
-    assert elapsed < 2.0
-    _wait(d, lambda: f"#{inc_id}" in d.find_element(By.ID, "operator-feed").text, 2, "feed")
-    _wait(d, lambda: d.find_element(By.ID, "operator-kpi-open").text == f"{open_before + 1:,}", 2,
+    # live: the marker arrives without a reload (how fast is bench/bench_map.py's business)
+    _wait(d, lambda: d.find_elements(By.CSS_SELECTOR, f".gs-live-dot[data-id='{inc_id}']"), 60,
+          "the new incident marker")  # fmt: skip
+    _wait(d, lambda: f"#{inc_id}" in d.find_element(By.ID, "operator-feed").text, 60, "feed")
+    _wait(d, lambda: d.find_element(By.ID, "operator-kpi-open").text == f"{open_before + 1:,}", 60,
           "KPI open +1")  # fmt: skip
     after = _view(d)
     assert after == pytest.approx(before, abs=1e-9)

@@ -14,12 +14,12 @@ import time
 import pytest
 from sqlalchemy import select
 
+from bench.operator_city import build_city
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.models import AdminArea, Center, Grid
+from layers.settings import load_settings
 from tests.browser.chromium import make_driver, require_browser
 from tests.browser.test_operator_browser import _wait
-from tests.dashboard.operator_city import build_city
 from tests.helpers_auth import login
 
 pytestmark = pytest.mark.browser
@@ -64,8 +64,8 @@ def _poison(db) -> dict[str, list[str]]:
 def exported(tmp_path_factory):
     require_browser()
     tmp = tmp_path_factory.mktemp("sitexport")
-    settings = Settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings({}, db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     ids = build_city(db, incidents=40)

@@ -16,12 +16,12 @@ import time
 import pytest
 from sqlalchemy import select
 
+from bench.operator_city import build_city, cell_center
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.models import AdminArea, Camera, Category, Center, Grid, Incident, Responder
+from layers.settings import load_settings
 from tests.browser.chromium import make_driver, require_browser
 from tests.browser.test_operator_browser import LAYER_COUNTS_JS, _open, _wait
-from tests.dashboard.operator_city import build_city, cell_center
 from tests.helpers_auth import login, make_user
 
 pytestmark = pytest.mark.browser
@@ -66,8 +66,8 @@ def server(tmp_path_factory):
     from werkzeug.serving import make_server
 
     tmp = tmp_path_factory.mktemp("xss")
-    settings = Settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     ids = build_city(db, incidents=30)

@@ -1,6 +1,6 @@
 """Crash test: SIGKILL a real server under intake load; no acknowledged incident is lost.
 
-A load generator (8 threads, keep-alive, bounded to 20 s and 4,000 requests) posts incidents
+A load generator (8 threads, keep-alive, at most 4,000 requests) posts incidents
 with unique Idempotency-Keys to ``python -m dashboard`` on 127.0.0.1 and records every 201.
 Mid-run the server gets SIGKILL; it is restarted on the same SQLite file and every
 acknowledged id must be there, with the same key still mapping to the same id.
@@ -16,7 +16,8 @@ import time
 import pytest
 import requests
 
-from tests.incident_city import free_port, grid_center, new_db, start_server
+from bench.incident_city import free_port, grid_center, start_server
+from tests.dbs import new_db
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +70,10 @@ def test_sigkill_under_load_loses_no_acknowledged_incident(db_backend, tmp_path)
     t0 = time.monotonic()
     for t in threads:
         t.start()
-    # kill once a good number is acknowledged (but well before the budget runs out)
-    while len(acked) < 600 and time.monotonic() - t0 < 15:
+    # kill once a good number is acknowledged (well before the budget runs out); how long that
+    # takes depends on the machine, so the deadline is only a guard against a dead server
+    deadline = t0 + 600
+    while len(acked) < 100 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -81,7 +84,7 @@ def test_sigkill_under_load_loses_no_acknowledged_incident(db_backend, tmp_path)
         t.join(20)
     print(f"crash test: {killed_at} acknowledged at the kill after {time.monotonic() - t0:.1f} s, "
           f"{len(acked)} in total, {len(sent)} sent")  # fmt: skip
-    assert killed_at >= 100, f"only {killed_at} acknowledged before the kill; load too slow"
+    assert killed_at >= 100, f"only {killed_at} acknowledged before the kill (server died?)"
     assert len(sent) > len(acked), "the kill should interrupt requests in flight"
 
     proc = start_server(db.url, tmp_path, port)

@@ -11,18 +11,19 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.incident_city import DX, DY, LAT0, LON0
 from dashboard.app import create_app
 from dashboard.routes.openapi import openapi_document
-from dashboard.settings import Settings
+from layers.settings import load_settings
+from tests.dbs import new_db
 from tests.helpers_auth import bearer
-from tests.incident_city import DX, DY, LAT0, LON0, new_db
 
 
 @pytest.fixture(scope="module")
 def fuzz_app(db_backend, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     db = new_db(tmp / "gs.sqlite", db_backend)
-    settings = Settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
+    settings = load_settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
     app = create_app(settings, db=db, start_background=False)
     app.fuzz_headers = bearer(app, "dispatcher")
     return app

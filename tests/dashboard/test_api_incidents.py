@@ -7,18 +7,19 @@ import io
 
 import pytest
 
+from bench.incident_city import grid_center
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.services.scope import Scope
+from layers.settings import load_settings
+from tests.dbs import new_db
 from tests.helpers_auth import bearer, csrf_headers, login
-from tests.incident_city import grid_center, new_db
 
 
 @pytest.fixture(scope="module")
 def app(db_backend, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("api")
     db = new_db(tmp / "gs.sqlite", db_backend)
-    settings = Settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
+    settings = load_settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
     return create_app(settings, db=db, start_background=False)
 
 

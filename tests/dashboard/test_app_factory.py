@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
+from layers.settings import load_settings
 
 
 @pytest.fixture
 def settings(tmp_path):
-    return Settings(
+    return load_settings(
         db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}",
         data_dir=tmp_path,
         seed_on_start=False,
@@ -42,15 +42,15 @@ def test_healthz_reports_database_down(settings):
 
 
 def test_settings_reject_bad_values(monkeypatch):
-    from pydantic import ValidationError
+    from layers.settings import SettingsError
 
     monkeypatch.setenv("GRIDSIGHT_PORT", "99999")
-    with pytest.raises(ValidationError, match="port"):
-        Settings()
+    with pytest.raises(SettingsError, match="^GRIDSIGHT_PORT: .*65535"):
+        load_settings()
     monkeypatch.setenv("GRIDSIGHT_PORT", "8050")
     monkeypatch.setenv("GRIDSIGHT_DB_URL", "gridsight.sqlite")
-    with pytest.raises(ValidationError, match="must be a URL"):
-        Settings()
+    with pytest.raises(SettingsError, match="GRIDSIGHT_DB_URL must be a URL"):
+        load_settings()
 
 
 def test_secret_key_generated_once(settings):
@@ -83,7 +83,7 @@ def test_no_seed_over_an_imported_city(tmp_path):
         a = AdminArea(level="district", code="530102", name="五华区")
         a.geometry = shapely.box(102.6, 25.0, 102.7, 25.1)
         s.add(a)
-    settings = Settings(db_url=db.url, data_dir=tmp_path, seed_on_start=True, simulator=False)
+    settings = load_settings(db_url=db.url, data_dir=tmp_path, seed_on_start=True, simulator=False)
     app = create_app(settings, start_background=False)
     counts = app.server.test_client().get("/healthz").get_json()["counts"]
     assert counts["districts"] == 1 and counts["grids"] == 0

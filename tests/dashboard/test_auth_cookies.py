@@ -7,14 +7,14 @@ import re
 import stat
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
+from layers.settings import load_settings
 from tests.helpers_auth import make_user
 
 
 def _app(tmp_path, **kw):
     kw = {"seed_on_start": False, "simulator": False, **kw}
     data = tmp_path / "fresh" / "data"
-    settings = Settings(db_url=f"sqlite:///{data / 'gs.sqlite'}", data_dir=data, **kw)
+    settings = load_settings(db_url=f"sqlite:///{data / 'gs.sqlite'}", data_dir=data, **kw)
     return create_app(settings, start_background=False)
 
 

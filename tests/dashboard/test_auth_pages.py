@@ -18,15 +18,15 @@ from dash.exceptions import PreventUpdate
 
 from dashboard.app import create_app
 from dashboard.auth import Principal, forbidden_panel
-from dashboard.settings import Settings
 from layers.services import audit
 from layers.services import users as user_service
+from layers.settings import load_settings
 
 
 @pytest.fixture
 def app(tmp_path):
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     return create_app(settings, start_background=False)
 
 

@@ -15,17 +15,17 @@ from dash.exceptions import PreventUpdate
 
 from dashboard.app import create_app
 from dashboard.auth import Principal
-from dashboard.settings import Settings
 from layers.models import Camera
 from layers.services import audit, grants
 from layers.services import rules as rule_service
+from layers.settings import load_settings
 from tests.helpers_auth import make_user
 
 
 @pytest.fixture
 def app(tmp_path):
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     with app.server.config["GRIDSIGHT"].db.session() as s:
         s.add(
@@ -127,9 +127,9 @@ def test_officer_saves_a_masked_rule_that_the_camera_then_uses(app, page):
 
 def test_console_lowering_waits_for_a_second_officer(tmp_path, page):
     tmp_path = tmp_path / "two-person"  # the page fixture's app uses tmp_path itself
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False,
-                        unmask_requires_second_approver=True)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
+                             seed_on_start=False, simulator=False,
+                             unmask_requires_second_approver=True)  # fmt: skip
     app = create_app(settings, start_background=False)
     with _db(app).session() as s:
         s.add(Camera(id=7, gb_id="53010200001310000007", name="翠湖东门", cls=1, lon=102.7,
@@ -173,28 +173,28 @@ def test_grants_need_reason_expire_and_can_need_a_second_officer(app, page):
         assert g is not None and g.approved_by == "po-2"
         assert grants.active_grant(s, "op-zhang", 9) is None
         assert grants.active_grant(s, "op-zhang", 7, now=now + dt.timedelta(minutes=31)) is None
-    hooks = app.server.config["GRIDSIGHT"].services
+    hooks = app.server.config["GRIDSIGHT"].hooks
     with as_user(app, "operator", "op-zhang"):
-        mark = hooks["unmask_grant"](flask.request, 7)
+        mark = hooks.unmask_grant(flask.request, 7)
         assert mark.startswith("UNMASKED op-zhang ") and mark.endswith("grant#1")
     with as_user(app, "operator", "op-li"):
-        assert hooks["unmask_grant"](flask.request, 7) is None
-    assert hooks["unmask_grant_for"]("op-zhang", 7).endswith("grant#1")  # no request needed
-    assert hooks["unmask_grant_for"]("op-zhang", 9) is None
+        assert hooks.unmask_grant(flask.request, 7) is None
+    assert hooks.unmask_grant_for("op-zhang", 7).endswith("grant#1")  # no request needed
+    assert hooks.unmask_grant_for("op-zhang", 9) is None
     with as_user(app, "privacy_officer", "po-1"):
         msg, _ = page.grant_action("privacy-revoke", None, None, None, None, 1)
         assert "revoked #1" in msg
     with as_user(app, "operator", "op-zhang"):
-        assert hooks["unmask_grant"](flask.request, 7) is None
-    assert hooks["unmask_grant_for"]("op-zhang", 7) is None
+        assert hooks.unmask_grant(flask.request, 7) is None
+    assert hooks.unmask_grant_for("op-zhang", 7) is None
     with db.session() as s:
         actions = [e.action for e in audit.search(s, action="grant.")][::-1]
     assert actions == ["grant.create", "grant.approve", "grant.revoke"]
 
 
 def test_video_hooks_enforce_role_and_camera_scopes(app):
-    hooks = app.server.config["GRIDSIGHT"].services
-    allow = hooks["authorize_video"]
+    hooks = app.server.config["GRIDSIGHT"].hooks
+    allow = hooks.authorize_video
     with as_user(app, "operator", "op-a"):
         assert allow(flask.request, 7) and allow(flask.request, 8)
     with as_user(app, "operator", "op-b", {"districts": ["530102"], "cameras": []}):
@@ -205,10 +205,10 @@ def test_video_hooks_enforce_role_and_camera_scopes(app):
         with as_user(app, role, "x"):
             assert not allow(flask.request, 7)
     with as_user(app, "auditor", "aud"):
-        assert hooks["authorize_rules"](flask.request, "read")
-        assert not hooks["authorize_rules"](flask.request, "write")
+        assert hooks.authorize_rules(flask.request, "read")
+        assert not hooks.authorize_rules(flask.request, "write")
     with as_user(app, "operator", "op-a"):
-        hooks["audit"]("video.view.start", user="op-a", camera_id=7, redacted=True)
+        hooks.audit("video.view.start", user="op-a", camera_id=7, redacted=True)
     with _db(app).session() as s:
         (e,) = audit.search(s, action="video.view.start")
     assert (e.actor, e.role, e.target) == ("op-a", "operator", "camera:7")

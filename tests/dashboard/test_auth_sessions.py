@@ -9,14 +9,14 @@ import time
 import pytest
 from sqlalchemy import select, text
 
+from bench.operator_city import build_city
 from dashboard import auth, principal
 from dashboard.app import create_app
 from dashboard.routes import video as video_route
-from dashboard.settings import Settings
 from layers.models import UserSession
 from layers.services import sessions as session_service
 from layers.services import users as user_service
-from tests.dashboard.operator_city import build_city
+from layers.settings import Settings, load_settings
 from tests.dashboard.test_live_events import _sse
 from tests.helpers_auth import bearer, form_csrf, login, login_as, make_user
 
@@ -27,7 +27,7 @@ STREAM_END_DEADLINE_S = 40
 
 def _settings(tmp_path, **kw) -> Settings:
     kw = {"seed_on_start": False, "simulator": False, "session_minutes": 30, **kw}
-    return Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path, **kw)
+    return load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path, **kw)
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_an_idle_session_ends_on_the_server_too(city):
     assert client.get("/api/v1/incidents").status_code == 200
     with _db(app).session() as s:
         s.execute(text("UPDATE user_sessions SET last_seen_at = '2000-01-01 00:00:00'"))
-    app.server.config["GRIDSIGHT"].services["principal_cache"].clear()
+    app.server.config["GRIDSIGHT"].principal_cache.clear()
     assert client.get("/api/v1/incidents").status_code == 401
     with _db(app).session() as s:
         assert s.scalar(select(UserSession.revoked_reason)) == "expired"
@@ -225,7 +225,7 @@ def video_city(tmp_path, shared_data):
     )
     ids = build_city(app.server.config["GRIDSIGHT"].db, incidents=0)
     yield app, ids
-    app.server.config["GRIDSIGHT"].services["stream_hub"].close()
+    app.server.config["GRIDSIGHT"].stream_hub.close()
 
 
 def _drain(chunks, deadline_s: float) -> bool:

@@ -10,18 +10,18 @@ import json
 import pytest
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers import cli_users
 from layers.models import SOD_ROLES
 from layers.services import audit, role_requests
 from layers.services import users as user_service
+from layers.settings import load_settings
 from tests.dashboard.test_auth_pages import _page_module, _text, as_role
 
 
 @pytest.fixture
 def app(tmp_path):
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     return create_app(settings, start_background=False)
 
 

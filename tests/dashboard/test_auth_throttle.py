@@ -13,7 +13,7 @@ import pytest
 
 from dashboard import throttle
 from dashboard.app import create_app
-from dashboard.settings import Settings
+from layers.settings import load_settings
 from tests.helpers_auth import make_user
 
 BAD = "用户名或密码错误"
@@ -22,7 +22,7 @@ THROTTLED = "登录尝试过多"
 
 def _app(tmp_path, **kw):
     kw = {"seed_on_start": False, "simulator": False, **kw}
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path, **kw)
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path, **kw)
     return create_app(settings, start_background=False)
 
 
@@ -105,7 +105,7 @@ def test_people_behind_one_address_sign_in_while_it_is_flooded(tmp_path):
     nat = "203.0.113.50"
     people = [make_user(app, "operator") for _ in range(30)]
     attacker = app.server.test_client()
-    slots = app.server.config["GRIDSIGHT"].services["login_throttle"].slots
+    slots = app.server.config["GRIDSIGHT"].login_throttle.slots
     verified = {"n": 0}
     real_hold = slots.hold
 
@@ -219,7 +219,7 @@ def test_verify_slots_bound_running_and_waiting_checks():
 def test_a_busy_sign_in_is_told_to_retry(tmp_path, monkeypatch):
     app = _app(tmp_path)
     name, pw = make_user(app, "operator")
-    gate = app.server.config["GRIDSIGHT"].services["login_throttle"]
+    gate = app.server.config["GRIDSIGHT"].login_throttle
     monkeypatch.setattr(gate, "slots", throttle.VerifySlots(1, wait_s=0.05))
     assert gate.slots._sem.acquire(timeout=1)  # every slot taken
     try:
@@ -233,7 +233,7 @@ def test_a_busy_sign_in_is_told_to_retry(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value", ["lots", "5 per fortnight", ""], ids=["word", "unit", "empty"])
 def test_bad_limit_settings_name_the_variable(value):
     with pytest.raises(ValueError, match="GRIDSIGHT_LOGIN_LIMIT_PER_CLIENT"):
-        Settings(login_limit_per_client=value)
+        load_settings(login_limit_per_client=value)
 
 
 def test_limits_are_shared_through_redis_between_apps(tmp_path, redis_url, stream_key):

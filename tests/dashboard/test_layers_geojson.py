@@ -8,14 +8,14 @@ import json
 import shapely
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.models import AdminArea, Grid
+from layers.settings import load_settings
 from tests.helpers_auth import login
 
 
 def test_gzip_and_etag(tmp_path):
-    settings = Settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     with db.session() as s:

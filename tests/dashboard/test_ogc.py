@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 
 import pytest
 
+from bench.incident_city import LAT0, LON0, free_port, grid_center, start_server
 from dashboard.app import create_app
 from dashboard.routes.ogc import COLLECTIONS
-from dashboard.settings import Settings
+from layers.settings import load_settings
+from tests.absent import require_executable
+from tests.dbs import new_db
 from tests.helpers_auth import bearer
-from tests.incident_city import LAT0, LON0, free_port, grid_center, new_db, start_server
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def app(db_backend, tmp_path_factory):
         lon, lat = grid_center(1, 1)
         incidents.create_incident(s, {"lon": lon, "lat": lat, "category": "ENV",
                                       "reporter_phone": "13812345678", "reporter_name": "王五"})  # fmt: skip
-    settings = Settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
+    settings = load_settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
     return create_app(settings, db=db, start_background=False)
 
 
@@ -118,10 +118,7 @@ def test_access_needs_a_gis_role(app):
 @pytest.mark.slow
 def test_gdal_oapif_lists_and_reads_layers_from_a_live_server(db_backend, tmp_path):
     """GDAL's OAPIF driver (gdal-bin) against a real ``python -m dashboard`` on 127.0.0.1."""
-    if shutil.which("ogrinfo") is None:
-        if os.environ.get("CI"):
-            pytest.fail("ogrinfo missing in CI: gdal-bin is in .ci/apt-packages.txt")
-        pytest.skip("gdal-bin (ogrinfo) not installed")
+    require_executable("ogrinfo", "apt-get install gdal-bin; .ci/apt-packages.txt")
     db = new_db(tmp_path / "live.sqlite", db_backend)
     from layers.services import users
 

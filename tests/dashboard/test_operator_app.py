@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -13,15 +11,16 @@ from pathlib import Path
 import pytest
 from dash import Patch, no_update
 
+from bench.operator_city import build_city, cell_center
 from dashboard.app import create_app
 from dashboard.operator import common, views
 from dashboard.operator.live import live_refresh
 from dashboard.operator.panes import map_component
-from dashboard.settings import Settings
 from layers.services import mapdata
 from layers.services.incidents import create_incident
 from layers.services.scope import Scope
-from tests.dashboard.operator_city import build_city, cell_center
+from layers.settings import Settings, load_settings
+from tests.absent import require_executable
 from tests.helpers_auth import login
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,8 +29,8 @@ CDN_HOSTS = ("cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com", "code.jque
 
 
 def _settings(tmp_path, **kw) -> Settings:
-    return Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                    seed_on_start=False, simulator=False, **kw)  # fmt: skip
+    return load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
+                         seed_on_start=False, simulator=False, **kw)  # fmt: skip
 
 
 @pytest.fixture
@@ -218,10 +217,7 @@ def test_every_operator_label_exists_in_both_catalogs():
 def test_js_gcj02_shift_matches_geo_crs():
     from geo.crs import wgs84_to_gcj02
 
-    if shutil.which("node") is None:
-        if os.environ.get("CI"):
-            pytest.fail("node is missing in CI (nodejs in .ci/apt-packages.txt)")
-        pytest.skip("node is not installed")
+    require_executable("node", "apt-get install nodejs; .ci/apt-packages.txt")
 
     js = (REPO / "dashboard/assets/gridsight_map.js").read_text(encoding="utf-8")
     pts = [(102.71, 25.04), (118.78, 32.06), (116.39, 39.9), (2.35, 48.85)]

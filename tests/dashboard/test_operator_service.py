@@ -8,12 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from layers.db import Database
-from layers.models import Incident
-from layers.services import mapdata
-from layers.services.incidents import create_incident
-from layers.services.scope import Scope
-from tests.dashboard.operator_city import (
+from bench.operator_city import (
     COLS,
     NOW,
     ROWS,
@@ -21,6 +16,11 @@ from tests.dashboard.operator_city import (
     cell_center,
     open_grid_counts,
 )
+from layers.db import Database
+from layers.models import Incident
+from layers.services import mapdata
+from layers.services.incidents import create_incident
+from layers.services.scope import Scope
 from tests.dbs import db_url
 
 

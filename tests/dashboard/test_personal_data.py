@@ -11,11 +11,12 @@ import json
 
 import pytest
 
+from bench.incident_city import grid_center
 from dashboard.app import create_app
 from dashboard.policy import Principal, may_see_personal_data
-from dashboard.settings import Settings
+from layers.settings import load_settings
+from tests.dbs import new_db
 from tests.helpers_auth import bearer, csrf_headers, login
-from tests.incident_city import grid_center, new_db
 
 PHONE = "13812345678"
 MASKED = "138****5678"
@@ -26,7 +27,7 @@ NAME = "王小明"
 def app(db_backend, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("personal")
     db = new_db(tmp / "gs.sqlite", db_backend)
-    settings = Settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
+    settings = load_settings(db_url=db.url, data_dir=tmp, seed_on_start=False, simulator=False)
     return create_app(settings, db=db, start_background=False)
 
 

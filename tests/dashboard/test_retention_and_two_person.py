@@ -8,15 +8,15 @@ import pytest
 import shapely
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.models import AdminArea, Camera, Incident
 from layers.services.retention import RetentionLoop
+from layers.settings import Settings, load_settings
 from tests.helpers_auth import make_user
 
 
 def _settings(tmp_path, **kw) -> Settings:
-    return Settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
-                    seed_on_start=False, simulator=False, **kw)  # fmt: skip
+    return load_settings(db_url=f"sqlite:///{tmp_path/'gs.sqlite'}", data_dir=tmp_path,
+                         seed_on_start=False, simulator=False, **kw)  # fmt: skip
 
 
 def test_retention_purges_old_reporter_data_and_snapshots(tmp_path):
@@ -67,7 +67,7 @@ def test_unmask_needs_second_approver_only_when_configured(tmp_path, two_person)
     with ctx.db.session() as s:
         grants.create_grant(s, grantee=viewer, camera_ids=[cam_id], reason="警情核查 case 42",
                             minutes=30, granted_by=officer, granted_by_role="privacy_officer")  # fmt: skip
-    unmask_for = ctx.services["unmask_grant_for"]
+    unmask_for = ctx.hooks.unmask_grant_for
     watermark = unmask_for(viewer, cam_id)
     if two_person:
         assert watermark is None  # not approved yet: still redacted

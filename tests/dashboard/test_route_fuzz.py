@@ -16,9 +16,9 @@ import re
 
 import pytest
 
+from bench.operator_city import build_city
 from dashboard.app import create_app
-from dashboard.settings import Settings
-from tests.dashboard.operator_city import build_city
+from layers.settings import load_settings
 from tests.helpers_auth import bearer, csrf_headers, login
 
 SEED = 20261202
@@ -57,8 +57,8 @@ DASH_BODIES = [{}, [], "x", {"output": 5}, {"output": "nope.children"},
 @pytest.fixture(scope="module")
 def fuzz(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("routefuzz")
-    settings = Settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     build_city(app.server.config["GRIDSIGHT"].db, incidents=20)
     clients = {}

@@ -12,8 +12,8 @@ import pytest
 
 from dashboard.app import create_app
 from dashboard.auth import resolve_policy
-from dashboard.settings import Settings
 from layers.models import ROLES
+from layers.settings import load_settings
 from tests.helpers_auth import bearer, csrf_headers, login
 
 ALL = frozenset(ROLES)
@@ -84,8 +84,8 @@ EXPECTED = [
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("matrix")
-    settings = Settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     clients = {}
     for role in ROLES:

@@ -12,12 +12,13 @@ import pytest
 import shapely
 
 from dashboard.app import create_app
+from dashboard.context import AccessHooks, AppContext
 from dashboard.routes import rules
-from dashboard.settings import Settings
 from layers.db import Database
 from layers.models import AdminArea, Camera, Grid, geometry_columns
 from layers.services import audit
 from layers.services import rules as rule_service
+from layers.settings import load_settings
 from tests.helpers_auth import csrf_headers, login
 
 FLOOR = ["faces", "persons", "plates"]
@@ -49,10 +50,10 @@ def plain(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'rules.sqlite'}")
     db.migrate()
     _cameras(db)
-    ctx = SimpleNamespace(
-        settings=SimpleNamespace(unmask_requires_second_approver=True),  # built-in floor
+    ctx = AppContext(
+        settings=load_settings({}, unmask_requires_second_approver=True),  # built-in floor
         db=db,
-        services={"authorize_rules": lambda request, action: True},
+        hooks=AccessHooks(authorize_rules=lambda request, action: True),
     )
     server = flask.Flask("rules-test")
 
@@ -136,11 +137,11 @@ def test_rule_below_the_floor_is_refused_naming_the_floor(plain, body, named):
 
 def test_hook_can_forbid_writes_and_missing_hook_fails_closed(plain):
     client, ctx = plain
-    ctx.services["authorize_rules"] = lambda request, action: action == "read"
+    ctx.hooks.authorize_rules = lambda request, action: action == "read"
     assert client.get("/api/v1/rules").status_code == 200
     assert client.put("/api/v1/rules/default", json={"targets": FLOOR}).status_code == 403
     assert client.post("/api/v1/rules/changes/1/approve").status_code == 403
-    del ctx.services["authorize_rules"]
+    ctx.hooks.authorize_rules = None
     assert client.put("/api/v1/rules/default", json={"targets": []}).status_code == 403
     assert client.get("/api/v1/rules").status_code == 403
     assert client.get("/api/v1/rules/floor").status_code == 403
@@ -208,8 +209,8 @@ def test_rejected_and_stale_changes_never_apply(plain):
 
 # -- the real app: logins, CSRF, settings --------------------------------------------------
 def _app(tmp_path, **kw):
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                        seed_on_start=False, simulator=False, **kw)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
+                             seed_on_start=False, simulator=False, **kw)  # fmt: skip
     app = create_app(settings, start_background=False)
     _cameras(app.server.config["GRIDSIGHT"].db)
     return app

@@ -18,11 +18,11 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
+from bench.operator_city import build_city, cell_center
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
 from layers.services.scope import Scope
-from tests.dashboard.operator_city import build_city, cell_center
+from layers.settings import load_settings
 from tests.helpers_auth import csrf_headers, login
 
 SCOPE = {"districts": ["530102"]}
@@ -74,8 +74,8 @@ NO_DATA_CALLBACKS = {
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("scoped")
-    settings = Settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     ids = build_city(db, incidents=80)

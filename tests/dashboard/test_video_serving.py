@@ -18,8 +18,8 @@ import requests
 
 from dashboard.app import create_app
 from dashboard.server import create_waitress_server
-from dashboard.settings import Settings
 from layers.models import Camera
+from layers.settings import load_settings
 from tests.helpers_auth import make_user
 
 DEAD_URL = "rtsp://127.0.0.1:9/never"  # nothing listens: the camera never delivers a frame
@@ -41,9 +41,9 @@ class Served:
     """The real app behind waitress in a daemon thread."""
 
     def __init__(self, tmp_path, vtest: str, **overrides) -> None:
-        settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
-                            seed_on_start=False, simulator=False, host="127.0.0.1",
-                            **overrides)  # fmt: skip
+        settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path,
+                                 seed_on_start=False, simulator=False, host="127.0.0.1",
+                                 **overrides)  # fmt: skip
         self.app = create_app(settings, start_background=False)
         self.ctx = self.app.server.config["GRIDSIGHT"]
         with self.ctx.db.session() as s:
@@ -87,7 +87,7 @@ class Served:
         return sock
 
     def close(self) -> None:
-        self.ctx.services["stream_hub"].close()
+        self.ctx.stream_hub.close()
         self.server.close()
         self.ctx.db.dispose()
 
@@ -109,7 +109,7 @@ def test_abandoned_views_of_a_dead_camera_never_starve_pages(tmp_path, vtest):
                     video_max_streams_per_user=20)  # fmt: skip
     try:
         users = [served.login() for _ in range(5)]
-        limiter = served.ctx.services["video_streams"]
+        limiter = served.ctx.video_streams
         socks, statuses = [], []
         for k in range(100):
             sock = served.raw_get("/video/1.mjpg", users[k % 5].cookies.get_dict())
@@ -130,7 +130,7 @@ def test_abandoned_views_of_a_dead_camera_never_starve_pages(tmp_path, vtest):
         for sock in socks:  # abandon every view: no goodbye, the socket just goes
             sock.close()
         wait_for(lambda: not limiter.open_streams(), 15, "the abandoned views to be released")
-        hub = served.ctx.services["stream_hub"]
+        hub = served.ctx.stream_hub
         wait_for(lambda: hub.streams()[1].viewers == 0, 5, "the hub to count no viewer")
         assert _answers(served.base, "/healthz") == 200
         assert _answers(served.base, "/login") == 200
@@ -156,7 +156,7 @@ def test_per_user_cap_answers_429_naming_the_setting(tmp_path, vtest):
         assert other.status_code == 200  # the cap is per user
         for v in (*views, other):
             v.close()
-        limiter = served.ctx.services["video_streams"]
+        limiter = served.ctx.video_streams
         wait_for(lambda: not limiter.open_streams(), 15, "closed views to be released")
         again = alice.get(f"{served.base}/video/2.mjpg", stream=True, timeout=15)
         assert again.status_code == 200

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import text
 
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers.db import Database
 from layers.models import AuditEntry
 from layers.services import audit
 from layers.services.audit_key import AuditKey, default_key_path
+from layers.settings import load_settings
 from tests.dbs import db_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,12 +66,12 @@ def _cli(*args, env_extra=None):
 
 def test_truncation_with_a_moved_head_fails_verify_without_an_anchor(tmp_path):
     """Deleting the last rows and updating audit_checkpoint used to pass `audit verify`."""
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path / "data",
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path / "data",
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     _fill(db, 8)
-    url = settings.db_url
+    url = settings.db.url
     key_file = settings.audit_key_path()
     assert key_file == tmp_path / "data.audit-key"  # beside the data folder, not in it
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -187,18 +187,18 @@ WIPES = {
 def test_a_wiped_log_fails_verify_while_the_key_file_exists(tmp_path, wipe):
     """An insider with the database alone empties the log (or cuts its tail and the head row):
     with the key file present, `audit verify --key FILE` reports it broken, seq and why."""
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path / "data",
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path / "data",
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     _fill(db, 6)
     key_file = str(settings.audit_key_path())
-    ok = _cli("audit", "verify", "--db", settings.db_url, "--key", key_file)
+    ok = _cli("audit", "verify", "--db", settings.db.url, "--key", key_file)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     for stmt in WIPES[wipe]:
         _sql(db, stmt, genesis=audit.GENESIS)
     db.dispose()
-    bad = _cli("audit", "verify", "--db", settings.db_url, "--key", key_file)
+    bad = _cli("audit", "verify", "--db", settings.db.url, "--key", key_file)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     kept = 0 if wipe.startswith("all") else 4
     assert f"BROKEN at seq {kept + 1}: truncated" in bad.stdout, bad.stdout

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from defusedcsv import csv as defused_csv
 
+from bench.operator_city import build_city
 from dashboard.app import create_app
-from dashboard.settings import Settings
 from layers import exportsafe
 from layers.db import Database
 from layers.io import export_layer
 from layers.services import audit
-from tests.dashboard.operator_city import build_city
+from layers.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 FORMULAS = ["=1+1", "+1", "-x", "@SUM(A1)", "|calc", "%SystemRoot%", "\t=1", "\r=1",
@@ -36,8 +36,9 @@ FORMULAS = ["=1+1", "+1", "-x", "@SUM(A1)", "|calc", "%SystemRoot%", "\t=1", "\r
 @pytest.fixture
 def keyed_app(tmp_path):
     """Return (settings, db) of an app whose audit log is sealed with its key file."""
-    settings = Settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path / "data",
-                        seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings({}, db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}",
+                             data_dir=tmp_path / "data", seed_on_start=False,
+                             simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     build_city(db, incidents=0)
@@ -77,13 +78,13 @@ def test_an_export_that_cannot_be_audited_leaves_no_file(keyed_app, tmp_path, co
     args = (["audit", "export", str(out)] if command == "audit"
             else ["export", "grids", str(out)])  # fmt: skip
     before = _last(db).seq
-    r = _cli(*args, "--db", settings.db_url, "--key", str(_wrong_key(tmp_path)))
+    r = _cli(*args, "--db", settings.db.url, "--key", str(_wrong_key(tmp_path)))
     assert r.returncode in (1, 2), r.stdout + r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error:") and "Traceback" not in r.stderr
     assert "not the key" in r.stderr
     assert not out.exists() and _leftovers(out_dir) == []
     assert _last(db).seq == before
-    ok = _cli(*args, "--db", settings.db_url, "--key", str(settings.audit_key_path()))
+    ok = _cli(*args, "--db", settings.db.url, "--key", str(settings.audit_key_path()))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert out.exists() and _leftovers(out_dir) == []
     entry = _last(db)
@@ -91,7 +92,7 @@ def test_an_export_that_cannot_be_audited_leaves_no_file(keyed_app, tmp_path, co
         assert (entry.action, entry.target) == ("audit.export", str(out))
     else:
         assert entry.action == "layer.export" and json.loads(entry.detail)["file"] == str(out)
-    verify = _cli("audit", "verify", "--db", settings.db_url, "--key",
+    verify = _cli("audit", "verify", "--db", settings.db.url, "--key",
                   str(settings.audit_key_path()))  # fmt: skip
     assert verify.returncode == 0, verify.stdout
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from bench.incident_city import grid_center
 from layers import events
 from layers.models import Incident, IncidentEvent
 from layers.services import cameras, workflow
 from layers.services import incidents as svc
-from tests.incident_city import grid_center, new_db
+from tests.dbs import new_db
 
 
 class Recorder:

@@ -8,11 +8,12 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
+from bench.incident_city import grid_center
 from layers.models import IdempotencyKey, Incident, IncidentEvent, Responder
 from layers.services import duplicates, routing
 from layers.services import incidents as svc
 from layers.services.scope import Scope
-from tests.incident_city import grid_center, new_db
+from tests.dbs import new_db
 
 CST = dt.timezone(dt.timedelta(hours=8))
 # Monday 2026-11-23 10:00 Beijing time: inside working hours

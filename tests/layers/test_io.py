@@ -473,10 +473,7 @@ def test_parent_found_by_location_when_code_prefix_is_unknown(tmp_path, city_db)
                           progress=False)  # fmt: skip
     assert report.exit_code == 0
     assert "linked by location" in report.issues[0].reason
-    assert (
-        grids.grid_card(city_db, "53010200100999")["community"]["code"]
-        == "530102001001"
-    )
+    assert grids.grid_card(city_db, "53010200100999")["community"]["code"] == "530102001001"
 
 
 def test_district_codes_checked_against_editions(db_backend, tmp_path):

@@ -10,10 +10,11 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import insert
 
+from bench.incident_city import grid_center
 from layers.models import Incident, IncidentEvent
 from layers.services import ServiceError, kpi
 from layers.services.scope import Scope
-from tests.incident_city import grid_center, new_db
+from tests.dbs import new_db
 
 CST = dt.timezone(dt.timedelta(hours=8))
 NOV = dt.datetime(2026, 11, 1, tzinfo=CST)

@@ -26,6 +26,7 @@ from layers.leader import (
     sqlite_lock_path,
     startup_lock,
 )
+from tests.absent import missing
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,9 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _pg_url() -> str:
     url = os.environ.get("GRIDSIGHT_TEST_PG_URL")
     if not url:
-        if os.environ.get("CI"):
-            pytest.fail("GRIDSIGHT_TEST_PG_URL is not set in CI (.ci/services.sh exports it)")
-        pytest.skip("GRIDSIGHT_TEST_PG_URL is not set (PostgreSQL lease tests)")
+        missing("PostgreSQL (GRIDSIGHT_TEST_PG_URL)", "`. .ci/services.sh` starts it and sets it")
     return url
 
 

@@ -9,10 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from bench.incident_city import grid_center
 from layers.models import INCIDENT_STATUSES, Incident, IncidentEvent
 from layers.services import NotFoundError, sla, workflow
 from layers.services import incidents as svc
-from tests.incident_city import grid_center, new_db
+from tests.dbs import new_db
 
 CST = dt.timezone(dt.timedelta(hours=8))
 MONDAY_10 = dt.datetime(2026, 11, 23, 10, 0, tzinfo=CST)

@@ -147,16 +147,16 @@ def test_masks_are_compared_by_what_they_cover(new_masks, lowers):
 
 
 def test_settings_build_the_floor_from_the_environment(monkeypatch):
-    from dashboard.settings import Settings, floor_of
+    from layers.settings import Settings, SettingsError, load_settings
 
     monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_TARGETS", '["faces", "plates"]')
     monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"persons": ["hog"]}')
-    floor = Settings().privacy_floor()
+    floor = load_settings().privacy.floor()
     assert floor.targets == {"faces", "plates"} and floor.detectors["persons"] == {"hog"}
-    assert floor_of(Settings()) == floor and floor_of(object()) == DEFAULT_FLOOR
+    assert Settings().privacy.floor() == DEFAULT_FLOOR  # built without the environment
     monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"faces": ["yolo"]}')
-    with pytest.raises(ValidationError, match="GRIDSIGHT_PRIVACY_FLOOR_DETECTORS"):
-        Settings()
+    with pytest.raises(SettingsError, match="GRIDSIGHT_PRIVACY_FLOOR_DETECTORS"):
+        load_settings()
 
 
 def test_an_option_the_order_does_not_rank_counts_as_weaker():
@@ -181,7 +181,7 @@ def test_an_option_the_order_does_not_rank_counts_as_weaker():
     ],
 )
 def test_floor_from_env_is_the_floor_the_app_settings_give(monkeypatch, targets, detectors):
-    from dashboard.settings import load_settings
+    from layers.settings import load_settings
     from streams.floor import floor_from_env
 
     for name, value in (
@@ -192,7 +192,7 @@ def test_floor_from_env_is_the_floor_the_app_settings_give(monkeypatch, targets,
             monkeypatch.delenv(name, raising=False)
         else:
             monkeypatch.setenv(name, value)
-    assert floor_from_env() == load_settings().privacy_floor()
+    assert floor_from_env() == load_settings().privacy.floor()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""A small fixture city for the incident tests (until/besides ``layers.seed.seed_city``).
+"""A small fixture city for the incident tests and benchmarks (besides ``layers.seed.seed_city``).
 
 Layout (WGS-84): 16 grids of 0.01° x 0.02° boxes tiling lon 102.70-102.78, lat 25.00-25.04;
 column ``i`` (0-7) is community ``i``; communities 2s, 2s+1 form street ``s``; streets 0-1 form
@@ -110,20 +110,6 @@ def build_city(db: Database) -> dict:
         s.flush()
         ids["cameras"] = [c.id for c in cams]
     return ids
-
-
-def new_db(path, backend: str = "sqlite") -> Database:
-    """Return a migrated Database for ``path`` on ``backend`` holding the fixture city.
-
-    The ids are in ``.city``; ``backend`` is "sqlite" (the file at ``path``) or "postgis" (a
-    fresh PostgreSQL database, see ``tests/dbs.py``).
-    """
-    from tests.dbs import db_url
-
-    db = Database(db_url(path, backend))
-    db.migrate()
-    db.city = build_city(db)  # type: ignore[attr-defined]
-    return db
 
 
 def free_port() -> int:
