@@ -241,8 +241,8 @@ class PrivacyFloor(StrictModel):
         bound = self.limits[key]
         if not _beyond(key, value, bound):
             return None
-        side = "weaker than" if key == "method" else (
-            "below" if LIMIT_FIELDS[key][0] > 0 else "above"
+        side = (
+            "weaker than" if key == "method" else ("below" if LIMIT_FIELDS[key][0] > 0 else "above")
         )
         return f"{where}{key} {value} is {side} the floor's {bound}"
 

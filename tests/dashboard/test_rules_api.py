@@ -272,10 +272,16 @@ def test_a_deployment_sets_the_limits(tmp_path):
     client = app.server.test_client()
     login(client, app, "privacy_officer")
     ok = {"targets": FLOOR, "detectors": {"faces": {"type": "centerface", "threshold": 0.45}}}
-    assert client.put("/api/v1/rules/camera/3", json=ok, headers=csrf_headers(client)).status_code == 201
+    assert (
+        client.put("/api/v1/rules/camera/3", json=ok, headers=csrf_headers(client)).status_code
+        == 201
+    )
     r = client.put("/api/v1/rules/camera/3", json=dict(ok, method="blur"),
                    headers=csrf_headers(client))  # fmt: skip
-    assert r.status_code == 422 and "method blur is weaker than the floor's pixelate" in r.json["error"]
+    assert (
+        r.status_code == 422
+        and "method blur is weaker than the floor's pixelate" in r.json["error"]
+    )
 
 
 @pytest.mark.parametrize("two_person", [True, False])

@@ -245,8 +245,17 @@ def test_a_bad_floor_setting_names_the_variable(monkeypatch, name, value, says):
             "persons: hog.min_person_height 400 is above the floor's 96",
         ),
         (  # a combined detector is judged member by member
-            {"detectors": {"plates": {"type": "any_of", "detectors": [
-                {"type": "color_plate", "min_width": 300}, {"type": "haar_plate"}]}}},
+            {
+                "detectors": {
+                    "plates": {
+                        "type": "any_of",
+                        "detectors": [
+                            {"type": "color_plate", "min_width": 300},
+                            {"type": "haar_plate"},
+                        ],
+                    }
+                }
+            },
             "plates: color_plate.min_width 300 is above the floor's 20",
         ),  # fmt: skip
     ],
@@ -277,19 +286,29 @@ def test_at_or_within_the_limits_is_at_the_floor():
 
 
 def test_limits_are_configurable_and_validated():
-    strict = PrivacyFloor(limits={"method": "pixelate", "strength": 0.6, "centerface.threshold": 0.5})
+    strict = PrivacyFloor(
+        limits={"method": "pixelate", "strength": 0.6, "centerface.threshold": 0.5}
+    )
     assert strict.limits["min_face_px"] == DEFAULT_FLOOR.limits["min_face_px"]  # unset: built-in
-    assert strict.violations(rules(detectors={"faces": {"type": "centerface", "threshold": 0.4}})) == []
+    assert (
+        strict.violations(rules(detectors={"faces": {"type": "centerface", "threshold": 0.4}}))
+        == []
+    )
     weak = rules(method="blur", strength=0.2, margin=0.0)
     assert strict.violations(weak) == [
-        "method blur is weaker than the floor's pixelate", "strength 0.2 is below the floor's 0.6"
+        "method blur is weaker than the floor's pixelate",
+        "strength 0.2 is below the floor's 0.6",
     ]
     raised, _ = strict.raise_rules(weak)
     assert (raised.method, raised.strength, raised.margin) == ("pixelate", 0.6, 0.0)
     assert strict.fingerprint() != DEFAULT_FLOOR.fingerprint()
     assert PrivacyFloor.model_validate(strict.model_dump(mode="json")) == strict
-    for bad, named in [({"faces.size": 1}, "unknown keys"), ({"centerface.threshold": 2}, "less than 1"),
-                       ({"method": "swirl"}, "limits\\[method\\]"), ({"min_face_px": "x"}, "number")]:
+    for bad, named in [
+        ({"faces.size": 1}, "unknown keys"),
+        ({"centerface.threshold": 2}, "less than 1"),
+        ({"method": "swirl"}, "limits\\[method\\]"),
+        ({"min_face_px": "x"}, "number"),
+    ]:
         with pytest.raises(ValidationError, match=named):
             PrivacyFloor(limits=bad)
 
@@ -306,7 +325,10 @@ def test_the_cli_floor_reads_the_limits(monkeypatch):
     monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_LIMITS", '{"centerface.threshold": 0.2}')
     env_floor = floor_from_env()
     assert env_floor.limits["centerface.threshold"] == 0.2
-    assert env_floor == load_settings({}, privacy_floor_limits={"centerface.threshold": 0.2}).privacy.floor()
+    assert (
+        env_floor
+        == load_settings({}, privacy_floor_limits={"centerface.threshold": 0.2}).privacy.floor()
+    )
     for value in ("{not json", '{"faces.size": 1}'):
         monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_LIMITS", value)
         with pytest.raises(FloorError, match="GRIDSIGHT_PRIVACY_FLOOR_LIMITS"):
