@@ -162,7 +162,7 @@ def check_boxes(found: object, width: int, height: int, where: str) -> list[Box]
 
 
 class RedactionPipeline:
-    """Return redacted frames for one stream; holds detector, coverage and tracker state."""
+    """The redaction of one stream: detector, coverage and tracker state, frame by frame."""
 
     def __init__(
         self,
