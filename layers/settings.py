@@ -269,7 +269,7 @@ class EventsSettings(SettingsSection):
 class PrivacySettings(PrivacyFloorSettings):
     """The privacy section: the redaction floor, unmasking approval, audit key, retention.
 
-    The floor's two settings come from ``streams.settings.PrivacyFloorSettings``, which
+    The floor's settings come from ``streams.settings.PrivacyFloorSettings``, which
     ``python -m streams`` reads on its own (its exports are held to the same floor).
     """
 

@@ -119,7 +119,8 @@ def known_timezone(name: str, env: str) -> str:
 
 
 class PrivacyFloorSettings(SettingsSection):
-    """The privacy floor's settings: the least redaction any rule may ask for, deployment-wide.
+    """The privacy floor's settings: the least redaction any rule may ask for, deployment-wide
+    (targets, detector types, limits on how weakly they may detect).
 
     Part of the privacy section of the tree (``layers.settings.PrivacySettings`` adds the rest);
     ``python -m streams`` reads it alone with ``load_privacy_floor``.
@@ -137,8 +138,15 @@ class PrivacyFloorSettings(SettingsSection):
         "Privacy floor: detector types allowed per target (JSON object, e.g. "
         '{"faces": ["centerface"]}); unset = the default rule\'s detectors (persons: hog too).',
     )
+    floor_limits: dict[str, Any] | None = setting(
+        None,
+        "PRIVACY_FLOOR_LIMITS",
+        "Privacy floor: how weakly a rule may detect (JSON object, e.g. "
+        '{"centerface.threshold": 0.3, "min_face_px": 16, "method": "pixelate"}); unset keys = '
+        "the default rule's score thresholds and smallest sizes, any method, strength, margin.",
+    )
 
-    @field_validator("floor_targets", "floor_detectors", mode="before")
+    @field_validator("floor_targets", "floor_detectors", "floor_limits", mode="before")
     @classmethod
     def _json_from_env(cls, v: Any) -> Any:
         return json_value(v)
@@ -149,14 +157,16 @@ class PrivacyFloorSettings(SettingsSection):
             self.floor()
         except ValidationError as exc:
             raise ValueError(
-                "GRIDSIGHT_PRIVACY_FLOOR_TARGETS / GRIDSIGHT_PRIVACY_FLOOR_DETECTORS: "
-                f"{exc.errors()[0]['msg']}"
+                "GRIDSIGHT_PRIVACY_FLOOR_TARGETS / GRIDSIGHT_PRIVACY_FLOOR_DETECTORS / "
+                f"GRIDSIGHT_PRIVACY_FLOOR_LIMITS: {exc.errors()[0]['msg']}"
             ) from exc
         return self
 
     def floor(self) -> PrivacyFloor:
         """Return the deployment's privacy floor (the least redaction any rule may ask for)."""
-        return PrivacyFloor(targets=self.floor_targets, detectors=self.floor_detectors)
+        return PrivacyFloor(
+            targets=self.floor_targets, detectors=self.floor_detectors, limits=self.floor_limits
+        )
 
 
 def load_privacy_floor(environ: Mapping[str, str] | None = None) -> PrivacyFloor:

@@ -343,8 +343,7 @@ def token_action(trigger: str, name: str | None, role: str | None) -> tuple[str,
             row, plaintext = run(db, user_service.create_token, name, role, actor=p.name,
                                  actor_role=p.role)  # fmt: skip
             message = (
-                f"已创建 created token {row.name} ({row.role}); 仅显示一次 shown once: "
-                f"{plaintext}"
+                f"已创建 created token {row.name} ({row.role}); 仅显示一次 shown once: {plaintext}"
             )
         else:
             run(db, user_service.revoke_token, name, actor=p.name, actor_role=p.role)

@@ -64,7 +64,7 @@ def _poison(db) -> dict[str, list[str]]:
 def exported(tmp_path_factory):
     require_browser()
     tmp = tmp_path_factory.mktemp("sitexport")
-    settings = load_settings(db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
+    settings = load_settings({}, db_url=f"sqlite:///{tmp / 'gs.sqlite'}", data_dir=tmp,
                              seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db

@@ -187,9 +187,8 @@ WIPES = {
 def test_a_wiped_log_fails_verify_while_the_key_file_exists(tmp_path, wipe):
     """An insider with the database alone empties the log (or cuts its tail and the head row):
     with the key file present, `audit verify --key FILE` reports it broken, seq and why."""
-    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}",
-                             data_dir=tmp_path / "data", seed_on_start=False,
-                             simulator=False)  # fmt: skip
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path / "data",
+                             seed_on_start=False, simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     _fill(db, 6)
@@ -204,6 +203,20 @@ def test_a_wiped_log_fails_verify_while_the_key_file_exists(tmp_path, wipe):
     kept = 0 if wipe.startswith("all") else 4
     assert f"BROKEN at seq {kept + 1}: truncated" in bad.stdout, bad.stdout
     assert "edited" not in bad.stdout  # the kept entries are whole: they are keyed from seq 1
+
+
+def test_a_wiped_log_sealed_again_says_so(keyed):
+    """The app restarted on an emptied log seals a new one with the key it finds: verify
+    cannot prove the loss without an anchor, but it says the seal began over an old key."""
+    _fill(keyed, 3)
+    for stmt in WIPES["all rows, head reset"]:
+        _sql(keyed, stmt, genesis=audit.GENESIS)
+    assert not audit.verify(keyed).ok
+    keyed.audit_key.created = False  # a later start: the key file was there already
+    assert audit.ensure_keyed(keyed)
+    report = audit.verify(keyed)
+    assert report.ok and report.keyed_from == 1
+    assert any("seq 1 with a key file that existed before" in n for n in report.notes)
 
 
 def test_an_empty_log_without_a_key_file_is_intact(tmp_path):

@@ -36,8 +36,9 @@ FORMULAS = ["=1+1", "+1", "-x", "@SUM(A1)", "|calc", "%SystemRoot%", "\t=1", "\r
 @pytest.fixture
 def keyed_app(tmp_path):
     """Return (settings, db) of an app whose audit log is sealed with its key file."""
-    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}", data_dir=tmp_path / "data",
-                             seed_on_start=False, simulator=False)  # fmt: skip
+    settings = load_settings({}, db_url=f"sqlite:///{tmp_path / 'gs.sqlite'}",
+                             data_dir=tmp_path / "data", seed_on_start=False,
+                             simulator=False)  # fmt: skip
     app = create_app(settings, start_background=False)
     db = app.server.config["GRIDSIGHT"].db
     build_city(db, incidents=0)

@@ -473,10 +473,7 @@ def test_parent_found_by_location_when_code_prefix_is_unknown(tmp_path, city_db)
                           progress=False)  # fmt: skip
     assert report.exit_code == 0
     assert "linked by location" in report.issues[0].reason
-    assert (
-        grids.grid_card(city_db, "53010200100999")["community"]["code"]
-        == "530102001001"
-    )
+    assert grids.grid_card(city_db, "53010200100999")["community"]["code"] == "530102001001"
 
 
 def test_district_codes_checked_against_editions(db_backend, tmp_path):
@@ -511,7 +508,6 @@ def test_centers_link_to_area_by_location_with_chinese_levels(tmp_path, city_db)
 
 
 def test_incidents_import_goes_through_create_incident(db_backend, tmp_path, city_db):
-    pytest.importorskip("layers.services.incidents")
     frame = pd.DataFrame({
         "lon": [102.62, 102.75, 102.62], "lat": [24.97, 25.0, 24.97],
         "category": ["DISPUTE.NEIGHBOR", "NOPE", "DISPUTE.NEIGHBOR"],
