@@ -1,6 +1,6 @@
 """Synthetic city for the geo benchmarks: Voronoi grids, clustered points, cameras.
 
-Built from numpy/shapely only (no dependency on layers/). Deterministic for a given seed.
+Built from numpy/shapely and geo/ only (no dependency on layers/). Deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from geo.measure import metres_per_degree
+
 CENTRE = (118.78, 32.06)  # lon, lat (a Nanjing-like latitude)
 HALF_KM = 15.0  # the city is a 30 x 30 km square
-M_PER_DEG_LAT = 111_320.0
 
 
 def _deg_per_km() -> tuple[float, float]:
-    dlat = 1000.0 / M_PER_DEG_LAT
-    dlon = dlat / np.cos(np.radians(CENTRE[1]))
-    return dlon, dlat
+    m_lon, m_lat = metres_per_degree(CENTRE[1])
+    return 1000.0 / m_lon, 1000.0 / m_lat
 
 
 def city_bounds() -> tuple[float, float, float, float]:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _geo_city import city_bounds, clustered_points  # noqa: E402
 
 from geo import density, from_wgs84, local_metric_crs  # noqa: E402
-from geo.density import metres_per_degree  # noqa: E402
+from geo.measure import metres_per_degree  # noqa: E402
 
 
 def peak_rss_mb() -> float:

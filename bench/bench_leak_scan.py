@@ -31,6 +31,9 @@ Modes (``--mode``):
 - ``drop``: a reader that loses frames: only every 2nd, 3rd or 5th frame, a random half, or
   the rest after runs of 2-12 dropped frames reach the pipeline (with their source frame
   number when the pipeline takes one), on ``appear``, ``cuts``, ``pan`` and ``damage``.
+- ``--kinds`` picks other clips, e.g. ``stop``: faces that walk in and stand still on
+  vtest.avi's street (with the default rules the motion model absorbs them within a few
+  frames, fast early in a stream).
 
 Both also scan vtest.avi itself (``--vtest-frames``, scaled ``--vtest-scale`` 2.5x: its faces
 are 4-11 px at 768x576), whose faces are not known: the truth there is CenterFace on the raw
@@ -578,10 +581,13 @@ class StrongTruth:
         self._frames.clear()
 
 
-def make_appear_clip(size, seconds: int, heads, rng):
+def make_appear_clip(size, seconds: int, heads, rng, stop: bool = False):
     """Return (frames, truth) of vtest.avi's street (real motion, no cuts) where faces appear
     at once: about one new face a second, at a random place, staying 1-3 s, moving 0-3 px a
-    frame (a person stepping out of a door, a face uncovered, a decoder recovering)."""
+    frame (a person stepping out of a door, a face uncovered, a decoder recovering).
+
+    ``stop``: each face walks 2-8 px a frame for 0.4-1.2 s and then stands still (the motion
+    model absorbs a person who stops, fast early in a stream)."""
     cap = cv2.VideoCapture(str(VTEST))
     frames, truth = [], []
     actors: list[tuple[Actor, int]] = []
@@ -596,9 +602,16 @@ def make_appear_clip(size, seconds: int, heads, rng):
         if rng.random() < 1.0 / FPS * 1.2 or not actors:
             for a in _actors(heads, 1, w, h, rng):
                 if not any(_overlap(a, b) for b, _ in actors):
+                    if stop:
+                        speed = float(rng.uniform(2, 8))
+                        angle = float(rng.uniform(0, 2 * np.pi))
+                        a.vx, a.vy = speed * np.cos(angle), speed * np.sin(angle)
+                        a.walk_until = i + int(rng.integers(FPS * 2 // 5, FPS * 6 // 5))
                     actors.append((a, i + int(rng.integers(FPS, 3 * FPS))))
         faces = [(b, a.source) for a, _ in actors if (b := a.paste(f)) is not None]
         for a, _ in actors:
+            if stop and i >= a.walk_until:
+                a.vx = a.vy = 0.0
             a.step()
         frames.append(f)
         truth.append(faces)
@@ -654,6 +667,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="1280x720,1920x1080")
     ap.add_argument("--configs", default=",".join(str(i) for i in range(len(CONFIGS))))
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--kinds", default="",
+                    help="clips to make instead of the mode's own: cuts, pan, damage, appear, "
+                         "stop (faces that walk in and stand still)")  # fmt: skip
     ap.add_argument("--step", type=int, default=25, help="start mode: frames between starts")
     ap.add_argument("--served", type=int, default=10, help="start mode: frames scanned a start")
     ap.add_argument("--patterns", default=",".join(list(DROP_PATTERNS) + ["bursts"]),
@@ -677,7 +693,9 @@ def main() -> None:
     names = list(CONFIGS)
     chosen = [names[int(i)] for i in args.configs.split(",")]
     kinds = ("cuts", "pan", "damage") if args.mode == "default" else ("appear", "cuts", "pan")
-    if args.mode == "drop":
+    if args.kinds:
+        kinds = tuple(args.kinds.split(","))
+    if args.mode == "drop" and not args.kinds:
         kinds += ("damage",)
     print(f"<!-- mode {args.mode}; pipeline takes seq: "
           f"{'seq' in inspect.signature(RedactionPipeline.process).parameters} -->")  # fmt: skip
@@ -686,8 +704,8 @@ def main() -> None:
         clips = []
         for size in sizes:
             for kind in kinds:
-                if kind == "appear":
-                    frames, truth = make_appear_clip(size, args.seconds, heads, rng)
+                if kind in ("appear", "stop"):
+                    frames, truth = make_appear_clip(size, args.seconds, heads, rng, kind == "stop")
                 else:
                     frames, truth = make_clip(kind, size, args.seconds, heads, rng)
                 path = Path(tmp) / f"{kind}_{size[0]}.avi"

@@ -12,14 +12,14 @@ import datetime as dt
 
 import shapely
 
+from geo.measure import metres_per_degree
 from layers.db import Database
 from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
 from layers.models.base import geometry_columns
 from layers.services.incidents import create_incident, ensure_categories
 
 LON0, LAT0 = 102.70, 25.03
-DLON = 500 / (111_320 * 0.9060)  # 500 m at 25 degrees north
-DLAT = 500 / 110_800
+DLON, DLAT = (500 / m for m in metres_per_degree(LAT0))  # 500 m x 500 m cells
 COLS, ROWS = 8, 4
 NOW = dt.datetime.now(dt.UTC)
 

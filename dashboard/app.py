@@ -242,7 +242,7 @@ def _seed_if_empty(ctx: AppContext) -> None:
 
 def _start_escalation(ctx: AppContext):
     """Return the started loop that escalates overdue incidents one level per SLA step."""
-    from layers.services.sla import EscalationLoop
+    from layers.services.escalation import EscalationLoop
 
     loop = EscalationLoop(ctx.db, interval_s=60.0)
     loop.start()

@@ -81,7 +81,7 @@ class PolicyError(ValueError):
 # -- principals -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Principal:
-    """Return-type of ``current_principal``: who is making the request.
+    """Who is making the request (``current_principal``).
 
     ``kind`` is "user" (session or HTTP Basic) or "token" (API token); ``via`` is "session",
     "basic" or "bearer"; ``scopes`` is {"districts": [...], "cameras": [...]} (empty lists:

@@ -60,7 +60,7 @@ WAIT_S = 10.0
 
 @dataclass(frozen=True)
 class Refusal:
-    """Return-type of ``LoginThrottle.check`` when an attempt is refused: wait this long."""
+    """A refused sign-in attempt (``LoginThrottle.check``): wait this long."""
 
     retry_after_s: int
     reason: str  # "address", "client", "account", "busy"

@@ -13,7 +13,9 @@ Which function for which question (one module per kind of operation):
   pass a ``CameraIndex`` when asking repeatedly), ``cameras_seeing_many``.
 - ``coverage``: ``coverage(grids, cameras)`` covered fraction per grid (pass the camera table,
   not cone polygons, for the fast exact-arc path); ``blind_spots(grid, cameras)`` for one grid.
-- ``density``: Gaussian KDE raster, bandwidth in metres, row 0 = south.
+- ``density``: Gaussian KDE raster, bandwidth in metres, row 0 = south; ``density_image``
+  the same north-up and scaled to 1, for a map overlay.
+- ``measure``: metres per degree, degree boxes around a radius, great-circle distances.
 - ``hotspots``: Getis-Ord Gi* per grid (PySAL).
 - ``rollup``: per-grid counts and ratio KPIs up to community, street, district, city.
 
@@ -34,7 +36,7 @@ from geo.crs import (
     wgs84_to_bd09,
     wgs84_to_gcj02,
 )
-from geo.density import density
+from geo.density import density, density_image
 from geo.hotspots import hotspots
 from geo.rollup import LEVELS, rollup
 from geo.sectors import CameraIndex, camera_sectors, cameras_seeing, cameras_seeing_many
@@ -52,6 +54,7 @@ __all__ = [
     "cameras_seeing_many",
     "coverage",
     "density",
+    "density_image",
     "from_wgs84",
     "gcj02_to_bd09",
     "gcj02_to_wgs84",

@@ -24,10 +24,10 @@ from numba import prange
 from numpy.typing import ArrayLike, NDArray
 
 from geo._rings import FlatRings, flatten_polygons, locate_point
+from geo.measure import metres_per_degree
 
 __all__ = ["GridIndex", "assign_points"]
 
-_M_PER_DEG = 111_320.0
 _PAD = 1e-3  # cells; far above the ~1e-10 rounding of cell-index arithmetic
 _NEEDS_GEOS = -2
 
@@ -211,8 +211,8 @@ class GridIndex:
             xmin = ymin = 0.0
             xmax = ymax = 1.0
         lat_c = float(np.clip(0.5 * (ymin + ymax), -85.0, 85.0))
-        dy = cell_m / _M_PER_DEG
-        dx = cell_m / (_M_PER_DEG * math.cos(math.radians(lat_c)))
+        m_lon, m_lat = metres_per_degree(lat_c)
+        dx, dy = cell_m / m_lon, cell_m / m_lat
         cells = ((xmax - xmin) / dx + 2) * ((ymax - ymin) / dy + 2)
         if cells > max_cells:
             scale = math.sqrt(cells / max_cells) * 1.01

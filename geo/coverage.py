@@ -21,11 +21,10 @@ from numpy.typing import NDArray
 from geo._rings import flatten_polygons
 from geo.assign import _as_polygon_array
 from geo.crs import from_wgs84, local_metric_crs, transform_geometries
+from geo.measure import M_PER_DEG_LAT_MIN
 from geo.sectors import _GEOD, _camera_arrays, _valid, camera_sectors
 
 __all__ = ["blind_spots", "coverage"]
-
-_M_PER_DEG_LAT = 110_574.0  # at the equator; the smallest value, so rows are never sparser
 
 
 def _sector_array(cameras) -> np.ndarray:
@@ -334,7 +333,7 @@ def coverage(grids, cameras, *, row_m: float = 2.0, min_rows: int = 16) -> NDArr
     # most of the run time. Only the row spacing needs metres -> degrees of latitude.
     g_m = g_geoms
     c_m = c_geoms
-    row_deg = row_m / _M_PER_DEG_LAT
+    row_deg = row_m / M_PER_DEG_LAT_MIN  # never sparser than asked
     tree = shapely.STRtree(c_m)
     g_idx, c_idx = tree.query(g_m)  # bounding boxes only; the kernel ignores misses
     order = np.lexsort((c_idx, g_idx))

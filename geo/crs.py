@@ -15,6 +15,7 @@ closed-form inverse, so ``gcj02_to_wgs84`` iterates the forward formula to a fix
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 
 import numpy as np
@@ -328,10 +329,9 @@ def transform_geometries(geoms, src_crs: str | pyproj.CRS, dst_crs: str | pyproj
     def func(xy: FloatArray) -> FloatArray:
         return _convert_xy(xy, src, dst)
 
-    try:
-        import geopandas as gpd
-    except ImportError:  # geopandas is optional for this helper
-        gpd = None
+    # A GeoSeries can only exist once geopandas is imported, so look it up rather than import
+    # it: geo/ stays free of the geopandas import for callers that pass plain shapely arrays.
+    gpd = sys.modules.get("geopandas")
     if gpd is not None and isinstance(geoms, gpd.GeoSeries):
         if geoms.crs is not None:
             own = _resolve_crs(geoms.crs)

@@ -15,6 +15,8 @@ import pyproj
 import shapely
 from numpy.typing import ArrayLike
 
+from geo.measure import degree_box
+
 __all__ = [
     "CAMERA_COLUMNS",
     "CameraIndex",
@@ -103,9 +105,7 @@ class CameraIndex:
         self.cam = _camera_arrays(cameras)
         self.ok = _valid(self.cam)
         # Conservative degree boxes around each camera (1 % margin over the local scale).
-        r_deg_lat = self.cam["range_m"] / 110_574.0 * 1.01
-        coslat = np.cos(np.radians(np.clip(np.abs(self.cam["lat"]) + r_deg_lat, 0, 89.9)))
-        r_deg_lon = self.cam["range_m"] / (111_320.0 * coslat) * 1.01
+        r_deg_lon, r_deg_lat = degree_box(self.cam["lat"], self.cam["range_m"], margin=1.01)
         self.box = np.column_stack(
             [
                 self.cam["lon"] - r_deg_lon,

@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -188,19 +187,3 @@ def mask_name(name: str | None) -> str:
         return ""
     n = str(name).strip()
     return n[:1] + "*" * max(len(n) - 1, 1)
-
-
-def strip_url_credentials(url: str | None) -> str:
-    """Return ``url`` with any user:password removed (for logs, errors and the UI)."""
-    if not url:
-        return ""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))

@@ -143,7 +143,7 @@ def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
 
 
 class Database:
-    """Return sessions on one engine; owns migrations for that database."""
+    """One database (SQLite file or PostgreSQL/PostGIS): its engine, sessions and migrations."""
 
     def __init__(self, url: str, engine: Engine | None = None, *, audit_key: Any = None) -> None:
         self.url = url

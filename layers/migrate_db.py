@@ -57,7 +57,7 @@ class MigrateDbError(RuntimeError):
 
 @dataclass
 class TableReport:
-    """Return-type part of ``copy_database``: what happened to one table."""
+    """What ``copy_database`` did to one table (part of its ``CopyReport``)."""
 
     name: str
     source_rows: int = 0
@@ -75,7 +75,7 @@ class TableReport:
 
 @dataclass
 class CopyReport:
-    """Return-type of ``copy_database``: one ``TableReport`` per table, in copy order."""
+    """The outcome of ``copy_database``: one ``TableReport`` per table, in copy order."""
 
     tables: list[TableReport] = field(default_factory=list)
     seconds: float = 0.0

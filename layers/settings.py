@@ -283,6 +283,13 @@ class PrivacySettings(SettingsSection):
         "Privacy floor: detector types allowed per target (JSON object, e.g. "
         '{"faces": ["centerface"]}); unset = the default rule\'s detectors (persons: hog too).',
     )
+    floor_limits: dict[str, Any] | None = setting(
+        None,
+        "PRIVACY_FLOOR_LIMITS",
+        "Privacy floor: how weakly a rule may detect (JSON object, e.g. "
+        '{"centerface.threshold": 0.3, "min_face_px": 16, "method": "pixelate"}); unset keys = '
+        "the default rule's score thresholds and smallest sizes, any method, strength, margin.",
+    )
     unmask_requires_second_approver: bool = setting(
         False,
         "UNMASK_REQUIRES_SECOND_APPROVER",
@@ -302,7 +309,7 @@ class PrivacySettings(SettingsSection):
         ge=0,
     )
 
-    @field_validator("floor_targets", "floor_detectors", mode="before")
+    @field_validator("floor_targets", "floor_detectors", "floor_limits", mode="before")
     @classmethod
     def _json_from_env(cls, v: Any) -> Any:
         return json_value(v)
@@ -313,14 +320,17 @@ class PrivacySettings(SettingsSection):
             self.floor()
         except ValidationError as exc:
             raise ValueError(
-                "GRIDSIGHT_PRIVACY_FLOOR_TARGETS / GRIDSIGHT_PRIVACY_FLOOR_DETECTORS: "
+                "GRIDSIGHT_PRIVACY_FLOOR_TARGETS / GRIDSIGHT_PRIVACY_FLOOR_DETECTORS / "
+                "GRIDSIGHT_PRIVACY_FLOOR_LIMITS: "
                 f"{exc.errors()[0]['msg']}"
             ) from exc
         return self
 
     def floor(self) -> PrivacyFloor:
         """Return the deployment's privacy floor (the least redaction any rule may ask for)."""
-        return PrivacyFloor(targets=self.floor_targets, detectors=self.floor_detectors)
+        return PrivacyFloor(
+            targets=self.floor_targets, detectors=self.floor_detectors, limits=self.floor_limits
+        )
 
 
 class DemoSettings(SettingsSection):

@@ -18,6 +18,7 @@ import numpy as np
 import shapely
 from sqlalchemy import select
 
+from geo.measure import metres_per_degree
 from layers.citygen import history, names
 from layers.db import Database
 from layers.models import Category, Grid, Incident, utcnow
@@ -139,8 +140,8 @@ class IncidentSimulator:
                 k = int(rng.integers(len(self._recent)))
                 lon0, lat0 = self._recent[k]
                 dx, dy = rng.normal(0, JITTER_M, 2)
-                lon = lon0 + dx / (111_320.0 * np.cos(np.radians(lat0)))
-                lat = lat0 + dy / 110_574.0
+                m_lon, m_lat = metres_per_degree(lat0)
+                lon, lat = lon0 + dx / m_lon, lat0 + dy / m_lat
                 if rng.random() < SAME_CATEGORY_SHARE:
                     cat = str(self._recent_cat[k])
             else:

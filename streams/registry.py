@@ -24,7 +24,7 @@ class UnknownVariantError(KeyError):
 
 
 class Registry(Generic[T]):
-    """Return objects built from configs whose ``type`` names a registered variant."""
+    """A registry of variants: builds objects from configs whose ``type`` names a registered one."""
 
     def __init__(self, family: str) -> None:
         self.family = family

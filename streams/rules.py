@@ -76,7 +76,7 @@ class PrivacyMask(StrictModel):
 
 
 class RedactionRules(StrictModel):
-    """Return-ready description of how a camera's frames are redacted.
+    """How a camera's frames are redacted (validated, ready to run).
 
     The default covers faces, plates and persons (every moving person-sized blob), as
     privacy-by-default video products do: only an audited unmask grant lifts it.

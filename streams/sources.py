@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Literal, Protocol
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -28,28 +28,46 @@ from streams.registry import Registry, StrictModel
 
 log = logging.getLogger(__name__)
 
-_SECRET_QUERY_KEYS = {
+#: parameter names (lower case, letters and digits only) whose values are secrets; a name that
+#: ends with one of them (``api_key``, ``X-Amz-Signature``, ``streamToken``) is one too
+_SECRET_QUERY_KEYS = (
     "password",
     "passwd",
     "pwd",
     "pass",
     "token",
-    "access_token",
     "key",
     "secret",
     "auth",
     "sig",
-}
-_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]*@")
-_QUERY_SECRET_RE = re.compile(
-    r"(?i)([?&](?:" + "|".join(sorted(_SECRET_QUERY_KEYS)) + r")=)[^&#\s]*"
+    "signature",
+    "credential",
+    "credentials",
 )
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]*@")
+_PARAM_RE = re.compile(r"([?&;#])([^=&;#\s]+)=([^&;#\s]*)")
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".m4v", ".ts", ".webm", ".flv", ".mpg", ".mpeg"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
+def _secret_key(name: str) -> bool:
+    """Return True if a URL parameter called ``name`` carries a secret (fails closed)."""
+    norm = re.sub(r"[^a-z0-9]", "", unquote(name).lower())
+    return norm.startswith(("auth", "token", "pass", "secret")) or norm.endswith(_SECRET_QUERY_KEYS)
+
+
+def _scrub_params(text: str) -> str:
+    """Return ``text`` with the value of every secret ``name=value`` parameter as ``***``."""
+    return _PARAM_RE.sub(lambda m: f"{m[1]}{m[2]}=***" if _secret_key(m[2]) else m[0], text)
+
+
 def redact_url(url: str | None) -> str:
-    """Return ``url`` safe to log or display: user:password and secret query values -> ``***``."""
+    """Return ``url`` safe to log or display: user:password and secret parameters -> ``***``.
+
+    The one credential scrubber of GridSight (logs, errors, camera listings, exports): the
+    userinfo goes whatever it holds, and so does the value of every query or fragment
+    parameter whose name says secret (``password``, ``pwd``, ``token``, ``api_key``, ``sig``...).
+    """
     if not url:
         return ""
     try:
@@ -62,18 +80,15 @@ def redact_url(url: str | None) -> str:
     if "@" in netloc:
         host = netloc.rsplit("@", 1)[1]
         netloc = f"***@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs], safe="*"
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # query and fragment as written (& or ; between parameters), only secret values replaced
+    query = _scrub_params("?" + parts.query)[1:] if parts.query else ""
+    fragment = _scrub_params("#" + parts.fragment)[1:] if parts.fragment else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 def scrub_text(text: str) -> str:
     """Return ``text`` with credentials of every URL inside it replaced by ``***``."""
-    return _QUERY_SECRET_RE.sub(r"\1***", _USERINFO_RE.sub(r"\1***@", text))
+    return _scrub_params(_USERINFO_RE.sub(r"\1***@", text))
 
 
 class SourceError(RuntimeError):
@@ -228,7 +243,7 @@ class _CaptureSource:
 
 
 class RtspSource(_CaptureSource):
-    """Return frames from an RTSP URL over TCP or UDP, with open/read timeouts.
+    """A frame source reading an RTSP URL over TCP or UDP, with open/read timeouts.
 
     ``resolution_changes`` counts pictures whose size differs from the one before.
     """
@@ -334,7 +349,7 @@ class RtspSource(_CaptureSource):
 
 
 class FileSource(_CaptureSource):
-    """Return frames of a local video, looping at the end, paced to the file's frame rate."""
+    """A frame source playing a local video, looping at the end, paced to the file's frame rate."""
 
     def __init__(self, config: FileSourceConfig) -> None:
         super().__init__()
@@ -404,7 +419,7 @@ def _decode_jpeg(data: bytes, where: str) -> np.ndarray:
 
 
 class MjpegSource:
-    """Return frames of a multipart MJPEG HTTP stream (parts found by JPEG SOI/EOI markers)."""
+    """A frame source reading a multipart MJPEG HTTP stream (parts found by JPEG SOI/EOI marks)."""
 
     expected_interval = 0.1
     _MAX_BUFFER = 16 * 1024 * 1024
@@ -453,7 +468,7 @@ class MjpegSource:
 
 
 class StillSource:
-    """Return the same still image every ``refresh_s`` seconds, refetched each time."""
+    """A frame source serving the same still image, refetched every ``refresh_s`` seconds."""
 
     def __init__(self, config: StillSourceConfig) -> None:
         self.config = config

@@ -41,7 +41,7 @@ class Track:
 
 
 class BoxTracker:
-    """Return stable boxes per frame from detections that arrive only every few frames."""
+    """A tracker keeping boxes stable per frame from detections that arrive every few frames."""
 
     def __init__(
         self, hold_frames: int = 12, growth_per_frame: float = 0.03, max_growth: float = 0.5

@@ -141,14 +141,19 @@ def trend_figure(tr: dict, names: dict[str, str], lang: str) -> go.Figure:
     return fig
 
 
+def _hot_title(h: dict) -> str:
+    return h["code"] if h.get("z") is None else f"{h['code']} · Gi* z = {h['z']:.2f}"
+
+
 def hotspot_items(hot: list[dict], lang: str) -> list:
-    """Return the hotspot list: one button per grid (rank, name, count), or the empty note."""
+    """Return the hotspot list: one button per grid (rank, name, count; code and Gi* z as its
+    tooltip), or the empty note."""
     return [
         html.Button([html.Span(f"{i + 1}", className="gs-hot-rank"),
                      html.Span(h["name"], className="gs-hot-name"),
                      html.Span(f"{h['count']}", className="gs-hot-count")],
                     id={"type": "operator-hot", "grid": h["grid_id"]}, className="gs-hot-item",
-                    n_clicks=0, title=h["code"])
+                    n_clicks=0, title=_hot_title(h))
         for i, h in enumerate(hot)
     ] or [html.Div(t("operator.hotspots.empty", lang), className="gs-muted")]  # fmt: skip
 

@@ -130,7 +130,8 @@ COLLECTIONS: dict[str, Collection] = {
 }  # fmt: skip
 
 
-# cameras change status all the time and responders availability: always read fresh
+# the other layers carry what no stamp follows (a camera's last frame time, a responder's
+# availability, incidents): always read fresh
 CACHED_LAYERS = {"districts", "streets", "communities", "grids", "centers"}
 CACHE_ENTRIES = 32
 

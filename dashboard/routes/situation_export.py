@@ -34,10 +34,12 @@ from pathlib import Path
 import flask
 from markupsafe import escape
 
+from dashboard.components.heatmap import density_png
 from dashboard.context import AppContext
 from dashboard.i18n import t
 from dashboard.policy import declare_policy
 from dashboard.scoping import request_scope
+from geo.density import density_image
 from layers.services import mapdata
 from layers.services.scope import Scope
 from layers.services.situation import Situation, situation
@@ -248,8 +250,8 @@ def _add_heat(m, sit: Situation, city: list[float], lang: str) -> None:
     import folium
 
     lon, lat = sit.heat
-    raster = mapdata.density_grid(lon, lat, city, (320, 320), 350.0)
-    png = base64.b64encode(mapdata.density_png(raster)).decode()
+    raster = density_image(lon, lat, city, (320, 320), 350.0)
+    png = base64.b64encode(density_png(raster)).decode()
     folium.raster_layers.ImageOverlay(
         image=f"data:image/png;base64,{png}", bounds=[[city[1], city[0]], [city[3], city[2]]],
         opacity=0.6, name=t("operator.layer.heat", lang),

@@ -18,9 +18,11 @@ import logging
 
 import flask
 
+from dashboard.components.heatmap import density_png
 from dashboard.context import AppContext
 from dashboard.policy import declare_policy
 from dashboard.scoping import request_scope
+from geo.density import density_image
 from layers.mbtiles import MBTiles
 from layers.services import mapdata
 
@@ -76,7 +78,7 @@ def register(server: flask.Flask, ctx: AppContext) -> None:
             lon, lat = mapdata.incident_lonlat(ctx.db, f)
         except mapdata.MapFilterError as exc:
             return map_filter_error(exc)
-        raster = mapdata.density_grid(lon, lat, bounds, HEAT_SHAPE, HEAT_BANDWIDTH_M)
-        resp = flask.Response(mapdata.density_png(raster), mimetype="image/png")
+        raster = density_image(lon, lat, bounds, HEAT_SHAPE, HEAT_BANDWIDTH_M)
+        resp = flask.Response(density_png(raster), mimetype="image/png")
         resp.headers["Cache-Control"] = "private, max-age=300"
         return resp

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 
-# WGS-84 ellipsoid
-_A = 6378137.0
-_E2 = 0.00669437999014
+from geo.measure import metres_per_degree
 
 
 @dataclass(frozen=True)
@@ -31,16 +29,12 @@ class Plane:
     @property
     def kx(self) -> float:
         """Return metres per degree of longitude at ``lat0``."""
-        phi = math.radians(self.lat0)
-        n = _A / math.sqrt(1.0 - _E2 * math.sin(phi) ** 2)
-        return math.radians(1.0) * n * math.cos(phi)
+        return metres_per_degree(self.lat0)[0]
 
     @property
     def ky(self) -> float:
         """Return metres per degree of latitude at ``lat0``."""
-        phi = math.radians(self.lat0)
-        m = _A * (1.0 - _E2) / (1.0 - _E2 * math.sin(phi) ** 2) ** 1.5
-        return math.radians(1.0) * m
+        return metres_per_degree(self.lat0)[1]
 
     def to_lonlat(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         """Return WGS-84 (lon, lat) arrays for plane (x, y) metres."""

@@ -6,6 +6,7 @@ from layers.models.geo_layers import (
     ADMIN_LEVELS,
     CAMERA_STATUSES,
     CENTER_LEVELS,
+    FEATURE_VERSIONS,
     VERSIONED_COLUMNS,
     AdminArea,
     Camera,
@@ -16,6 +17,7 @@ from layers.models.geo_layers import (
 )
 from layers.models.incidents import (
     INCIDENT_STATUSES,
+    OPEN_STATUSES,
     SOURCES,
     Category,
     IdempotencyKey,
@@ -38,9 +40,11 @@ __all__ = [
     "CAMERA_STATUSES",
     "CENTER_LEVELS",
     "INCIDENT_STATUSES",
+    "OPEN_STATUSES",
     "ROLES",
     "SOD_ROLES",
     "SOURCES",
+    "FEATURE_VERSIONS",
     "VERSIONED_COLUMNS",
     "AdminArea",
     "ApiToken",

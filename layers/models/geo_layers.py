@@ -34,13 +34,16 @@ class AdminArea(PolygonMixin, Base):
 
 
 class LayerVersion(Base):
-    """A version stamp of one layer that process caches are built from (grids, centers, areas).
+    """A version stamp of one layer, or one aspect of it, that process caches are keyed on.
 
-    Database triggers (migration 0006) bump ``serial`` and draw a new random ``token`` in the
-    same transaction as every insert, delete, or update of the columns the grid locator reads
-    (``VERSIONED_COLUMNS``), whoever writes: the ORM, a bulk import, the seed, another
-    process, plain SQL. A cache checks this 3-row table instead of aggregating the layers; the
-    token tells apart a database recreated at the same URL whose serials happen to match.
+    Database triggers bump ``serial`` and draw a new random ``token`` in the same transaction
+    as every insert, delete, or update of the columns the stamp follows, whoever writes: the
+    ORM, a bulk import, the seed, another process, plain SQL. Rows named after a table
+    (``VERSIONED_COLUMNS``, migration 0006) follow what the grid locator reads; the others
+    (``FEATURE_VERSIONS``, migration 0009) follow what a published layer shows, and
+    ``camera_views`` the camera positions and cones. A cache checks this small table instead
+    of aggregating the layers; the token tells apart a database recreated at the same URL
+    whose serials happen to match.
     """
 
     __tablename__ = "layer_versions"
@@ -50,11 +53,28 @@ class LayerVersion(Base):
     token: Mapped[str] = mapped_column(String(32))
 
 
-#: The layers ``LayerVersion`` follows and the columns whose updates bump it.
+#: The locator's stamps: table -> the columns whose updates bump it (migration 0006).
 VERSIONED_COLUMNS = {
     "admin_areas": ("id", "parent_id", "level"),
     "grids": ("id", "community_id", "geom_wkb"),
     "centers": ("id", "area_id", "level"),
+}
+
+#: The published layers' stamps: name -> (table, the columns whose changes bump it), kept in
+#: step with migration 0009. A camera's heartbeat (``last_seen``) and its stream address
+_CAMERA_SHOWN = ("id", "gb_id", "name", "cls", "ptz_type", "use_type", "lon", "lat", "azimuth",
+                 "fov", "range_m", "owner", "status", "grid_id")  # fmt: skip
+
+#: bump nothing: neither is shown on the map.
+FEATURE_VERSIONS = {
+    "area_features": ("admin_areas", ("id", "code", "name", "level", "parent_id", "geom_wkb")),
+    "grid_features": ("grids", ("id", "code", "name", "community_id", "geom_wkb")),
+    "center_features": (
+        "centers",
+        ("id", "name", "level", "area_id", "lon", "lat", "phone", "hours", "services"),
+    ),
+    "camera_features": ("cameras", _CAMERA_SHOWN),
+    "camera_views": ("cameras", ("id", "lon", "lat", "azimuth", "fov", "range_m")),
 }
 
 
@@ -95,7 +115,7 @@ class Camera(PointGeomMixin, Base):
     """A public-video camera (雪亮工程 channel) identified by its 20-digit GB/T 28181 ID.
 
     ``stream_url`` may hold credentials: never display or log it raw; use
-    ``streams.sources.redact_url`` (or ``layers.codes.strip_url_credentials``).
+    ``streams.sources.redact_url``.
     """
 
     __tablename__ = "cameras"

@@ -19,6 +19,8 @@ INCIDENT_STATUSES = (
     "closed",  # 核查结案
     "evaluated",  # 综合考评
 )
+#: the stages of a case still being worked (before 核查结案)
+OPEN_STATUSES = INCIDENT_STATUSES[:5]
 SOURCES = ("patrol", "hotline_12345", "police", "public", "camera", "opinion", "api", "open311")
 
 

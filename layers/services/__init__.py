@@ -41,7 +41,6 @@ __all__ = [
     "empty_gdf",
     "exact_bbox_mask",
     "get_row",
-    "haversine_m",
     "make_gdf",
     "to_geojson",
     "use_session",
@@ -232,18 +231,3 @@ def to_geojson(gdf: gpd.GeoDataFrame) -> dict:
     return json.loads(
         json.dumps({"type": "FeatureCollection", "features": features}, default=_json_default)
     )
-
-
-_EARTH_RADIUS_M = 6_371_008.8
-
-
-def haversine_m(lon1: Any, lat1: Any, lon2: Any, lat2: Any) -> np.ndarray:
-    """Return great-circle distances in metres between WGS-84 points (vectorised)."""
-    lon1, lat1, lon2, lat2 = (
-        np.radians(np.asarray(v, dtype=float)) for v in (lon1, lat1, lon2, lat2)
-    )
-    a = (
-        np.sin((lat2 - lat1) / 2) ** 2
-        + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * _EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))

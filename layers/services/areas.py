@@ -119,16 +119,6 @@ def get_area(db: Database | Session, code: str) -> AdminArea:
     return area
 
 
-def codes_by_level(db: Database | Session, level: str) -> dict[str, int]:
-    """Return {code: id} of every stored area of one level."""
-    check_level(level)
-    with use_session(db) as session:
-        rows = session.execute(
-            select(AdminArea.code, AdminArea.id).where(AdminArea.level == level)
-        ).all()
-    return {code: id_ for code, id_ in rows}
-
-
 def city_outline(db: Database | Session) -> shapely.Geometry | None:
     """Return the union of all district outlines (WGS-84), or None if no district is stored."""
     with use_session(db) as session:

@@ -427,7 +427,7 @@ def count(db: Database) -> int:
 # -- retention --------------------------------------------------------------------------------
 @dataclass
 class PurgeReport:
-    """Return-type of ``purge_personal_data``: what was blanked or deleted."""
+    """What ``purge_personal_data`` blanked or deleted."""
 
     cutoff: dt.datetime
     incidents_blanked: int = 0

@@ -50,7 +50,7 @@ class Problem:
 
 @dataclass
 class VerifyReport:
-    """Return-type of ``verify``: whether the chain is intact, and every problem found."""
+    """The verdict of ``verify``: whether the chain is intact, and every problem found."""
 
     count: int = 0
     last_seq: int = 0

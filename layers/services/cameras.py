@@ -1,7 +1,8 @@
 """Public-video cameras (雪亮工程 channels) with GB/T 28181 IDs, viewshed and health status.
 
-Stream URLs may carry credentials: nothing here returns or logs them raw; ``public_dict``
-and ``read_gdf`` give the URL with credentials stripped (``layers.codes.strip_url_credentials``).
+Stream URLs may carry credentials: nothing here returns or logs them raw; ``public_dict``,
+``list_cameras`` and ``read_gdf`` give the URL scrubbed by ``streams.sources.redact_url``
+(no userinfo, no secret parameter values).
 Positions are WGS-84 (EPSG:4326).
 """
 
@@ -16,7 +17,6 @@ import shapely
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from layers.codes import strip_url_credentials
 from layers.db import Database
 from layers.events import emit
 from layers.models import CAMERA_STATUSES, Camera, Grid
@@ -30,6 +30,7 @@ from layers.services import (
     use_session,
 )
 from layers.services.scope import Scope
+from layers.streams_seam import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class CameraStatusError(ServiceError):
 
 
 def public_dict(camera: Camera, grid_code: str | None = None) -> dict:
-    """Return a camera as a display-safe dict: the stream URL has its credentials stripped.
+    """Return a camera as a display-safe dict: the stream URL scrubbed of every credential.
 
     Parameters
     ----------
@@ -74,7 +75,7 @@ def public_dict(camera: Camera, grid_code: str | None = None) -> dict:
         "azimuth": camera.azimuth,
         "fov": camera.fov,
         "range_m": camera.range_m,
-        "stream_url": strip_url_credentials(camera.stream_url),
+        "stream_url": redact_url(camera.stream_url),
         "owner": camera.owner,
         "status": camera.status,
         "last_seen": camera.last_seen,

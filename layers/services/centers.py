@@ -16,11 +16,9 @@ from sqlalchemy.orm import Session
 from layers.db import Database
 from layers.models import CENTER_LEVELS, AdminArea, Center
 from layers.services import (
-    NotFoundError,
     ServiceError,
     bbox_filter_points,
     check_bbox,
-    get_row,
     make_gdf,
     use_session,
 )
@@ -117,15 +115,6 @@ def read_gdf(
     records = list_centers(db, scope=scope, level=level, bbox=bbox, area_code=area_code)
     geoms = [shapely.Point(r["lon"], r["lat"]) for r in records]
     return make_gdf(records, geoms, COLUMNS)
-
-
-def get_center(db: Database | Session, center_id: int) -> Center:
-    """Return the Center with this id; raise NotFoundError if none."""
-    with use_session(db) as session:
-        center = get_row(session, Center, center_id)
-    if center is None:
-        raise NotFoundError(f"no center with id {center_id!r}")
-    return center
 
 
 def counts_by_level(db: Database | Session) -> dict[str, int]:

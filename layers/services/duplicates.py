@@ -17,16 +17,15 @@ import math
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from layers.models import Incident
-from layers.services import NotFoundError, ServiceError, get_row, haversine_m
-from layers.services import workflow as workflow_service
+from geo.measure import degree_box, haversine_m
+from layers.models import OPEN_STATUSES, Incident
+from layers.services import NotFoundError, ServiceError, get_row
 from layers.services.scope import Scope
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RADIUS_M = 50.0
 DEFAULT_WINDOW = dt.timedelta(hours=2)
-OPEN_STATUSES = workflow_service.OPEN_STATUSES
 
 
 def _check(radius_m: float, window: dt.timedelta) -> None:
@@ -56,8 +55,7 @@ def candidates_near(
     those in ``scope``.
     """
     _check(radius_m, window)
-    dlat = radius_m / 110_574.0 * 1.01
-    dlon = radius_m / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6)) * 1.01
+    dlon, dlat = degree_box(lat, radius_m)
     stmt = select(
         Incident.id, Incident.lon, Incident.lat, Incident.created_at, Incident.status
     ).where(
@@ -149,18 +147,22 @@ def _is_older(session: Session, other_id: int, row: Incident) -> bool:
     return (other.created_at, other.id) < (row.created_at, row.id)
 
 
-def merge(
-    session: Session, duplicate_id: int, into_id: int, *, actor: str, role: str, reason: str = ""
-) -> Incident:
-    """Return the merged duplicate after linking it to the primary (see ``workflow.apply``)."""
-    return workflow_service.apply(
-        session, duplicate_id, "merge", actor=actor, role=role, reason=reason, into=into_id
-    )
+def root_of(session: Session, incident_id: int) -> int:
+    """Return the primary case of a (possibly merged) incident, following ``duplicate_of``."""
+    seen = set()
+    current = int(incident_id)
+    while current not in seen:
+        seen.add(current)
+        nxt = session.scalar(select(Incident.duplicate_of).where(Incident.id == current))
+        if nxt is None:
+            return current
+        current = int(nxt)
+    return current
 
 
 def linked_reports(session: Session, incident_id: int) -> list[int]:
     """Return the ids of every report of the same problem (primary first, then by id)."""
-    root = workflow_service.root_of(session, incident_id)
+    root = root_of(session, incident_id)
     ids = session.execute(
         select(Incident.id).where(Incident.duplicate_of == root).order_by(Incident.id)
     ).scalars()

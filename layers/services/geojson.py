@@ -7,15 +7,15 @@ loads once and caches; live counts travel separately. Coordinates are WGS-84, ro
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import shapely
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from layers.db import Database
 from layers.models import AdminArea, Camera, Center, Grid
 from layers.services.scope import Scope
+from layers.services.versions import LAYER_STAMPS, fingerprint
 
 MAP_LAYERS = ("grids", "districts", "streets", "communities", "centers", "cameras")
 
@@ -41,13 +41,16 @@ def _polygon_features(rows, props) -> list[dict]:
 
 
 def layer_version(db: Database, layer: str) -> str:
-    """Return a short fingerprint of a layer's current content (for ETags and caches)."""
+    """Return a short fingerprint of a layer's current content (for ETags and caches).
+
+    Built from the database-kept stamps the layer depends on (``LAYER_STAMPS``), so
+    any write that changes what the layer shows (a camera's status or position, a grid's
+    shape or name), in any process and by any means, changes it.
+    """
     if layer not in MAP_LAYERS:
         raise UnknownLayerError(f"unknown map layer {layer!r}; one of {', '.join(MAP_LAYERS)}")
-    model = {"grids": Grid, "centers": Center, "cameras": Camera}.get(layer, AdminArea)
     with db.session() as s:
-        n, mx = s.execute(select(func.count(), func.max(model.id)).select_from(model)).one()
-    return hashlib.sha1(f"{layer}:{n}:{mx}".encode()).hexdigest()[:16]
+        return fingerprint(s, LAYER_STAMPS[layer], label=layer)
 
 
 def feature_collection(db: Database, layer: str, scope: Scope) -> dict:

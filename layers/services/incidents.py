@@ -28,7 +28,15 @@ from sqlalchemy.orm import Session
 from layers.codes import mask_name, mask_phone
 from layers.db import Database
 from layers.events import emit
-from layers.models import SOURCES, Category, IdempotencyKey, Incident, IncidentEvent, utcnow
+from layers.models import (
+    OPEN_STATUSES,
+    SOURCES,
+    Category,
+    IdempotencyKey,
+    Incident,
+    IncidentEvent,
+    utcnow,
+)
 from layers.services import get_row
 from layers.services.scope import Scope
 from layers.services.spatial import GridLocator, locator
@@ -36,7 +44,6 @@ from layers.services.spatial import GridLocator, locator
 log = logging.getLogger(__name__)
 
 CATEGORIES_FILE = Path(__file__).resolve().parents[1] / "data" / "categories_v1.json"
-OPEN_STATUSES = ("collected", "registered", "dispatched", "handling", "reported")
 
 
 class IncidentInputError(ValueError):
@@ -421,16 +428,6 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def open_counts_by_grid(session: Session) -> dict[int, int]:
-    """Return {grid id: number of open incidents}."""
-    rows = session.execute(
-        select(Incident.grid_id, func.count())
-        .where(Incident.status.in_(OPEN_STATUSES), Incident.grid_id.is_not(None))
-        .group_by(Incident.grid_id)
-    ).all()
-    return {int(g): int(n) for g, n in rows}
-
-
 def summary(session: Session, now: dt.datetime | None = None) -> dict[str, int]:
     """Return headline counts: open, overdue, new today (UTC+8 day), closed today."""
     now = now or utcnow()
@@ -445,15 +442,6 @@ def summary(session: Session, now: dt.datetime | None = None) -> dict[str, int]:
         "closed_today": session.scalar(
             select(func.count()).where(Incident.closed_at >= day_start)) or 0,
     }  # fmt: skip
-
-
-def incidents_since(session: Session, after_id: int, limit: int = 500) -> list[Incident]:
-    """Return incidents with id > ``after_id`` (oldest first), for incremental map updates."""
-    return list(
-        session.execute(
-            select(Incident).where(Incident.id > after_id).order_by(Incident.id).limit(limit)
-        ).scalars()
-    )
 
 
 def _grid_worker_routes(session: Session, loc: GridLocator, grid_ids) -> dict:

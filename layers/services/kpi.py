@@ -58,12 +58,33 @@ COLUMNS = [
 ]
 
 
-def percent(numerator: int, denominator: int) -> float | None:
-    """Return 100·n/d rounded half-up to two decimals (None if d is 0)."""
+def ratio(numerator: int, denominator: int) -> Fraction | None:
+    """Return n/d exactly as a Fraction (None if d is 0): every GB/T 30428 rate is one."""
     if not denominator:
         return None
-    value = Decimal(100 * int(numerator)) / Decimal(int(denominator))
-    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    return Fraction(int(numerator), int(denominator))
+
+
+def closure_rates(closed: int, closed_on_time: int, due: int) -> tuple[Fraction | None, ...]:
+    """Return (结案率 closed / due, 按期结案率 closed on time / due), exact; None if none is due.
+
+    The one definition of both rates: the KPI table shows them as ``percent``, the map's
+    side panel as a 0..1 fraction.
+    """
+    return ratio(closed, due), ratio(closed_on_time, due)
+
+
+def as_percent(value: Fraction | None) -> float | None:
+    """Return an exact ratio as a percentage rounded half-up to two decimals (None stays)."""
+    if value is None:
+        return None
+    exact = Decimal(100 * value.numerator) / Decimal(value.denominator)
+    return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def percent(numerator: int, denominator: int) -> float | None:
+    """Return 100·n/d rounded half-up to two decimals (None if d is 0)."""
+    return as_percent(ratio(numerator, denominator))
 
 
 def _period_label(ts: dt.datetime, period: str | None) -> str:
@@ -207,11 +228,11 @@ def compute_kpis(
     out = []
     for (label, key), a in sorted(acc.items()):
         mean_h = round(float(a["handling_s"] / a["closed"] / 3600), 2) if a["closed"] else None
+        closure, on_time = closure_rates(a["closed"], a["closed_on_time"], a["due"])
         out.append({
             "period": label, "key": key, "name": a["name"], "due": a["due"],
             "closed": a["closed"], "closed_on_time": a["closed_on_time"],
-            "closure_rate": percent(a["closed"], a["due"]),
-            "on_time_closure_rate": percent(a["closed_on_time"], a["due"]),
+            "closure_rate": as_percent(closure), "on_time_closure_rate": as_percent(on_time),
             "reported": a["reported"], "registered_on_time": a["registered_on_time"],
             "on_time_registration_rate": percent(a["registered_on_time"], a["reported"]),
             "rework": a["rework"], "mean_handling_hours": mean_h,

@@ -13,10 +13,9 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from layers.models import Category, Grid, Incident, Responder, utcnow
+from layers.models import OPEN_STATUSES, Category, Grid, Incident, Responder, utcnow
 from layers.services import duplicates as duplicate_service
 from layers.services.scope import Scope
-from layers.services.workflow import OPEN_STATUSES
 
 QUEUE_LIMIT = 500
 WARN_HOURS = 8.0  # amber when less than this many hours remain

@@ -16,6 +16,7 @@ import shapely
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from geo.measure import haversine_m
 from layers.codes import mask_phone
 from layers.db import Database
 from layers.models import Center, Grid, Responder
@@ -24,7 +25,6 @@ from layers.services import (
     ServiceError,
     check_bbox,
     get_row,
-    haversine_m,
     make_gdf,
     use_session,
 )
@@ -119,15 +119,6 @@ def read_gdf(
     ]
     geoms = [shapely.Point(r["lon"], r["lat"]) for r in records]
     return make_gdf(records, geoms, COLUMNS)
-
-
-def get_responder(db: Database | Session, responder_id: int) -> Responder:
-    """Return the Responder with this id; raise NotFoundError if none."""
-    with use_session(db) as session:
-        responder = get_row(session, Responder, responder_id)
-    if responder is None:
-        raise NotFoundError(f"no responder with id {responder_id!r}")
-    return responder
 
 
 def available_near(

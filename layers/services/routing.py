@@ -13,7 +13,6 @@ Positions are WGS-84 (EPSG:4326).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +21,8 @@ import shapely
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from geo.measure import haversine_m, window_reach_m
 from layers.models import Camera, Center, Grid, Responder
-from layers.services import haversine_m
 from layers.services.scope import Scope
 from layers.services.spatial import ESCALATION_ORDER, GridLocator, locator
 
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Route:
-    """Return-type of ``route_incident``: owning level, center and assignee (None = queue)."""
+    """Where an incident goes (``route_incident``): owning level, center, assignee (None: queue)."""
 
     level: str
     center_id: int | None
@@ -103,7 +102,7 @@ def nearest_available(
         dist = haversine_m(lon, lat, [p[1] for p in people], [p[2] for p in people])
         order = np.lexsort((ids, np.round(dist, 3)))[: int(n)]
         if half_deg is not None and (
-            len(order) < int(n) or dist[order[-1]] > _window_reach_m(lat, half_deg)
+            len(order) < int(n) or dist[order[-1]] > window_reach_m(lat, half_deg)
         ):
             continue
         return [(int(ids[i]), float(dist[i])) for i in order]
@@ -112,11 +111,6 @@ def nearest_available(
 
 #: half-widths (degrees) of the windows ``nearest_available`` tries before the whole city
 WINDOWS_DEG = (0.02, 0.08, 0.32)
-
-
-def _window_reach_m(lat: float, half_deg: float) -> float:
-    """Return the metres from the window's centre to its nearest edge (a lower bound)."""
-    return half_deg * 111_000.0 * max(math.cos(math.radians(min(abs(lat) + half_deg, 89.0))), 0.01)
 
 
 def _near_window(lon: float, lat: float, half_deg: float):

@@ -63,7 +63,7 @@ class NotAllowedError(RuleChangeError):
 
 @dataclass
 class ChangeResult:
-    """Return-type of ``change_rule`` / ``approve_change``: what happened to the change."""
+    """What happened to a rule change (``change_rule`` / ``approve_change``)."""
 
     status: str  # applied | pending
     scope: RuleScope

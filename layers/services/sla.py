@@ -4,7 +4,7 @@ Deadlines count working hours on a workday calendar (weekends, public holidays a
 adjusted working weekends 调休 are data: ``layers/data/holidays_cn.json``), except urgent
 cases (priority 1), whose clock runs round the clock. An incident whose escalation time has
 passed moves up one level (grid → community → street → district → city) each time
-``escalate_overdue`` runs; the app runs it periodically (``EscalationLoop``).
+``layers.services.escalation.escalate_overdue`` runs (``next_level`` says which).
 
 All datetimes are timezone-aware; they are stored in UTC and the calendar works in its own
 local time (UTC+8 for China).
@@ -15,15 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from layers.db import Database
 from layers.models import Incident, utcnow
 from layers.services.spatial import ESCALATION_ORDER
 
@@ -33,7 +28,6 @@ CALENDAR_FILE = Path(__file__).resolve().parents[1] / "data" / "holidays_cn.json
 # Working-time deadline = category SLA x factor; priority 1 also runs round the clock.
 PRIORITY_FACTOR = {1: 0.25, 2: 0.5, 3: 1.0, 4: 1.5}
 ROUND_THE_CLOCK_PRIORITIES = frozenset({1})
-OPEN_STATUSES = ("collected", "registered", "dispatched", "handling", "reported")
 _MAX_DAYS = 3660  # never search more than ten years for working time
 
 
@@ -51,7 +45,7 @@ def _parse_hhmm(value: str) -> dt.time:
 
 @dataclass(frozen=True)
 class WorkCalendar:
-    """Return-type of ``load_calendar``: working periods of each day plus holidays and 调休 days.
+    """A working-time calendar (``load_calendar``): each day's working periods, holidays, 调休.
 
     Parameters
     ----------
@@ -246,91 +240,3 @@ def next_level(level: str) -> str | None:
         return ESCALATION_ORDER[1]
     i = ESCALATION_ORDER.index(level)
     return ESCALATION_ORDER[i + 1] if i + 1 < len(ESCALATION_ORDER) else None
-
-
-def escalate_overdue(
-    db: Database | Session,
-    now: dt.datetime | None = None,
-    *,
-    calendar: WorkCalendar | None = None,
-    limit: int = 1000,
-) -> list[int]:
-    """Return the ids of open incidents escalated one level because their time ran out.
-
-    An incident is due for escalation when its ``escalate_at`` (first the deadline, then one
-    more SLA step per level) has passed, its clock is not paused, it is not a merged
-    duplicate and it is below city level. Each escalation is a workflow event by ``system``.
-    """
-    from layers.services import workflow  # workflow imports this module
-
-    now = now or utcnow()
-
-    def run(session: Session) -> list[int]:
-        ids = list(
-            session.execute(
-                select(Incident.id)
-                .where(
-                    Incident.status.in_(OPEN_STATUSES),
-                    Incident.escalate_at.is_not(None),
-                    Incident.escalate_at <= now,
-                    Incident.sla_paused_at.is_(None),
-                    Incident.duplicate_of.is_(None),
-                    Incident.escalation_level != ESCALATION_ORDER[-1],
-                )
-                .order_by(Incident.escalate_at, Incident.id)
-                .limit(limit)
-            ).scalars()
-        )
-        for incident_id in ids:
-            workflow.apply(
-                session,
-                incident_id,
-                "escalate",
-                actor="system",
-                role="system",
-                reason="overdue: escalation time passed",
-                now=now,
-                calendar=calendar,
-            )
-        return ids
-
-    if isinstance(db, Session):
-        done = run(db)
-    else:
-        with db.session() as session:
-            done = run(session)
-    if done:
-        log.info("escalated %s overdue incidents", len(done))
-    return done
-
-
-class EscalationLoop:
-    """A daemon thread that calls ``escalate_overdue`` every ``interval_s`` seconds."""
-
-    def __init__(self, db: Database, interval_s: float = 60.0) -> None:
-        self.db = db
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gridsight-escalation", daemon=True)
-
-    @property
-    def running(self) -> bool:
-        """Return True while the thread runs."""
-        return self._thread.is_alive()
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to stop and wait up to ``timeout`` seconds."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                escalate_overdue(self.db)
-            except Exception:  # noqa: BLE001 - keep the loop alive; the next tick retries
-                log.exception("escalation pass failed")

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from geo.assign import GridIndex
 from layers.db import Database
-from layers.models import AdminArea, Center, Grid, LayerVersion
+from layers.models import VERSIONED_COLUMNS, AdminArea, Center, Grid
 from layers.services import keep_recent
+from layers.services.versions import stamps
 
 LEVEL_OF_CENTER = {"village": "community", "township": "street", "county": "district",
                    "city": "city"}  # fmt: skip
@@ -28,7 +29,7 @@ ESCALATION_ORDER = ("grid", "community", "street", "district", "city")
 
 @dataclass
 class GridLocator:
-    """Return-type of ``locator``: the grid index plus the hierarchy above each grid."""
+    """The cached grid index of one database plus the hierarchy above each grid (``locator``)."""
 
     version: tuple
     grid_ids: np.ndarray  # position -> grid id
@@ -78,17 +79,11 @@ _cache: dict[str, GridLocator] = {}
 _lock = threading.Lock()
 
 
-#: One read of the trigger-kept stamps of the layers the locator is built from (migration 0006).
-_VERSION_QUERY = select(LayerVersion.name, LayerVersion.serial, LayerVersion.token).order_by(
-    LayerVersion.name
-)
-
-
 def _grid_version(s: Session) -> tuple:
-    # The database bumps a layer's row on every write to it (whoever writes, any process), and
-    # draws a new token each time, so a database recreated at the same URL is not mistaken
-    # for the one cached.
-    return tuple(tuple(row) for row in s.execute(_VERSION_QUERY))
+    # The database bumps a layer's stamp on every write to what the locator reads (whoever
+    # writes, any process), and draws a new token each time, so a database recreated at the
+    # same URL is not mistaken for the one cached.
+    return stamps(s, VERSIONED_COLUMNS)
 
 
 @contextmanager

@@ -359,7 +359,7 @@ def set_role_and_scopes(
 
 @dataclass
 class LoginResult:
-    """Return-type of ``authenticate``: ok, the user (when known) and why it failed."""
+    """The outcome of ``authenticate``: ok, the user (when known) and why it failed."""
 
     ok: bool
     user: User | None = None

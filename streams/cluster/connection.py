@@ -141,7 +141,7 @@ def _worker_env() -> dict[str, str]:
 
 
 class RedactionCluster:
-    """Return handles on the fixed pool of named redaction workers of one deployment.
+    """The fixed pool of named redaction workers of one deployment, with handles on each.
 
     Parameters
     ----------

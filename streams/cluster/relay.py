@@ -252,7 +252,7 @@ class _RelayFeed:
 
 
 class RayStreamRelay:
-    """Return redacted frames of cameras running in the redaction cluster (``StreamHub`` API).
+    """A ``StreamHub`` whose cameras run in the redaction cluster: their redacted frames, relayed.
 
     Used by ``dashboard/routes/video.py`` instead of a ``StreamHub`` when a Ray address is
     set. Frames are the worker's JPEG bytes, or a placeholder while it cannot be reached.

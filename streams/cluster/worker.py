@@ -50,7 +50,7 @@ class _Lease:
 
 
 class RedactionWorker:
-    """Return redacted JPEGs of the cameras assigned to this worker process (a Ray actor).
+    """A redaction worker process (a Ray actor) serving redacted JPEGs of its assigned cameras.
 
     Parameters
     ----------

@@ -72,7 +72,7 @@ def _session(threads: int):
 
 
 class CenterFaceDetector:
-    """Return faces found by CenterFace in a BGR frame of any size."""
+    """A face detector running CenterFace (ONNX) on BGR frames of any size."""
 
     label = "face"
     #: Smallest face (px at the detector's input) found reliably: 16 px faces are searched at

@@ -24,7 +24,7 @@ class AnyOfConfig(StrictModel):
 
 
 class AnyOfDetector:
-    """Return the boxes of all member detectors; ready when every member is ready."""
+    """A detector made of others: the boxes of all members; ready when every member is ready."""
 
     def __init__(self, config: AnyOfConfig) -> None:
         self.members = [DETECTORS.create(c) for c in config.detectors]

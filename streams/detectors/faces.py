@@ -20,7 +20,7 @@ class SlimefaceConfig(StrictModel):
 
 
 class SlimefaceDetector:
-    """Return faces found by libfacedetection (input BGR, any size up to ~960 px wide)."""
+    """A face detector running libfacedetection (input BGR, any size up to ~960 px wide)."""
 
     label = "face"
     #: Smallest face (px at the detector's input) found reliably (measured like CenterFace's).

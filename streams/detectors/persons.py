@@ -24,7 +24,7 @@ class HogConfig(StrictModel):
 
 
 class HogPersonDetector:
-    """Return upright people found by HOG (slow: ~100 ms at 640x360 on one core)."""
+    """An upright-person detector using HOG (slow: ~100 ms at 640x360 on one core)."""
 
     label = "person"
 
@@ -64,7 +64,7 @@ class Mog2Config(StrictModel):
 
 
 class Mog2PersonDetector:
-    """Return boxes around moving foreground blobs (stateful: learns the background)."""
+    """A moving-foreground detector (MOG2 background model, stateful): boxes around blobs."""
 
     label = "person"
     #: The background model must learn from every frame, so it runs on whole frames.

@@ -24,7 +24,7 @@ class HaarPlateConfig(StrictModel):
 
 
 class HaarPlateDetector:
-    """Return plate-like boxes (trained on Russian plates: expect low recall on Chinese plates)."""
+    """A licence-plate detector using a Haar cascade (Russian plates: low recall on ours)."""
 
     label = "plate"
 
@@ -69,7 +69,7 @@ _PLATE_HSV = {
 
 
 class ColorPlateDetector:
-    """Return rectangles of plate colour, plate shape and with text-like contrast inside.
+    """A licence-plate detector by plate colour, plate shape and text-like contrast inside.
 
     A classical localiser for GA 36 plates: background colour by HSV threshold, closed
     horizontally over the characters, kept when its aspect ratio and fill look like a plate and

@@ -16,6 +16,8 @@ from bench.operator_city import (
     cell_center,
     open_grid_counts,
 )
+from dashboard.components.heatmap import density_png
+from geo.density import density_image
 from layers.db import Database
 from layers.models import Incident
 from layers.services import mapdata
@@ -184,7 +186,7 @@ def test_cursor_waits_at_an_id_gap_a_transaction_may_still_fill(fresh_city):
 def test_shared_grid_counts_equal_a_fresh_count_and_are_reused(fresh_city, monkeypatch):
     from sqlalchemy import event
 
-    monkeypatch.setattr(mapdata, "TAIL_FRESH_S", 0.0)  # every call sees the newest events
+    monkeypatch.setattr(mapdata.live, "TAIL_FRESH_S", 0.0)  # every call sees the newest events
     from layers.models import IncidentEvent
 
     db, ids = fresh_city
@@ -220,7 +222,7 @@ def test_shared_grid_counts_equal_a_fresh_count_and_are_reused(fresh_city, monke
 def test_shared_event_tail_answers_like_the_database(fresh_city, monkeypatch):
     """Open maps at different cursors get, from the shared tail, what the log itself says."""
     db, _ids = fresh_city
-    monkeypatch.setattr(mapdata, "TAIL_FRESH_S", 1e9)  # refresh only when a map is at its end
+    monkeypatch.setattr(mapdata.live, "TAIL_FRESH_S", 1e9)  # refresh only when a map is at its end
     start = mapdata.last_event_id(db)
     mapdata.changes_since(db, start)  # the first map: the tail starts here
     made = []
@@ -239,7 +241,7 @@ def test_shared_event_tail_answers_like_the_database(fresh_city, monkeypatch):
         for cursor in range(start, first["cursor"]):  # maps at every cursor behind the newest
             got = mapdata.changes_since(db, cursor)
             with db.session() as s:
-                rows, _ = mapdata._fetch_events(s, cursor, 5000)
+                rows, _ = mapdata.live._fetch_events(s, cursor, 5000)
             want_incidents = sorted({r[1] for r in rows})
             assert got["incidents"] == want_incidents and got["cursor"] == (
                 rows[-1][0] if rows else cursor
@@ -290,6 +292,26 @@ def test_kpis_against_manual_count(city):
     assert due and 0 <= k["ontime_rate"] <= k["closure_rate"] <= 1
 
 
+def test_the_map_panel_and_the_kpi_table_give_one_closure_rate(city):
+    """结案率 and 按期结案率 come from ``kpi.closure_rates`` on the map and in the KPI table."""
+    from fractions import Fraction
+
+    from layers.services import kpi
+
+    db, _ = city
+    now = dt.datetime.now(dt.UTC)
+    panel = mapdata.kpis(db, mapdata.parse_filter({"window": "7d"}, scope=Scope.ALL), now)
+    with db.session() as s:  # the same cases: due in the last 7 days, closed by now
+        (row,) = kpi.compute_kpis(s, now - dt.timedelta(days=7), now + dt.timedelta(microseconds=1),
+                                  scope=Scope.ALL)  # fmt: skip
+    assert (row["due"], row["closed"], row["closed_on_time"]) == (
+        panel["due"], panel["closed"], panel["closed_on_time"])  # fmt: skip
+    assert row["closure_rate"] == kpi.as_percent(Fraction(panel["closure_rate"]).limit_denominator(
+        panel["due"]))  # fmt: skip
+    assert panel["closure_rate"] == float(Fraction(row["closed"], row["due"]))
+    assert panel["ontime_rate"] == float(Fraction(row["closed_on_time"], row["due"]))
+
+
 def test_trend_and_hotspots(city):
     db, _ = city
     f = mapdata.parse_filter({"window": "7d"}, scope=Scope.ALL)
@@ -302,6 +324,35 @@ def test_trend_and_hotspots(city):
     hot = mapdata.top_hotspots(db, f, n=3)
     assert [h["count"] for h in hot] == sorted((h["count"] for h in hot), reverse=True)
     assert len(hot[0]["code"]) == 14
+
+
+def test_hotspots_carry_the_gi_star_z_of_their_grid(city):
+    """z is geo.hotspots' Gi* over every grid of the filter's area, with the filter's counts."""
+    import shapely
+
+    from geo.hotspots import hotspots
+    from layers.models import Grid
+
+    db, ids = city
+    now = dt.datetime.now(dt.UTC)
+    with db.session() as s:
+        grids_all = s.execute(select(Grid.id, Grid.geom_wkb).order_by(Grid.id)).all()
+        recent = [r.grid_id for r in s.execute(select(Incident)).scalars()
+                  if r.created_at >= now - dt.timedelta(days=7) and r.grid_id is not None]  # fmt: skip
+    counts = {g: recent.count(g) for g in set(recent)}
+    for area in (None, ids["districts"][0]):
+        f = mapdata.parse_filter({"window": "7d", **({"area_id": area} if area else {})},
+                                 scope=Scope.ALL)  # fmt: skip
+        hot = mapdata.top_hotspots(db, f, now, n=5)
+        grids = grids_all
+        if area is not None:
+            mine = {gid for (col, _row), gid in ids["grids"].items() if col < 4}
+            grids = [g for g in grids if g.id in mine]
+        want = hotspots(shapely.from_wkb([g.geom_wkb for g in grids]),
+                        [counts.get(g.id, 0) for g in grids])  # fmt: skip
+        z = dict(zip([g.id for g in grids], want["gi_z"], strict=True))
+        assert hot and all(h["z"] is not None for h in hot)
+        assert [h["z"] for h in hot] == [pytest.approx(z[h["grid_id"]], abs=1e-3) for h in hot]
 
 
 def test_locate_click_camera_then_grid(city):
@@ -346,11 +397,11 @@ def test_density_peak_and_orientation():
     bounds = (102.70, 25.00, 102.80, 25.10)
     lon = np.full(50, 102.72)
     lat = np.full(50, 25.09)  # north-west corner
-    r = mapdata.density_grid(lon, lat, bounds, (100, 100), bandwidth_m=200)
+    r = density_image(lon, lat, bounds, (100, 100), bandwidth_m=200)
     row, col = np.unravel_index(np.argmax(r), r.shape)
     assert row < 20 and col < 30  # row 0 is the north edge
     assert r.max() == pytest.approx(1.0)
-    png = mapdata.density_png(r)
+    png = density_png(r)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 

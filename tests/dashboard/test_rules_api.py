@@ -124,6 +124,12 @@ def test_invalid_rules_are_refused(plain, url, body):
         ({"targets": ["faces", "plates"]}, "persons"),
         # the face detector swapped for the plate cascade
         ({"targets": FLOOR, "detectors": {"faces": {"type": "haar_plate"}}}, "faces must be"),
+        # the face detector kept but asked for a score it never reaches: face detection off
+        (
+            {"targets": FLOOR, "detectors": {"faces": {"type": "centerface", "threshold": 0.9999}}},
+            "faces: centerface.threshold 0.9999 is above the floor's 0.3",
+        ),
+        ({"targets": FLOOR, "min_face_px": 256}, "min_face_px 256 is above the floor's 16"),
     ],
 )
 def test_rule_below_the_floor_is_refused_naming_the_floor(plain, body, named):
@@ -226,6 +232,56 @@ def test_one_officer_cannot_switch_redaction_off(tmp_path):
     assert "privacy floor" in r.json["error"] and "faces, persons, plates" in r.json["error"]
     eff = client.get("/api/v1/cameras/1/rules").json
     assert set(FLOOR) <= set(eff["config"]["targets"])
+
+
+def test_one_officer_cannot_switch_face_detection_off_by_threshold(tmp_path):
+    """With the two-person rule off (the default), ``faces.threshold`` 0.9999 answered 201."""
+    app = _app(tmp_path)
+    client = app.server.test_client()
+    login(client, app, "privacy_officer")
+    body = {"targets": FLOOR, "detectors": {"faces": {"type": "centerface", "threshold": 0.9999}}}
+    r = client.put("/api/v1/rules/camera/3", json=body, headers=csrf_headers(client))
+    assert r.status_code == 422
+    assert "privacy floor" in r.json["error"] and "centerface.threshold" in r.json["error"]
+    assert r.json["floor"]["limits"]["centerface.threshold"] == 0.3
+    eff = client.get("/api/v1/cameras/3/rules").json
+    assert eff["config"]["detectors"]["faces"]["threshold"] == 0.3
+
+
+def test_a_stored_rule_over_a_limit_is_served_at_the_floor(plain):
+    """A row edited around the API (SQL) with a face threshold that finds nothing is served
+    with the floor's threshold, and the answer says what was raised."""
+    from sqlalchemy import text
+
+    client, ctx = plain
+    assert client.put("/api/v1/rules/camera/3", json={"targets": FLOOR}).status_code == 201
+    weak = {"targets": FLOOR, "detectors": {"faces": {"type": "centerface", "threshold": 0.9999}},
+            "min_face_px": 128}  # fmt: skip
+    with ctx.db.engine.begin() as conn:
+        conn.execute(text("UPDATE redaction_rules SET config = :c"), {"c": json.dumps(weak)})
+    eff = client.get("/api/v1/cameras/3/rules").json
+    assert eff["scope"] == {"kind": "camera", "value": "3"}
+    assert eff["config"]["detectors"]["faces"]["threshold"] == 0.3
+    assert eff["config"]["min_face_px"] == 16
+    assert any("centerface.threshold 0.9999" in why for why in eff["raised_to_floor"])
+    assert rule_service.rules_for_camera(ctx.db, 3).detector_config("faces").threshold == 0.3
+
+
+def test_a_deployment_sets_the_limits(tmp_path):
+    app = _app(tmp_path, privacy_floor_limits={"centerface.threshold": 0.5, "method": "pixelate"})
+    client = app.server.test_client()
+    login(client, app, "privacy_officer")
+    ok = {"targets": FLOOR, "detectors": {"faces": {"type": "centerface", "threshold": 0.45}}}
+    assert (
+        client.put("/api/v1/rules/camera/3", json=ok, headers=csrf_headers(client)).status_code
+        == 201
+    )
+    r = client.put("/api/v1/rules/camera/3", json=dict(ok, method="blur"),
+                   headers=csrf_headers(client))  # fmt: skip
+    assert (
+        r.status_code == 422
+        and "method blur is weaker than the floor's pixelate" in r.json["error"]
+    )
 
 
 @pytest.mark.parametrize("two_person", [True, False])

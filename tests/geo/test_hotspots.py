@@ -65,3 +65,45 @@ def test_constant_counts_and_bad_input():
         hotspots(STRIP, [1, 2, np.nan, 4, 5])
     with pytest.raises(ValueError, match="empty"):
         hotspots([*STRIP, shapely.Polygon()], [1, 2, 3, 4, 5, 6])
+
+
+def test_precomputed_weights_give_the_same_z_and_must_fit():
+    from geo.hotspots import neighbourhood_weights
+
+    w = neighbourhood_weights(STRIP)
+    out = hotspots(STRIP, COUNTS, weights=w)
+    np.testing.assert_allclose(out["gi_z"], EXPECTED_Z, rtol=1e-9)
+    np.testing.assert_allclose(hotspots(STRIP, COUNTS[::-1], weights=w)["gi_z"],
+                               hotspots(STRIP, COUNTS[::-1])["gi_z"], rtol=1e-12)  # fmt: skip
+    with pytest.raises(ValueError, match="weights hold 5 grids, not 4"):
+        hotspots(STRIP[:4], COUNTS[:4], weights=w)
+
+
+@pytest.mark.parametrize("distance_m", [None, 1500.0])
+def test_closed_form_gi_star_equals_esda(distance_m):
+    """The sparse closed form gives esda's G_Local(star=True, transform="B") z-scores."""
+    import warnings
+
+    import esda
+    import libpysal
+
+    rng = np.random.default_rng(3)
+    cells = [shapely.box(116 + i / 100, 39 + j / 100, 116 + (i + 1) / 100, 39 + (j + 1) / 100)
+             for i in range(9) for j in range(7)]  # fmt: skip
+    cells.append(shapely.box(117.0, 40.0, 117.01, 40.01))  # an island far away
+    y = rng.poisson(3, len(cells)).astype(float)
+    y[5] = 40.0
+    frame = gpd.GeoDataFrame(geometry=cells)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if distance_m is None:
+            w = libpysal.weights.Queen.from_dataframe(frame, use_index=False)
+        else:
+            from geo.crs import from_wgs84, local_metric_crs
+
+            c = np.array([g.centroid.coords[0] for g in cells])
+            x_m, y_m = from_wgs84(c[:, 0], c[:, 1], local_metric_crs(c[:, 0], c[:, 1]))
+            w = libpysal.weights.DistanceBand(np.column_stack([x_m, y_m]), threshold=distance_m)
+        want = esda.G_Local(y, w, transform="B", star=True, permutations=0).Zs
+    got = hotspots(cells, y, distance_m=distance_m)["gi_z"].to_numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)

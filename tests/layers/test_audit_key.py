@@ -205,6 +205,20 @@ def test_a_wiped_log_fails_verify_while_the_key_file_exists(tmp_path, wipe):
     assert "edited" not in bad.stdout  # the kept entries are whole: they are keyed from seq 1
 
 
+def test_a_wiped_log_sealed_again_says_so(keyed):
+    """The app restarted on an emptied log seals a new one with the key it finds: verify
+    cannot prove the loss without an anchor, but it says the seal began over an old key."""
+    _fill(keyed, 3)
+    for stmt in WIPES["all rows, head reset"]:
+        _sql(keyed, stmt, genesis=audit.GENESIS)
+    assert not audit.verify(keyed).ok
+    keyed.audit_key.created = False  # a later start: the key file was there already
+    assert audit.ensure_keyed(keyed)
+    report = audit.verify(keyed)
+    assert report.ok and report.keyed_from == 1
+    assert any("seq 1 with a key file that existed before" in n for n in report.notes)
+
+
 def test_an_empty_log_without_a_key_file_is_intact(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
     Database(url).migrate()

@@ -9,7 +9,6 @@ from layers.codes import (
     admin_code_table,
     mask_name,
     mask_phone,
-    strip_url_credentials,
     validate_admin_code,
     validate_gb28181,
     validate_grid_code,
@@ -100,18 +99,3 @@ def test_masking():
     assert mask_phone("") == ""
     assert mask_name("张三丰") == "张**"
     assert mask_name("李") == "李*"
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("rtsp://admin:s3cret@10.1.2.3:554/ch1", "rtsp://***@10.1.2.3:554/ch1"),
-        ("rtsp://10.1.2.3/ch1", "rtsp://10.1.2.3/ch1"),
-        ("http://user@cam.local/mjpg", "http://***@cam.local/mjpg"),
-        ("", ""),
-    ],
-)
-def test_strip_url_credentials(url, expected):
-    out = strip_url_credentials(url)
-    assert out == expected
-    assert "s3cret" not in out and "admin" not in out

@@ -508,7 +508,6 @@ def test_centers_link_to_area_by_location_with_chinese_levels(tmp_path, city_db)
 
 
 def test_incidents_import_goes_through_create_incident(db_backend, tmp_path, city_db):
-    pytest.importorskip("layers.services.incidents")
     frame = pd.DataFrame({
         "lon": [102.62, 102.75, 102.62], "lat": [24.97, 25.0, 24.97],
         "category": ["DISPUTE.NEIGHBOR", "NOPE", "DISPUTE.NEIGHBOR"],

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
+from geo.measure import haversine_m
 from layers.db import Database
 from layers.models import Responder
 from layers.seed import seed_city
-from layers.services import haversine_m, routing
+from layers.services import routing
 from tests.dbs import db_url
 
 

@@ -303,7 +303,7 @@ def test_incidents_routed_and_due_as_the_services_do(demo):
 
 def test_no_escalation_backlog_and_events_logged(demo):
     """The app's escalation loop finds nothing to catch up; every stage has its event."""
-    from layers.services.sla import OPEN_STATUSES
+    from layers.models import OPEN_STATUSES
 
     db, counts = demo
     now = NOW.astimezone(dt.UTC)

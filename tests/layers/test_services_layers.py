@@ -10,6 +10,7 @@ import pytest
 import shapely
 from shapely.geometry import Point, box
 
+from geo.measure import haversine_m
 from layers.db import Database
 from layers.models import AdminArea, Camera, Center, Grid, Incident, Responder
 from layers.services import (
@@ -20,7 +21,6 @@ from layers.services import (
     centers,
     check_bbox,
     grids,
-    haversine_m,
     responders,
     to_geojson,
 )
@@ -189,6 +189,46 @@ def test_public_dict_never_contains_the_stream_credentials(db):
     for row in cameras.list_cameras(db, scope=Scope.ALL):
         assert "hunter2" not in row["stream_url"]
     assert "hunter2" not in "".join(cameras.read_gdf(db, scope=Scope.ALL).stream_url)
+
+
+SECRET_URLS = [
+    "rtsp://admin:Hunter2pw@10.1.2.3:554/Streaming/Channels/101",
+    "rtsp://viewer@10.1.2.4/live",
+    "http://10.1.2.5/snap.jpg?token=Hunter2tk&channel=1",
+    "rtsp://10.1.2.6/h264?user=admin&password=Hunter2pw&subtype=0",
+    "http://10.1.2.7/mjpg?api_key=Hunter2ak;pwd=Hunter2pd",
+    "https://cdn.example/cam8.m3u8?X-Amz-Signature=Hunter2sg&access_token=Hunter2at",
+    "http://10.1.2.9/video#auth=Hunter2fr",
+]
+
+
+def test_a_camera_listing_never_shows_userinfo_or_secret_parameters(db, tmp_path):
+    """Every way cameras are listed (dict, list, GeoDataFrame, export file) is scrubbed."""
+    from layers.io import export_layer
+
+    with db.session() as s:
+        for i, url in enumerate(SECRET_URLS):
+            s.add(Camera(gb_id=f"5301020000132{i + 10:07d}", name=f"密{i}", cls=1,
+                         lon=102.62, lat=24.97, stream_url=url))  # fmt: skip
+    shown = [
+        json.dumps(cameras.list_cameras(db, scope=Scope.ALL), default=str, ensure_ascii=False),
+        json.dumps(to_geojson(cameras.read_gdf(db, scope=Scope.ALL)), ensure_ascii=False),
+        json.dumps(
+            [
+                cameras.public_dict(cameras.get_camera(db, f"5301020000132{i + 10:07d}"))
+                for i in range(len(SECRET_URLS))
+            ],
+            default=str,
+        ),  # fmt: skip
+    ]
+    export_layer(db, "cameras", tmp_path / "cams.csv")
+    shown.append((tmp_path / "cams.csv").read_text(encoding="utf-8-sig"))
+    for text in shown:
+        assert "Hunter2" not in text and "admin:" not in text and "viewer@" not in text
+    listed = {c["name"]: c["stream_url"] for c in cameras.list_cameras(db, scope=Scope.ALL)}
+    assert listed["密0"] == "rtsp://***@10.1.2.3:554/Streaming/Channels/101"
+    assert listed["密2"] == "http://10.1.2.5/snap.jpg?token=***&channel=1"
+    assert listed["密3"] == "rtsp://10.1.2.6/h264?user=admin&password=***&subtype=0"
 
 
 def test_cameras_filters_and_counts(db):

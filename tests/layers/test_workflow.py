@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bench.incident_city import grid_center
 from layers.models import INCIDENT_STATUSES, Incident, IncidentEvent
-from layers.services import NotFoundError, sla, workflow
+from layers.services import NotFoundError, escalation, sla, workflow
 from layers.services import incidents as svc
 from tests.dbs import new_db
 
@@ -101,8 +101,8 @@ def test_escalate_overdue_climbs_one_level_per_step(db):
     iid = new_incident(db, 1, 0, category="ENV")  # grid level, 48 working hours
     with db.session() as s:
         due = s.get(Incident, iid).due_at
-    assert sla.escalate_overdue(db, due - dt.timedelta(minutes=1)) == []
-    assert iid in sla.escalate_overdue(db, due + dt.timedelta(minutes=1))
+    assert escalation.escalate_overdue(db, due - dt.timedelta(minutes=1)) == []
+    assert iid in escalation.escalate_overdue(db, due + dt.timedelta(minutes=1))
     with db.session() as s:
         row = s.get(Incident, iid)
         assert row.escalation_level == "community"
@@ -111,8 +111,8 @@ def test_escalate_overdue_climbs_one_level_per_step(db):
         nxt = row.escalate_at
         assert nxt > due
     # running again right away does nothing; after the next step it climbs once more
-    assert iid not in sla.escalate_overdue(db, due + dt.timedelta(minutes=2))
-    assert iid in sla.escalate_overdue(db, nxt + dt.timedelta(seconds=1))
+    assert iid not in escalation.escalate_overdue(db, due + dt.timedelta(minutes=2))
+    assert iid in escalation.escalate_overdue(db, nxt + dt.timedelta(seconds=1))
     with db.session() as s:
         row = s.get(Incident, iid)
         assert row.escalation_level == "street"
@@ -131,7 +131,7 @@ def test_pause_resume_moves_deadline_by_paused_working_time(db):
         due0 = s.get(Incident, iid).due_at
         workflow.apply(s, iid, "pause", now=MONDAY_10 + dt.timedelta(hours=1), **D)
     # paused clocks never escalate
-    assert iid not in sla.escalate_overdue(db, due0 + dt.timedelta(days=30))
+    assert iid not in escalation.escalate_overdue(db, due0 + dt.timedelta(days=30))
     with db.session() as s:
         # paused Monday 11:00 .. Tuesday 11:00 = 8 working hours
         workflow.apply(s, iid, "resume", now=MONDAY_10 + dt.timedelta(hours=25), **D)
@@ -244,7 +244,7 @@ def test_escalation_loop_escalates_in_the_background(db):
         iid = svc.create_incident(
             s, {"lon": lon, "lat": lat, "category": "ENV", "occurred_at": old.isoformat()}
         ).id
-    loop = sla.EscalationLoop(db, interval_s=0.1)
+    loop = escalation.EscalationLoop(db, interval_s=0.1)
     loop.start()
     try:
         deadline = time.monotonic() + 10
@@ -276,3 +276,64 @@ def test_same_problem_is_never_dispatched_twice(db):
     with db.session() as s:  # the dispatcher judges it a different problem: allowed, logged
         row = workflow.apply(s, b, "dispatch", distinct=True, reason="two different piles", **D)
         assert row.status == "dispatched"
+
+
+def test_an_action_is_its_table_row_and_handler(db, monkeypatch):
+    """``apply`` has no per-action branches: a row added to ACTIONS is a working action."""
+    seen = []
+
+    def note(t: workflow.Transition) -> None:
+        seen.append((t.row.id, t.options.reason))
+        t.explain("(noted)")
+
+    extra = workflow.Action("note", frozenset(workflow.OPEN_STATUSES), None,
+                            workflow.DISPATCH_ROLES, "备注", note)  # fmt: skip
+    monkeypatch.setitem(workflow.ACTIONS, "note", extra)
+    iid = new_incident(db)
+    with db.session() as s:
+        row = workflow.apply(s, iid, "note", reason="called the reporter", **D)
+        assert row.status == "collected"
+    assert seen == [(iid, "called the reporter")]
+    with db.session() as s:
+        assert workflow.history(s, iid)[-1]["reason"] == "called the reporter (noted)"
+    with db.session() as s, pytest.raises(workflow.TransitionError, match="assignee_id: only"):
+        workflow.apply(s, iid, "note", assignee_id=1, **D)
+
+
+def test_an_unknown_option_is_refused_by_name(db):
+    iid = new_incident(db)
+    with db.session() as s, pytest.raises(workflow.TransitionError, match="^hurry: not an action"):
+        workflow.apply(s, iid, "register", hurry=True, **D)
+
+
+def test_workflow_sla_and_duplicates_import_no_circle():
+    """The SLA clock and the duplicate search sit below the workflow; escalation above it."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(workflow.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        deps = graph.setdefault(path.stem, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # lazy ones too
+            if isinstance(node, ast.ImportFrom) and node.module == "layers.services":
+                deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "layers.services."
+            ):
+                deps.add(node.module.split(".")[2])
+    graph = {k: {d for d in v if d in graph and d != k} for k, v in graph.items()}
+
+    def reaches(start: str, goal: str) -> bool:
+        todo, seen = [start], set()
+        while todo:
+            for d in graph[todo.pop()] - seen:
+                if d == goal:
+                    return True
+                seen.add(d)
+                todo.append(d)
+        return False
+
+    for module in ("workflow", "sla", "duplicates"):
+        assert not reaches(module, module), f"{module} imports itself through a circle"
+    assert reaches("escalation", "workflow") and not reaches("sla", "workflow")

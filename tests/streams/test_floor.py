@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from streams.floor import DEFAULT_FLOOR, PrivacyFloor, detector_at_least, lowering_reasons
+from streams.floor import (
+    DEFAULT_FLOOR,
+    FloorError,
+    PrivacyFloor,
+    detector_at_least,
+    floor_from_env,
+    lowering_reasons,
+)
 from streams.rules import RedactionRules
 
 FLOOR = ["faces", "persons", "plates"]
@@ -218,3 +225,111 @@ def test_a_bad_floor_setting_names_the_variable(monkeypatch, name, value, says):
     with pytest.raises(FloorError, match=says) as err:
         floor_from_env()
     assert name in str(err.value) and "\n" not in str(err.value)
+
+
+# -- limits: how weakly a rule's detectors may look -------------------------------------------
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (
+            {"detectors": {"faces": {"type": "centerface", "threshold": 0.9999}}},
+            "faces: centerface.threshold 0.9999 is above the floor's 0.3",
+        ),
+        ({"min_face_px": 64}, "min_face_px 64 is above the floor's 16"),
+        (
+            {"detectors": {"persons": {"type": "mog2", "min_area": 0.2}}},
+            "persons: mog2.min_area 0.2 is above the floor's 0.0008",
+        ),
+        (
+            {"detectors": {"persons": {"type": "hog", "min_person_height": 400}}},
+            "persons: hog.min_person_height 400 is above the floor's 96",
+        ),
+        (  # a combined detector is judged member by member
+            {
+                "detectors": {
+                    "plates": {
+                        "type": "any_of",
+                        "detectors": [
+                            {"type": "color_plate", "min_width": 300},
+                            {"type": "haar_plate"},
+                        ],
+                    }
+                }
+            },
+            "plates: color_plate.min_width 300 is above the floor's 20",
+        ),  # fmt: skip
+    ],
+)
+def test_a_detector_looking_more_weakly_than_the_limits_is_below_the_floor(change, problem):
+    r = rules(**change)
+    assert problem in DEFAULT_FLOOR.violations(r)
+    with pytest.raises(FloorError, match="GRIDSIGHT_PRIVACY_FLOOR_LIMITS") as err:
+        DEFAULT_FLOOR.check(r)
+    assert problem in str(err.value)
+    raised, why = DEFAULT_FLOOR.raise_rules(r)
+    assert problem in why and DEFAULT_FLOOR.violations(raised) == []
+    assert raised.method == r.method and raised.strength == r.strength
+
+
+def test_a_stored_threshold_above_the_floor_is_served_at_the_floor():
+    weak = rules(detectors={"faces": {"type": "centerface", "threshold": 0.9999, "nms_iou": 0.5}})
+    raised, _ = DEFAULT_FLOOR.raise_rules(weak)
+    faces = raised.detector_config("faces")
+    assert (faces.type, faces.threshold, faces.nms_iou) == ("centerface", 0.3, 0.5)
+
+
+def test_at_or_within_the_limits_is_at_the_floor():
+    assert DEFAULT_FLOOR.violations(rules(
+        min_face_px=8, method="blur", strength=0.0, margin=0.0,
+        detectors={"faces": {"type": "centerface", "threshold": 0.1}},
+    )) == []  # fmt: skip
+
+
+def test_limits_are_configurable_and_validated():
+    strict = PrivacyFloor(
+        limits={"method": "pixelate", "strength": 0.6, "centerface.threshold": 0.5}
+    )
+    assert strict.limits["min_face_px"] == DEFAULT_FLOOR.limits["min_face_px"]  # unset: built-in
+    assert (
+        strict.violations(rules(detectors={"faces": {"type": "centerface", "threshold": 0.4}}))
+        == []
+    )
+    weak = rules(method="blur", strength=0.2, margin=0.0)
+    assert strict.violations(weak) == [
+        "method blur is weaker than the floor's pixelate",
+        "strength 0.2 is below the floor's 0.6",
+    ]
+    raised, _ = strict.raise_rules(weak)
+    assert (raised.method, raised.strength, raised.margin) == ("pixelate", 0.6, 0.0)
+    assert strict.fingerprint() != DEFAULT_FLOOR.fingerprint()
+    assert PrivacyFloor.model_validate(strict.model_dump(mode="json")) == strict
+    for bad, named in [
+        ({"faces.size": 1}, "unknown keys"),
+        ({"centerface.threshold": 2}, "less than 1"),
+        ({"method": "swirl"}, "limits\\[method\\]"),
+        ({"min_face_px": "x"}, "number"),
+    ]:
+        with pytest.raises(ValidationError, match=named):
+            PrivacyFloor(limits=bad)
+
+
+def test_the_cli_floor_reads_the_limits(monkeypatch):
+    """``floor_from_env`` (the redact CLI) applies the same limits as the web app's settings."""
+    from layers.settings import load_settings
+
+    monkeypatch.delenv("GRIDSIGHT_PRIVACY_FLOOR_LIMITS", raising=False)
+    assert floor_from_env().limits == DEFAULT_FLOOR.limits
+    over = rules(detectors={"faces": {"type": "centerface", "threshold": 0.9999}})
+    with pytest.raises(FloorError, match="centerface.threshold 0.9999"):
+        floor_from_env().check(over)
+    monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_LIMITS", '{"centerface.threshold": 0.2}')
+    env_floor = floor_from_env()
+    assert env_floor.limits["centerface.threshold"] == 0.2
+    assert (
+        env_floor
+        == load_settings({}, privacy_floor_limits={"centerface.threshold": 0.2}).privacy.floor()
+    )
+    for value in ("{not json", '{"faces.size": 1}'):
+        monkeypatch.setenv("GRIDSIGHT_PRIVACY_FLOOR_LIMITS", value)
+        with pytest.raises(FloorError, match="GRIDSIGHT_PRIVACY_FLOOR_LIMITS"):
+            floor_from_env()

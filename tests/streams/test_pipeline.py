@@ -16,7 +16,7 @@ def _frame(seed=0, h=240, w=320):
 
 
 class ScriptedDetector:
-    """Return boxes from a script; raise when told to; count calls."""
+    """A detector playing a script of boxes; raises when told to; counts calls."""
 
     def __init__(self, boxes=(), fail=False, ready=True):
         self.boxes = list(boxes)

@@ -184,3 +184,19 @@ def test_config_repr_hides_urls_with_credentials():
         StillSourceConfig(url=f"http://a:{SECRET}@h/x.jpg"),
     ):
         assert SECRET not in repr(cfg) and SECRET not in str(cfg)
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        (f"http://h/x?api_key={SECRET}&channel=1", "http://h/x?api_key=***&channel=1"),
+        (f"http://h/x?a=1;pwd={SECRET}", "http://h/x?a=1;pwd=***"),
+        (f"https://h/x.m3u8?X-Amz-Signature={SECRET}", "https://h/x.m3u8?X-Amz-Signature=***"),
+        (f"http://h/x#access_token={SECRET}&state=1", "http://h/x#access_token=***&state=1"),
+        (f"http://h/x?pass%77ord={SECRET}", "http://h/x?pass%77ord=***"),
+        ("rtsp://h/x?channel=1&subtype=0", "rtsp://h/x?channel=1&subtype=0"),
+    ],
+)
+def test_redact_url_finds_secret_parameters_by_name(url, expected):
+    assert redact_url(url) == expected
+    assert SECRET not in scrub_text(f"opening {url} failed")
