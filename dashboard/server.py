@@ -6,8 +6,9 @@ API, login and ``/healthz``, and ``GRIDSIGHT_STREAM_THREADS`` for the requests t
 a thread for long (MJPEG views, snapshots waiting for a camera, live event streams). A
 request goes to its pool by path before any application code runs, so however many viewers
 hang on dead cameras, pages and health checks find a free thread. Stream connections also
-get small output buffers, so a slow viewer is never more than about a second behind (it gets
-the newest frame when it can take one; the frames in between are dropped). More workers run gunicorn programmatically: a master process that
+get small output buffers, so a slow viewer's delay is bounded by what those buffers hold
+rather than growing (it gets the newest frame when it can take one; the frames in between
+are dropped). More workers run gunicorn programmatically: a master process that
 migrates and seeds once, then forks ``workers`` processes of the ``gthread`` worker class
 with ``GRIDSIGHT_THREADS`` threads each, bound to ``GRIDSIGHT_HOST:GRIDSIGHT_PORT``. Every
 worker builds its own app with ``create_app`` (its own database pool, event-bus consumer
